@@ -1,0 +1,510 @@
+//! The device: connect, addresses, lookups, auth state, sockets and shutdown.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use napi_derive::napi;
+use tailscale::{AuthState as CrateAuthState, Config};
+use tokio_util::sync::CancellationToken;
+
+use crate::address::{self, parse_ip, socket_addr};
+use crate::error::{self, Code, Failure, Result, SocketOp, from_device, from_netstack};
+use crate::keys::{self, OnBadFormat};
+use crate::node_info::NodeInfo;
+use crate::ports::{PortTable, Protocol};
+use crate::tcp::{TcpListener, TcpStream};
+use crate::udp::UdpSocket;
+
+/// How to join the tailnet. Every field is optional.
+#[napi(object)]
+#[derive(Default)]
+pub struct ConnectOptions {
+    /// Key file: created with mode 0600 when missing; never overwritten unless
+    /// `overwriteBadKeyFile` is set (the invalid file is then kept as `<name>.invalid`).
+    pub key_file: Option<String>,
+    pub overwrite_bad_key_file: Option<bool>,
+    /// In-memory key state, as the JSON a key file holds (see `generateKeyState`). Without a key
+    /// file or key state the device gets a fresh identity that is not saved.
+    pub key_state: Option<String>,
+    pub auth_key: Option<String>,
+    /// Control server URL; default `https://controlplane.tailscale.com/`.
+    pub control_url: Option<String>,
+    /// Requested hostname; default: the OS hostname.
+    pub hostname: Option<String>,
+    /// ACL tags to request, each `tag:<name>`.
+    pub tags: Option<Vec<String>>,
+    /// Remove the node from the tailnet soon after it goes offline.
+    pub ephemeral: Option<bool>,
+    /// Sent to control as `Hostinfo.App` ("tailscale-rs (<clientName>)").
+    pub client_name: Option<String>,
+    /// Give up with `CONTROL_UNREACHABLE` when control has not completed the handshake within
+    /// this many milliseconds. Default: wait as long as the crate does (forever).
+    pub connect_timeout_ms: Option<f64>,
+}
+
+/// Whether this device may join the tailnet.
+#[napi(object)]
+pub struct AuthState {
+    pub authorized: bool,
+    /// When not authorized: the URL where a person can approve this device.
+    pub login_url: Option<String>,
+}
+
+struct Shared {
+    device: Mutex<Option<Arc<tailscale::Device>>>,
+    token: CancellationToken,
+    ports: Arc<PortTable>,
+    shutdown_result: tokio::sync::OnceCell<bool>,
+    /// Set once control has given the device an address.
+    registered: AtomicBool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for Shared {
+    /// A safety net for a device that was garbage-collected without `shutdown()`: stop it in
+    /// the background so an ephemeral node still leaves the tailnet. Never blocks.
+    fn drop(&mut self) {
+        let taken = self.device.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(device) = taken.and_then(|device| Arc::try_unwrap(device).ok()) {
+            self.runtime.spawn(async move {
+                device.shutdown(Some(Duration::from_secs(5))).await;
+            });
+        }
+    }
+}
+
+/// A Tailscale device inside this process.
+#[napi]
+pub struct Device {
+    shared: Arc<Shared>,
+}
+
+struct Prepared {
+    config: Config,
+    auth_key: Option<String>,
+    connect_timeout: Option<Duration>,
+}
+
+fn prepare(options: ConnectOptions) -> Result<Prepared> {
+    let mut config = Config::default();
+
+    if let Some(url) = &options.control_url {
+        config.control_server_url = parse_control_url(url)?;
+    }
+
+    let hostname = match options.hostname {
+        Some(name) => {
+            address::validate_hostname("hostname", &name)?;
+            name
+        }
+        None => address::os_hostname(),
+    };
+    config.requested_hostname = Some(hostname);
+
+    let tags = options.tags.unwrap_or_default();
+    for (index, tag) in tags.iter().enumerate() {
+        address::validate_tag(&format!("tags[{index}]"), tag)?;
+    }
+    config.requested_tags = tags;
+    config.ephemeral = options.ephemeral.unwrap_or(false);
+
+    if let Some(name) = options.client_name {
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            return Err(Failure::invalid("clientName", name, "must be non-empty printable text"));
+        }
+        config.client_name = Some(name);
+    }
+
+    let auth_key = match options.auth_key {
+        Some(key) if key.trim().is_empty() => {
+            return Err(Failure::invalid_secret("authKey", "must not be empty (omit it to log in interactively)"));
+        }
+        Some(key) if key.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            return Err(Failure::invalid_secret("authKey", "must not contain whitespace"));
+        }
+        other => other,
+    };
+
+    config.key_state = match (options.key_file, options.key_state) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::invalid_secret("keyState", "give either keyFile or keyState, not both"));
+        }
+        (Some(path), None) => {
+            if path.is_empty() {
+                return Err(Failure::invalid("keyFile", path, "must be a file path"));
+            }
+            let on_bad = if options.overwrite_bad_key_file.unwrap_or(false) {
+                OnBadFormat::Overwrite
+            } else {
+                OnBadFormat::Error
+            };
+            keys::load_or_create(&PathBuf::from(path), on_bad)?
+        }
+        (None, Some(json)) => keys::from_json(&json)?,
+        (None, None) => keys::generate(),
+    };
+
+    let connect_timeout = match options.connect_timeout_ms {
+        None => None,
+        Some(ms) if ms.is_finite() && ms > 0.0 => Some(Duration::from_millis(ms as u64)),
+        Some(ms) => return Err(Failure::invalid("connectTimeoutMs", ms, "must be a positive number of milliseconds")),
+    };
+
+    Ok(Prepared {
+        config,
+        auth_key,
+        connect_timeout,
+    })
+}
+
+fn parse_control_url(text: &str) -> Result<url::Url> {
+    let url = url::Url::parse(text).map_err(|e| Failure::invalid("controlUrl", text, &format!("not a URL ({e})")))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Failure::invalid("controlUrl", text, "needs a host"));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if cfg!(feature = "local-tailnet") => Ok(url),
+        "http" => Err(Failure::invalid(
+            "controlUrl",
+            text,
+            "plain http control servers need the addon built with the local-tailnet feature (tests only); use https",
+        )),
+        _ => Err(Failure::invalid("controlUrl", text, "must be an http or https URL")),
+    }
+}
+
+impl Device {
+    fn device(&self) -> Result<Arc<tailscale::Device>> {
+        self.shared
+            .device
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Failure::device_closed("device"))
+    }
+
+    /// Runs one crate call, failing fast with `DEVICE_CLOSED` if the device closes meanwhile.
+    async fn call<T, Fut>(&self, what: &str, call: impl FnOnce(Arc<tailscale::Device>) -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, tailscale::Error>>,
+    {
+        let device = self.device()?;
+        let token = self.shared.token.clone();
+        tokio::select! {
+            biased;
+            () = token.cancelled() => Err(Failure::device_closed("device")),
+            result = call(device) => result.map_err(|e| self.device_failure(e, what)),
+        }
+    }
+
+    fn device_failure(&self, error: tailscale::Error, what: &str) -> Failure {
+        if self.shared.token.is_cancelled() {
+            return Failure::device_closed("device");
+        }
+        // The crate stops its control actor when registration is rejected and only logs why;
+        // callers then see the actor gone. Before any address was assigned that means control
+        // turned the device away.
+        if error == tailscale::Error::Internal(tailscale::InternalErrorKind::Actor)
+            && !self.shared.registered.load(Ordering::Acquire)
+        {
+            return Failure::new(
+                Code::NotAuthorized,
+                format!("{what}: control rejected this device's registration (is the auth key valid?)"),
+            );
+        }
+        from_device(error, what)
+    }
+
+    fn mark_registered(&self) {
+        self.shared.registered.store(true, Ordering::Release);
+    }
+}
+
+#[napi]
+impl Device {
+    /// Joins the tailnet. Resolves once the control server has been reached (not once the device
+    /// has an address: await `ipv4()` for that).
+    #[napi(factory)]
+    pub async fn connect(options: Option<ConnectOptions>) -> napi::Result<Device> {
+        let prepared = prepare(options.unwrap_or_default())?;
+        error::check_experiment_acknowledged()?;
+        let control = prepared.config.control_server_url.clone();
+        let deadline = prepared.connect_timeout.map(|t| tokio::time::Instant::now() + t);
+        probe_control(&control, deadline).await?;
+        let create = tailscale::Device::new(&prepared.config, prepared.auth_key);
+        let created = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, create).await.map_err(|_| {
+                Failure::new(
+                    Code::ControlUnreachable,
+                    format!("connect: the control server at {control} did not complete the handshake in time"),
+                )
+            })?,
+            None => create.await,
+        };
+        let device = created.map_err(|e| from_device(e, "connect"))?;
+        Ok(Device {
+            shared: Arc::new(Shared {
+                device: Mutex::new(Some(Arc::new(device))),
+                token: CancellationToken::new(),
+                ports: Arc::new(PortTable::default()),
+                shutdown_result: tokio::sync::OnceCell::new(),
+                registered: AtomicBool::new(false),
+                runtime: tokio::runtime::Handle::current(),
+            }),
+        })
+    }
+
+    /// This device's IPv4 tailnet address. Waits for the first network map.
+    #[napi]
+    pub async fn ipv4(&self) -> napi::Result<String> {
+        let ip = self.call("ipv4", |d| async move { d.ipv4_addr().await }).await?;
+        self.mark_registered();
+        Ok(ip.to_string())
+    }
+
+    /// This device's IPv6 tailnet address. Waits for the first network map.
+    #[napi]
+    pub async fn ipv6(&self) -> napi::Result<String> {
+        let ip = self.call("ipv6", |d| async move { d.ipv6_addr().await }).await?;
+        self.mark_registered();
+        Ok(ip.to_string())
+    }
+
+    /// This device's own node. Waits for the first network map.
+    #[napi]
+    pub async fn self_node(&self) -> napi::Result<NodeInfo> {
+        let node = self.call("selfNode", |d| async move { d.self_node().await }).await?;
+        self.mark_registered();
+        Ok(NodeInfo::from(&node))
+    }
+
+    /// Whether control has authorized this device, or where a person can log it in.
+    /// Waits until control has answered the registration.
+    #[napi]
+    pub async fn auth_state(&self) -> napi::Result<AuthState> {
+        let state = self.call("authState", |d| async move { d.is_authorized().await }).await?;
+        Ok(match state {
+            CrateAuthState::Authorized => {
+                self.mark_registered();
+                AuthState {
+                    authorized: true,
+                    login_url: None,
+                }
+            }
+            CrateAuthState::NotAuthorized(url) => AuthState {
+                authorized: false,
+                login_url: Some(url.to_string()),
+            },
+        })
+    }
+
+    /// A peer by bare hostname or fully qualified name (a trailing dot is allowed).
+    #[napi]
+    pub async fn peer_by_name(&self, name: String) -> napi::Result<Option<NodeInfo>> {
+        if name.trim_end_matches('.').is_empty() {
+            return Err(Failure::invalid("name", name, "must be a hostname or FQDN").into());
+        }
+        let peer = self
+            .call("peerByName", |d| async move { d.peer_by_name(&name).await })
+            .await?;
+        Ok(peer.as_ref().map(NodeInfo::from))
+    }
+
+    /// The peer that owns a tailnet IP.
+    #[napi]
+    pub async fn peer_by_ip(&self, ip: String) -> napi::Result<Option<NodeInfo>> {
+        let ip = parse_ip("ip", &ip)?;
+        let peer = self
+            .call("peerByIp", |d| async move { d.peer_by_tailnet_ip(ip).await })
+            .await?;
+        Ok(peer.as_ref().map(NodeInfo::from))
+    }
+
+    /// The peers whose accepted routes are the most specific match for `ip`.
+    #[napi]
+    pub async fn peers_with_route(&self, ip: String) -> napi::Result<Vec<NodeInfo>> {
+        let ip = parse_ip("ip", &ip)?;
+        let peers = self
+            .call("peersWithRoute", |d| async move { d.peers_with_route(ip).await })
+            .await?;
+        Ok(peers.iter().map(NodeInfo::from).collect())
+    }
+
+    /// Listens for TCP connections on one of this device's tailnet addresses.
+    #[napi]
+    pub async fn tcp_listen(&self, ip: String, port: f64) -> napi::Result<TcpListener> {
+        let addr = socket_addr("ip", &ip, "port", port, false)?;
+        let lease = self.shared.ports.claim(Protocol::Tcp, addr)?;
+        let device = self.device()?;
+        let listener = tokio::select! {
+            biased;
+            () = self.shared.token.cancelled() => return Err(Failure::device_closed("device").into()),
+            listener = device.tcp_listen(addr) => listener.map_err(|e| self.device_failure(e, "tcpListen"))?,
+        };
+        Ok(TcpListener::new(listener, &self.shared.token, lease))
+    }
+
+    /// Opens a TCP connection to a tailnet address. Waits for this device's own address first.
+    #[napi]
+    pub async fn tcp_connect(&self, ip: String, port: f64) -> napi::Result<TcpStream> {
+        let remote = socket_addr("ip", &ip, "port", port, false)?;
+        let device = self.device()?;
+        let stream = tokio::select! {
+            biased;
+            () = self.shared.token.cancelled() => return Err(Failure::device_closed("device").into()),
+            stream = device.tcp_connect(remote) => stream.map_err(|e| match e {
+                tailscale::Error::ConnectionReset => from_netstack(tailscale::netstack::Error::ConnectionReset, SocketOp::Connect),
+                other => self.device_failure(other, "tcpConnect"),
+            })?,
+        };
+        self.mark_registered();
+        Ok(TcpStream::new(stream, self.shared.token.child_token()))
+    }
+
+    /// Binds a UDP socket on one of this device's tailnet addresses (port 1..65535).
+    #[napi]
+    pub async fn udp_bind(&self, ip: String, port: f64) -> napi::Result<UdpSocket> {
+        let addr = socket_addr("ip", &ip, "port", port, false)?;
+        let lease = self.shared.ports.claim(Protocol::Udp, addr)?;
+        let device = self.device()?;
+        let socket = tokio::select! {
+            biased;
+            () = self.shared.token.cancelled() => return Err(Failure::device_closed("device").into()),
+            socket = device.udp_bind(addr) => socket.map_err(|e| self.device_failure(e, "udpBind"))?,
+        };
+        Ok(UdpSocket::new(socket, &self.shared.token, lease))
+    }
+
+    /// Whether `shutdown()` has been called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.shared.token.is_cancelled()
+    }
+
+    /// Stops the device and closes its sockets. Resolves `true` when it stopped gracefully within
+    /// `timeoutMs` (default 5000); otherwise it is stopped forcibly and resolves `false`.
+    /// Calling it again returns the first result.
+    #[napi]
+    pub async fn shutdown(&self, timeout_ms: Option<f64>) -> napi::Result<bool> {
+        let timeout = match timeout_ms {
+            None => Duration::from_secs(5),
+            Some(ms) if ms.is_finite() && ms >= 0.0 => Duration::from_millis(ms as u64),
+            Some(ms) => return Err(Failure::invalid("timeoutMs", ms, "must be a finite number of milliseconds >= 0").into()),
+        };
+        let shared = Arc::clone(&self.shared);
+        let graceful = self
+            .shared
+            .shutdown_result
+            .get_or_init(|| async move {
+                shared.token.cancel();
+                shared.ports.clear();
+                let taken = shared.device.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match taken {
+                    Some(device) => stop(device, timeout).await,
+                    None => true,
+                }
+            })
+            .await;
+        Ok(*graceful)
+    }
+}
+
+/// The crate's first control dial happens inside an actor whose failure is only logged, after
+/// which `Device::new` never returns. A plain TCP connection first turns the common case (nobody
+/// listening, no route, unknown host) into an immediate, typed error.
+async fn probe_control(url: &url::Url, deadline: Option<tokio::time::Instant>) -> Result<()> {
+    let unreachable = |why: String| {
+        Failure::new(Code::ControlUnreachable, format!("connect: cannot reach the control server at {url}: {why}"))
+    };
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let dial = tokio::net::TcpStream::connect((host, port));
+    let dialed = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, dial)
+            .await
+            .map_err(|_| unreachable("timed out".to_string()))?,
+        None => dial.await,
+    };
+    dialed.map(drop).map_err(|e| unreachable(e.to_string()))
+}
+
+/// Waits (within the timeout) for calls that still hold the device to let go, then shuts it down.
+async fn stop(mut device: Arc<tailscale::Device>, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match Arc::try_unwrap(device) {
+            Ok(owned) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                return owned.shutdown(Some(left)).await;
+            }
+            Err(shared) if Instant::now() < deadline => {
+                device = shared;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ConnectOptions {
+        ConnectOptions::default()
+    }
+
+    fn failure(options: ConnectOptions) -> Failure {
+        match prepare(options) {
+            Err(failure) => failure,
+            Ok(_) => panic!("options should have been rejected"),
+        }
+    }
+
+    #[test]
+    fn defaults_use_os_hostname_and_fresh_keys() {
+        let prepared = prepare(options()).unwrap();
+        assert_eq!(prepared.config.requested_hostname, Some(address::os_hostname()));
+        assert!(!prepared.config.ephemeral);
+        assert!(prepared.auth_key.is_none());
+    }
+
+    #[test]
+    fn bad_inputs_name_the_field() {
+        let cases = [
+            (ConnectOptions { control_url: Some("not a url".into()), ..options() }, "controlUrl:"),
+            (ConnectOptions { control_url: Some("ftp://x".into()), ..options() }, "controlUrl:"),
+            (ConnectOptions { hostname: Some("bad host".into()), ..options() }, "hostname:"),
+            (ConnectOptions { tags: Some(vec!["tag:ok".into(), "nope".into()]), ..options() }, "tags[1]:"),
+            (ConnectOptions { auth_key: Some(" ".into()), ..options() }, "authKey:"),
+            (ConnectOptions { client_name: Some("".into()), ..options() }, "clientName:"),
+            (ConnectOptions { key_state: Some("{}".into()), ..options() }, "keyState:"),
+            (
+                ConnectOptions { key_file: Some("/tmp/x".into()), key_state: Some("{}".into()), ..options() },
+                "keyState:",
+            ),
+        ];
+        for (options, prefix) in cases {
+            let failure = failure(options);
+            assert_eq!(failure.code, Code::InvalidArgument);
+            assert!(failure.message.starts_with(prefix), "{} should start with {prefix}", failure.message);
+        }
+    }
+
+    #[test]
+    fn auth_key_is_never_echoed() {
+        let failure = failure(ConnectOptions { auth_key: Some("tskey-secret value".into()), ..options() });
+        assert!(!failure.message.contains("tskey-secret"), "{}", failure.message);
+    }
+
+    #[test]
+    fn http_control_depends_on_the_build() {
+        let result = parse_control_url("http://127.0.0.1:9911");
+        assert_eq!(result.is_ok(), cfg!(feature = "local-tailnet"));
+        assert!(parse_control_url("https://controlplane.example/").is_ok());
+    }
+}

@@ -1,0 +1,296 @@
+//! Key state: the key file (created with mode 0600, never overwritten unless asked) and the
+//! in-memory JSON form, which is the key file's own format.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tailscale::keys::{NodeState, PersistState};
+
+use crate::error::{Code, Failure, Result};
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    key_state: PersistState,
+}
+
+/// The format written before tailscale-rs 0.5, with key pairs and disco keys.
+#[derive(Deserialize)]
+struct LegacyKeyFile {
+    key_state: NodeState,
+}
+
+pub enum Parsed {
+    Current(PersistState),
+    /// An old-format file; the state should be written back in the current format.
+    Legacy(PersistState),
+}
+
+pub fn parse(bytes: &[u8]) -> std::result::Result<Parsed, String> {
+    match serde_json::from_slice::<KeyFile>(bytes) {
+        Ok(file) => Ok(Parsed::Current(file.key_state)),
+        Err(current_error) => match serde_json::from_slice::<LegacyKeyFile>(bytes) {
+            Ok(legacy) => Ok(Parsed::Legacy(PersistState::from(&legacy.key_state))),
+            // Report why the current format failed: that is the one people write.
+            Err(_) => Err(current_error.to_string()),
+        },
+    }
+}
+
+pub fn to_json(state: &PersistState) -> String {
+    serde_json::to_string(&KeyFile {
+        key_state: state.clone(),
+    })
+    .expect("key state always serializes")
+}
+
+/// Parses in-memory key state given as the key file's JSON.
+pub fn from_json(json: &str) -> Result<PersistState> {
+    match parse(json.as_bytes()) {
+        Ok(Parsed::Current(state) | Parsed::Legacy(state)) => Ok(state),
+        // serde's message may quote the input, which holds private keys: keep only the position.
+        Err(reason) => Err(Failure::invalid_secret(
+            "keyState",
+            &format!("not valid key state JSON ({})", strip_quoted(&reason)),
+        )),
+    }
+}
+
+pub fn generate() -> PersistState {
+    PersistState::default()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBadFormat {
+    Error,
+    Overwrite,
+}
+
+/// Loads the key file at `path`, creating it (and its directory) with fresh keys when missing.
+/// An unparsable file is an error and stays untouched unless `on_bad_format` is `Overwrite`, in
+/// which case the old bytes are kept beside it as `<name>.invalid` before new keys are written.
+pub fn load_or_create(path: &Path, on_bad_format: OnBadFormat) -> Result<PersistState> {
+    let shown = path.display();
+    match std::fs::read(path) {
+        Ok(bytes) => match parse(&bytes) {
+            Ok(Parsed::Current(state)) => Ok(state),
+            Ok(Parsed::Legacy(state)) => {
+                write_atomically(path, &state)?;
+                tracing::info!(key_file = %shown, "migrated key file to the current format");
+                Ok(state)
+            }
+            Err(reason) => match on_bad_format {
+                OnBadFormat::Error => Err(Failure::new(
+                    Code::KeyFile,
+                    format!(
+                        "key file {shown} is not a valid key file ({}); it was left untouched. \
+                         Fix or move it, or pass overwriteBadKeyFile to replace it with new keys",
+                        strip_quoted(&reason)
+                    ),
+                )),
+                OnBadFormat::Overwrite => {
+                    let backup = sibling(path, ".invalid");
+                    std::fs::write(&backup, &bytes).map_err(|e| {
+                        Failure::new(Code::KeyFile, format!("could not back up key file {shown} to {}: {e}", backup.display()))
+                    })?;
+                    let state = generate();
+                    write_atomically(path, &state)?;
+                    tracing::warn!(key_file = %shown, backup = %backup.display(), "replaced an invalid key file with new keys");
+                    Ok(state)
+                }
+            },
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let state = generate();
+            create_new(path, &state)?;
+            Ok(state)
+        }
+        Err(e) => Err(Failure::new(Code::KeyFile, format!("could not read key file {shown}: {e}"))),
+    }
+}
+
+fn ensure_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|e| {
+            Failure::new(
+                Code::KeyFile,
+                format!("could not create the key file's directory {}: {e}", dir.display()),
+            )
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(unix)]
+fn private_options() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    options
+}
+
+#[cfg(not(unix))]
+fn private_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    options
+}
+
+/// Creates the file only if nobody else did in the meantime; never truncates an existing one.
+fn create_new(path: &Path, state: &PersistState) -> Result<()> {
+    ensure_parent(path)?;
+    let shown = path.display();
+    let mut file = private_options().create_new(true).open(path).map_err(|e| {
+        Failure::new(Code::KeyFile, format!("could not create key file {shown}: {e}"))
+    })?;
+    file.write_all(to_json(state).as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure::new(Code::KeyFile, format!("could not write key file {shown}: {e}")))
+}
+
+/// Writes to a private temporary file beside `path`, then renames it over `path`.
+fn write_atomically(path: &Path, state: &PersistState) -> Result<()> {
+    ensure_parent(path)?;
+    let shown = path.display();
+    let temp = sibling(path, &format!(".tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = private_options().create(true).truncate(true).open(&temp)?;
+        file.write_all(to_json(state).as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        Failure::new(Code::KeyFile, format!("could not write key file {shown}: {e}"))
+    })
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// serde_json error messages can quote fragments of the input; drop anything in quotes or
+/// backticks so key material never reaches a message.
+fn strip_quoted(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut in_quote: Option<char> = None;
+    for c in reason.chars() {
+        match (in_quote, c) {
+            (None, '"' | '`') => {
+                in_quote = Some(c);
+                out.push_str("…");
+            }
+            (Some(q), c) if c == q => in_quote = None,
+            (Some(_), _) => {}
+            (None, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// Public halves of a key state, safe to show.
+pub struct PublicKeys {
+    pub machine_key: String,
+    pub node_key: String,
+    pub network_lock_key: String,
+}
+
+pub fn public_keys(state: &PersistState) -> PublicKeys {
+    PublicKeys {
+        machine_key: state.machine_key.public_key().to_string(),
+        node_key: state.node_key.public_key().to_string(),
+        network_lock_key: state.network_lock_key.public_key().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ts-native-keys-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn missing_file_is_created_private() {
+        let dir = temp_dir("create");
+        let path = dir.join("nested").join("keys.json");
+        let state = load_or_create(&path, OnBadFormat::Error).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let again = load_or_create(&path, OnBadFormat::Error).unwrap();
+        assert_eq!(public_keys(&state).node_key, public_keys(&again).node_key);
+    }
+
+    #[test]
+    fn corrupt_file_is_left_untouched() {
+        let dir = temp_dir("corrupt");
+        let path = dir.join("keys.json");
+        let secretish = br#"{"key_state": "privkey:0123 not json"#;
+        std::fs::write(&path, secretish).unwrap();
+        let failure = match load_or_create(&path, OnBadFormat::Error) {
+            Err(failure) => failure,
+            Ok(_) => panic!("a corrupt key file must not load"),
+        };
+        assert_eq!(failure.code, Code::KeyFile);
+        assert!(failure.message.contains("left untouched"), "{}", failure.message);
+        assert!(!failure.message.contains("privkey:0123"), "{}", failure.message);
+        assert_eq!(std::fs::read(&path).unwrap(), secretish);
+    }
+
+    #[test]
+    fn overwrite_keeps_a_backup() {
+        let dir = temp_dir("overwrite");
+        let path = dir.join("keys.json");
+        std::fs::write(&path, b"garbage").unwrap();
+        load_or_create(&path, OnBadFormat::Overwrite).unwrap();
+        assert_eq!(std::fs::read(dir.join("keys.json.invalid")).unwrap(), b"garbage");
+        assert!(matches!(parse(&std::fs::read(&path).unwrap()), Ok(Parsed::Current(_))));
+    }
+
+    #[test]
+    fn legacy_file_is_migrated() {
+        let dir = temp_dir("legacy");
+        let path = dir.join("keys.json");
+        let legacy = NodeState::generate();
+        let expected_node_key = legacy.node_keys.public.to_string();
+        let json = serde_json::json!({ "key_state": {
+            "disco_keys": serde_json::to_value(&legacy.disco_keys).unwrap(),
+            "machine_keys": serde_json::to_value(&legacy.machine_keys).unwrap(),
+            "network_lock_keys": serde_json::to_value(&legacy.network_lock_keys).unwrap(),
+            "node_keys": serde_json::to_value(&legacy.node_keys).unwrap(),
+        }});
+        std::fs::write(&path, json.to_string()).unwrap();
+        let state = load_or_create(&path, OnBadFormat::Error).unwrap();
+        assert_eq!(public_keys(&state).node_key, expected_node_key);
+        assert!(matches!(parse(&std::fs::read(&path).unwrap()), Ok(Parsed::Current(_))));
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let state = generate();
+        let json = to_json(&state);
+        let back = from_json(&json).unwrap();
+        assert_eq!(public_keys(&state).machine_key, public_keys(&back).machine_key);
+        assert_eq!(to_json(&back), json);
+    }
+
+    #[test]
+    fn bad_json_does_not_echo_input() {
+        let failure = match from_json(r#"{"key_state":{"node_key":"privkey:deadbeef"}}"#) {
+            Err(failure) => failure,
+            Ok(_) => panic!("incomplete key state must not parse"),
+        };
+        assert_eq!(failure.code, Code::InvalidArgument);
+        assert!(!failure.message.contains("deadbeef"), "{}", failure.message);
+    }
+}

@@ -1,0 +1,84 @@
+//! napi-rs addon over the `tailscale` crate: a tailnet device inside Node.js.
+//!
+//! Thin by design: it maps calls and errors, and owns the Rust tasks that make cancellation
+//! safe. Timeouts, scopes and every other policy live in `@effect-tailscale/core`.
+
+mod address;
+mod device;
+mod error;
+mod keys;
+mod logging;
+mod node_info;
+mod ports;
+mod pump;
+mod tcp;
+mod udp;
+
+use napi_derive::napi;
+
+pub use device::{AuthState, ConnectOptions, Device};
+pub use logging::{LogRecord, clear_log_handler, set_log_handler};
+pub use node_info::{NodeInfo, NodeStatus};
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::{Datagram, UdpSocket};
+
+/// Fresh random key state, as the JSON a key file holds. Contains private keys: store it like a
+/// password.
+#[napi]
+pub fn generate_key_state() -> String {
+    keys::to_json(&keys::generate())
+}
+
+/// Loads the key file at `path` and returns its key state as JSON, creating the file (mode 0600)
+/// with fresh keys when missing. An invalid file is an error (`KEY_FILE`) and is left untouched
+/// unless `overwriteBadFormat` is true.
+#[napi]
+pub async fn load_key_file(path: String, overwrite_bad_format: Option<bool>) -> napi::Result<String> {
+    let on_bad = if overwrite_bad_format.unwrap_or(false) {
+        keys::OnBadFormat::Overwrite
+    } else {
+        keys::OnBadFormat::Error
+    };
+    let state = tokio::task::spawn_blocking(move || keys::load_or_create(std::path::Path::new(&path), on_bad))
+        .await
+        .map_err(|e| error::Failure::internal(format!("loadKeyFile: {e}")))??;
+    Ok(keys::to_json(&state))
+}
+
+/// The public halves of a key state: safe to log or show.
+#[napi(object)]
+pub struct PublicKeys {
+    /// `mkey:<hex>`
+    pub machine_key: String,
+    /// `nodekey:<hex>`
+    pub node_key: String,
+    /// `nlpub:<hex>`
+    pub network_lock_key: String,
+}
+
+#[napi]
+pub fn public_keys(key_state: String) -> napi::Result<PublicKeys> {
+    let keys = keys::public_keys(&keys::from_json(&key_state)?);
+    Ok(PublicKeys {
+        machine_key: keys.machine_key,
+        node_key: keys.node_key,
+        network_lock_key: keys.network_lock_key,
+    })
+}
+
+/// How this binary was built.
+#[napi(object)]
+pub struct BuildInfo {
+    /// Version of the `tailscale` crate inside.
+    pub tailscale_crate: String,
+    /// Whether plain-http control and self-signed DERP are allowed (the loopback-test build).
+    pub local_tailnet: bool,
+}
+
+#[napi]
+pub fn build_info() -> BuildInfo {
+    BuildInfo {
+        tailscale_crate: "0.5.0".to_string(),
+        local_tailnet: cfg!(feature = "local-tailnet"),
+    }
+}

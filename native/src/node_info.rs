@@ -1,0 +1,110 @@
+//! `tailscale::NodeInfo` (the crate's `Node`) as a plain JavaScript object.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use napi_derive::napi;
+use tailscale::NodeInfo as Node;
+
+/// Connection to the control plane (not reachability).
+#[napi(object)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeStatus {
+    #[napi(ts_type = "'unknown' | 'online' | 'offline'")]
+    pub kind: String,
+    /// When offline: last connection as reported by control (ISO-8601; rounded to ~10 minutes).
+    pub last_seen_control: Option<String>,
+    /// When offline: last connection as estimated locally (ISO-8601).
+    pub last_seen_estimated: Option<String>,
+}
+
+/// Every field of the crate's `Node`. Keys are public keys only.
+#[napi(object)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeInfo {
+    /// Control's numeric node id.
+    pub id: i64,
+    pub stable_id: String,
+    pub hostname: String,
+    /// `<hostname>.<tailnet>.` with the trailing dot, or null without a tailnet suffix.
+    pub fqdn: Option<String>,
+    pub tailnet: Option<String>,
+    pub capability_version: u32,
+    pub status: NodeStatus,
+    pub node_capabilities: HashMap<String, Vec<String>>,
+    pub tags: Vec<String>,
+    /// CIDR, e.g. `100.64.0.1/32`.
+    pub tailnet_ipv4: String,
+    /// CIDR, e.g. `fd7a:115c:a1e0::1/128`.
+    pub tailnet_ipv6: String,
+    /// `nodekey:<hex>`
+    pub node_key: String,
+    /// ISO-8601. Control's "never" arrives as year 1 (`0001-01-01T00:00:00Z`).
+    pub node_key_expiry: Option<String>,
+    /// `mkey:<hex>`
+    pub machine_key: Option<String>,
+    /// `discokey:<hex>`
+    pub disco_key: Option<String>,
+    /// Base64.
+    pub tailnet_lock_key_signature: Option<String>,
+    /// CIDRs: the node's own addresses plus any subnet routes.
+    pub accepted_routes: Vec<String>,
+    /// `ip:port` or `[ip]:port`.
+    pub underlay_addresses: Vec<String>,
+    pub derp_region: Option<u32>,
+}
+
+fn iso(time: &chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+impl From<&Node> for NodeInfo {
+    fn from(node: &Node) -> Self {
+        use ts_control::NodeStatus as S;
+        let status = match &node.status {
+            S::Unknown => NodeStatus {
+                kind: "unknown".into(),
+                last_seen_control: None,
+                last_seen_estimated: None,
+            },
+            S::Online => NodeStatus {
+                kind: "online".into(),
+                last_seen_control: None,
+                last_seen_estimated: None,
+            },
+            S::Offline(seen) => NodeStatus {
+                kind: "offline".into(),
+                last_seen_control: seen.control.as_ref().map(iso),
+                last_seen_estimated: Some(iso(&seen.estimated)),
+            },
+        };
+        NodeInfo {
+            id: node.id,
+            stable_id: node.stable_id.0.clone(),
+            hostname: node.hostname.clone(),
+            fqdn: node.fqdn_opt(true),
+            tailnet: node.tailnet.clone(),
+            capability_version: u32::from(u16::from(node.capability_version)),
+            status,
+            node_capabilities: node
+                .node_capabilities
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            tags: node.tags.clone(),
+            tailnet_ipv4: node.tailnet_address.ipv4.to_string(),
+            tailnet_ipv6: node.tailnet_address.ipv6.to_string(),
+            node_key: node.node_key.to_string(),
+            node_key_expiry: node.node_key_expiry.as_ref().map(iso),
+            machine_key: node.machine_key.as_ref().map(ToString::to_string),
+            disco_key: node.disco_key.as_ref().map(ToString::to_string),
+            tailnet_lock_key_signature: node
+                .tailnet_lock_key_signature
+                .as_ref()
+                .map(|sig| base64::engine::general_purpose::STANDARD.encode(sig)),
+            accepted_routes: node.accepted_routes.iter().map(ToString::to_string).collect(),
+            underlay_addresses: node.underlay_addresses.iter().map(ToString::to_string).collect(),
+            derp_region: node.derp_region.map(|region| region.0.get()),
+        }
+    }
+}

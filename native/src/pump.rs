@@ -1,0 +1,150 @@
+//! One task per socket that owns the socket's receive side and feeds a bounded queue.
+//!
+//! Dropping a pending `recv` or `accept` future inside the netstack loses the bytes or leaks the
+//! accepted connection, so JavaScript never awaits those futures directly: the pump does, and
+//! JavaScript pulls finished items from the queue, which is safe to abandon at any time.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Failure, Result};
+
+pub enum Step<T> {
+    Item(T),
+    /// The source ended normally (end of stream); nothing more will come.
+    End,
+    Fail(Failure),
+}
+
+pub struct Inbox<T> {
+    rx: tokio::sync::Mutex<mpsc::Receiver<Step<T>>>,
+    token: CancellationToken,
+    ended: AtomicBool,
+    failure: Mutex<Option<Failure>>,
+    what: &'static str,
+}
+
+/// Starts the pump. It stops when `next` ends or fails, when `token` is cancelled, or when the
+/// inbox is dropped; whatever `next` captured is dropped with it.
+pub fn spawn<T, F, Fut>(what: &'static str, token: CancellationToken, capacity: usize, mut next: F) -> Inbox<T>
+where
+    T: Send + 'static,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Step<T>> + Send,
+{
+    let (tx, rx) = mpsc::channel(capacity);
+    let pump_token = token.clone();
+    tokio::spawn(async move {
+        loop {
+            let step = tokio::select! {
+                biased;
+                () = pump_token.cancelled() => break,
+                step = next() => step,
+            };
+            let last = !matches!(step, Step::Item(_));
+            let sent = tokio::select! {
+                biased;
+                () = pump_token.cancelled() => break,
+                sent = tx.send(step) => sent,
+            };
+            if last || sent.is_err() {
+                break;
+            }
+        }
+    });
+    Inbox {
+        rx: tokio::sync::Mutex::new(rx),
+        token,
+        ended: AtomicBool::new(false),
+        failure: Mutex::new(None),
+        what,
+    }
+}
+
+impl<T> Inbox<T> {
+    /// The next item; `Ok(None)` at the end. Fails with `DEVICE_CLOSED` once closed, also
+    /// while waiting.
+    pub async fn next(&self) -> Result<Option<T>> {
+        let closed = || Failure::device_closed(self.what);
+        if self.token.is_cancelled() {
+            return Err(closed());
+        }
+        if self.ended.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        if let Some(failure) = self.stored_failure() {
+            return Err(failure);
+        }
+        let mut rx = tokio::select! {
+            biased;
+            () = self.token.cancelled() => return Err(closed()),
+            rx = self.rx.lock() => rx,
+        };
+        // `recv` is cancel-safe: abandoning it here loses nothing.
+        let step = tokio::select! {
+            biased;
+            () = self.token.cancelled() => return Err(closed()),
+            step = rx.recv() => step,
+        };
+        match step {
+            Some(Step::Item(item)) => Ok(Some(item)),
+            Some(Step::End) => {
+                self.ended.store(true, Ordering::Release);
+                Ok(None)
+            }
+            Some(Step::Fail(failure)) => {
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure.clone());
+                Err(failure)
+            }
+            None => Err(self.stored_failure().unwrap_or_else(closed)),
+        }
+    }
+
+    fn stored_failure(&self) -> Option<Failure> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+
+    #[tokio::test]
+    async fn items_then_end() {
+        let mut items = vec![Step::End, Step::Item(2), Step::Item(1)];
+        let inbox = spawn("test source", CancellationToken::new(), 1, move || {
+            let step = items.pop().unwrap();
+            async move { step }
+        });
+        assert_eq!(inbox.next().await.unwrap(), Some(1));
+        assert_eq!(inbox.next().await.unwrap(), Some(2));
+        assert_eq!(inbox.next().await.unwrap(), None);
+        assert_eq!(inbox.next().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn failure_is_sticky() {
+        let inbox: Inbox<u8> = spawn("test source", CancellationToken::new(), 1, || async {
+            Step::Fail(Failure::new(Code::ConnectionReset, "reset"))
+        });
+        assert_eq!(inbox.next().await.unwrap_err().code, Code::ConnectionReset);
+        assert_eq!(inbox.next().await.unwrap_err().code, Code::ConnectionReset);
+    }
+
+    #[tokio::test]
+    async fn cancel_fails_a_pending_next() {
+        let token = CancellationToken::new();
+        let inbox: Inbox<u8> = spawn("test source", token.clone(), 1, || std::future::pending());
+        let cancel = async {
+            tokio::task::yield_now().await;
+            token.cancel();
+        };
+        let (result, ()) = tokio::join!(inbox.next(), cancel);
+        assert_eq!(result.unwrap_err().code, Code::DeviceClosed);
+    }
+}

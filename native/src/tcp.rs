@@ -1,0 +1,199 @@
+//! TCP streams and listeners.
+
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::{Buffer, Uint8Array};
+use napi_derive::napi;
+use tailscale::netstack;
+use tokio_util::sync::CancellationToken;
+
+use crate::address::SocketAddress;
+use crate::error::{Failure, Result, SocketOp, from_netstack};
+use crate::ports::PortLease;
+use crate::pump::{self, Inbox, Step};
+
+/// Chunks read ahead of JavaScript. Each holds at most one netstack buffer (16 KiB).
+const READ_AHEAD: usize = 4;
+/// Connections accepted but not yet taken by JavaScript.
+const ACCEPT_BACKLOG: usize = 16;
+
+/// A connected TCP stream on the tailnet. There is no half-close: `close()` sends FIN after the
+/// queued data and ends both directions.
+#[napi]
+pub struct TcpStream {
+    stream: Mutex<Option<Arc<netstack::TcpStream>>>,
+    inbox: Inbox<bytes::Bytes>,
+    token: CancellationToken,
+    write_lock: tokio::sync::Mutex<()>,
+    local: SocketAddress,
+    remote: SocketAddress,
+}
+
+impl TcpStream {
+    pub(crate) fn new(stream: netstack::TcpStream, token: CancellationToken) -> Self {
+        let local = stream.local_addr().into();
+        let remote = stream.remote_addr().into();
+        let stream = Arc::new(stream);
+        let reader = Arc::clone(&stream);
+        let inbox = pump::spawn("TCP stream", token.clone(), READ_AHEAD, move || {
+            let reader = Arc::clone(&reader);
+            async move {
+                match reader.recv_bytes().await {
+                    Ok(bytes) if bytes.is_empty() => Step::End,
+                    Ok(bytes) => Step::Item(bytes),
+                    Err(e) => Step::Fail(from_netstack(e, SocketOp::Recv)),
+                }
+            }
+        });
+        TcpStream {
+            stream: Mutex::new(Some(stream)),
+            inbox,
+            token,
+            write_lock: tokio::sync::Mutex::new(()),
+            local,
+            remote,
+        }
+    }
+
+    fn stream(&self) -> Result<Arc<netstack::TcpStream>> {
+        self.stream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Failure::device_closed("TCP stream"))
+    }
+
+    async fn write_all(&self, data: &[u8]) -> Result<()> {
+        let stream = self.stream()?;
+        // Concurrent writes must not interleave their chunks.
+        let _turn = tokio::select! {
+            biased;
+            () = self.token.cancelled() => return Err(Failure::device_closed("TCP stream")),
+            turn = self.write_lock.lock() => turn,
+        };
+        let mut offset = 0;
+        while offset < data.len() {
+            let sent = tokio::select! {
+                biased;
+                () = self.token.cancelled() => return Err(Failure::device_closed("TCP stream")),
+                sent = stream.send(&data[offset..]) => sent.map_err(|e| from_netstack(e, SocketOp::Send))?,
+            };
+            offset += sent;
+        }
+        Ok(())
+    }
+}
+
+#[napi]
+impl TcpStream {
+    /// The next chunk of bytes, or `null` once the peer has finished sending.
+    #[napi]
+    pub async fn read(&self) -> napi::Result<Option<Buffer>> {
+        Ok(self.inbox.next().await?.map(|bytes| Buffer::from(bytes.to_vec())))
+    }
+
+    /// Resolves once every byte has been accepted by the network stack.
+    #[napi]
+    pub async fn write(&self, data: Uint8Array) -> napi::Result<()> {
+        Ok(self.write_all(&data).await?)
+    }
+
+    #[napi(getter)]
+    pub fn local_address(&self) -> SocketAddress {
+        self.local.clone()
+    }
+
+    #[napi(getter)]
+    pub fn remote_address(&self) -> SocketAddress {
+        self.remote.clone()
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Closes the stream: pending and later calls fail with `DEVICE_CLOSED`; data already
+    /// written is still delivered before the FIN. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.token.cancel();
+        self.stream.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A TCP listener on the tailnet.
+#[napi]
+pub struct TcpListener {
+    inbox: Inbox<netstack::TcpStream>,
+    token: CancellationToken,
+    /// Accepted streams belong to the device, not to the listener.
+    device_token: CancellationToken,
+    lease: Mutex<Option<PortLease>>,
+    local: SocketAddress,
+}
+
+impl TcpListener {
+    pub(crate) fn new(listener: netstack::TcpListener, device_token: &CancellationToken, lease: PortLease) -> Self {
+        let token = device_token.child_token();
+        let local = listener.local_addr().into();
+        let listener = Arc::new(listener);
+        let inbox = pump::spawn("TCP listener", token.clone(), ACCEPT_BACKLOG, move || {
+            let listener = Arc::clone(&listener);
+            async move {
+                match listener.accept().await {
+                    Ok(stream) => Step::Item(stream),
+                    Err(e) => Step::Fail(from_netstack(e, SocketOp::Accept)),
+                }
+            }
+        });
+        TcpListener {
+            inbox,
+            token,
+            device_token: device_token.clone(),
+            lease: Mutex::new(Some(lease)),
+            local,
+        }
+    }
+}
+
+#[napi]
+impl TcpListener {
+    /// The next incoming connection.
+    #[napi]
+    pub async fn accept(&self) -> napi::Result<TcpStream> {
+        match self.inbox.next().await? {
+            Some(stream) => Ok(TcpStream::new(stream, self.device_token.child_token())),
+            None => Err(Failure::device_closed("TCP listener").into()),
+        }
+    }
+
+    #[napi(getter)]
+    pub fn local_address(&self) -> SocketAddress {
+        self.local.clone()
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Stops listening. Connections already accepted stay open. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.token.cancel();
+        self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs and builds everything `npm start` and `npm test` need, from a clean clone:
+# Node.js 22 and pnpm (into .tools/), the JavaScript packages, the Rust crates and the addon,
+# the Go modules and the loopback tailnet harness. A second run reuses what the first built.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
+cd "$ROOT"
+
+require_tool cargo "build the native addon (a Rust toolchain, 1.92 or newer)"
+require_tool go "build the loopback tailnet harness (Go 1.26.6 or newer)"
+
+say "installing JavaScript packages"
+pnpm install --frozen-lockfile --reporter=silent
+
+say "building the native addon (with the local-tailnet feature; the first build takes a few minutes)"
+started=$SECONDS
+(cd native && pnpm exec napi build --platform --features local-tailnet 2>&1 |
+  { grep -vE '^ +(Compiling|Fresh|Downloaded|Downloading|Locking|Adding|Updating) ' || true; } >&2)
+echo "  addon ready in $((SECONDS - started))s" >&2
+
+say "building the tailnet harness (Go)"
+started=$SECONDS
+mkdir -p "$ROOT/.cache/bin"
+(cd packages/testing/harness && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go build -o "$ROOT/.cache/bin/tailnet-harness" .)
+echo "  harness ready in $((SECONDS - started))s" >&2

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `npm test`: sets up everything, then runs every test: Rust unit tests, type checks, and the
+# JavaScript suites (unit, addon, loopback-tailnet integration) inside a fresh network namespace.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
+cd "$ROOT"
+bash scripts/setup.sh
+
+say "checking that the committed addon declarations match the Rust source"
+if ! git diff --quiet -- native/index.d.ts native/index.js 2>/dev/null; then
+  git --no-pager diff --stat -- native/index.d.ts native/index.js >&2
+  echo "error: native/index.d.ts or native/index.js is stale; commit the regenerated files" >&2
+  exit 1
+fi
+
+say "Rust unit tests"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+cargo test --locked --quiet -p effect-tailscale-native --features local-tailnet --target "$host"
+
+say "type-checking"
+pnpm -r --workspace-concurrency=1 run typecheck
+
+say "JavaScript tests (in a fresh network namespace)"
+bash scripts/isolated.sh pnpm -r --workspace-concurrency=1 run test
