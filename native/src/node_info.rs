@@ -108,3 +108,84 @@ impl From<&Node> for NodeInfo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::num::NonZeroU32;
+
+    use chrono::TimeZone;
+    use tailscale::keys::{DiscoKeyPair, MachineKeyPair, NodeKeyPair};
+    use ts_control::{NodeLastSeen, NodeStatus as S, StableNodeId, TailnetAddress};
+
+    fn node() -> Node {
+        let node_key = NodeKeyPair::new().public;
+        Node {
+            id: 42,
+            stable_id: StableNodeId("nSTABLE1CNTRL".into()),
+            hostname: "echo-peer".into(),
+            capability_version: ts_capabilityversion::CapabilityVersion::V130,
+            status: S::Offline(NodeLastSeen {
+                control: Some(chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 40, 0).unwrap()),
+                estimated: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 45, 6).unwrap(),
+            }),
+            tailnet: Some("tail-test.ts.net".into()),
+            node_capabilities: BTreeMap::from([("cap/a".to_string(), vec!["x".to_string()])]),
+            tags: vec!["tag:server".into()],
+            tailnet_address: TailnetAddress {
+                ipv4: "100.64.0.1/32".parse().unwrap(),
+                ipv6: "fd7a:115c:a1e0::1/128".parse().unwrap(),
+            },
+            node_key,
+            node_key_expiry: Some(chrono::Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap()),
+            machine_key: Some(MachineKeyPair::new().public),
+            disco_key: Some(DiscoKeyPair::new().public),
+            tailnet_lock_key_signature: Some(vec![1, 2, 3]),
+            accepted_routes: vec!["100.64.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
+            underlay_addresses: vec!["127.0.0.1:41641".parse().unwrap(), "[::1]:41641".parse().unwrap()],
+            derp_region: Some(ts_derp::RegionId(NonZeroU32::new(900).unwrap())),
+        }
+    }
+
+    #[test]
+    fn every_field_is_mapped() {
+        let source = node();
+        let info = NodeInfo::from(&source);
+        assert_eq!(info.id, 42);
+        assert_eq!(info.stable_id, "nSTABLE1CNTRL");
+        assert_eq!(info.hostname, "echo-peer");
+        assert_eq!(info.fqdn.as_deref(), Some("echo-peer.tail-test.ts.net."));
+        assert_eq!(info.tailnet.as_deref(), Some("tail-test.ts.net"));
+        assert_eq!(info.capability_version, 130);
+        assert_eq!(info.status.kind, "offline");
+        assert_eq!(info.status.last_seen_control.as_deref(), Some("2026-01-02T03:40:00Z"));
+        assert_eq!(info.status.last_seen_estimated.as_deref(), Some("2026-01-02T03:45:06Z"));
+        assert_eq!(info.node_capabilities["cap/a"], vec!["x".to_string()]);
+        assert_eq!(info.tags, vec!["tag:server".to_string()]);
+        assert_eq!(info.tailnet_ipv4, "100.64.0.1/32");
+        assert_eq!(info.tailnet_ipv6, "fd7a:115c:a1e0::1/128");
+        assert_eq!(info.node_key, source.node_key.to_string());
+        assert!(info.node_key.starts_with("nodekey:"));
+        assert_eq!(info.node_key_expiry.as_deref(), Some("0001-01-01T00:00:00Z"));
+        assert!(info.machine_key.as_deref().unwrap().starts_with("mkey:"));
+        assert!(info.disco_key.as_deref().unwrap().starts_with("discokey:"));
+        assert_eq!(info.tailnet_lock_key_signature.as_deref(), Some("AQID"));
+        assert_eq!(info.accepted_routes, vec!["100.64.0.1/32".to_string(), "10.0.0.0/8".to_string()]);
+        assert_eq!(info.underlay_addresses, vec!["127.0.0.1:41641".to_string(), "[::1]:41641".to_string()]);
+        assert_eq!(info.derp_region, Some(900));
+    }
+
+    #[test]
+    fn online_and_unknown_have_no_times() {
+        let mut source = node();
+        source.status = S::Online;
+        source.tailnet = None;
+        let info = NodeInfo::from(&source);
+        assert_eq!(info.status.kind, "online");
+        assert!(info.status.last_seen_estimated.is_none());
+        assert!(info.fqdn.is_none());
+        source.status = S::Unknown;
+        assert_eq!(NodeInfo::from(&source).status.kind, "unknown");
+    }
+}
