@@ -16,7 +16,7 @@ use crate::keys::{self, OnBadFormat};
 use crate::node_info::NodeInfo;
 use crate::ports::{PortTable, Protocol};
 use crate::tcp::{TcpListener, TcpStream};
-use crate::udp::UdpSocket;
+use crate::udp::{UdpPool, UdpSocket};
 
 /// How to join the tailnet. Every field is optional.
 #[napi(object)]
@@ -57,6 +57,7 @@ struct Shared {
     device: Mutex<Option<Arc<tailscale::Device>>>,
     token: CancellationToken,
     ports: Arc<PortTable>,
+    udp: UdpPool,
     shutdown_result: tokio::sync::OnceCell<bool>,
     /// Set once control has given the device an address.
     registered: AtomicBool,
@@ -251,6 +252,7 @@ impl Device {
                 device: Mutex::new(Some(Arc::new(device))),
                 token: CancellationToken::new(),
                 ports: Arc::new(PortTable::default()),
+                udp: UdpPool::default(),
                 shutdown_result: tokio::sync::OnceCell::new(),
                 registered: AtomicBool::new(false),
                 runtime: tokio::runtime::Handle::current(),
@@ -370,13 +372,19 @@ impl Device {
     pub async fn udp_bind(&self, ip: String, port: f64) -> napi::Result<UdpSocket> {
         let addr = socket_addr("ip", &ip, "port", port, false)?;
         let lease = self.shared.ports.claim(Protocol::Udp, addr)?;
-        let device = self.device()?;
-        let socket = tokio::select! {
-            biased;
-            () = self.shared.token.cancelled() => return Err(Failure::device_closed("device").into()),
-            socket = device.udp_bind(addr) => socket.map_err(|e| self.device_failure(e, "udpBind"))?,
+        let bound = match self.shared.udp.get(addr) {
+            Some(bound) => bound,
+            None => {
+                let device = self.device()?;
+                let socket = tokio::select! {
+                    biased;
+                    () = self.shared.token.cancelled() => return Err(Failure::device_closed("device").into()),
+                    socket = device.udp_bind(addr) => socket.map_err(|e| self.device_failure(e, "udpBind"))?,
+                };
+                self.shared.udp.insert(socket, &self.shared.token)
+            }
         };
-        Ok(UdpSocket::new(socket, &self.shared.token, lease))
+        Ok(UdpSocket::attach(bound, &self.shared.token, lease).await)
     }
 
     /// Whether `shutdown()` has been called.
@@ -403,10 +411,13 @@ impl Device {
                 shared.token.cancel();
                 shared.ports.clear();
                 let taken = shared.device.lock().unwrap_or_else(|p| p.into_inner()).take();
-                match taken {
+                let graceful = match taken {
                     Some(device) => stop(device, timeout).await,
                     None => true,
-                }
+                };
+                // Only now: closing a UDP socket while the netstack runs can crash it (udp.rs).
+                shared.udp.clear();
+                graceful
             })
             .await;
         Ok(*graceful)

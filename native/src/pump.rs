@@ -22,22 +22,21 @@ pub enum Step<T> {
 
 pub struct Inbox<T> {
     rx: tokio::sync::Mutex<mpsc::Receiver<Step<T>>>,
-    token: CancellationToken,
     ended: AtomicBool,
     failure: Mutex<Option<Failure>>,
     what: &'static str,
 }
 
-/// Starts the pump. It stops when `next` ends or fails, when `token` is cancelled, or when the
+/// Starts the pump. It stops when `next` ends or fails, when `stop` is cancelled, or when the
 /// inbox is dropped; whatever `next` captured is dropped with it.
-pub fn spawn<T, F, Fut>(what: &'static str, token: CancellationToken, capacity: usize, mut next: F) -> Inbox<T>
+pub fn spawn<T, F, Fut>(what: &'static str, stop: CancellationToken, capacity: usize, mut next: F) -> Inbox<T>
 where
     T: Send + 'static,
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = Step<T>> + Send,
 {
     let (tx, rx) = mpsc::channel(capacity);
-    let pump_token = token.clone();
+    let pump_token = stop;
     tokio::spawn(async move {
         loop {
             let step = tokio::select! {
@@ -58,7 +57,6 @@ where
     });
     Inbox {
         rx: tokio::sync::Mutex::new(rx),
-        token,
         ended: AtomicBool::new(false),
         failure: Mutex::new(None),
         what,
@@ -66,11 +64,11 @@ where
 }
 
 impl<T> Inbox<T> {
-    /// The next item; `Ok(None)` at the end. Fails with `DEVICE_CLOSED` once closed, also
-    /// while waiting.
-    pub async fn next(&self) -> Result<Option<T>> {
+    /// The next item; `Ok(None)` at the end. Fails with `DEVICE_CLOSED` once `closed` is
+    /// cancelled, also while waiting.
+    pub async fn next(&self, closed_token: &CancellationToken) -> Result<Option<T>> {
         let closed = || Failure::device_closed(self.what);
-        if self.token.is_cancelled() {
+        if closed_token.is_cancelled() {
             return Err(closed());
         }
         if self.ended.load(Ordering::Acquire) {
@@ -81,13 +79,13 @@ impl<T> Inbox<T> {
         }
         let mut rx = tokio::select! {
             biased;
-            () = self.token.cancelled() => return Err(closed()),
+            () = closed_token.cancelled() => return Err(closed()),
             rx = self.rx.lock() => rx,
         };
         // `recv` is cancel-safe: abandoning it here loses nothing.
         let step = tokio::select! {
             biased;
-            () = self.token.cancelled() => return Err(closed()),
+            () = closed_token.cancelled() => return Err(closed()),
             step = rx.recv() => step,
         };
         match step {
@@ -104,6 +102,12 @@ impl<T> Inbox<T> {
         }
     }
 
+    /// Discards whatever is queued now (for a socket handed to a new owner).
+    pub async fn discard_queued(&self) {
+        let mut rx = self.rx.lock().await;
+        while rx.try_recv().is_ok() {}
+    }
+
     fn stored_failure(&self) -> Option<Failure> {
         self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -117,14 +121,15 @@ mod tests {
     #[tokio::test]
     async fn items_then_end() {
         let mut items = vec![Step::End, Step::Item(2), Step::Item(1)];
+        let open = CancellationToken::new();
         let inbox = spawn("test source", CancellationToken::new(), 1, move || {
             let step = items.pop().unwrap();
             async move { step }
         });
-        assert_eq!(inbox.next().await.unwrap(), Some(1));
-        assert_eq!(inbox.next().await.unwrap(), Some(2));
-        assert_eq!(inbox.next().await.unwrap(), None);
-        assert_eq!(inbox.next().await.unwrap(), None);
+        assert_eq!(inbox.next(&open).await.unwrap(), Some(1));
+        assert_eq!(inbox.next(&open).await.unwrap(), Some(2));
+        assert_eq!(inbox.next(&open).await.unwrap(), None);
+        assert_eq!(inbox.next(&open).await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -132,8 +137,23 @@ mod tests {
         let inbox: Inbox<u8> = spawn("test source", CancellationToken::new(), 1, || async {
             Step::Fail(Failure::new(Code::ConnectionReset, "reset"))
         });
-        assert_eq!(inbox.next().await.unwrap_err().code, Code::ConnectionReset);
-        assert_eq!(inbox.next().await.unwrap_err().code, Code::ConnectionReset);
+        let open = CancellationToken::new();
+        assert_eq!(inbox.next(&open).await.unwrap_err().code, Code::ConnectionReset);
+        assert_eq!(inbox.next(&open).await.unwrap_err().code, Code::ConnectionReset);
+    }
+
+    #[tokio::test]
+    async fn queued_items_can_be_discarded() {
+        let mut count = 0;
+        let inbox = spawn("test source", CancellationToken::new(), 4, move || {
+            count += 1;
+            let step = if count <= 3 { Step::Item(count) } else { Step::End };
+            async move { step }
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        inbox.discard_queued().await;
+        assert_eq!(inbox.next(&CancellationToken::new()).await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -144,7 +164,7 @@ mod tests {
             tokio::task::yield_now().await;
             token.cancel();
         };
-        let (result, ()) = tokio::join!(inbox.next(), cancel);
+        let (result, ()) = tokio::join!(inbox.next(&token), cancel);
         assert_eq!(result.unwrap_err().code, Code::DeviceClosed);
     }
 }

@@ -89,7 +89,7 @@ impl TcpStream {
     /// The next chunk of bytes, or `null` once the peer has finished sending.
     #[napi]
     pub async fn read(&self) -> napi::Result<Option<Buffer>> {
-        Ok(self.inbox.next().await?.map(|bytes| Buffer::from(bytes.to_vec())))
+        Ok(self.inbox.next(&self.token).await?.map(|bytes| Buffer::from(bytes.to_vec())))
     }
 
     /// Resolves once every byte has been accepted by the network stack.
@@ -168,7 +168,7 @@ impl TcpListener {
     /// The next incoming connection.
     #[napi]
     pub async fn accept(&self) -> napi::Result<TcpStream> {
-        match self.inbox.next().await? {
+        match self.inbox.next(&self.token).await? {
             Some(stream) => Ok(TcpStream::new(stream, self.device_token.child_token())),
             None => Err(Failure::device_closed("TCP listener").into()),
         }

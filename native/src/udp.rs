@@ -1,5 +1,14 @@
 //! UDP sockets.
+//!
+//! tailscale-rs 0.5.0 panics inside the netstack when a UDP socket is closed while a receive on
+//! it is pending (the close removes the socket; the queued receive then looks it up), and a
+//! pending receive is exactly what every socket here has. So closing a `UdpSocket` only detaches
+//! it: the bound netstack socket stays in the device's pool with its receive pending, binding the
+//! same endpoint again reuses it, and the device's shutdown takes everything down without
+//! ever sending that close.
 
+use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +27,55 @@ pub const MAX_DATAGRAM: usize = 4096;
 /// Datagrams received but not yet taken by JavaScript.
 const RECEIVE_QUEUE: usize = 64;
 
+/// A bound netstack socket and the pump that receives on it.
+pub(crate) struct BoundUdp {
+    /// Never dropped: dropping sends the close that crashes a netstack with a receive pending,
+    /// even during the device's shutdown. It lives as long as its device's netstack does.
+    socket: ManuallyDrop<netstack::UdpSocket>,
+    inbox: Inbox<(SocketAddr, bytes::Bytes)>,
+}
+
+#[derive(Default)]
+pub(crate) struct UdpPool {
+    bound: Mutex<HashMap<SocketAddr, Arc<BoundUdp>>>,
+}
+
+impl UdpPool {
+    pub(crate) fn get(&self, addr: SocketAddr) -> Option<Arc<BoundUdp>> {
+        self.bound.lock().unwrap_or_else(|p| p.into_inner()).get(&addr).cloned()
+    }
+
+    /// Keeps a newly bound socket for the device's lifetime; its pump stops with `device_token`.
+    pub(crate) fn insert(&self, socket: netstack::UdpSocket, device_token: &CancellationToken) -> Arc<BoundUdp> {
+        let addr = socket.local_addr();
+        let bound = Arc::new_cyclic(|weak: &std::sync::Weak<BoundUdp>| {
+            let weak = weak.clone();
+            BoundUdp {
+                socket: ManuallyDrop::new(socket),
+                inbox: pump::spawn("UDP socket", device_token.clone(), RECEIVE_QUEUE, move || {
+                    let bound = weak.upgrade();
+                    async move {
+                        let Some(bound) = bound else { return Step::End };
+                        match bound.socket.recv_from_bytes().await {
+                            Ok(datagram) => Step::Item(datagram),
+                            Err(e) => Step::Fail(from_netstack(e, SocketOp::UdpRecv)),
+                        }
+                    }
+                }),
+            }
+        });
+        self.bound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr, Arc::clone(&bound));
+        bound
+    }
+
+    pub(crate) fn clear(&self) {
+        self.bound.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 #[napi(object)]
 pub struct Datagram {
     pub data: Buffer,
@@ -27,39 +85,26 @@ pub struct Datagram {
 
 #[napi]
 pub struct UdpSocket {
-    socket: Mutex<Option<Arc<netstack::UdpSocket>>>,
-    inbox: Inbox<(SocketAddr, bytes::Bytes)>,
+    bound: Mutex<Option<Arc<BoundUdp>>>,
     token: CancellationToken,
     lease: Mutex<Option<PortLease>>,
     local: SocketAddress,
 }
 
 impl UdpSocket {
-    pub(crate) fn new(socket: netstack::UdpSocket, device_token: &CancellationToken, lease: PortLease) -> Self {
-        let token = device_token.child_token();
-        let local = socket.local_addr().into();
-        let socket = Arc::new(socket);
-        let receiver = Arc::clone(&socket);
-        let inbox = pump::spawn("UDP socket", token.clone(), RECEIVE_QUEUE, move || {
-            let receiver = Arc::clone(&receiver);
-            async move {
-                match receiver.recv_from_bytes().await {
-                    Ok(datagram) => Step::Item(datagram),
-                    Err(e) => Step::Fail(from_netstack(e, SocketOp::UdpRecv)),
-                }
-            }
-        });
+    pub(crate) async fn attach(bound: Arc<BoundUdp>, device_token: &CancellationToken, lease: PortLease) -> Self {
+        // Datagrams that reached an earlier owner of this endpoint are not for this one.
+        bound.inbox.discard_queued().await;
         UdpSocket {
-            socket: Mutex::new(Some(socket)),
-            inbox,
-            token,
+            local: bound.socket.local_addr().into(),
+            bound: Mutex::new(Some(bound)),
+            token: device_token.child_token(),
             lease: Mutex::new(Some(lease)),
-            local,
         }
     }
 
-    fn socket(&self) -> Result<Arc<netstack::UdpSocket>> {
-        self.socket
+    fn bound(&self) -> Result<Arc<BoundUdp>> {
+        self.bound
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -73,11 +118,11 @@ impl UdpSocket {
                 format!("UDP send: {} bytes is more than the {MAX_DATAGRAM} a datagram can hold", data.len()),
             ));
         }
-        let socket = self.socket()?;
+        let bound = self.bound()?;
         tokio::select! {
             biased;
             () = self.token.cancelled() => Err(Failure::device_closed("UDP socket")),
-            sent = socket.send_to(to, data) => sent.map_err(|e| from_netstack(e, SocketOp::UdpSend)),
+            sent = bound.socket.send_to(to, data) => sent.map_err(|e| from_netstack(e, SocketOp::UdpSend)),
         }
     }
 }
@@ -87,7 +132,8 @@ impl UdpSocket {
     /// The next datagram and its sender.
     #[napi]
     pub async fn recv(&self) -> napi::Result<Datagram> {
-        match self.inbox.next().await? {
+        let bound = self.bound()?;
+        match bound.inbox.next(&self.token).await? {
             Some((from, bytes)) => Ok(Datagram {
                 data: Buffer::from(bytes.to_vec()),
                 ip: from.ip().to_string(),
@@ -118,7 +164,7 @@ impl UdpSocket {
     #[napi]
     pub fn close(&self) {
         self.token.cancel();
-        self.socket.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.bound.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }

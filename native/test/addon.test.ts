@@ -1,0 +1,234 @@
+import { execFile } from "node:child_process"
+import { chmod, mkdtemp, readFile, stat, writeFile } from "node:fs/promises"
+import { createRequire } from "node:module"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type RunningHarness, startHarness } from "../../packages/testing/src/HarnessProcess.ts"
+import type * as Native from "../index.js"
+
+const native = createRequire(import.meta.url)("../index.js") as typeof Native
+const ACK = "this_is_unstable_software"
+
+const rejection = async (promise: Promise<unknown>): Promise<string> => {
+  try {
+    await promise
+  } catch (error) {
+    return (error as Error).message
+  }
+  throw new Error("expected a rejection")
+}
+
+const thrown = (f: () => unknown): string => {
+  try {
+    f()
+  } catch (error) {
+    return (error as Error).message
+  }
+  throw new Error("expected an error")
+}
+
+const tempDir = () => mkdtemp(join(tmpdir(), "ts-native-test-"))
+
+describe("addon without a tailnet", () => {
+  it("is the local-tailnet build", () => {
+    expect(native.buildInfo()).toEqual({ tailscaleCrate: "0.5.0", localTailnet: true })
+  })
+
+  it("refuses to connect until the experiment is acknowledged, and says how", async () => {
+    const saved = process.env.TS_RS_EXPERIMENT
+    delete process.env.TS_RS_EXPERIMENT
+    try {
+      const message = await rejection(native.Device.connect({ hostname: "demo" }))
+      expect(message).toMatch(/^EXPERIMENT_NOT_ACKNOWLEDGED: /)
+      expect(message).toContain(`TS_RS_EXPERIMENT=${ACK}`)
+    } finally {
+      if (saved !== undefined) process.env.TS_RS_EXPERIMENT = saved
+    }
+  })
+
+  it.each([
+    [{ controlUrl: "not a url" }, "controlUrl"],
+    [{ controlUrl: "ftp://127.0.0.1/" }, "controlUrl"],
+    [{ hostname: "bad host" }, "hostname"],
+    [{ hostname: "-x" }, "hostname"],
+    [{ tags: ["tag:ok", "server"] }, "tags[1]"],
+    [{ authKey: "" }, "authKey"],
+    [{ clientName: "" }, "clientName"],
+    [{ keyState: "{}" }, "keyState"],
+    [{ connectTimeoutMs: -5 }, "connectTimeoutMs"]
+  ])("rejects %j naming %s", async (options, field) => {
+    const message = await rejection(native.Device.connect(options))
+    expect(message.startsWith(`INVALID_ARGUMENT: ${field}: `)).toBe(true)
+  })
+
+  it("never echoes an auth key", async () => {
+    const message = await rejection(native.Device.connect({ authKey: "tskey-auth-secret 1" }))
+    expect(message).toMatch(/^INVALID_ARGUMENT: authKey: /)
+    expect(message).not.toContain("secret")
+  })
+
+  it("reports a control URL nobody listens on as unreachable, quickly", async () => {
+    process.env.TS_RS_EXPERIMENT = ACK
+    const started = Date.now()
+    const message = await rejection(
+      native.Device.connect({ controlUrl: "http://127.0.0.1:9", hostname: "nobody", connectTimeoutMs: 10_000 })
+    )
+    expect(message).toMatch(/^CONTROL_UNREACHABLE: .*127\.0\.0\.1:9/)
+    expect(Date.now() - started).toBeLessThan(10_000)
+  })
+
+  it("creates a missing key file with mode 0600 and reloads the same keys", async () => {
+    const path = join(await tempDir(), "nested", "keys.json")
+    const created = await native.loadKeyFile(path)
+    expect((await stat(path)).mode & 0o777).toBe(0o600)
+    const loaded = await native.loadKeyFile(path)
+    expect(loaded).toBe(created)
+    expect(JSON.parse(await readFile(path, "utf8"))).toEqual(JSON.parse(created))
+  })
+
+  it("leaves a corrupt key file untouched and says so", async () => {
+    const path = join(await tempDir(), "keys.json")
+    const corrupt = Buffer.from('{"key_state":{"node_key":"privkey:0011"')
+    await writeFile(path, corrupt)
+    await chmod(path, 0o640)
+    const message = await rejection(native.loadKeyFile(path))
+    expect(message).toMatch(/^KEY_FILE: key file .* left untouched/)
+    expect(message).not.toContain("privkey:0011")
+    process.env.TS_RS_EXPERIMENT = ACK
+    expect(await rejection(native.Device.connect({ keyFile: path, hostname: "demo" }))).toMatch(/^KEY_FILE: /)
+    expect(await readFile(path)).toEqual(corrupt)
+    expect((await stat(path)).mode & 0o777).toBe(0o640)
+  })
+
+  it("replaces a corrupt key file only when asked, keeping the old bytes", async () => {
+    const dir = await tempDir()
+    const path = join(dir, "keys.json")
+    await writeFile(path, "garbage")
+    const state = await native.loadKeyFile(path, true)
+    expect(await readFile(join(dir, "keys.json.invalid"), "utf8")).toBe("garbage")
+    expect(await readFile(path, "utf8")).toBe(state)
+  })
+
+  it("round-trips key state and shows only public keys", () => {
+    const state = native.generateKeyState()
+    const parsed = JSON.parse(state) as { key_state: Record<string, string> }
+    expect(Object.keys(parsed.key_state).sort()).toEqual(["machine_key", "network_lock_key", "node_key"])
+    const keys = native.publicKeys(state)
+    expect(keys.nodeKey).toMatch(/^nodekey:[0-9a-f]{64}$/)
+    expect(keys.machineKey).toMatch(/^mkey:[0-9a-f]{64}$/)
+    expect(keys.networkLockKey).toMatch(/^nlpub:[0-9a-f]{64}$/)
+    expect(native.publicKeys(state)).toEqual(keys)
+    expect(JSON.stringify(keys)).not.toContain(parsed.key_state.node_key!.slice(8))
+    expect(native.publicKeys(native.generateKeyState()).nodeKey).not.toBe(keys.nodeKey)
+  })
+
+  it("rejects a bad log filter naming the field", () => {
+    expect(thrown(() => native.setLogHandler("info,=[", () => {}))).toMatch(/^INVALID_ARGUMENT: filter: /)
+  })
+})
+
+describe("addon on the loopback tailnet", () => {
+  let harness: RunningHarness
+  let info: { controlUrl: string; authKey: string; adminUrl: string; peer: { ipv4: string } }
+
+  beforeAll(async () => {
+    process.env.TS_RS_EXPERIMENT = ACK
+    harness = await startHarness()
+    info = harness.ready as typeof info
+  }, 120_000)
+
+  afterAll(async () => {
+    await harness?.stop()
+  })
+
+  const connect = (hostname: string) =>
+    native.Device.connect({
+      controlUrl: info.controlUrl,
+      authKey: info.authKey,
+      hostname,
+      ephemeral: true,
+      connectTimeoutMs: 30_000
+    })
+
+  it("joins, and validates addresses and ports naming the field", async () => {
+    const device = await connect("addon-args")
+    try {
+      const ipv4 = await device.ipv4()
+      expect(ipv4).toMatch(/^100\./)
+      expect(await rejection(device.peerByIp("100.64.0.300"))).toMatch(/^INVALID_ARGUMENT: ip: /)
+      expect(await rejection(device.tcpConnect(info.peer.ipv4, 70_000))).toMatch(/^INVALID_ARGUMENT: port: /)
+      expect(await rejection(device.tcpConnect(info.peer.ipv4, 1.5))).toMatch(/^INVALID_ARGUMENT: port: /)
+      expect(await rejection(device.udpBind(ipv4, 0))).toMatch(/^INVALID_ARGUMENT: port: /)
+      expect(await rejection(device.tcpListen("not-an-ip", 80))).toMatch(/^INVALID_ARGUMENT: ip: /)
+      expect(await rejection(device.peerByName(""))).toMatch(/^INVALID_ARGUMENT: name: /)
+    } finally {
+      await device.shutdown(5_000)
+    }
+  }, 60_000)
+
+  it("refuses a second bind of the same endpoint until the first is closed", async () => {
+    const device = await connect("addon-ports")
+    try {
+      const ipv4 = await device.ipv4()
+      const listener = await device.tcpListen(ipv4, 9100)
+      expect(await rejection(device.tcpListen(ipv4, 9100))).toMatch(/^ADDRESS_IN_USE: /)
+      listener.close()
+      const again = await device.tcpListen(ipv4, 9100)
+      again.close()
+      const udp = await device.udpBind(ipv4, 9100)
+      expect(await rejection(device.udpBind(ipv4, 9100))).toMatch(/^ADDRESS_IN_USE: /)
+      udp.close()
+    } finally {
+      await device.shutdown(5_000)
+    }
+  }, 60_000)
+
+  it("closes twice harmlessly and fails every later call with DEVICE_CLOSED", async () => {
+    const device = await connect("addon-close")
+    const ipv4 = await device.ipv4()
+    const listener = await device.tcpListen(ipv4, 9200)
+    const udp = await device.udpBind(ipv4, 9200)
+    const pendingAccept = rejection(listener.accept())
+    const pendingRecv = rejection(udp.recv())
+    const first = await device.shutdown(5_000)
+    expect(typeof first).toBe("boolean")
+    expect(await device.shutdown(5_000)).toBe(first)
+    expect(device.closed).toBe(true)
+    expect(await pendingAccept).toMatch(/^DEVICE_CLOSED: /)
+    expect(await pendingRecv).toMatch(/^DEVICE_CLOSED: /)
+    for (const call of [
+      device.ipv4(),
+      device.selfNode(),
+      device.authState(),
+      device.peerByName("echo-peer"),
+      device.tcpConnect(info.peer.ipv4, 7001),
+      device.tcpListen(ipv4, 9300),
+      device.udpBind(ipv4, 9300),
+      udp.send(info.peer.ipv4, 7002, Buffer.from("x"))
+    ]) {
+      expect(await rejection(call)).toMatch(/^DEVICE_CLOSED: /)
+    }
+    listener.close()
+    listener.close()
+    udp.close()
+  }, 60_000)
+
+  it("lets a script that connects and shuts down exit by itself", async () => {
+    const script = `
+      const native = require(${JSON.stringify(join(import.meta.dirname, "..", "index.js"))});
+      (async () => {
+        const device = await native.Device.connect(${JSON.stringify({ controlUrl: info.controlUrl, authKey: info.authKey, hostname: "addon-exit", ephemeral: true })});
+        const ip = await device.ipv4();
+        const listener = await device.tcpListen(ip, 9400);
+        listener.accept().catch(() => {});
+        console.log(JSON.stringify({ graceful: await device.shutdown(5000) }));
+      })();`
+    const { stdout } = await promisify(execFile)(process.execPath, ["-e", script], {
+      timeout: 30_000,
+      env: { ...process.env, TS_RS_EXPERIMENT: ACK }
+    })
+    expect(JSON.parse(stdout.trim())).toEqual({ graceful: true })
+  }, 60_000)
+})

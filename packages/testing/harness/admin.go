@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"tailscale.com/ipn/ipnstate"
+)
+
+// The admin API is for tests only and lives on its own port: testcontrol panics the whole
+// process on paths it does not know, so nothing but Tailscale clients talks to the control port.
+func startAdmin(ctl *control, p *peer) string {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /peers", func(w http.ResponseWriter, r *http.Request) {
+		peers, err := peerList(r.Context(), p)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		writeJSON(w, peers)
+	})
+	mux.HandleFunc("GET /wait-peer", func(w http.ResponseWriter, r *http.Request) {
+		waitForPeer(w, r, p, true)
+	})
+	mux.HandleFunc("GET /wait-peer-gone", func(w http.ResponseWriter, r *http.Request) {
+		waitForPeer(w, r, p, false)
+	})
+	mux.HandleFunc("POST /dial-tcp", func(w http.ResponseWriter, r *http.Request) {
+		dialAndEcho(w, r, p, false)
+	})
+	mux.HandleFunc("POST /dial-tcp-hash", func(w http.ResponseWriter, r *http.Request) {
+		dialAndEcho(w, r, p, true)
+	})
+	mux.HandleFunc("GET /send-tcp", func(w http.ResponseWriter, r *http.Request) {
+		sendPattern(w, r, p)
+	})
+	mux.HandleFunc("GET /fetch", func(w http.ResponseWriter, r *http.Request) {
+		fetch(w, r, p)
+	})
+	mux.HandleFunc("POST /require-auth", func(w http.ResponseWriter, r *http.Request) {
+		on, err := strconv.ParseBool(r.FormValue("on"))
+		if err != nil {
+			http.Error(w, "on must be true or false", http.StatusBadRequest)
+			return
+		}
+		ctl.setRequireAuth(on)
+		writeJSON(w, map[string]bool{"requireAuth": on})
+	})
+	mux.HandleFunc("POST /complete-auth", func(w http.ResponseWriter, r *http.Request) {
+		if !ctl.server.CompleteAuth(r.FormValue("url")) {
+			http.Error(w, "unknown auth URL", http.StatusNotFound)
+			return
+		}
+		writeJSON(w, map[string]bool{"completed": true})
+	})
+	mux.HandleFunc("GET /map-requests", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, ctl.counts.snapshot())
+	})
+	ln := must(net.Listen("tcp", "127.0.0.1:0"))
+	go http.Serve(ln, mux)
+	return "http://" + ln.Addr().String()
+}
+
+type peerView struct {
+	Hostname string `json:"hostname"`
+	IPv4     string `json:"ipv4"`
+	IPv6     string `json:"ipv6"`
+	Online   bool   `json:"online"`
+}
+
+func peerList(ctx context.Context, p *peer) ([]peerView, error) {
+	lc, err := p.server.LocalClient()
+	if err != nil {
+		return nil, err
+	}
+	st, err := lc.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	peers := []peerView{}
+	for _, ps := range st.Peer {
+		peers = append(peers, view(ps))
+	}
+	return peers, nil
+}
+
+func view(ps *ipnstate.PeerStatus) peerView {
+	v := peerView{Hostname: ps.HostName, Online: ps.Online}
+	for _, ip := range ps.TailscaleIPs {
+		if ip.Is4() {
+			v.IPv4 = ip.String()
+		} else {
+			v.IPv6 = ip.String()
+		}
+	}
+	return v
+}
+
+// timeoutContext bounds every wait by ?timeout= milliseconds (default 15000).
+func timeoutContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ms, err := strconv.Atoi(r.FormValue("timeout"))
+	if err != nil || ms <= 0 {
+		ms = 15000
+	}
+	return context.WithTimeout(r.Context(), time.Duration(ms)*time.Millisecond)
+}
+
+// waitForPeer blocks until the Go peer sees (present) or no longer sees (!present) ?ip=.
+func waitForPeer(w http.ResponseWriter, r *http.Request, p *peer, present bool) {
+	want, err := netip.ParseAddr(r.FormValue("ip"))
+	if err != nil {
+		http.Error(w, "ip must be an IP address", http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := timeoutContext(r)
+	defer cancel()
+	for {
+		peers, err := peerList(ctx, p)
+		if err == nil {
+			var found *peerView
+			for i := range peers {
+				if peers[i].IPv4 == want.String() || peers[i].IPv6 == want.String() {
+					found = &peers[i]
+				}
+			}
+			if present && found != nil {
+				writeJSON(w, found)
+				return
+			}
+			if !present && found == nil {
+				writeJSON(w, map[string]bool{"gone": true})
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			http.Error(w, fmt.Sprintf("timed out waiting for %s (present=%v)", want, present), http.StatusGatewayTimeout)
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// dialAndEcho has the Go peer dial ?addr= over the tailnet, send the request body, then read
+// ?expect= bytes (default: as many as it sent) or until EOF, and answer what it read (or its
+// length and SHA-256 when hashOnly).
+func dialAndEcho(w http.ResponseWriter, r *http.Request, p *peer, hashOnly bool) {
+	ctx, cancel := timeoutContext(r)
+	defer cancel()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	expect := len(body)
+	if e := r.FormValue("expect"); e != "" {
+		if expect, err = strconv.Atoi(e); err != nil || expect < 0 {
+			http.Error(w, "expect must be a non-negative integer", http.StatusBadRequest)
+			return
+		}
+	}
+	conn, err := p.server.Dial(ctx, "tcp", r.FormValue("addr"))
+	if err != nil {
+		http.Error(w, "dial: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	writeErr := make(chan error, 1)
+	go func() {
+		_, err := conn.Write(body)
+		writeErr <- err
+	}()
+	hash := sha256.New()
+	var got []byte
+	sink := io.Writer(hash)
+	if !hashOnly {
+		sink = io.MultiWriter(hash, writerFunc(func(b []byte) (int, error) { got = append(got, b...); return len(b), nil }))
+	}
+	n, readErr := io.Copy(sink, io.LimitReader(conn, int64(expect)))
+	if err := <-writeErr; err != nil {
+		http.Error(w, "write: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	if readErr != nil {
+		http.Error(w, fmt.Sprintf("read after %d bytes: %v", n, readErr), http.StatusBadGateway)
+		return
+	}
+	if hashOnly {
+		writeJSON(w, map[string]any{"bytes": n, "sha256": hex.EncodeToString(hash.Sum(nil))})
+		return
+	}
+	w.Write(got)
+}
+
+// sendPattern has the Go peer dial ?addr=, write ?n= bytes of the pattern, and close.
+func sendPattern(w http.ResponseWriter, r *http.Request, p *peer) {
+	ctx, cancel := timeoutContext(r)
+	defer cancel()
+	n, err := strconv.Atoi(r.FormValue("n"))
+	if err != nil || n < 0 {
+		http.Error(w, "n must be a non-negative integer", http.StatusBadRequest)
+		return
+	}
+	conn, err := p.server.Dial(ctx, "tcp", r.FormValue("addr"))
+	if err != nil {
+		http.Error(w, "dial: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	hash := sha256.New()
+	buffered := bufio.NewWriterSize(io.MultiWriter(conn, hash), 64<<10)
+	if err := writePattern(buffered, n); err == nil {
+		err = buffered.Flush()
+	}
+	if err != nil {
+		http.Error(w, "write: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	writeJSON(w, map[string]any{"bytes": n, "sha256": hex.EncodeToString(hash.Sum(nil))})
+}
+
+// fetch has the Go peer GET ?url= over the tailnet.
+func fetch(w http.ResponseWriter, r *http.Request, p *peer) {
+	ctx, cancel := timeoutContext(r)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.FormValue("url"), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	res, err := p.server.HTTPClient().Do(req)
+	if err != nil {
+		http.Error(w, "fetch: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		http.Error(w, "fetch body: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	writeJSON(w, map[string]any{"status": res.StatusCode, "body": string(body)})
+}
+
+// writePattern writes n bytes where byte i is i mod 251 (a prime, so the pattern never lines
+// up with buffer sizes and a dropped or repeated chunk changes the hash).
+func writePattern(w io.Writer, n int) error {
+	chunk := make([]byte, 32<<10)
+	for written := 0; written < n; {
+		size := min(len(chunk), n-written)
+		for i := range size {
+			chunk[i] = byte((written + i) % 251)
+		}
+		if _, err := w.Write(chunk[:size]); err != nil {
+			return err
+		}
+		written += size
+	}
+	return nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"tailscale.com/tailcfg"
+	"tailscale.com/tstest/integration/testcontrol"
+	"tailscale.com/types/key"
+	"tailscale.com/types/logger"
+)
+
+type control struct {
+	url    string
+	server *testcontrol.Server
+	counts *mapRequestCounts
+	mu     sync.Mutex // guards server.RequireAuth writes
+}
+
+// mapRequestCounts counts map requests per node, streaming and not, so tests can see whether
+// a client keeps sending "lite" endpoint updates (the feedback loop described in docs/).
+type mapRequestCounts struct {
+	mu        sync.Mutex
+	streaming map[string]int
+	lite      map[string]int
+}
+
+func (c *mapRequestCounts) add(req *tailcfg.MapRequest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	node := req.NodeKey.ShortString()
+	if req.Stream {
+		c.streaming[node]++
+	} else {
+		c.lite[node]++
+	}
+}
+
+func (c *mapRequestCounts) snapshot() map[string]map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]map[string]int{"streaming": {}, "lite": {}}
+	for k, v := range c.streaming {
+		out["streaming"][k] = v
+	}
+	for k, v := range c.lite {
+		out["lite"][k] = v
+	}
+	return out
+}
+
+func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duration, logf logger.Logf) *control {
+	ln := must(net.Listen("tcp", "127.0.0.1:0"))
+	counts := &mapRequestCounts{streaming: map[string]int{}, lite: map[string]int{}}
+	hold := throttleLiteUpdates(throttle)
+	ctl := &testcontrol.Server{
+		DERPMap:          dm,
+		ExplicitBaseURL:  "http://" + ln.Addr().String(),
+		MagicDNSDomain:   magicDNS,
+		AllOnline:        true,
+		AllNodesSameUser: true,
+		RequireAuthKey:   requiredKey,
+		Logf:             logf,
+		HoldMapRequest: func(req *tailcfg.MapRequest) func() {
+			counts.add(req)
+			return hold(req)
+		},
+	}
+	go http.Serve(ln, ctl)
+	return &control{url: ctl.ExplicitBaseURL, server: ctl, counts: counts}
+}
+
+// throttleLiteUpdates lets at most one non-streaming map request per node through per interval.
+// testcontrol answers each such update with a full netmap including the DERP map, and
+// tailscale-rs re-measures DERP latency (and may send another update) on each of those.
+func throttleLiteUpdates(every time.Duration) func(*tailcfg.MapRequest) func() {
+	var mu sync.Mutex
+	next := map[key.NodePublic]time.Time{}
+	return func(req *tailcfg.MapRequest) func() {
+		if req.Stream || every <= 0 {
+			return nil
+		}
+		mu.Lock()
+		at := next[req.NodeKey]
+		if now := time.Now(); at.Before(now) {
+			at = now
+		}
+		next[req.NodeKey] = at.Add(every)
+		mu.Unlock()
+		time.Sleep(time.Until(at))
+		return nil
+	}
+}
+
+func (c *control) setRequireAuth(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.server.RequireAuth = on
+}
