@@ -89,23 +89,32 @@ impl<T> Inbox<T> {
             step = rx.recv() => step,
         };
         match step {
-            Some(Step::Item(item)) => Ok(Some(item)),
-            Some(Step::End) => {
-                self.ended.store(true, Ordering::Release);
-                Ok(None)
-            }
-            Some(Step::Fail(failure)) => {
-                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure.clone());
-                Err(failure)
-            }
+            Some(step) => self.settle(step),
             None => Err(self.stored_failure().unwrap_or_else(closed)),
         }
     }
 
-    /// Discards whatever is queued now (for a socket handed to a new owner).
+    /// Discards the items queued now (for a socket handed to a new owner); an end or failure
+    /// among them is kept.
     pub async fn discard_queued(&self) {
         let mut rx = self.rx.lock().await;
-        while rx.try_recv().is_ok() {}
+        while let Ok(step) = rx.try_recv() {
+            self.settle(step);
+        }
+    }
+
+    fn settle(&self, step: Step<T>) -> Result<Option<T>> {
+        match step {
+            Step::Item(item) => Ok(Some(item)),
+            Step::End => {
+                self.ended.store(true, Ordering::Release);
+                Ok(None)
+            }
+            Step::Fail(failure) => {
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure.clone());
+                Err(failure)
+            }
+        }
     }
 
     fn stored_failure(&self) -> Option<Failure> {
