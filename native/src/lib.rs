@@ -16,6 +16,11 @@ mod udp;
 
 use napi_derive::napi;
 
+#[napi_derive::module_init]
+fn init() {
+    logging::route_worker_panics_to_log();
+}
+
 pub use device::{AuthState, ConnectOptions, Device};
 pub use logging::{LogRecord, clear_log_handler, set_log_handler};
 pub use node_info::{NodeInfo, NodeStatus};

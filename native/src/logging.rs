@@ -130,3 +130,28 @@ mod tests {
         assert!(failure.message.starts_with("filter:"), "{}", failure.message);
     }
 }
+
+/// The crate's actors run on napi's Tokio workers and catch their own panics, but the default
+/// hook still prints each one (with a backtrace when `RUST_BACKTRACE` is set) to the host's
+/// stderr, e.g. during a normal shutdown in tailscale-rs 0.5.0. Panics on those workers become
+/// `ERROR` log records (target `panic`) instead; every other thread keeps the previous hook.
+pub fn route_worker_panics_to_log() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let on_worker = std::thread::current().name() == Some("tokio-rt-worker");
+            if !on_worker {
+                return previous(info);
+            }
+            let location = info.location().map(ToString::to_string).unwrap_or_default();
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_string());
+            tracing::error!(target: "panic", %location, "{message}");
+        }));
+    });
+}

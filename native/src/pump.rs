@@ -99,7 +99,7 @@ impl<T> Inbox<T> {
     pub async fn discard_queued(&self) {
         let mut rx = self.rx.lock().await;
         while let Ok(step) = rx.try_recv() {
-            self.settle(step);
+            let _ = self.settle(step);
         }
     }
 
