@@ -53,11 +53,11 @@ func startAdmin(ctl *control, p *peer) string {
 			http.Error(w, "on must be true or false", http.StatusBadRequest)
 			return
 		}
-		ctl.setRequireAuth(on)
+		ctl.setInteractiveLogin(on)
 		writeJSON(w, map[string]bool{"requireAuth": on})
 	})
 	mux.HandleFunc("POST /complete-auth", func(w http.ResponseWriter, r *http.Request) {
-		if !ctl.server.CompleteAuth(r.FormValue("url")) {
+		if !ctl.completeLogin(r.FormValue("url")) {
 			http.Error(w, "unknown auth URL", http.StatusNotFound)
 			return
 		}

@@ -94,8 +94,19 @@ func throttleLiteUpdates(every time.Duration) func(*tailcfg.MapRequest) func() {
 	}
 }
 
-func (c *control) setRequireAuth(on bool) {
+// setInteractiveLogin makes new registrations wait for a login URL to be completed.
+// tailscale-rs 0.5.0 only reports a login URL when control also says the machine is not
+// authorized (ts_control register.rs), so this turns on RequireMachineAuth as well.
+func (c *control) setInteractiveLogin(on bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.server.RequireAuth = on
+	c.server.RequireMachineAuth = on
+}
+
+// completeLogin approves the login URL; the follow-up registration then succeeds because
+// interactive mode is switched off again.
+func (c *control) completeLogin(url string) bool {
+	c.setInteractiveLogin(false)
+	return c.server.CompleteAuth(url)
 }
