@@ -1,0 +1,14 @@
+/**
+ * Whether control lets this device join: `Authorized`, or `NeedsLogin` with the URL where a
+ * person approves it.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+
+export type AuthState = Data.TaggedEnum<{
+  Authorized: {}
+  NeedsLogin: { readonly url: string }
+}>
+
+export const AuthState = Data.taggedEnum<AuthState>()

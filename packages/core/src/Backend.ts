@@ -1,0 +1,167 @@
+/**
+ * The seam between the Effect service and whatever actually moves packets: the native addon
+ * (`@effect-tailscale/native`, wrapped by `@effect-tailscale/node`) or the in-memory fake tailnet
+ * (`@effect-tailscale/testing`). Backends are thin and promise-based; every policy (timeouts,
+ * scopes, decoding, error mapping, interruption safety) lives in core, once.
+ *
+ * Error contract: a backend rejects with an `Error` whose message is `"<CODE>: <detail>"`, where
+ * CODE is one of {@link BackendErrorCode}. Anything else is treated as an internal error.
+ *
+ * Cancellation contract: a backend promise, once started, runs to completion (the native addon
+ * cannot cancel a pending call without losing data inside the netstack). Core never abandons a
+ * pending `read`, `accept` or `recv`: an interrupted call's promise is kept and handed to the next
+ * caller, so nothing is lost. `close()` makes every pending and later call on that handle reject
+ * with `DEVICE_CLOSED`.
+ *
+ * @since 0.1.0
+ */
+
+/** Stable error codes carried by backend rejections. */
+export const BackendErrorCodes = [
+  "EXPERIMENT_NOT_ACKNOWLEDGED",
+  "KEY_FILE",
+  "INVALID_ARGUMENT",
+  "CONTROL_UNREACHABLE",
+  "NOT_AUTHORIZED",
+  "TIMEOUT",
+  "CONNECTION_REFUSED",
+  "CONNECTION_RESET",
+  "ADDRESS_IN_USE",
+  "MESSAGE_TOO_LARGE",
+  "DEVICE_CLOSED",
+  "INTERNAL"
+] as const
+
+export type BackendErrorCode = typeof BackendErrorCodes[number]
+
+/** `ip` is an IPv4 dotted quad or an IPv6 address without brackets. */
+export interface RawSocketAddress {
+  readonly ip: string
+  readonly port: number
+}
+
+export interface RawNodeStatus {
+  readonly kind: "unknown" | "online" | "offline"
+  /** When offline: ISO-8601 as reported by control (rounded to about ten minutes). */
+  readonly lastSeenControl?: string | undefined
+  /** When offline: ISO-8601, estimated locally. */
+  readonly lastSeenEstimated?: string | undefined
+}
+
+/** Every field of the crate's `Node`, as plain data. Keys are public keys only. */
+export interface RawNodeInfo {
+  readonly id: number
+  readonly stableId: string
+  readonly hostname: string
+  /** Fully qualified name with the trailing dot; absent when control sent no tailnet suffix. */
+  readonly fqdn?: string | undefined
+  readonly tailnet?: string | undefined
+  readonly capabilityVersion: number
+  readonly status: RawNodeStatus
+  readonly nodeCapabilities: Readonly<Record<string, ReadonlyArray<string>>>
+  readonly tags: ReadonlyArray<string>
+  /** CIDR, e.g. `100.64.0.1/32`. */
+  readonly tailnetIpv4: string
+  /** CIDR, e.g. `fd7a:115c:a1e0::1/128`. */
+  readonly tailnetIpv6: string
+  /** `nodekey:<hex>` */
+  readonly nodeKey: string
+  /** ISO-8601. Go's zero time (year 1) arrives as `0001-01-01T00:00:00Z` and means "never". */
+  readonly nodeKeyExpiry?: string | undefined
+  /** `mkey:<hex>` */
+  readonly machineKey?: string | undefined
+  /** `discokey:<hex>` */
+  readonly discoKey?: string | undefined
+  /** Base64 of the Tailnet Lock signature. */
+  readonly tailnetLockKeySignature?: string | undefined
+  /** CIDRs: the node's own addresses plus any subnet routes. */
+  readonly acceptedRoutes: ReadonlyArray<string>
+  /** `ip:port` / `[ip]:port` endpoints. */
+  readonly underlayAddresses: ReadonlyArray<string>
+  readonly derpRegion?: number | undefined
+}
+
+export interface RawAuthState {
+  readonly authorized: boolean
+  /** When not authorized: where a person can approve the device. */
+  readonly loginUrl?: string | undefined
+}
+
+export interface RawDatagram {
+  readonly data: Uint8Array
+  readonly ip: string
+  readonly port: number
+}
+
+export interface RawTcpStream {
+  /** Next chunk; `null` once the peer has finished sending (end of stream). */
+  read(): Promise<Uint8Array | null>
+  /** Resolves once every byte is accepted by the network stack (backpressure). */
+  write(data: Uint8Array): Promise<void>
+  readonly localAddress: RawSocketAddress
+  readonly remoteAddress: RawSocketAddress
+  /** Graceful close (FIN after queued data). Idempotent. */
+  close(): void
+}
+
+export interface RawTcpListener {
+  accept(): Promise<RawTcpStream>
+  readonly localAddress: RawSocketAddress
+  close(): void
+}
+
+export interface RawUdpSocket {
+  recv(): Promise<RawDatagram>
+  send(ip: string, port: number, data: Uint8Array): Promise<void>
+  readonly localAddress: RawSocketAddress
+  close(): void
+}
+
+export interface RawDevice {
+  ipv4(): Promise<string>
+  ipv6(): Promise<string>
+  selfNode(): Promise<RawNodeInfo>
+  authState(): Promise<RawAuthState>
+  peerByName(name: string): Promise<RawNodeInfo | null>
+  peerByIp(ip: string): Promise<RawNodeInfo | null>
+  peersWithRoute(ip: string): Promise<Array<RawNodeInfo>>
+  tcpListen(ip: string, port: number): Promise<RawTcpListener>
+  tcpConnect(ip: string, port: number): Promise<RawTcpStream>
+  udpBind(ip: string, port: number): Promise<RawUdpSocket>
+  /** Stops the device. Resolves `true` when it stopped gracefully within the timeout. Idempotent. */
+  shutdown(timeoutMs: number): Promise<boolean>
+}
+
+export interface RawConnectOptions {
+  /** Path of the key file: created when missing, never overwritten unless `overwriteBadKeyFile`. */
+  readonly keyFile?: string | undefined
+  readonly overwriteBadKeyFile?: boolean | undefined
+  /** Key state as the JSON the crate writes to key files. */
+  readonly keyState?: string | undefined
+  readonly authKey?: string | undefined
+  readonly controlUrl?: string | undefined
+  readonly hostname?: string | undefined
+  readonly tags?: ReadonlyArray<string> | undefined
+  readonly ephemeral?: boolean | undefined
+  readonly clientName?: string | undefined
+  /** Give up with `CONTROL_UNREACHABLE` when control has not answered within this time. */
+  readonly connectTimeoutMs?: number | undefined
+}
+
+export type RawLogLevel = "ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE"
+
+export interface RawLogRecord {
+  readonly level: RawLogLevel
+  readonly target: string
+  readonly message: string
+  readonly fields: Readonly<Record<string, string>>
+}
+
+export interface Backend {
+  connect(options: RawConnectOptions): Promise<RawDevice>
+  /**
+   * Routes the backend's log records to `handler`, filtered by a `RUST_LOG`-style directive
+   * string. Returns a function that detaches the handler. Optional: the fake tailnet has no logs.
+   */
+  readonly subscribeLogs?: ((filter: string, handler: (record: RawLogRecord) => void) => () => void) | undefined
+}

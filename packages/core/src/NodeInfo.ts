@@ -1,0 +1,90 @@
+/**
+ * A tailnet node as Effect values: addresses and routes from `effect/net`, times as `DateTime`,
+ * absent values as `Option`. Decoded with Schema from the backend's plain object; keys are
+ * public keys only.
+ *
+ * @since 0.1.0
+ */
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { internal, type TailscaleError } from "./TailscaleError.ts"
+
+const Timestamp = Schema.DateTimeUtcFromString
+/** Absent (or undefined) on the wire, `Option` in the decoded value. */
+const Absent = <S extends Schema.Top>(schema: S) => Schema.OptionFromOptional(schema)
+
+/** Connection to the control plane (not reachability), discriminated by `kind`. */
+export const NodeStatus = Schema.Union([
+  Schema.Struct({ kind: Schema.Literal("unknown") }),
+  Schema.Struct({ kind: Schema.Literal("online") }),
+  Schema.Struct({
+    kind: Schema.Literal("offline"),
+    /** As reported by control, rounded to about ten minutes; do not compare with `lastSeenEstimated`. */
+    lastSeenControl: Absent(Timestamp),
+    lastSeenEstimated: Timestamp
+  })
+])
+export type NodeStatus = typeof NodeStatus.Type
+
+export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/NodeInfo")({
+  /** Control's numeric node id. */
+  id: Schema.Number,
+  stableId: Schema.String,
+  hostname: Schema.String,
+  /** `<hostname>.<tailnet>.` with the trailing dot. */
+  fqdn: Absent(Schema.String),
+  tailnet: Absent(Schema.String),
+  capabilityVersion: Schema.Number,
+  status: NodeStatus,
+  nodeCapabilities: Schema.Record(Schema.String, Schema.Array(Schema.String)),
+  tags: Schema.Array(Schema.String),
+  /** The node's IPv4 tailnet network (a /32). */
+  tailnetIpv4: Schema.IpNetworkFromString,
+  /** The node's IPv6 tailnet network (a /128). */
+  tailnetIpv6: Schema.IpNetworkFromString,
+  /** `nodekey:<hex>` */
+  nodeKey: Schema.String,
+  /** None when the key never expires (control sends year 1 for that). */
+  nodeKeyExpiry: Absent(Timestamp),
+  /** `mkey:<hex>` */
+  machineKey: Absent(Schema.String),
+  /** `discokey:<hex>` */
+  discoKey: Absent(Schema.String),
+  /** Base64 of the Tailnet Lock signature. */
+  tailnetLockKeySignature: Absent(Schema.String),
+  /** The node's own addresses plus any subnet routes it serves. */
+  acceptedRoutes: Schema.Array(Schema.IpNetworkFromString),
+  /** Public or LAN endpoints, `ip:port` or `[ip]:port`. */
+  underlayAddresses: Schema.Array(Schema.String),
+  /** Home DERP region. */
+  derpRegion: Absent(Schema.Number)
+}) {
+  /** The node's IPv4 tailnet address. */
+  get ipv4() {
+    return this.tailnetIpv4.address
+  }
+
+  /** The node's IPv6 tailnet address. */
+  get ipv6() {
+    return this.tailnetIpv6.address
+  }
+
+  get isOnline(): boolean {
+    return this.status.kind === "online"
+  }
+}
+
+const decodeRaw = Schema.decodeUnknownEffect(NodeInfo)
+
+const isNever = (expiry: DateTime.Utc) => DateTime.getPartUtc(expiry, "year") <= 1
+
+/** Decodes a backend node; a field that does not decode is an `Internal` error naming it. */
+export const decodeNodeInfo = (raw: unknown): Effect.Effect<NodeInfo, TailscaleError> =>
+  decodeRaw(raw).pipe(
+    Effect.map((node) =>
+      Option.exists(node.nodeKeyExpiry, isNever) ? new NodeInfo({ ...node, nodeKeyExpiry: Option.none() }) : node
+    ),
+    Effect.mapError((error) => internal(`the backend sent a node that does not decode: ${error.message}`, error))
+  )

@@ -1,0 +1,297 @@
+/**
+ * The `Tailscale` service: one tailnet device, its addresses, peers and sockets.
+ *
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const tailscale = yield* Tailscale
+ *   const ip = yield* tailscale.ipv4
+ *   const stream = yield* tailscale.dial("db:5432")
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
+import { type BindAddress, type DialTarget, formatIp, type IpInput, parseDialTarget, parseIp, parsePort } from "./Address.ts"
+import { AuthState } from "./AuthState.ts"
+import type { Backend, RawConnectOptions, RawDevice } from "./Backend.ts"
+import * as Logs from "./internal/logs.ts"
+import { decodeNodeInfo, type NodeInfo } from "./NodeInfo.ts"
+import {
+  fromBackend,
+  internal,
+  invalidArgument,
+  NotAuthorized,
+  TailscaleError
+} from "./TailscaleError.ts"
+import * as TcpListener from "./TcpListener.ts"
+import * as TcpStream from "./TcpStream.ts"
+import { TailscaleTimeouts, toMillis, within } from "./Timeouts.ts"
+import * as UdpSocket from "./UdpSocket.ts"
+
+export interface CallOptions {
+  /** Overrides the default from `TailscaleTimeouts` for this call. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+export interface BindOptions extends CallOptions {
+  /** The device's own `"ipv4"` (default) or `"ipv6"` address, or an explicit one. */
+  readonly address?: BindAddress | undefined
+}
+
+export interface TailscaleService {
+  /** This device's IPv4 tailnet address; waits for the first network map. */
+  readonly ipv4: Effect.Effect<NetAddress.Ipv4Address, TailscaleError>
+  /** This device's IPv6 tailnet address; waits for the first network map. */
+  readonly ipv6: Effect.Effect<NetAddress.Ipv6Address, TailscaleError>
+  /** This device's own node. */
+  readonly self: Effect.Effect<NodeInfo, TailscaleError>
+  /** Authorized, or needs a person to log in at a URL. */
+  readonly authState: Effect.Effect<AuthState, TailscaleError>
+  /** A peer by bare hostname or FQDN (a trailing dot is allowed). */
+  readonly peerByName: (name: string, options?: CallOptions) => Effect.Effect<Option.Option<NodeInfo>, TailscaleError>
+  /** The peer that owns a tailnet IP. */
+  readonly peerByIp: (ip: IpInput, options?: CallOptions) => Effect.Effect<Option.Option<NodeInfo>, TailscaleError>
+  /** The peers whose routes are the most specific match for `ip` (several for redundant subnet routers). */
+  readonly peersWithRoute: (ip: IpInput, options?: CallOptions) => Effect.Effect<ReadonlyArray<NodeInfo>, TailscaleError>
+  /** A TCP connection to `"peer:port"`, `"ip:port"`, `{ peer, port }` or `{ ip, port }`, owned by the scope. */
+  readonly dial: (
+    target: DialTarget,
+    options?: CallOptions
+  ) => Effect.Effect<TcpStream.TcpStream, TailscaleError, Scope.Scope>
+  /** A TCP listener on this device, owned by the scope. */
+  readonly listen: (
+    port: number,
+    options?: BindOptions
+  ) => Effect.Effect<TcpListener.TcpListener, TailscaleError, Scope.Scope>
+  /** A UDP socket on this device (port 1..65535), owned by the scope. */
+  readonly bindUdp: (
+    port: number,
+    options?: BindOptions
+  ) => Effect.Effect<UdpSocket.UdpSocket, TailscaleError, Scope.Scope>
+  /**
+   * Stops the device now (the layer does it anyway when its scope closes). Succeeds with `true`
+   * when it stopped gracefully within the shutdown timeout. Idempotent.
+   */
+  readonly shutdown: Effect.Effect<boolean>
+}
+
+export class Tailscale extends Context.Service<Tailscale, TailscaleService>()("@effect-tailscale/core/Tailscale") {}
+
+export interface TailscaleOptions {
+  /** Key file: created (mode 0600) when missing; an invalid one is an error unless `overwriteBadKeyFile`. */
+  readonly keyFile?: string | undefined
+  readonly overwriteBadKeyFile?: boolean | undefined
+  /** In-memory key state (the key file's JSON). Without either, the identity is fresh and not saved. */
+  readonly keyState?: Redacted.Redacted<string> | undefined
+  readonly authKey?: Redacted.Redacted<string> | undefined
+  /** Default: Tailscale's control plane. */
+  readonly controlUrl?: string | URL | undefined
+  /** Default: the OS hostname. */
+  readonly hostname?: string | undefined
+  readonly tags?: ReadonlyArray<string> | undefined
+  /** Leave the tailnet soon after the device goes offline. */
+  readonly ephemeral?: boolean | undefined
+  /** Reported to control as the client application. */
+  readonly clientName?: string | undefined
+  /** `RUST_LOG`-style filter for the backend's log records (default `"warn"`; `"off"` for none). */
+  readonly logFilter?: string | undefined
+}
+
+const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/
+const TAG = /^tag:[A-Za-z][A-Za-z0-9-]*$/
+
+const validateOptions = (options: TailscaleOptions): Effect.Effect<RawConnectOptions, TailscaleError> =>
+  Effect.gen(function*() {
+    if (options.hostname !== undefined && !HOSTNAME.test(options.hostname)) {
+      return yield* Effect.fail(invalidArgument(
+        "hostname",
+        `must be a single DNS label of letters, digits and hyphens (got ${JSON.stringify(options.hostname)})`
+      ))
+    }
+    for (const [index, tag] of (options.tags ?? []).entries()) {
+      if (!TAG.test(tag)) {
+        return yield* Effect.fail(invalidArgument(`tags[${index}]`, `must look like tag:name (got ${JSON.stringify(tag)})`))
+      }
+    }
+    let controlUrl: string | undefined
+    if (options.controlUrl !== undefined) {
+      const text = String(options.controlUrl)
+      if (!URL.canParse(text) || !/^https?:$/.test(new URL(text).protocol)) {
+        return yield* Effect.fail(invalidArgument("controlUrl", `must be an http(s) URL (got ${JSON.stringify(text)})`))
+      }
+      controlUrl = text
+    }
+    if (options.keyFile !== undefined && options.keyState !== undefined) {
+      return yield* Effect.fail(invalidArgument("keyState", "give either keyFile or keyState, not both"))
+    }
+    return {
+      keyFile: options.keyFile,
+      overwriteBadKeyFile: options.overwriteBadKeyFile,
+      keyState: options.keyState === undefined ? undefined : Redacted.value(options.keyState),
+      authKey: options.authKey === undefined ? undefined : Redacted.value(options.authKey),
+      controlUrl,
+      hostname: options.hostname,
+      tags: options.tags,
+      ephemeral: options.ephemeral,
+      clientName: options.clientName
+    }
+  })
+
+/**
+ * Connects a device through `backend` and builds the service. The device belongs to the scope:
+ * it is shut down (within the shutdown timeout) when the scope closes, whatever the exit.
+ */
+export const make: (
+  backend: Backend,
+  options?: TailscaleOptions
+) => Effect.Effect<TailscaleService, TailscaleError, Scope.Scope> = Effect.fnUntraced(function*(
+  backend: Backend,
+  options: TailscaleOptions = {}
+) {
+  const timeouts = yield* TailscaleTimeouts
+  const connectOptions = yield* validateOptions(options)
+  yield* Logs.forward(backend, options.logFilter ?? "warn")
+
+  let shutdownResult: Promise<boolean> | undefined
+  const stop = (device: RawDevice) =>
+    Effect.promise(() => {
+      shutdownResult ??= device.shutdown(toMillis(timeouts.shutdown) ?? 5_000).catch(() => false)
+      return shutdownResult
+    })
+
+  const connectMs = toMillis(timeouts.connect)
+  const device = yield* Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () => backend.connect({ ...connectOptions, ...(connectMs === undefined ? {} : { connectTimeoutMs: connectMs }) }),
+      catch: (error) => fromBackend("connect", error)
+    }).pipe(within("connect", timeouts.connect)),
+    (device, exit) =>
+      stop(device).pipe(
+        Effect.tap((graceful) =>
+          Effect.logDebug("tailscale device shut down").pipe(
+            Effect.annotateLogs({ graceful, exit: Exit.isSuccess(exit) ? "success" : "failure or interruption" })
+          )
+        )
+      )
+  )
+
+  const call = <A>(operation: string, limit: Duration.Input, run: () => Promise<A>) =>
+    Effect.tryPromise({ try: run, catch: (error) => fromBackend(operation, error) }).pipe(within(operation, limit))
+
+  const netmapLimit = (options?: CallOptions) => options?.timeout ?? timeouts.netmap
+
+  const decodeAddress = <A>(family: string, parse: (text: string) => Result.Result<A, unknown>) => (text: string) => {
+    const parsed = parse(text)
+    return Result.isSuccess(parsed)
+      ? Effect.succeed(parsed.success)
+      : Effect.fail(internal(`${family}: the backend sent ${JSON.stringify(text)}`))
+  }
+  const ownIpv4 = (limit: Duration.Input) =>
+    call("ipv4", limit, () => device.ipv4()).pipe(Effect.flatMap(decodeAddress("ipv4", NetAddress.ipv4FromString)))
+  const ownIpv6 = (limit: Duration.Input) =>
+    call("ipv6", limit, () => device.ipv6()).pipe(Effect.flatMap(decodeAddress("ipv6", NetAddress.ipv6FromString)))
+
+  const bindIp = (address: BindAddress | undefined, limit: Duration.Input) =>
+    address === undefined || address === "ipv4" || address === "ipv6"
+      ? (address === "ipv6" ? ownIpv6(limit) : ownIpv4(limit))
+      : parseIp("address", address)
+
+  const decodeOptional = (raw: unknown) =>
+    raw === null || raw === undefined ? Effect.succeedNone : Effect.asSome(decodeNodeInfo(raw))
+
+  const service: TailscaleService = {
+    ipv4: ownIpv4(timeouts.netmap).pipe(Effect.withSpan("Tailscale.ipv4")),
+    ipv6: ownIpv6(timeouts.netmap).pipe(Effect.withSpan("Tailscale.ipv6")),
+    self: call("self", timeouts.netmap, () => device.selfNode()).pipe(
+      Effect.flatMap(decodeNodeInfo),
+      Effect.withSpan("Tailscale.self")
+    ),
+    authState: call("authState", timeouts.netmap, () => device.authState()).pipe(
+      Effect.map((state) =>
+        state.authorized ? AuthState.Authorized() : AuthState.NeedsLogin({ url: state.loginUrl ?? "" })
+      ),
+      Effect.withSpan("Tailscale.authState")
+    ),
+    peerByName: Effect.fn("Tailscale.peerByName")(function*(name: string, options?: CallOptions) {
+      if (name.replace(/\.$/, "") === "") return yield* Effect.fail(invalidArgument("name", "must not be empty"))
+      const raw = yield* call("peerByName", netmapLimit(options), () => device.peerByName(name))
+      return yield* decodeOptional(raw)
+    }),
+    peerByIp: Effect.fn("Tailscale.peerByIp")(function*(input: IpInput, options?: CallOptions) {
+      const ip = yield* parseIp("ip", input)
+      const raw = yield* call("peerByIp", netmapLimit(options), () => device.peerByIp(formatIp(ip)))
+      return yield* decodeOptional(raw)
+    }),
+    peersWithRoute: Effect.fn("Tailscale.peersWithRoute")(function*(input: IpInput, options?: CallOptions) {
+      const ip = yield* parseIp("ip", input)
+      const raw = yield* call("peersWithRoute", netmapLimit(options), () => device.peersWithRoute(formatIp(ip)))
+      return yield* Effect.forEach(raw, decodeNodeInfo)
+    }),
+    dial: Effect.fn("Tailscale.dial")(function*(target: DialTarget, options?: CallOptions) {
+      const limit = options?.timeout ?? timeouts.dial
+      const parsed = yield* parseDialTarget(target)
+      const connect = Effect.gen(function*() {
+        let ip: NetAddress.IpAddress
+        if (parsed._tag === "Ip") {
+          ip = parsed.ip
+        } else {
+          const peer = yield* call("dial", "Infinity", () => device.peerByName(parsed.name)).pipe(
+            Effect.flatMap(decodeOptional)
+          )
+          if (Option.isNone(peer)) {
+            return yield* Effect.fail(invalidArgument("peer", `no peer called ${JSON.stringify(parsed.name)} on this tailnet`))
+          }
+          ip = parsed.family === "ipv6" ? peer.value.ipv6 : peer.value.ipv4
+        }
+        return yield* Effect.tryPromise({
+          try: () => device.tcpConnect(formatIp(ip), parsed.port),
+          catch: (error) => fromBackend("dial", error)
+        })
+      })
+      // The connection is owned by the scope the moment it exists, even if interrupted here.
+      return yield* Effect.uninterruptibleMask((restore) =>
+        restore(connect.pipe(within("dial", limit))).pipe(Effect.flatMap(TcpStream.fromRaw))
+      )
+    }),
+    listen: Effect.fn("Tailscale.listen")(function*(port: number, options?: BindOptions) {
+      const valid = yield* parsePort("port", port)
+      const ip = yield* bindIp(options?.address, options?.timeout ?? timeouts.netmap)
+      return yield* Effect.uninterruptibleMask((restore) =>
+        restore(call("listen", "Infinity", () => device.tcpListen(formatIp(ip), valid))).pipe(
+          Effect.flatMap(TcpListener.fromRaw)
+        )
+      )
+    }),
+    bindUdp: Effect.fn("Tailscale.bindUdp")(function*(port: number, options?: BindOptions) {
+      if (port === 0) {
+        return yield* Effect.fail(
+          invalidArgument("port", "UDP needs an explicit port (1..65535): tailscale-rs has no ephemeral UDP ports")
+        )
+      }
+      const valid = yield* parsePort("port", port)
+      const ip = yield* bindIp(options?.address, options?.timeout ?? timeouts.netmap)
+      return yield* Effect.uninterruptibleMask((restore) =>
+        restore(call("bindUdp", "Infinity", () => device.udpBind(formatIp(ip), valid))).pipe(
+          Effect.flatMap(UdpSocket.fromRaw)
+        )
+      )
+    }),
+    shutdown: stop(device).pipe(Effect.withSpan("Tailscale.shutdown"))
+  }
+  return service
+})
+
+/** A `NotAuthorized` error for a device that needs an interactive login. */
+export const needsLogin = (url: string): TailscaleError =>
+  new TailscaleError({ reason: new NotAuthorized({ message: `log in at ${url}`, loginUrl: url }) })
+
+export const durationMillis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))

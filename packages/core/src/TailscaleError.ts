@@ -1,0 +1,206 @@
+/**
+ * One error type for everything the service can fail with. The `reason` says what happened;
+ * handle one with `Effect.catchReason("TailscaleError", "Timeout", ...)`.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+import { type BackendErrorCode, BackendErrorCodes } from "./Backend.ts"
+
+const ReasonFields = { message: Schema.String }
+
+/** `TS_RS_EXPERIMENT` is not set: tailscale-rs requires an explicit acknowledgement that it is experimental. Set it (or `acknowledgeUnstable: true`). */
+export class ExperimentNotAcknowledged extends Schema.TaggedError<ExperimentNotAcknowledged>()(
+  "ExperimentNotAcknowledged",
+  ReasonFields
+) {
+  get isRetryable(): boolean {
+    return false
+  }
+}
+
+/** The key file cannot be read, created, parsed or written. An invalid file is never overwritten unless asked. */
+export class KeyFile extends Schema.TaggedError<KeyFile>()("KeyFile", ReasonFields) {
+  get isRetryable(): boolean {
+    return false
+  }
+}
+
+/** Bad input, caught before anything was sent. `field` names the offending option or argument. */
+export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", {
+  ...ReasonFields,
+  field: Schema.String
+}) {
+  get isRetryable(): boolean {
+    return false
+  }
+}
+
+/** The control server cannot be reached, or did not finish the handshake in time. */
+export class ControlUnreachable extends Schema.TaggedError<ControlUnreachable>()("ControlUnreachable", ReasonFields) {
+  get isRetryable(): boolean {
+    return true
+  }
+}
+
+/** Control turned the device away (invalid or expired auth key), or it needs an interactive login at `loginUrl`. */
+export class NotAuthorized extends Schema.TaggedError<NotAuthorized>()("NotAuthorized", {
+  ...ReasonFields,
+  loginUrl: Schema.optional(Schema.String)
+}) {
+  get isRetryable(): boolean {
+    return false
+  }
+}
+
+/** An operation did not finish within its timeout (`operation` names it). Safe to retry. */
+export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", {
+  ...ReasonFields,
+  operation: Schema.String
+}) {
+  get isRetryable(): boolean {
+    return true
+  }
+}
+
+/** The peer refused the TCP connection (nothing listening on that port). */
+export class ConnectionRefused extends Schema.TaggedError<ConnectionRefused>()("ConnectionRefused", ReasonFields) {
+  get isRetryable(): boolean {
+    return true
+  }
+}
+
+/** The peer reset an open TCP connection. */
+export class ConnectionReset extends Schema.TaggedError<ConnectionReset>()("ConnectionReset", ReasonFields) {
+  get isRetryable(): boolean {
+    return true
+  }
+}
+
+/** The address and port are already bound on this device. */
+export class AddressInUse extends Schema.TaggedError<AddressInUse>()("AddressInUse", ReasonFields) {
+  get isRetryable(): boolean {
+    return false
+  }
+}
+
+/** A UDP datagram larger than the 4096 bytes the network stack can hold. */
+export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("MessageTooLarge", ReasonFields) {
+  get isRetryable(): boolean {
+    return false
+  }
+}
+
+/** The device or socket is closed (also when it closed while a call was waiting). */
+export class DeviceClosed extends Schema.TaggedError<DeviceClosed>()("DeviceClosed", ReasonFields) {
+  get isRetryable(): boolean {
+    return false
+  }
+}
+
+/** The native addon cannot be loaded (not built, or built for another platform). The message says what to do. */
+export class NativeUnavailable extends Schema.TaggedError<NativeUnavailable>()("NativeUnavailable", ReasonFields) {
+  get isRetryable(): boolean {
+    return false
+  }
+}
+
+/** Anything else: an error the crate reports without detail, or data that does not decode. Worth a bug report. */
+export class Internal extends Schema.TaggedError<Internal>()("Internal", {
+  ...ReasonFields,
+  cause: Schema.optional(Schema.Defect())
+}) {
+  get isRetryable(): boolean {
+    return false
+  }
+}
+
+export const TailscaleErrorReason = Schema.Union([
+  ExperimentNotAcknowledged,
+  KeyFile,
+  InvalidArgument,
+  ControlUnreachable,
+  NotAuthorized,
+  Timeout,
+  ConnectionRefused,
+  ConnectionReset,
+  AddressInUse,
+  MessageTooLarge,
+  DeviceClosed,
+  NativeUnavailable,
+  Internal
+])
+
+export type TailscaleErrorReason = typeof TailscaleErrorReason.Type
+
+export class TailscaleError extends Schema.TaggedError<TailscaleError>("@effect-tailscale/core/TailscaleError")(
+  "TailscaleError",
+  { reason: TailscaleErrorReason }
+) {
+  override get message(): string {
+    return `${this.reason._tag}: ${this.reason.message}`
+  }
+
+  get isRetryable(): boolean {
+    return this.reason.isRetryable
+  }
+}
+
+export const invalidArgument = (field: string, message: string): TailscaleError =>
+  new TailscaleError({ reason: new InvalidArgument({ field, message: `${field}: ${message}` }) })
+
+export const timeout = (operation: string, after: string): TailscaleError =>
+  new TailscaleError({ reason: new Timeout({ operation, message: `${operation} did not finish within ${after}` }) })
+
+export const deviceClosed = (what: string): TailscaleError =>
+  new TailscaleError({ reason: new DeviceClosed({ message: `the ${what} is closed` }) })
+
+export const internal = (message: string, cause?: unknown): TailscaleError =>
+  new TailscaleError({ reason: new Internal({ message, ...(cause === undefined ? {} : { cause }) }) })
+
+const BackendErrorCode = Schema.Literals(BackendErrorCodes)
+const isBackendErrorCode = Schema.is(BackendErrorCode)
+const backendMessage = /^([A-Z_]+): ([\s\S]*)$/
+
+const fromCode = (code: BackendErrorCode, message: string): TailscaleErrorReason => {
+  switch (code) {
+    case "EXPERIMENT_NOT_ACKNOWLEDGED":
+      return new ExperimentNotAcknowledged({ message })
+    case "KEY_FILE":
+      return new KeyFile({ message })
+    case "INVALID_ARGUMENT":
+      return new InvalidArgument({ message, field: /^([A-Za-z0-9_[\]]+): /.exec(message)?.[1] ?? "unknown" })
+    case "CONTROL_UNREACHABLE":
+      return new ControlUnreachable({ message })
+    case "NOT_AUTHORIZED":
+      return new NotAuthorized({ message })
+    case "TIMEOUT":
+      return new Timeout({ message, operation: /^([A-Za-z ]+): /.exec(message)?.[1] ?? "unknown" })
+    case "CONNECTION_REFUSED":
+      return new ConnectionRefused({ message })
+    case "CONNECTION_RESET":
+      return new ConnectionReset({ message })
+    case "ADDRESS_IN_USE":
+      return new AddressInUse({ message })
+    case "MESSAGE_TOO_LARGE":
+      return new MessageTooLarge({ message })
+    case "DEVICE_CLOSED":
+      return new DeviceClosed({ message })
+    case "INTERNAL":
+      return new Internal({ message })
+  }
+}
+
+/**
+ * Maps a backend rejection (`"<CODE>: <detail>"`, see `Backend.ts`) to a `TailscaleError`.
+ * Anything else becomes `Internal` carrying the original value as its cause.
+ */
+export const fromBackend = (operation: string, error: unknown): TailscaleError => {
+  if (error instanceof TailscaleError) return error
+  const text = error instanceof Error ? error.message : typeof error === "string" ? error : undefined
+  const match = text === undefined ? null : backendMessage.exec(text)
+  if (match && isBackendErrorCode(match[1])) {
+    return new TailscaleError({ reason: fromCode(match[1], match[2]!) })
+  }
+  return internal(`${operation}: ${text ?? "unexpected failure"}`, error)
+}

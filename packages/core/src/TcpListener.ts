@@ -1,0 +1,62 @@
+/**
+ * A TCP listener on the tailnet, owned by a `Scope`. Accepted connections belong to the scope of
+ * whoever accepts them.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { RawSocketAddress, RawTcpListener } from "./Backend.ts"
+import * as Pending from "./internal/pending.ts"
+import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
+import * as TcpStream from "./TcpStream.ts"
+import { TailscaleTimeouts, within } from "./Timeouts.ts"
+
+export interface TcpListener {
+  readonly localAddress: RawSocketAddress
+  /** The next incoming connection, owned by the caller's scope. Interrupting it loses nothing. */
+  readonly accept: (options?: { readonly timeout?: Duration.Input | undefined }) => Effect.Effect<
+    TcpStream.TcpStream,
+    TailscaleError,
+    Scope.Scope
+  >
+  /** Incoming connections, each owned by the stream's scope until the stream ends. */
+  readonly connections: Stream.Stream<TcpStream.TcpStream, TailscaleError, Scope.Scope>
+  /** Stops listening; accepted connections stay open. Idempotent. */
+  readonly close: Effect.Effect<void>
+  readonly raw: RawTcpListener
+}
+
+export const fromRaw = (raw: RawTcpListener) =>
+  Effect.gen(function*() {
+    const pending = yield* Pending.make(() => raw.accept(), (error) => fromBackend("accept", error))
+    let closed = false
+    const close = Effect.sync(() => {
+      if (closed) return
+      closed = true
+      raw.close()
+    })
+    yield* Effect.addFinalizer(() => close)
+
+    const accept = (options?: { readonly timeout?: Duration.Input | undefined }) =>
+      Effect.gen(function*() {
+        if (closed) return yield* Effect.fail(deviceClosed("TCP listener"))
+        const limit = options?.timeout ?? (yield* TailscaleTimeouts).accept
+        // Take ownership without a gap: the connection is closed with the scope even if the
+        // fiber is interrupted right after the accept.
+        return yield* Effect.uninterruptibleMask((restore) =>
+          restore(pending.take.pipe(within("accept", limit))).pipe(Effect.flatMap(TcpStream.fromRaw))
+        )
+      })
+
+    const listener: TcpListener = {
+      localAddress: raw.localAddress,
+      accept,
+      connections: Stream.fromEffectRepeat(accept()),
+      close,
+      raw
+    }
+    return listener
+  })

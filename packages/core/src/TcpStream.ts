@@ -1,0 +1,96 @@
+/**
+ * A TCP connection on the tailnet, owned by a `Scope`.
+ *
+ * There is no half-close: tailscale-rs cannot shut down one direction, so `close` (or closing the
+ * scope) sends FIN after the data already written and ends both directions. Protocols that say
+ * "done" by half-closing need a length prefix or similar instead.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
+import * as Cause from "effect/Cause"
+import type { RawSocketAddress, RawTcpStream } from "./Backend.ts"
+import * as Pending from "./internal/pending.ts"
+import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
+import { TailscaleTimeouts, within } from "./Timeouts.ts"
+
+export interface TcpStream {
+  readonly localAddress: RawSocketAddress
+  readonly remoteAddress: RawSocketAddress
+  /** The next chunk, or `None` once the peer has finished sending. Interrupting it loses nothing. */
+  readonly read: (options?: { readonly timeout?: Duration.Input | undefined }) => Effect.Effect<
+    Option.Option<Uint8Array>,
+    TailscaleError
+  >
+  /** Writes every byte, waiting while the network stack's buffer is full (backpressure). */
+  readonly write: (data: Uint8Array | string) => Effect.Effect<void, TailscaleError>
+  /** Writes the chunks in order. */
+  readonly writeAll: (chunks: Iterable<Uint8Array | string>) => Effect.Effect<void, TailscaleError>
+  /** Chunks until the peer finishes sending. */
+  readonly stream: Stream.Stream<Uint8Array, TailscaleError>
+  /** Writes every chunk it receives. */
+  readonly sink: Sink.Sink<void, Uint8Array | string, never, TailscaleError>
+  /** Sends FIN after the queued data. Pending calls fail with `DeviceClosed`. Idempotent. */
+  readonly close: Effect.Effect<void>
+  /** The backend handle, for adapters (Node streams, `effect/socket`). */
+  readonly raw: RawTcpStream
+}
+
+const encoder = new TextEncoder()
+const toBytes = (data: Uint8Array | string) => (typeof data === "string" ? encoder.encode(data) : data)
+
+/** Wraps a backend stream; the scope closes it. */
+export const fromRaw = (raw: RawTcpStream) =>
+  Effect.gen(function*() {
+    const pending = yield* Pending.make(() => raw.read(), (error) => fromBackend("read", error))
+    let closed = false
+    const close = Effect.sync(() => {
+      if (closed) return
+      closed = true
+      raw.close()
+    })
+    yield* Effect.addFinalizer(() => close)
+
+    const read = (options?: { readonly timeout?: Duration.Input | undefined }) =>
+      Effect.gen(function*() {
+        if (closed) return yield* Effect.fail(deviceClosed("TCP stream"))
+        const limit = options?.timeout ?? (yield* TailscaleTimeouts).read
+        const chunk = yield* pending.take.pipe(within("read", limit))
+        return Option.fromNullishOr(chunk)
+      })
+
+    const write = (data: Uint8Array | string) =>
+      closed
+        ? Effect.fail(deviceClosed("TCP stream"))
+        : Effect.tryPromise({ try: () => raw.write(toBytes(data)), catch: (error) => fromBackend("write", error) })
+
+    const writeAll = (chunks: Iterable<Uint8Array | string>) => Effect.forEach(chunks, write, { discard: true })
+
+    const stream: Stream.Stream<Uint8Array, TailscaleError> = Stream.fromPull(
+      Effect.succeed(
+        read().pipe(
+          Effect.flatMap(Option.match({
+            onNone: () => Cause.done(),
+            onSome: (chunk) => Effect.succeed([chunk] as const)
+          }))
+        )
+      )
+    )
+
+    const stream_: TcpStream = {
+      localAddress: raw.localAddress,
+      remoteAddress: raw.remoteAddress,
+      read,
+      write,
+      writeAll,
+      stream,
+      sink: Sink.forEach(write),
+      close,
+      raw
+    }
+    return stream_
+  })

@@ -1,0 +1,58 @@
+/**
+ * Default limits for every wait the crate leaves unbounded. Override for a whole program with
+ * `Effect.provideService(TailscaleTimeouts, { ...defaults, dial: "5 seconds" })`, or per call with
+ * the `timeout` option where a method takes one. `"Infinity"` waits forever.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { timeout as timeoutError, type TailscaleError } from "./TailscaleError.ts"
+
+export interface Timeouts {
+  /** Reaching control when the device starts. */
+  readonly connect: Duration.Input
+  /** The first network map: `ipv4`, `ipv6`, `self`, `authState` and the peer lookups wait for it. */
+  readonly netmap: Duration.Input
+  /** Resolving a peer and completing the TCP handshake. */
+  readonly dial: Duration.Input
+  /** Waiting for an incoming connection. */
+  readonly accept: Duration.Input
+  /** Waiting for the next chunk or datagram. */
+  readonly read: Duration.Input
+  /** A graceful shutdown, after which the device is stopped forcibly. */
+  readonly shutdown: Duration.Input
+}
+
+export const defaults: Timeouts = {
+  connect: "30 seconds",
+  netmap: "30 seconds",
+  dial: "30 seconds",
+  accept: "Infinity",
+  read: "Infinity",
+  shutdown: "5 seconds"
+}
+
+export const TailscaleTimeouts = Context.Reference<Timeouts>("@effect-tailscale/core/TailscaleTimeouts", {
+  defaultValue: () => defaults
+})
+
+/** Fails with a `Timeout` reason naming `operation` when `self` takes longer than `limit`. */
+export const within = (operation: string, limit: Duration.Input) =>
+<A, R>(self: Effect.Effect<A, TailscaleError, R>): Effect.Effect<A, TailscaleError, R> => {
+  const duration = Duration.fromInputUnsafe(limit)
+  if (!Duration.isFinite(duration)) return self
+  return self.pipe(
+    Effect.timeoutOrElse({
+      duration,
+      orElse: () => Effect.fail(timeoutError(operation, Duration.format(duration)))
+    })
+  )
+}
+
+/** Milliseconds for a backend that takes a number, or undefined for "forever". */
+export const toMillis = (limit: Duration.Input): number | undefined => {
+  const duration = Duration.fromInputUnsafe(limit)
+  return Duration.isFinite(duration) ? Duration.toMillis(duration) : undefined
+}

@@ -1,0 +1,84 @@
+/**
+ * A UDP socket on the tailnet, owned by a `Scope`. Datagrams hold at most 4096 bytes.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as NetAddress from "effect/net/NetAddress"
+import * as Stream from "effect/Stream"
+import { formatIp, type IpInput, parseIp, parsePort } from "./Address.ts"
+import type { RawSocketAddress, RawUdpSocket } from "./Backend.ts"
+import * as Pending from "./internal/pending.ts"
+import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
+import { TailscaleTimeouts, within } from "./Timeouts.ts"
+
+/** The most a datagram can carry through the crate's network stack. */
+export const maxDatagramBytes = 4096
+
+export interface Datagram {
+  readonly data: Uint8Array
+  readonly from: { readonly ip: NetAddress.IpAddress; readonly port: number }
+}
+
+export interface UdpSocket {
+  readonly localAddress: RawSocketAddress
+  readonly send: (to: { readonly ip: IpInput; readonly port: number }, data: Uint8Array | string) => Effect.Effect<
+    void,
+    TailscaleError
+  >
+  /** The next datagram. Interrupting it loses nothing. */
+  readonly receive: (options?: { readonly timeout?: Duration.Input | undefined }) => Effect.Effect<
+    Datagram,
+    TailscaleError
+  >
+  readonly datagrams: Stream.Stream<Datagram, TailscaleError>
+  /** Idempotent; pending calls fail with `DeviceClosed`. */
+  readonly close: Effect.Effect<void>
+  readonly raw: RawUdpSocket
+}
+
+const encoder = new TextEncoder()
+
+export const fromRaw = (raw: RawUdpSocket) =>
+  Effect.gen(function*() {
+    const pending = yield* Pending.make(() => raw.recv(), (error) => fromBackend("receive", error))
+    let closed = false
+    const close = Effect.sync(() => {
+      if (closed) return
+      closed = true
+      raw.close()
+    })
+    yield* Effect.addFinalizer(() => close)
+
+    const send = (to: { readonly ip: IpInput; readonly port: number }, data: Uint8Array | string) =>
+      Effect.gen(function*() {
+        const ip = yield* parseIp("to.ip", to.ip)
+        const port = yield* parsePort("to.port", to.port)
+        if (closed) return yield* Effect.fail(deviceClosed("UDP socket"))
+        const bytes = typeof data === "string" ? encoder.encode(data) : data
+        yield* Effect.tryPromise({
+          try: () => raw.send(formatIp(ip), port, bytes),
+          catch: (error) => fromBackend("send", error)
+        })
+      })
+
+    const receive = (options?: { readonly timeout?: Duration.Input | undefined }) =>
+      Effect.gen(function*() {
+        if (closed) return yield* Effect.fail(deviceClosed("UDP socket"))
+        const limit = options?.timeout ?? (yield* TailscaleTimeouts).read
+        const datagram = yield* pending.take.pipe(within("receive", limit))
+        const ip = yield* parseIp("from.ip", datagram.ip)
+        return { data: datagram.data, from: { ip, port: datagram.port } }
+      })
+
+    const socket: UdpSocket = {
+      localAddress: raw.localAddress,
+      send,
+      receive,
+      datagrams: Stream.fromEffectRepeat(receive()),
+      close,
+      raw
+    }
+    return socket
+  })

@@ -1,0 +1,38 @@
+/**
+ * Turns a backend call that must not be abandoned (read, accept, receive) into an Effect that is
+ * safe to interrupt: an interrupted caller leaves the call running, and the next caller takes
+ * over the same promise, so its result (bytes, a connection, a datagram) is never lost.
+ */
+import * as Effect from "effect/Effect"
+import * as Semaphore from "effect/Semaphore"
+import type { TailscaleError } from "../TailscaleError.ts"
+
+export interface Pending<A> {
+  readonly take: Effect.Effect<A, TailscaleError>
+}
+
+export const make = <A>(
+  start: () => Promise<A>,
+  onError: (error: unknown) => TailscaleError
+): Effect.Effect<Pending<A>> =>
+  Effect.gen(function*() {
+    // One caller at a time, or two would be handed the same chunk.
+    const lock = yield* Semaphore.make(1)
+    let inflight: Promise<A> | undefined
+    const await_ = Effect.callback<A, TailscaleError>((resume, signal) => {
+      const promise = inflight ?? (inflight = start())
+      promise.then(
+        (value) => {
+          if (signal.aborted) return // leave it for the next caller
+          if (inflight === promise) inflight = undefined
+          resume(Effect.succeed(value))
+        },
+        (error: unknown) => {
+          if (signal.aborted) return
+          if (inflight === promise) inflight = undefined
+          resume(Effect.fail(onError(error)))
+        }
+      )
+    })
+    return { take: lock.withPermits(1)(await_) }
+  })
