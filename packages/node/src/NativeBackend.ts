@@ -1,0 +1,46 @@
+/**
+ * The native addon as a core `Backend`. Loading happens on first use, inside an Effect, so a
+ * missing or foreign binary is a typed `NativeUnavailable` failure instead of an import crash.
+ *
+ * @since 0.1.0
+ */
+import type { Backend } from "@effect-tailscale/core/Backend"
+import { NativeUnavailable, TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import type * as Native from "@effect-tailscale/native"
+import * as Effect from "effect/Effect"
+import { createRequire } from "node:module"
+
+export type NativeModule = typeof Native
+
+const require_ = createRequire(import.meta.url)
+
+/** The addon module, loaded once. `specifier` is for tests that point at a broken build. */
+export const load = (specifier = "@effect-tailscale/native"): Effect.Effect<NativeModule, TailscaleError> =>
+  Effect.try({
+    try: () => require_(specifier) as NativeModule,
+    catch: (error) =>
+      new TailscaleError({
+        reason: new NativeUnavailable({
+          message: `the native addon could not be loaded for ${process.platform}-${process.arch} (${
+            error instanceof Error ? error.message.split("\n")[0] : String(error)
+          }). Install @effect-tailscale/native with its platform package, or build it from source ` +
+            "with `pnpm --filter @effect-tailscale/native build` (needs Rust).",
+        })
+      })
+  })
+
+/** Adapts the addon to the backend contract core expects. */
+export const fromNative = (native: NativeModule): Backend => ({
+  connect: (options) => {
+    // The addon's declarations say `field?: T`: leave absent what is undefined.
+    const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined))
+    return native.Device.connect({ ...defined, ...(options.tags ? { tags: [...options.tags] } : {}) })
+  },
+  subscribeLogs: (filter, handler) => {
+    native.setLogHandler(filter, handler)
+    return () => native.clearLogHandler()
+  }
+})
+
+export const make = (specifier?: string): Effect.Effect<Backend, TailscaleError> =>
+  Effect.map(load(specifier), fromNative)

@@ -1,0 +1,108 @@
+/**
+ * Node's `http` on the tailnet: serve an existing `http.Server` / `net.Server` on a tailnet
+ * listener, and an `http.Agent` whose connections go over the tailnet (so `http.request`,
+ * libraries built on it, and Effect's `NodeHttpClient.layerNodeHttpNoAgent` reach tailnet
+ * peers). Usable without Effect.
+ *
+ * @since 0.1.0
+ */
+import type { RawTcpListener, RawTcpStream } from "@effect-tailscale/core/Backend"
+import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import * as http from "node:http"
+import type * as net from "node:net"
+import type { Duplex } from "node:stream"
+import { toDuplex } from "./NodeStream.ts"
+
+/**
+ * Hands every connection accepted on `listener` to `server` (as its "connection" event) until
+ * the returned function is called or the listener closes. The listener stays yours to close.
+ */
+export const serve = (listener: RawTcpListener, server: net.Server | http.Server): () => void => {
+  let stopped = false
+  const loop = async () => {
+    while (!stopped) {
+      let stream: RawTcpStream
+      try {
+        stream = await listener.accept()
+      } catch (error) {
+        if (!stopped) server.emit("error", error)
+        return
+      }
+      if (stopped) {
+        stream.close()
+        return
+      }
+      server.emit("connection", toDuplex(stream))
+    }
+  }
+  void loop()
+  return () => {
+    stopped = true
+  }
+}
+
+/** How the agent reaches a host: a tailnet IP or peer name and a port. */
+export type TailnetConnect = (host: string, port: number) => Promise<RawTcpStream>
+
+/** An `http.Agent` that dials over the tailnet. */
+export class TailnetAgent extends http.Agent {
+  readonly #connect: TailnetConnect
+
+  constructor(connect: TailnetConnect, options?: http.AgentOptions) {
+    super({ keepAlive: true, ...options })
+    this.#connect = connect
+  }
+
+  override createConnection(
+    options: { host?: string | null | undefined; port?: number | string | null | undefined },
+    callback: (error: Error | null, socket: Duplex) => void
+  ): undefined {
+    const host = (options.host ?? "").replace(/^\[(.*)\]$/, "$1")
+    const port = Number(options.port ?? 80)
+    this.#connect(host, port).then(
+      (stream) => callback(null, toDuplex(stream)),
+      (error: unknown) => callback(error instanceof Error ? error : new Error(String(error)), undefined as never)
+    )
+    return undefined
+  }
+}
+
+/**
+ * A `TailnetAgent` that dials through the `Tailscale` service (names or IPs), destroyed with the
+ * scope. Provide it to `NodeHttpClient.layerNodeHttpNoAgent` as the `HttpAgent` to send Effect
+ * HTTP requests to tailnet peers.
+ */
+export const makeAgent: Effect.Effect<TailnetAgent, never, Tailscale | Scope.Scope> = Effect.gen(function*() {
+  const tailscale = yield* Tailscale
+  const scope = yield* Effect.scope
+  const runPromise = Effect.runPromiseWith(yield* Effect.context<never>())
+  const agent = new TailnetAgent((host, port) =>
+    runPromise(
+      Effect.gen(function*() {
+        // Each connection gets its own scope, closed when Node is done with the socket.
+        const connection = yield* Scope.fork(scope)
+        const stream = yield* tailscale.dial({ ...hostTarget(host), port }).pipe(
+          Scope.provide(connection),
+          Effect.onError(() => Scope.close(connection, Exit.void))
+        )
+        return { stream: stream.raw, release: () => runPromise(Scope.close(connection, Exit.void)) }
+      })
+    ).then(({ release, stream }): RawTcpStream => ({
+      read: () => stream.read(),
+      write: (data) => stream.write(data),
+      localAddress: stream.localAddress,
+      remoteAddress: stream.remoteAddress,
+      close: () => {
+        stream.close()
+        void release()
+      }
+    }))
+  )
+  yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+  return agent
+})
+
+const hostTarget = (host: string) => (/^[\d.]+$|:/.test(host) ? { ip: host } : { peer: host })

@@ -1,0 +1,95 @@
+/**
+ * A `net.Socket`-like `Duplex` over a tailnet TCP stream, for code that speaks Node streams
+ * (`http`, `tls`, database drivers). Usable without Effect.
+ *
+ * `end()` flushes and then closes both directions: tailscale-rs has no half-close.
+ *
+ * @since 0.1.0
+ */
+import type { RawTcpStream } from "@effect-tailscale/core/Backend"
+import { Duplex } from "node:stream"
+
+export class TailnetSocket extends Duplex {
+  readonly remoteAddress: string
+  readonly remotePort: number
+  readonly localAddress: string
+  readonly localPort: number
+  readonly remoteFamily: "IPv4" | "IPv6"
+  readonly encrypted = false
+  connecting = false
+  private reading = false
+
+  readonly stream: RawTcpStream
+
+  constructor(stream: RawTcpStream) {
+    super({ allowHalfOpen: false })
+    this.stream = stream
+    this.remoteAddress = stream.remoteAddress.ip
+    this.remotePort = stream.remoteAddress.port
+    this.localAddress = stream.localAddress.ip
+    this.localPort = stream.localAddress.port
+    this.remoteFamily = this.remoteAddress.includes(":") ? "IPv6" : "IPv4"
+  }
+
+  override _read(): void {
+    if (this.reading) return
+    this.reading = true
+    const pull = (): void => {
+      this.stream.read().then(
+        (chunk) => {
+          if (chunk === null) {
+            this.reading = false
+            this.push(null)
+          } else if (this.push(chunk)) {
+            pull()
+          } else {
+            this.reading = false
+          }
+        },
+        (error: unknown) => {
+          this.reading = false
+          if (!this.destroyed) this.destroy(error instanceof Error ? error : new Error(String(error)))
+        }
+      )
+    }
+    pull()
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.stream.write(chunk).then(() => callback(), (error: unknown) => callback(error as Error))
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.stream.close()
+    callback()
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.stream.close()
+    callback(error)
+  }
+
+  address(): { address: string; family: string; port: number } {
+    return { address: this.localAddress, family: this.remoteFamily, port: this.localPort }
+  }
+
+  // net.Socket methods that mean nothing on the tailnet's user-space stack.
+  setNoDelay(_noDelay?: boolean): this {
+    return this
+  }
+  setKeepAlive(_enable?: boolean, _delay?: number): this {
+    return this
+  }
+  setTimeout(_timeout: number, callback?: () => void): this {
+    if (callback) this.once("timeout", callback)
+    return this
+  }
+  ref(): this {
+    return this
+  }
+  unref(): this {
+    return this
+  }
+}
+
+export const toDuplex = (stream: RawTcpStream): TailnetSocket => new TailnetSocket(stream)

@@ -1,0 +1,72 @@
+/**
+ * The `Tailscale` service on Node.js, over the native addon. The layer owns the device: it
+ * connects when built and shuts the device down (within the shutdown timeout) when released,
+ * whatever the exit.
+ *
+ * ```ts
+ * const TailscaleLive = NodeTailscale.layerConfig({ acknowledgeUnstable: Config.succeed(true) })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Tailscale, type TailscaleOptions, type TailscaleService } from "@effect-tailscale/core/Tailscale"
+import * as Tailscale_ from "@effect-tailscale/core/Tailscale"
+import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as NativeBackend from "./NativeBackend.ts"
+
+export interface NodeTailscaleOptions extends TailscaleOptions {
+  /**
+   * Acknowledges that tailscale-rs is experimental software with unvalidated cryptography, by
+   * setting `TS_RS_EXPERIMENT=this_is_unstable_software` for this process. Without it (or the
+   * variable set by you), connecting fails with `ExperimentNotAcknowledged`.
+   */
+  readonly acknowledgeUnstable?: boolean | undefined
+}
+
+const EXPERIMENT_VAR = "TS_RS_EXPERIMENT"
+const EXPERIMENT_VALUE = "this_is_unstable_software"
+
+/** Connects a device for the current scope. */
+export const make = (options: NodeTailscaleOptions = {}): Effect.Effect<TailscaleService, TailscaleError, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (options.acknowledgeUnstable === true) process.env[EXPERIMENT_VAR] = EXPERIMENT_VALUE
+    const backend = yield* NativeBackend.make()
+    return yield* Tailscale_.make(backend, options)
+  })
+
+export const layer = (options: NodeTailscaleOptions = {}): Layer.Layer<Tailscale, TailscaleError> =>
+  Layer.effect(Tailscale, make(options))
+
+const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
+  Config.map(Config.option(config), Option.getOrUndefined)
+
+/**
+ * Options read from the environment like the crate's `Config::default_from_env`:
+ * `TS_AUTH_KEY` (redacted), `TS_CONTROL_URL`, `TS_HOSTNAME`, `TS_KEY_FILE`, `TS_EPHEMERAL`.
+ */
+export const fromEnv: Config.Config<NodeTailscaleOptions> = Config.all({
+  authKey: optional(Config.Redacted("TS_AUTH_KEY")),
+  controlUrl: optional(Config.String("TS_CONTROL_URL")),
+  hostname: optional(Config.String("TS_HOSTNAME")),
+  keyFile: optional(Config.String("TS_KEY_FILE")),
+  ephemeral: optional(Config.Boolean("TS_EPHEMERAL"))
+})
+
+/** `fromEnv`, with any option given here as a `Config` (e.g. `Config.succeed(true)`) taking precedence. */
+export const layerConfig = (
+  overrides: Config.Wrap<NodeTailscaleOptions> = {}
+): Layer.Layer<Tailscale, TailscaleError | Config.ConfigError> =>
+  Layer.effect(
+    Tailscale,
+    Effect.gen(function*() {
+      const base = yield* fromEnv
+      const given = yield* Config.unwrap(overrides)
+      const defined = Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined))
+      return yield* make({ ...base, ...defined })
+    })
+  )
