@@ -134,7 +134,7 @@ mod tests {
 /// The crate's actors run on napi's Tokio workers and catch their own panics, but the default
 /// hook still prints each one (with a backtrace when `RUST_BACKTRACE` is set) to the host's
 /// stderr, e.g. during a normal shutdown in tailscale-rs 0.5.0. Panics on those workers become
-/// `ERROR` log records (target `panic`) instead; every other thread keeps the previous hook.
+/// `WARN` log records (target `panic`) instead; every other thread keeps the previous hook.
 pub fn route_worker_panics_to_log() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
@@ -151,7 +151,7 @@ pub fn route_worker_panics_to_log() {
                 .map(|s| (*s).to_string())
                 .or_else(|| info.payload().downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".to_string());
-            tracing::error!(target: "panic", %location, "{message}");
+            tracing::warn!(target: "panic", %location, "{message}");
         }));
     });
 }

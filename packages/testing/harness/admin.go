@@ -63,6 +63,21 @@ func startAdmin(ctl *control, p *peer) string {
 		}
 		writeJSON(w, map[string]bool{"completed": true})
 	})
+	// Blocks until the node with ?nodekey= (nodekey:<hex>) has no streaming map poll open.
+	mux.HandleFunc("GET /wait-disconnected", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := timeoutContext(r)
+		defer cancel()
+		node := r.FormValue("nodekey")
+		for !ctl.sessions.disconnected(node) {
+			select {
+			case <-ctx.Done():
+				http.Error(w, "timed out waiting for "+node+" to disconnect", http.StatusGatewayTimeout)
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		writeJSON(w, map[string]bool{"disconnected": true})
+	})
 	mux.HandleFunc("GET /map-requests", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ctl.counts.snapshot())
 	})

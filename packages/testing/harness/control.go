@@ -13,10 +13,39 @@ import (
 )
 
 type control struct {
-	url    string
-	server *testcontrol.Server
-	counts *mapRequestCounts
-	mu     sync.Mutex // guards server.RequireAuth writes
+	url      string
+	server   *testcontrol.Server
+	counts   *mapRequestCounts
+	sessions *sessions
+	mu       sync.Mutex // guards server.RequireAuth writes
+}
+
+// sessions tracks each node's streaming map polls: a node whose polls have all ended has
+// disconnected from control. testcontrol never removes ephemeral nodes, so this is how tests
+// see that a device left.
+type sessions struct {
+	mu     sync.Mutex
+	active map[string]int
+	seen   map[string]bool
+}
+
+func (s *sessions) start(node string) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active[node]++
+	s.seen[node] = true
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.active[node]--
+	}
+}
+
+// disconnected reports whether the node has polled and has no poll open now.
+func (s *sessions) disconnected(node string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen[node] && s.active[node] == 0
 }
 
 // mapRequestCounts counts map requests per node, streaming and not, so tests can see whether
@@ -54,6 +83,7 @@ func (c *mapRequestCounts) snapshot() map[string]map[string]int {
 func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duration, logf logger.Logf) *control {
 	ln := must(net.Listen("tcp", "127.0.0.1:0"))
 	counts := &mapRequestCounts{streaming: map[string]int{}, lite: map[string]int{}}
+	polls := &sessions{active: map[string]int{}, seen: map[string]bool{}}
 	hold := throttleLiteUpdates(throttle)
 	ctl := &testcontrol.Server{
 		DERPMap:          dm,
@@ -65,11 +95,14 @@ func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duratio
 		Logf:             logf,
 		HoldMapRequest: func(req *tailcfg.MapRequest) func() {
 			counts.add(req)
+			if req.Stream {
+				return polls.start(req.NodeKey.String())
+			}
 			return hold(req)
 		},
 	}
 	go http.Serve(ln, ctl)
-	return &control{url: ctl.ExplicitBaseURL, server: ctl, counts: counts}
+	return &control{url: ctl.ExplicitBaseURL, server: ctl, counts: counts, sessions: polls}
 }
 
 // throttleLiteUpdates lets at most one non-streaming map request per node through per interval.

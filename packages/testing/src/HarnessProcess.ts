@@ -1,0 +1,150 @@
+/**
+ * Starts and stops the loopback tailnet harness (`harness/`, a Go program: Tailscale's test
+ * control server, a DERP relay, STUN and a `tsnet` peer called `echo-peer`). Plain promises, so
+ * the addon's own tests can use it without Effect; `LocalTailnet` wraps it as a scoped layer.
+ *
+ * @since 0.1.0
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { networkInterfaces } from "node:os"
+import { dirname, join, resolve } from "node:path"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+
+/** What the harness prints when it is ready (one JSON line on stdout). */
+export interface HarnessInfo {
+  readonly controlUrl: string
+  readonly authKey: string
+  readonly derpPort: number
+  readonly stunPort: number
+  readonly adminUrl: string
+  readonly peer: {
+    readonly hostname: string
+    readonly fqdn: string
+    readonly ipv4: string
+    readonly ipv6: string
+    readonly tcpEchoPort: number
+    readonly udpEchoPort: number
+    readonly httpPort: number
+  }
+}
+
+export interface RunningHarness {
+  /** The ready line, parsed but not validated (`LocalTailnet` decodes it with Schema). */
+  readonly ready: unknown
+  /** The last lines the harness wrote to stderr, for failure messages. */
+  readonly stderrTail: () => string
+  /** Closes the harness's stdin and waits for it to exit (killing it after `graceMs`). */
+  readonly stop: (graceMs?: number) => Promise<void>
+}
+
+export interface StartOptions {
+  readonly args?: ReadonlyArray<string> | undefined
+  readonly readyTimeoutMs?: number | undefined
+  /** Log Tailscale's own chatter to stderr (`-v`). */
+  readonly verbose?: boolean | undefined
+}
+
+const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
+
+/** `TAILNET_HARNESS_BIN`, or the binary `npm test` builds into `.cache/bin`. */
+export const harnessBinary = (): string =>
+  process.env.TAILNET_HARNESS_BIN ?? join(repositoryRoot, ".cache", "bin", "tailnet-harness")
+
+/**
+ * Tailscale clients advertise and probe every address of the machine. The harness only runs
+ * where loopback is the sole interface (the fresh network namespace `npm test` creates), so no
+ * packet can leave this machine.
+ */
+export const assertLoopbackOnly = (): void => {
+  const external = Object.entries(networkInterfaces()).flatMap(([name, addresses]) =>
+    (addresses ?? []).filter((address) => !address.internal).map((address) => `${name} ${address.address}`)
+  )
+  if (external.length > 0) {
+    throw new Error(
+      `refusing to start the loopback tailnet: this network namespace has non-loopback interfaces ` +
+        `(${external.join(", ")}). Run the tests with \`npm test\`, or wrap the command in ` +
+        `scripts/isolated.sh, which gives it a namespace with only loopback.`
+    )
+  }
+}
+
+const STDERR_LINES = 80
+
+export const startHarness = (options: StartOptions = {}): Promise<RunningHarness> => {
+  assertLoopbackOnly()
+  const binary = harnessBinary()
+  if (!existsSync(binary)) {
+    return Promise.reject(
+      new Error(`the tailnet harness is not built (${binary} is missing); run \`npm test\` or scripts/setup.sh`)
+    )
+  }
+  const args = [...(options.args ?? []), ...(options.verbose ? ["-v"] : [])]
+  const child = spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] })
+  const stderr: Array<string> = []
+  createInterface({ input: child.stderr! }).on("line", (line) => {
+    stderr.push(line)
+    if (stderr.length > STDERR_LINES) stderr.shift()
+  })
+  const stderrTail = () => stderr.join("\n")
+  const stop = (graceMs = 5_000) => stopChild(child, graceMs)
+  const killOnExit = () => child.kill("SIGKILL")
+  process.once("exit", killOnExit)
+  child.once("exit", () => process.removeListener("exit", killOnExit))
+
+  return new Promise<RunningHarness>((resolvePromise, rejectPromise) => {
+    const timeoutMs = options.readyTimeoutMs ?? 90_000
+    const fail = (why: string) => {
+      clearTimeout(timer)
+      void stop(1_000).finally(() => rejectPromise(new Error(`${why}\n--- harness stderr ---\n${stderrTail()}`)))
+    }
+    const timer = setTimeout(() => fail(`the tailnet harness was not ready after ${timeoutMs} ms`), timeoutMs)
+    child.once("error", (error) => fail(`could not start the tailnet harness ${binary}: ${error.message}`))
+    child.once("exit", (code, signal) => fail(`the tailnet harness exited before it was ready (${signal ?? code})`))
+    const lines = createInterface({ input: child.stdout! })
+    lines.once("line", (line) => {
+      clearTimeout(timer)
+      child.removeAllListeners("exit")
+      child.once("exit", () => process.removeListener("exit", killOnExit))
+      let ready: unknown
+      try {
+        ready = JSON.parse(line)
+      } catch {
+        return fail(`the tailnet harness printed something other than its JSON ready line: ${line}`)
+      }
+      resolvePromise({ ready, stderrTail, stop })
+    })
+  })
+}
+
+const stopChild = (child: ChildProcess, graceMs: number): Promise<void> => {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise<void>((resolvePromise) => {
+    const kill = setTimeout(() => child.kill("SIGKILL"), graceMs)
+    child.once("exit", () => {
+      clearTimeout(kill)
+      resolvePromise()
+    })
+    child.stdin?.end()
+  })
+}
+
+/** Calls one of the harness's admin endpoints and returns the body, failing on non-2xx. */
+export const adminRequest = async (
+  adminUrl: string,
+  path: string,
+  init: { readonly method?: "GET" | "POST"; readonly body?: Uint8Array | string } = {}
+): Promise<string> => {
+  const response = await fetch(new URL(path, adminUrl), {
+    method: init.method ?? "GET",
+    ...(init.body === undefined ? {} : { body: toBody(init.body) })
+  })
+  const text = await response.text()
+  if (!response.ok) throw new Error(`harness ${path} answered ${response.status}: ${text}`)
+  return text
+}
+
+/** fetch wants an ArrayBuffer-backed view; a Buffer may share a larger pool. */
+export const toBody = (data: Uint8Array | string): string | Uint8Array<ArrayBuffer> =>
+  typeof data === "string" ? data : new Uint8Array(data)

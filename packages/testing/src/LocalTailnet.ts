@@ -1,0 +1,161 @@
+/**
+ * A real tailnet on loopback for integration tests: Tailscale's test control server, a DERP
+ * relay, STUN and a Go `tsnet` peer called `echo-peer` (TCP echo, UDP echo, HTTP), all from the
+ * harness in `harness/`. The layer starts it and stops it when its scope closes, also when a
+ * test fails. It refuses to start unless loopback is the only network interface.
+ *
+ * @since 0.1.0
+ */
+import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import { adminRequest, startHarness, type StartOptions, toBody } from "./HarnessProcess.ts"
+
+export const HarnessInfo = Schema.Struct({
+  controlUrl: Schema.String,
+  authKey: Schema.String,
+  derpPort: Schema.Number,
+  stunPort: Schema.Number,
+  adminUrl: Schema.String,
+  peer: Schema.Struct({
+    hostname: Schema.String,
+    fqdn: Schema.String,
+    ipv4: Schema.String,
+    ipv6: Schema.String,
+    tcpEchoPort: Schema.Number,
+    udpEchoPort: Schema.Number,
+    httpPort: Schema.Number
+  })
+})
+export type HarnessInfo = typeof HarnessInfo.Type
+
+export class LocalTailnetError extends Schema.TaggedError<LocalTailnetError>()("LocalTailnetError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {}
+
+export interface PeerView {
+  readonly hostname: string
+  readonly ipv4: string
+  readonly ipv6: string
+  readonly online: boolean
+}
+
+export interface Transfer {
+  readonly bytes: number
+  readonly sha256: string
+}
+
+export interface LocalTailnetService {
+  readonly info: HarnessInfo
+  /** Waits until the Go peer sees `ip` in its network map. */
+  readonly waitForPeer: (ip: string) => Effect.Effect<PeerView, LocalTailnetError>
+  /** Waits until the Go peer no longer sees `ip` (an ephemeral node removed). */
+  readonly waitForPeerGone: (ip: string, timeoutMs?: number) => Effect.Effect<void, LocalTailnetError>
+  /** Waits until the node (`nodekey:<hex>`) has no streaming map poll open: it left control. */
+  readonly waitForDisconnect: (nodeKey: string, timeoutMs?: number) => Effect.Effect<void, LocalTailnetError>
+  readonly peers: Effect.Effect<ReadonlyArray<PeerView>, LocalTailnetError>
+  /** The Go peer dials `address` ("ip:port"), sends `data`, and returns what it read back. */
+  readonly dialFromPeer: (address: string, data: Uint8Array | string) => Effect.Effect<Uint8Array, LocalTailnetError>
+  /** Like `dialFromPeer` but reports the length and SHA-256 of what came back (for big transfers). */
+  readonly dialFromPeerHashed: (address: string, data: Uint8Array) => Effect.Effect<Transfer, LocalTailnetError>
+  /** The Go peer dials `address`, sends `bytes` of the pattern (byte i = i mod 251) and closes. */
+  readonly sendFromPeer: (address: string, bytes: number) => Effect.Effect<Transfer, LocalTailnetError>
+  /** The Go peer GETs `url` over the tailnet. */
+  readonly fetchFromPeer: (url: string) => Effect.Effect<{ status: number; body: string }, LocalTailnetError>
+  /** New registrations wait for an interactive login. */
+  readonly requireLogin: (on: boolean) => Effect.Effect<void, LocalTailnetError>
+  /** Approves a login URL a device reported. */
+  readonly completeLogin: (url: string) => Effect.Effect<void, LocalTailnetError>
+  /** Map requests per node seen by control (`streaming` and `lite`). */
+  readonly mapRequests: Effect.Effect<Record<string, Record<string, number>>, LocalTailnetError>
+}
+
+export class LocalTailnet extends Context.Service<LocalTailnet, LocalTailnetService>()(
+  "@effect-tailscale/testing/LocalTailnet"
+) {}
+
+const failure = (what: string) => (cause: unknown) =>
+  new LocalTailnetError({ message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
+
+export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService, LocalTailnetError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const harness = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => startHarness(options), catch: failure("starting the loopback tailnet") }),
+      (running) => Effect.promise(() => running.stop())
+    )
+    const info = yield* Schema.decodeUnknownEffect(HarnessInfo)(harness.ready).pipe(
+      Effect.mapError(failure("the harness's ready line does not decode"))
+    )
+    const admin = (path: string, init?: Parameters<typeof adminRequest>[2]) =>
+      Effect.tryPromise({
+        try: () => adminRequest(info.adminUrl, path, init),
+        catch: (cause) => failure(`harness ${path.split("?")[0]}`)(`${String(cause)}\n${harness.stderrTail()}`)
+      })
+    const json = <A>(path: string, init?: Parameters<typeof adminRequest>[2]) =>
+      Effect.map(admin(path, init), (text) => JSON.parse(text) as A)
+    const q = encodeURIComponent
+
+    const service: LocalTailnetService = {
+      info,
+      waitForPeer: (ip) => json<PeerView>(`/wait-peer?ip=${q(ip)}&timeout=30000`),
+      waitForPeerGone: (ip, timeoutMs = 60_000) => Effect.asVoid(admin(`/wait-peer-gone?ip=${q(ip)}&timeout=${timeoutMs}`)),
+      waitForDisconnect: (nodeKey, timeoutMs = 15_000) =>
+        Effect.asVoid(admin(`/wait-disconnected?nodekey=${q(nodeKey)}&timeout=${timeoutMs}`)),
+      peers: json<Array<PeerView>>("/peers"),
+      dialFromPeer: (address, data) =>
+        Effect.tryPromise({
+          try: async () => {
+            const response = await fetch(new URL(`/dial-tcp?addr=${q(address)}&timeout=30000`, info.adminUrl), {
+              method: "POST",
+              body: toBody(data)
+            })
+            const body = new Uint8Array(await response.arrayBuffer())
+            if (!response.ok) throw new Error(`${response.status}: ${new TextDecoder().decode(body)}`)
+            return body
+          },
+          catch: failure("harness /dial-tcp")
+        }),
+      dialFromPeerHashed: (address, data) =>
+        json<Transfer>(`/dial-tcp-hash?addr=${q(address)}&timeout=60000`, { method: "POST", body: data }),
+      sendFromPeer: (address, bytes) => json<Transfer>(`/send-tcp?addr=${q(address)}&n=${bytes}&timeout=60000`),
+      fetchFromPeer: (url) => json<{ status: number; body: string }>(`/fetch?url=${q(url)}&timeout=30000`),
+      requireLogin: (on) => Effect.asVoid(admin(`/require-auth?on=${on}`, { method: "POST" })),
+      completeLogin: (url) => Effect.asVoid(admin(`/complete-auth?url=${q(url)}`, { method: "POST" })),
+      mapRequests: json("/map-requests")
+    }
+    return service
+  })
+
+export const layer = (options?: StartOptions): Layer.Layer<LocalTailnet, LocalTailnetError> =>
+  Layer.effect(LocalTailnet, make(options))
+
+export interface DeviceOptions extends Omit<NodeTailscale.NodeTailscaleOptions, "controlUrl"> {
+  /** Join without the tailnet's auth key (for interactive login). */
+  readonly withoutAuthKey?: boolean | undefined
+}
+
+/** Connects a device to the local tailnet for the current scope (the `local-tailnet` addon build). */
+export const connect = (options: DeviceOptions = {}) =>
+  Effect.gen(function*() {
+    const tailnet = yield* LocalTailnet
+    return yield* NodeTailscale.make({
+      acknowledgeUnstable: true,
+      ephemeral: true,
+      // The crate's records are noise in test output; TS_TEST_LOG=debug (etc.) shows them.
+      logFilter: process.env.TS_TEST_LOG ?? "off",
+      ...options,
+      controlUrl: tailnet.info.controlUrl,
+      ...(options.withoutAuthKey || options.authKey ? {} : { authKey: Redacted.make(tailnet.info.authKey) })
+    })
+  })
+
+/** A `Tailscale` device joined to the local tailnet. */
+export const device = (options: DeviceOptions = {}): Layer.Layer<Tailscale, TailscaleError, LocalTailnet> =>
+  Layer.effect(Tailscale, connect(options))

@@ -1,0 +1,5 @@
+/**
+ * @since 0.1.0
+ */
+export * as HarnessProcess from "./HarnessProcess.ts"
+export * as LocalTailnet from "./LocalTailnet.ts"

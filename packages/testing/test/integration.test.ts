@@ -1,0 +1,280 @@
+/**
+ * The whole path against a Tailscale node we did not write: our device (tailscale-rs through the
+ * addon and the Effect service) and a Go tsnet peer, on a real control server and DERP relay on
+ * loopback, inside the network namespace `npm test` creates.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import type { TcpStream } from "@effect-tailscale/core/TcpStream"
+import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
+import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as NetAddress from "effect/net/NetAddress"
+import * as IpNetwork from "effect/net/IpNetwork"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { createHash, randomBytes } from "node:crypto"
+import { mkdtemp } from "node:fs/promises"
+import * as http from "node:http"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
+
+const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex")
+
+const pattern = (bytes: number) => {
+  const out = new Uint8Array(bytes)
+  for (let i = 0; i < bytes; i++) out[i] = i % 251
+  return out
+}
+
+/** A device that the Go peer can already see, so the first packets are not dropped. */
+const joined = (hostname: string) =>
+  Effect.gen(function*() {
+    const tailnet = yield* LocalTailnet
+    const device = yield* connect({ hostname })
+    const ipv4 = yield* device.ipv4
+    yield* tailnet.waitForPeer(NetAddress.formatIp(ipv4))
+    return { device, ipv4: NetAddress.formatIp(ipv4), tailnet }
+  })
+
+const readExactly = (stream: TcpStream, size: number) =>
+  Effect.gen(function*() {
+    const hash = createHash("sha256")
+    let bytes = 0
+    while (bytes < size) {
+      const chunk = yield* stream.read({ timeout: "30 seconds" })
+      if (Option.isNone(chunk)) break
+      hash.update(chunk.value)
+      bytes += chunk.value.length
+    }
+    return { bytes, sha256: hash.digest("hex") }
+  })
+
+const readAll = (device: { readonly stream: Stream.Stream<Uint8Array, unknown> }) =>
+  Stream.runFold(device.stream, () => [] as Array<Uint8Array>, (chunks, chunk) => {
+    chunks.push(chunk)
+    return chunks
+  }).pipe(Effect.map((chunks) => Buffer.concat(chunks)))
+
+describe("loopback tailnet", () => {
+  layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+    it.effect("joins with the auth key; its addresses match its self node", () =>
+      Effect.gen(function*() {
+        const device = yield* connect({ hostname: "join-test" })
+        const ipv4 = yield* device.ipv4
+        const ipv6 = yield* device.ipv6
+        assert.isTrue(IpNetwork.contains(IpNetwork.fromStringUnsafe("100.64.0.0/10"), ipv4))
+        assert.isTrue(IpNetwork.contains(IpNetwork.fromStringUnsafe("fd7a:115c:a1e0::/48"), ipv6))
+        const self = yield* device.self
+        assert.strictEqual(NetAddress.formatIp(self.ipv4), NetAddress.formatIp(ipv4))
+        assert.strictEqual(NetAddress.formatIp(self.ipv6), NetAddress.formatIp(ipv6))
+        assert.strictEqual(self.hostname, "join-test")
+        assert.isTrue(self.nodeKey.startsWith("nodekey:"))
+        assert.isTrue(Option.isNone(self.nodeKeyExpiry), "testcontrol's zero expiry means never")
+        const auth = yield* device.authState
+        assert.strictEqual(auth._tag, "Authorized")
+      }))
+
+    it.effect("a wrong auth key is NotAuthorized within the timeout, not a hang", () =>
+      Effect.gen(function*() {
+        const device = yield* connect({ hostname: "wrong-key", authKey: Redacted.make("tskey-auth-wrong") })
+        const exit = yield* Effect.exit(device.ipv4.pipe(Effect.timeout("20 seconds")))
+        assert.isTrue(Exit.isFailure(exit))
+        const error = Exit.isFailure(exit) ? exit.cause.toString() : ""
+        assert.include(error, "NotAuthorized")
+      }))
+
+    it.effect("a control URL nobody listens on is ControlUnreachable", () =>
+      Effect.gen(function*() {
+        const exit = yield* Effect.exit(
+          NodeTailscale.make({ acknowledgeUnstable: true, hostname: "nowhere", controlUrl: "http://127.0.0.1:9" })
+        )
+        assert.isTrue(Exit.isFailure(exit))
+        assert.include(Exit.isFailure(exit) ? exit.cause.toString() : "", "ControlUnreachable")
+      }))
+
+    it.effect("interactive login: NeedsLogin with a URL, then Authorized once completed", () =>
+      Effect.gen(function*() {
+        const tailnet = yield* LocalTailnet
+        yield* tailnet.requireLogin(true)
+        yield* Effect.addFinalizer(() => Effect.ignore(tailnet.requireLogin(false)))
+        const device = yield* connect({ hostname: "login-test" })
+        const before = yield* device.authState
+        assert.strictEqual(before._tag, "NeedsLogin")
+        const url = before._tag === "NeedsLogin" ? before.url : ""
+        assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/auth\//)
+        yield* tailnet.completeLogin(url)
+        const ipv4 = yield* device.ipv4
+        assert.isTrue(NetAddress.isIpv4Address(ipv4))
+        assert.strictEqual((yield* device.authState)._tag, "Authorized")
+      }))
+
+    it.effect("finds echo-peer by name, FQDN (with and without the dot), IP and route", () =>
+      Effect.gen(function*() {
+        const { device, tailnet } = yield* joined("lookup-test")
+        const peer = tailnet.info.peer
+        const byName = Option.getOrThrow(yield* device.peerByName(peer.hostname))
+        assert.strictEqual(NetAddress.formatIp(byName.ipv4), peer.ipv4)
+        assert.strictEqual(Option.getOrThrow(byName.fqdn), peer.fqdn)
+        for (const name of [peer.fqdn, peer.fqdn.replace(/\.$/, "")]) {
+          const found = Option.getOrThrow(yield* device.peerByName(name))
+          assert.strictEqual(found.stableId, byName.stableId)
+        }
+        const byIp = Option.getOrThrow(yield* device.peerByIp(peer.ipv4))
+        assert.strictEqual(byIp.stableId, byName.stableId)
+        const byRoute = yield* device.peersWithRoute(peer.ipv4)
+        assert.deepStrictEqual(byRoute.map((node) => node.stableId), [byName.stableId])
+        assert.isTrue(Option.isNone(yield* device.peerByName("no-such-peer")))
+        assert.isTrue(Option.isNone(yield* device.peerByIp("100.64.9.9")))
+      }))
+
+    it.effect("TCP: our bytes come back from the Go peer's echo", () =>
+      Effect.gen(function*() {
+        const { device, tailnet } = yield* joined("tcp-echo-test")
+        const stream = yield* device.dial({ peer: tailnet.info.peer.hostname, port: tailnet.info.peer.tcpEchoPort })
+        yield* stream.write("hello over the tailnet")
+        const echoed = yield* stream.read({ timeout: "20 seconds" })
+        assert.strictEqual(Buffer.from(Option.getOrThrow(echoed)).toString(), "hello over the tailnet")
+      }))
+
+    it.effect("TCP: the Go peer dials our listener and we read its bytes", () =>
+      Effect.gen(function*() {
+        const { device, ipv4, tailnet } = yield* joined("tcp-listen-test")
+        const listener = yield* device.listen(9000)
+        const served = yield* Effect.forkScoped(Effect.scoped(Effect.gen(function*() {
+          const connection = yield* listener.accept()
+          const chunk = Option.getOrThrow(yield* connection.read())
+          yield* connection.write(chunk)
+          return Buffer.from(chunk).toString()
+        })))
+        const reply = yield* tailnet.dialFromPeer(`${ipv4}:9000`, "from the go peer")
+        assert.strictEqual(Buffer.from(reply).toString(), "from the go peer")
+        assert.strictEqual(yield* Fiber.join(served), "from the go peer")
+      }))
+
+    it.effect("TCP: 16 MiB arrives intact in both directions", () =>
+      Effect.gen(function*() {
+        const { device, ipv4, tailnet } = yield* joined("tcp-bulk-test")
+        const size = 16 * 1024 * 1024
+        // Outbound: through the Go peer's echo, hashed as it comes back.
+        const payload = randomBytes(size)
+        const stream = yield* device.dial(`${tailnet.info.peer.ipv4}:${tailnet.info.peer.tcpEchoPort}`)
+        const echoed = yield* Effect.forkScoped(readExactly(stream, size))
+        for (let offset = 0; offset < size; offset += 256 * 1024) {
+          yield* stream.write(payload.subarray(offset, offset + 256 * 1024))
+        }
+        assert.deepStrictEqual(yield* Fiber.join(echoed), { bytes: size, sha256: sha256(payload) })
+        // Inbound: the Go peer sends the pattern to our listener and closes.
+        const listener = yield* device.listen(9001)
+        const inbound = yield* Effect.forkScoped(Effect.scoped(Effect.gen(function*() {
+          const connection = yield* listener.accept()
+          const received = yield* readAll(connection)
+          return { bytes: received.length, sha256: sha256(received) }
+        })))
+        const sent = yield* tailnet.sendFromPeer(`${ipv4}:9001`, size)
+        assert.strictEqual(sent.sha256, sha256(pattern(size)))
+        assert.deepStrictEqual(yield* Fiber.join(inbound), sent)
+      }), 180_000)
+
+    it.effect("UDP: datagrams echo through the Go peer; an oversize one is MessageTooLarge", () =>
+      Effect.gen(function*() {
+        const { device, tailnet } = yield* joined("udp-test")
+        const socket = yield* device.bindUdp(5300)
+        const to = { ip: tailnet.info.peer.ipv4, port: tailnet.info.peer.udpEchoPort }
+        // The first datagrams can race the WireGuard handshake: resend until one comes back.
+        let echoed: string | undefined
+        for (let attempt = 0; attempt < 20 && echoed === undefined; attempt++) {
+          yield* socket.send(to, `ping ${attempt}`)
+          const reply = yield* Effect.option(socket.receive({ timeout: "1 second" }))
+          if (Option.isSome(reply)) {
+            echoed = Buffer.from(reply.value.data).toString()
+            assert.strictEqual(NetAddress.formatIp(reply.value.from.ip), to.ip)
+            assert.strictEqual(reply.value.from.port, to.port)
+          }
+        }
+        assert.match(echoed ?? "", /^ping \d+$/)
+        const big = yield* Effect.exit(socket.send(to, new Uint8Array(5000)))
+        assert.include(Exit.isFailure(big) ? big.cause.toString() : "", "MessageTooLarge")
+      }))
+
+    it.effect("HTTP: an http.Server on our listener answers the Go peer", () =>
+      Effect.gen(function*() {
+        const { device, ipv4, tailnet } = yield* joined("http-server-test")
+        const listener = yield* device.listen(8080)
+        const server = http.createServer((request, response) => {
+          response.end(`hello ${request.url} from ${request.socket.remoteAddress}`)
+        })
+        const stop = NodeHttp.serve(listener.raw, server)
+        yield* Effect.addFinalizer(() => Effect.sync(stop))
+        const fetched = yield* tailnet.fetchFromPeer(`http://${ipv4}:8080/page`)
+        assert.strictEqual(fetched.status, 200)
+        assert.strictEqual(fetched.body, `hello /page from ${tailnet.info.peer.ipv4}`)
+      }))
+
+    it.effect("HTTP: http.request through the TailnetAgent reaches the Go peer's server", () =>
+      Effect.gen(function*() {
+        const { device, tailnet } = yield* joined("http-client-test")
+        const agent = yield* NodeHttp.makeAgent.pipe(Effect.provideService(Tailscale, device))
+        const get = (host: string) =>
+          Effect.callback<{ status: number; body: string }, Error>((resume) => {
+            const request = http.get({ host, port: tailnet.info.peer.httpPort, path: "/", agent }, (response) => {
+              const chunks: Array<Buffer> = []
+              response.on("data", (chunk: Buffer) => chunks.push(chunk))
+              response.on("end", () =>
+                resume(Effect.succeed({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() })))
+            })
+            request.on("error", (error) => resume(Effect.fail(error)))
+          })
+        for (const host of [tailnet.info.peer.hostname, tailnet.info.peer.ipv4]) {
+          const response = yield* get(host)
+          assert.deepStrictEqual(response, { status: 200, body: "hello from echo-peer\n" })
+        }
+      }))
+
+    it.effect("identity: the same key file gives the same node key and stable id", () =>
+      Effect.gen(function*() {
+        const keyFile = join(yield* Effect.promise(() => mkdtemp(join(tmpdir(), "ts-identity-"))), "keys.json")
+        const identity = Effect.scoped(Effect.gen(function*() {
+          const device = yield* connect({ hostname: "identity-test", keyFile, ephemeral: false })
+          const self = yield* device.self
+          return { nodeKey: self.nodeKey, stableId: self.stableId }
+        }))
+        const first = yield* identity
+        const second = yield* identity
+        assert.deepStrictEqual(second, first)
+      }))
+
+    // testcontrol (v1.102.3) never deletes ephemeral nodes, so the Go peer would keep listing the
+    // device; what a real control server acts on is the device leaving, which this pins down.
+    it.effect("an ephemeral device disconnects from control when its scope closes", () =>
+      Effect.gen(function*() {
+        const tailnet = yield* LocalTailnet
+        const scope = yield* Scope.make()
+        const { device } = yield* joined("ephemeral-test").pipe(Scope.provide(scope))
+        const nodeKey = (yield* device.self).nodeKey
+        yield* Scope.close(scope, Exit.void)
+        yield* tailnet.waitForDisconnect(nodeKey)
+      }))
+
+    it.effect("20 devices created and closed in sequence leave no open handles", () =>
+      Effect.gen(function*() {
+        const resources = () => process.getActiveResourcesInfo().filter((kind) => kind !== "TTYWrap").length
+        const before = resources()
+        for (let i = 0; i < 20; i++) {
+          const graceful = yield* Effect.scoped(Effect.gen(function*() {
+            const device = yield* connect({ hostname: `lifecycle-${i}` })
+            yield* device.ipv4
+            return yield* device.shutdown
+          }))
+          assert.isTrue(graceful, `device ${i} shut down gracefully`)
+        }
+        yield* Effect.sleep("200 millis")
+        assert.isAtMost(resources(), before)
+      }), 120_000)
+  })
+})
