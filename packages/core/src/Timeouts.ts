@@ -1,7 +1,8 @@
 /**
- * Default limits for every wait the crate leaves unbounded. Override for a whole program with
- * `Effect.provideService(TailscaleTimeouts, { ...defaults, dial: "5 seconds" })`, or per call with
- * the `timeout` option where a method takes one. `"Infinity"` waits forever.
+ * Default limits for every wait the crate leaves unbounded. A device takes them when it is built:
+ * provide `TailscaleTimeouts` to the layer (e.g.
+ * `Layer.provide(Layer.succeed(TailscaleTimeouts, { ...defaults, dial: "5 seconds" }))`), or pass
+ * the `timeout` option to one call. `"Infinity"` waits forever.
  *
  * @since 0.1.0
  */

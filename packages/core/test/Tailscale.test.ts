@@ -1,0 +1,364 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { TestClock } from "effect/testing"
+import type { RawTcpListener } from "../src/Backend.ts"
+import * as Tailscale from "../src/Tailscale.ts"
+import { TailscaleError } from "../src/TailscaleError.ts"
+import { TailscaleTimeouts, defaults } from "../src/Timeouts.ts"
+import { deferred, memoryBackend, rawNode, scriptedStream } from "./memoryBackend.ts"
+
+const reasonOf = <A>(exit: Exit.Exit<A, TailscaleError>) => {
+  if (Exit.isSuccess(exit)) throw new Error("expected a failure")
+  const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")
+  if (error === undefined || error._tag !== "Fail") throw new Error(`expected a typed failure: ${exit.cause}`)
+  return error.error.reason
+}
+
+const bytes = (text: string) => new TextEncoder().encode(text)
+const text = (data: Uint8Array) => new TextDecoder().decode(data)
+
+describe("Tailscale.make", () => {
+  it.effect("connects with the options, unwrapping secrets only for the backend", () =>
+    Effect.gen(function*() {
+      const { backend, calls } = memoryBackend()
+      yield* Tailscale.make(backend, {
+        authKey: Redacted.make("tskey-secret"),
+        hostname: "worker-1",
+        tags: ["tag:ci"],
+        ephemeral: true,
+        controlUrl: new URL("https://control.example/")
+      })
+      assert.strictEqual(calls.connect.length, 1)
+      const options = calls.connect[0]!
+      assert.strictEqual(options.authKey, "tskey-secret")
+      assert.strictEqual(options.hostname, "worker-1")
+      assert.deepStrictEqual(options.tags, ["tag:ci"])
+      assert.strictEqual(options.ephemeral, true)
+      assert.strictEqual(options.controlUrl, "https://control.example/")
+      assert.strictEqual(options.connectTimeoutMs, 30_000)
+    }))
+
+  it.effect("shuts the device down exactly once when the scope closes, also after an explicit shutdown", () =>
+    Effect.gen(function*() {
+      const { backend, calls } = memoryBackend()
+      const scope = yield* Scope.make()
+      const service = yield* Tailscale.make(backend).pipe(Scope.provide(scope))
+      assert.isTrue(yield* service.shutdown)
+      assert.isTrue(yield* service.shutdown)
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(calls.shutdown, 1)
+    }))
+
+  it.effect("shuts down when the scope closes with a failure", () =>
+    Effect.gen(function*() {
+      const { backend, calls } = memoryBackend()
+      const exit = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+        yield* Tailscale.make(backend)
+        return yield* Effect.fail("boom")
+      })))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual(calls.shutdown, 1)
+      assert.strictEqual(calls.unsubscribed, 1)
+    }))
+
+  it.effect.each([
+    [{ hostname: "bad host" }, "hostname"],
+    [{ tags: ["tag:ok", "nope"] }, "tags[1]"],
+    [{ controlUrl: "ftp://x" }, "controlUrl"],
+    [{ keyFile: "/k", keyState: Redacted.make("{}") }, "keyState"]
+  ] as const)("rejects %j before connecting", ([options, field]) =>
+    Effect.gen(function*() {
+      const { backend, calls } = memoryBackend()
+      const reason = reasonOf(yield* Effect.exit(Tailscale.make(backend, options)))
+      assert.strictEqual(reason._tag, "InvalidArgument")
+      assert.strictEqual(reason._tag === "InvalidArgument" ? reason.field : "", field)
+      assert.strictEqual(calls.connect.length, 0)
+    }))
+})
+
+describe("errors from the backend", () => {
+  it.effect.each([
+    ["EXPERIMENT_NOT_ACKNOWLEDGED", "ExperimentNotAcknowledged", false],
+    ["KEY_FILE", "KeyFile", false],
+    ["INVALID_ARGUMENT", "InvalidArgument", false],
+    ["CONTROL_UNREACHABLE", "ControlUnreachable", true],
+    ["NOT_AUTHORIZED", "NotAuthorized", false],
+    ["TIMEOUT", "Timeout", true],
+    ["CONNECTION_REFUSED", "ConnectionRefused", true],
+    ["CONNECTION_RESET", "ConnectionReset", true],
+    ["ADDRESS_IN_USE", "AddressInUse", false],
+    ["MESSAGE_TOO_LARGE", "MessageTooLarge", false],
+    ["DEVICE_CLOSED", "DeviceClosed", false],
+    ["INTERNAL", "Internal", false]
+  ] as const)("%s becomes the %s reason", ([code, tag, retryable]) =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({
+        peerByName: async () => {
+          throw new Error(`${code}: peerByName: something happened`)
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      const exit = yield* Effect.exit(service.peerByName("echo-peer"))
+      const reason = reasonOf(exit)
+      assert.strictEqual(reason._tag, tag)
+      assert.strictEqual(reason.message, "peerByName: something happened")
+      assert.strictEqual(reason.isRetryable, retryable)
+    }))
+
+  it.effect("an unrecognised rejection is Internal, keeping the original as its cause", () =>
+    Effect.gen(function*() {
+      const original = new TypeError("weird")
+      const { backend } = memoryBackend({
+        ipv4: async () => {
+          throw original
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      const reason = reasonOf(yield* Effect.exit(service.ipv4))
+      assert.strictEqual(reason._tag, "Internal")
+      assert.strictEqual(reason._tag === "Internal" ? reason.cause : undefined, original)
+    }))
+
+  it.effect("is handled by reason with Effect.catchReason", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({
+        tcpConnect: async () => {
+          throw new Error("CONNECTION_REFUSED: TCP connect: refused")
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      const result = yield* service.dial("100.64.0.1:7001").pipe(
+        Effect.as("connected"),
+        Effect.catchReason("TailscaleError", "ConnectionRefused", (reason) => Effect.succeed(reason.message))
+      )
+      assert.strictEqual(result, "TCP connect: refused")
+    }))
+
+  it.effect("a node that does not decode is Internal and names the field", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({ selfNode: async () => rawNode({ tailnetIpv4: "100.64.0.300/32" }) })
+      const service = yield* Tailscale.make(backend)
+      const reason = reasonOf(yield* Effect.exit(service.self))
+      assert.strictEqual(reason._tag, "Internal")
+      assert.include(reason.message, "tailnetIpv4")
+    }))
+})
+
+describe("queries", () => {
+  it.effect("decode addresses, nodes and auth state", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({
+        authState: async () => ({ authorized: false, loginUrl: "https://login.example/a" })
+      })
+      const service = yield* Tailscale.make(backend)
+      assert.strictEqual(NetAddress.formatIp(yield* service.ipv4), "100.64.0.2")
+      assert.strictEqual(NetAddress.formatIp(yield* service.ipv6), "fd7a:115c:a1e0::2")
+      const peer = Option.getOrThrow(yield* service.peerByName("echo-peer"))
+      assert.strictEqual(NetAddress.formatIp(peer.ipv4), "100.64.0.1")
+      assert.isTrue(Option.isNone(peer.nodeKeyExpiry), "year 1 means no expiry")
+      assert.deepStrictEqual(Option.getOrNull(peer.derpRegion), 900)
+      assert.isTrue(peer.isOnline)
+      assert.isTrue(Option.isNone(yield* service.peerByName("nobody")))
+      assert.strictEqual((yield* service.peerByIp([100, 64, 0, 1])).pipe(Option.map((n) => n.hostname), Option.getOrNull), "echo-peer")
+      assert.lengthOf(yield* service.peersWithRoute("100.64.0.1"), 1)
+      assert.deepStrictEqual(yield* service.authState, { _tag: "NeedsLogin", url: "https://login.example/a" })
+    }))
+
+  it.effect("accept tuples and effect/net values for IPs, and reject bad ones before the backend", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const { backend, calls } = memoryBackend({
+        peerByIp: async (ip) => {
+          seen.push(ip)
+          return null
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      yield* service.peerByIp([0xfd7a, 0x115c, 0xa1e0, 0, 0, 0, 0, 1])
+      yield* service.peerByIp(NetAddress.ipFromStringUnsafe("100.64.0.9"))
+      assert.deepStrictEqual(seen, ["fd7a:115c:a1e0::1", "100.64.0.9"])
+      const before = calls.device.length
+      for (const bad of [service.peerByIp("100.64.0.300"), service.peerByIp([1, 2, 3] as unknown as [number, number, number, number]), service.peerByName("")]) {
+        assert.strictEqual(reasonOf(yield* Effect.exit(bad))._tag, "InvalidArgument")
+      }
+      assert.strictEqual(reasonOf(yield* Effect.exit(Effect.scoped(service.listen(70000))))._tag, "InvalidArgument")
+      assert.strictEqual(reasonOf(yield* Effect.exit(Effect.scoped(service.bindUdp(0))))._tag, "InvalidArgument")
+      assert.strictEqual(reasonOf(yield* Effect.exit(Effect.scoped(service.dial("no-port" as `${string}:${number}`))))._tag, "InvalidArgument")
+      assert.strictEqual(calls.device.length, before)
+    }))
+
+  it.effect("time out waits the backend leaves unbounded, by the configured limit", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({ ipv4: () => new Promise(() => {}) })
+      const service = yield* Tailscale.make(backend)
+      const fiber = yield* Effect.forkChild(Effect.exit(service.ipv4))
+      yield* TestClock.adjust("29 seconds")
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust("1 second")
+      const reason = reasonOf(yield* Fiber.join(fiber))
+      assert.strictEqual(reason._tag, "Timeout")
+      assert.strictEqual(reason._tag === "Timeout" ? reason.operation : "", "ipv4")
+    }))
+
+  it.effect("take per-call timeouts, and per-layer ones from TailscaleTimeouts when built", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({ peerByName: () => new Promise(() => {}) })
+      const service = yield* Tailscale.make(backend)
+      const fiber = yield* Effect.forkChild(Effect.exit(service.peerByName("x", { timeout: "2 seconds" })))
+      yield* TestClock.adjust("2 seconds")
+      assert.strictEqual(reasonOf(yield* Fiber.join(fiber))._tag, "Timeout")
+      const configured = yield* Tailscale.make(backend).pipe(
+        Effect.provideService(TailscaleTimeouts, { ...defaults, netmap: "5 seconds" })
+      )
+      const other = yield* Effect.forkChild(Effect.exit(configured.peerByName("x")))
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual(reasonOf(yield* Fiber.join(other))._tag, "Timeout")
+    }))
+})
+
+describe("TCP streams", () => {
+  it.effect("read, write and end of stream", () =>
+    Effect.gen(function*() {
+      const script = scriptedStream()
+      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
+      const service = yield* Tailscale.make(backend)
+      const stream = yield* service.dial({ peer: "echo-peer", port: 7001 })
+      yield* stream.write("hi")
+      yield* stream.writeAll([bytes("a"), "b"])
+      assert.deepStrictEqual(script.written.map(text), ["hi", "a", "b"])
+      script.answer(0, bytes("one"))
+      script.answer(1, null)
+      assert.strictEqual(text(Option.getOrThrow(yield* stream.read())), "one")
+      assert.isTrue(Option.isNone(yield* stream.read()))
+    }))
+
+  it.effect("an interrupted read loses nothing: the next read gets the data", () =>
+    Effect.gen(function*() {
+      const script = scriptedStream()
+      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
+      const service = yield* Tailscale.make(backend)
+      const stream = yield* service.dial("100.64.0.1:7001")
+      const first = yield* Effect.forkChild(stream.read())
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(first)
+      script.answer(0, bytes("kept"))
+      assert.strictEqual(text(Option.getOrThrow(yield* stream.read())), "kept")
+      assert.strictEqual(script.readCalls, 1, "the interrupted call was reused, not repeated")
+    }))
+
+  it.effect("a read times out without losing the chunk that arrives later", () =>
+    Effect.gen(function*() {
+      const script = scriptedStream()
+      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
+      const service = yield* Tailscale.make(backend)
+      const stream = yield* service.dial("100.64.0.1:7001")
+      const fiber = yield* Effect.forkChild(Effect.exit(stream.read({ timeout: "1 second" })))
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(reasonOf(yield* Fiber.join(fiber))._tag, "Timeout")
+      script.answer(0, bytes("late"))
+      assert.strictEqual(text(Option.getOrThrow(yield* stream.read())), "late")
+    }))
+
+  it.effect("is a Stream of chunks that ends at end of stream", () =>
+    Effect.gen(function*() {
+      const script = scriptedStream()
+      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
+      const service = yield* Tailscale.make(backend)
+      const stream = yield* service.dial("100.64.0.1:7001")
+      script.answer(0, bytes("a"))
+      script.answer(1, bytes("b"))
+      script.answer(2, null)
+      const chunks = yield* Stream.runCollect(stream.stream)
+      assert.deepStrictEqual(chunks.map(text), ["a", "b"])
+    }))
+
+  it.effect("closes once when its scope closes, and fails later calls with DeviceClosed", () =>
+    Effect.gen(function*() {
+      const script = scriptedStream()
+      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
+      const service = yield* Tailscale.make(backend)
+      const scope = yield* Scope.make()
+      const stream = yield* service.dial("100.64.0.1:7001").pipe(Scope.provide(scope))
+      yield* stream.close
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(script.closeCalls, 1)
+      assert.strictEqual(reasonOf(yield* Effect.exit(stream.read()))._tag, "DeviceClosed")
+      assert.strictEqual(reasonOf(yield* Effect.exit(stream.write("x")))._tag, "DeviceClosed")
+    }))
+
+  it.effect("dialing an unknown peer name is InvalidArgument naming the peer", () =>
+    Effect.gen(function*() {
+      const { backend, calls } = memoryBackend()
+      const service = yield* Tailscale.make(backend)
+      const reason = reasonOf(yield* Effect.exit(Effect.scoped(service.dial("ghost:80"))))
+      assert.strictEqual(reason._tag, "InvalidArgument")
+      assert.include(reason.message, "ghost")
+      assert.notInclude(calls.device, "tcpConnect")
+    }))
+})
+
+describe("TCP listeners", () => {
+  it.effect("an interrupted accept keeps the connection for the next accept", () =>
+    Effect.gen(function*() {
+      const incoming = deferred<ReturnType<typeof scriptedStream>["stream"]>()
+      let accepts = 0
+      let listenerClosed = 0
+      const listener: RawTcpListener = {
+        accept: () => {
+          accepts++
+          return incoming.promise
+        },
+        localAddress: { ip: "100.64.0.2", port: 9000 },
+        close: () => {
+          listenerClosed++
+        }
+      }
+      const seen: Array<string> = []
+      const { backend } = memoryBackend({
+        tcpListen: async (ip, port) => {
+          seen.push(`${ip}:${port}`)
+          return listener
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      const scope = yield* Scope.make()
+      const bound = yield* service.listen(9000).pipe(Scope.provide(scope))
+      assert.deepStrictEqual(seen, ["100.64.0.2:9000"], "binds the device's own IPv4 by default")
+      const first = yield* Effect.forkChild(Effect.scoped(bound.accept()))
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(first)
+      const connection = scriptedStream()
+      incoming.resolve(connection.stream)
+      const accepted = yield* bound.accept().pipe(Scope.provide(scope))
+      assert.strictEqual(accepted.remoteAddress.port, 7001)
+      assert.strictEqual(accepts, 1)
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(listenerClosed, 1)
+      assert.strictEqual(connection.closeCalls, 1)
+    }))
+})
+
+describe("logs", () => {
+  it.effect("arrive as Effect log records with their fields", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({}, [
+        { level: "WARN", target: "ts_runtime::x", message: "careful", fields: { peer: "a" } }
+      ])
+      const messages: Array<unknown> = []
+      const { Logger } = yield* Effect.promise(() => import("effect"))
+      const capture = Logger.make((options) => {
+        messages.push({ message: options.message, level: options.logLevel })
+      })
+      yield* Effect.scoped(Tailscale.make(backend, { logFilter: "warn" })).pipe(
+        Effect.provide(Logger.layer([capture]))
+      )
+      assert.deepStrictEqual(messages, [{ message: ["careful"], level: "Warn" }])
+    }))
+})
