@@ -1,0 +1,52 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as NativeBackend from "../src/NativeBackend.ts"
+import * as NodeTailscale from "../src/NodeTailscale.ts"
+
+describe("NodeTailscale", () => {
+  it.effect("reads TS_AUTH_KEY (redacted), TS_CONTROL_URL, TS_HOSTNAME, TS_KEY_FILE and TS_EPHEMERAL", () =>
+    Effect.gen(function*() {
+      const options = yield* NodeTailscale.fromEnv.pipe(
+        Effect.provideService(
+          ConfigProvider.ConfigProvider,
+          ConfigProvider.fromEnv({
+            env: {
+              TS_AUTH_KEY: "tskey-auth-123",
+              TS_CONTROL_URL: "https://control.example/",
+              TS_HOSTNAME: "worker-1",
+              TS_KEY_FILE: "/var/lib/app/keys.json",
+              TS_EPHEMERAL: "true"
+            }
+          })
+        )
+      )
+      assert.isTrue(Redacted.isRedacted(options.authKey))
+      assert.strictEqual(Redacted.value(options.authKey!), "tskey-auth-123")
+      assert.strictEqual(String(options.authKey), "<redacted>")
+      assert.strictEqual(options.controlUrl, "https://control.example/")
+      assert.strictEqual(options.hostname, "worker-1")
+      assert.strictEqual(options.keyFile, "/var/lib/app/keys.json")
+      assert.strictEqual(options.ephemeral, true)
+    }))
+
+  it.effect("leaves every option unset when the environment has none", () =>
+    Effect.gen(function*() {
+      const options = yield* NodeTailscale.fromEnv.pipe(
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: {} }))
+      )
+      assert.deepStrictEqual(Object.values(options).filter((value) => value !== undefined), [])
+    }))
+
+  it.effect("a missing addon is NativeUnavailable, saying what to do", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(NativeBackend.load("@effect-tailscale/native-does-not-exist"))
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? Option.getOrThrow(Exit.findErrorOption(exit)) : undefined
+      assert.strictEqual(error?.reason._tag, "NativeUnavailable")
+      assert.include(error?.reason.message ?? "", "build it from source")
+    }))
+})
