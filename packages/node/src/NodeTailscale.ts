@@ -47,14 +47,16 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
 
 /**
  * Options read from the environment like the crate's `Config::default_from_env`:
- * `TS_AUTH_KEY` (redacted), `TS_CONTROL_URL`, `TS_HOSTNAME`, `TS_KEY_FILE`, `TS_EPHEMERAL`.
+ * `TS_AUTH_KEY` (redacted), `TS_CONTROL_URL`, `TS_HOSTNAME`, `TS_KEY_FILE`, `TS_EPHEMERAL`, and
+ * `RUST_LOG` as the filter for the crate's log records.
  */
 export const fromEnv: Config.Config<NodeTailscaleOptions> = Config.all({
   authKey: optional(Config.Redacted("TS_AUTH_KEY")),
   controlUrl: optional(Config.String("TS_CONTROL_URL")),
   hostname: optional(Config.String("TS_HOSTNAME")),
   keyFile: optional(Config.String("TS_KEY_FILE")),
-  ephemeral: optional(Config.Boolean("TS_EPHEMERAL"))
+  ephemeral: optional(Config.Boolean("TS_EPHEMERAL")),
+  logFilter: optional(Config.String("RUST_LOG"))
 })
 
 /** `fromEnv`, with any option given here as a `Config` (e.g. `Config.succeed(true)`) taking precedence. */

@@ -8,7 +8,7 @@ import * as NativeBackend from "../src/NativeBackend.ts"
 import * as NodeTailscale from "../src/NodeTailscale.ts"
 
 describe("NodeTailscale", () => {
-  it.effect("reads TS_AUTH_KEY (redacted), TS_CONTROL_URL, TS_HOSTNAME, TS_KEY_FILE and TS_EPHEMERAL", () =>
+  it.effect("reads TS_AUTH_KEY (redacted), TS_CONTROL_URL, TS_HOSTNAME, TS_KEY_FILE, TS_EPHEMERAL and RUST_LOG", () =>
     Effect.gen(function*() {
       const options = yield* NodeTailscale.fromEnv.pipe(
         Effect.provideService(
@@ -19,7 +19,8 @@ describe("NodeTailscale", () => {
               TS_CONTROL_URL: "https://control.example/",
               TS_HOSTNAME: "worker-1",
               TS_KEY_FILE: "/var/lib/app/keys.json",
-              TS_EPHEMERAL: "true"
+              TS_EPHEMERAL: "true",
+              RUST_LOG: "info,ts_runtime=debug"
             }
           })
         )
@@ -31,6 +32,7 @@ describe("NodeTailscale", () => {
       assert.strictEqual(options.hostname, "worker-1")
       assert.strictEqual(options.keyFile, "/var/lib/app/keys.json")
       assert.strictEqual(options.ephemeral, true)
+      assert.strictEqual(options.logFilter, "info,ts_runtime=debug")
     }))
 
   it.effect("leaves every option unset when the environment has none", () =>
