@@ -3,6 +3,7 @@
  */
 export * as Address from "./Address.ts"
 export * as AuthState from "./AuthState.ts"
+export * as EffectSocket from "./EffectSocket.ts"
 export * as Backend from "./Backend.ts"
 export * as NodeInfo from "./NodeInfo.ts"
 export * as Tailscale from "./Tailscale.ts"

@@ -1,0 +1,82 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Socket from "effect/socket/Socket"
+import * as Stream from "effect/Stream"
+import type { RawTcpListener, RawTcpStream } from "../src/Backend.ts"
+import { toSocket, toSocketServer } from "../src/EffectSocket.ts"
+import * as Tailscale from "../src/Tailscale.ts"
+import { deferred, memoryBackend, scriptedStream } from "./memoryBackend.ts"
+
+const text = (data: Uint8Array) => new TextDecoder().decode(data)
+
+describe("effect/socket adapters", () => {
+  it.effect("a TcpStream is a Socket: chunks, then a clean close at end of stream", () =>
+    Effect.gen(function*() {
+      const script = scriptedStream()
+      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
+      const service = yield* Tailscale.make(backend)
+      const socket = toSocket(yield* service.dial("100.64.0.1:7001"))
+      const writer = yield* socket.writer
+      yield* writer.write("hello")
+      yield* writer.writeAll([new Uint8Array([1, 2])])
+      assert.deepStrictEqual(script.written.map((b) => Array.from(b)), [[104, 101, 108, 108, 111], [1, 2]])
+      script.answer(0, new TextEncoder().encode("a"))
+      script.answer(1, null)
+      const reader = yield* socket.reader
+      assert.strictEqual(text((yield* reader.pull)[0] as Uint8Array), "a")
+      const end = yield* Effect.flip(reader.pull)
+      assert.strictEqual(end.reason._tag, "SocketCloseError")
+      assert.strictEqual(end.reason._tag === "SocketCloseError" ? end.reason.code : 0, 1000)
+      yield* writer.write(new Socket.CloseEvent())
+      assert.strictEqual(script.closeCalls, 1)
+    }))
+
+  it.effect("Socket.toStream reads a tailnet connection to its end", () =>
+    Effect.gen(function*() {
+      const script = scriptedStream()
+      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
+      const service = yield* Tailscale.make(backend)
+      const socket = toSocket(yield* service.dial("100.64.0.1:7001"))
+      script.answer(0, new TextEncoder().encode("x"))
+      script.answer(1, new TextEncoder().encode("y"))
+      script.answer(2, null)
+      const chunks = yield* Stream.runCollect(Socket.toStream(socket).pipe(Stream.catch(() => Stream.empty)))
+      assert.deepStrictEqual(chunks.map(text), ["x", "y"])
+    }))
+
+  it.live("a SocketServer runs the handler per connection and closes each after it", () =>
+    Effect.gen(function*() {
+      const connections = [scriptedStream(), scriptedStream()]
+      const waiting = [deferred<RawTcpStream>(), deferred<RawTcpStream>(), deferred<RawTcpStream>()]
+      let accepted = 0
+      const listener: RawTcpListener = {
+        accept: () => waiting[accepted++]!.promise,
+        localAddress: { ip: "100.64.0.2", port: 9000 },
+        close: () => {}
+      }
+      const { backend } = memoryBackend({ tcpListen: async () => listener })
+      const service = yield* Tailscale.make(backend)
+      const server = toSocketServer(yield* service.listen(9000))
+      assert.strictEqual(server.address._tag, "InetAddressV4")
+      const handled: Array<string> = []
+      const running = yield* Effect.forkChild(server.run((socket) =>
+        Effect.scoped(Effect.gen(function*() {
+          const reader = yield* socket.reader
+          const chunk = (yield* reader.pull)[0] as Uint8Array
+          handled.push(text(chunk))
+          const writer = yield* socket.writer
+          yield* writer.write(chunk)
+        }))
+      ))
+      connections.forEach((connection, index) => {
+        connection.answer(0, new TextEncoder().encode(`request ${index}`))
+        waiting[index]!.resolve(connection.stream)
+      })
+      for (let i = 0; i < 50 && handled.length < 2; i++) yield* Effect.sleep("1 millis")
+      assert.deepStrictEqual(handled.sort(), ["request 0", "request 1"])
+      assert.deepStrictEqual(connections.map((c) => c.written.map(text)), [["request 0"], ["request 1"]])
+      assert.deepStrictEqual(connections.map((c) => c.closeCalls), [1, 1])
+      yield* Fiber.interrupt(running)
+    }))
+})
