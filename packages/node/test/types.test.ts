@@ -1,0 +1,52 @@
+/**
+ * The error and requirement channels the docs promise. `npm test` type-checks this file
+ * (`tsc -p tsconfig.test.json`), so a drift fails the run; vitest only counts it.
+ */
+import type { NodeInfo } from "@effect-tailscale/core/NodeInfo"
+import type { Tailscale, TailscaleService } from "@effect-tailscale/core/Tailscale"
+import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import type { TcpListener } from "@effect-tailscale/core/TcpListener"
+import type { TcpStream } from "@effect-tailscale/core/TcpStream"
+import type { UdpSocket } from "@effect-tailscale/core/UdpSocket"
+import type * as Config from "effect/Config"
+import type * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import type * as NetAddress from "effect/net/NetAddress"
+import type * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { describe, expectTypeOf, it } from "vitest"
+import type * as NodeTailscale from "../src/NodeTailscale.ts"
+
+describe("types", () => {
+  it("queries fail only with TailscaleError and need nothing", () => {
+    expectTypeOf<TailscaleService["ipv4"]>().toEqualTypeOf<Effect.Effect<NetAddress.Ipv4Address, TailscaleError>>()
+    expectTypeOf<TailscaleService["ipv6"]>().toEqualTypeOf<Effect.Effect<NetAddress.Ipv6Address, TailscaleError>>()
+    expectTypeOf<TailscaleService["self"]>().toEqualTypeOf<Effect.Effect<NodeInfo, TailscaleError>>()
+    expectTypeOf<ReturnType<TailscaleService["peerByName"]>>().toEqualTypeOf<
+      Effect.Effect<Option.Option<NodeInfo>, TailscaleError>
+    >()
+    expectTypeOf<TailscaleService["shutdown"]>().toEqualTypeOf<Effect.Effect<boolean>>()
+  })
+
+  it("sockets need a Scope", () => {
+    expectTypeOf<ReturnType<TailscaleService["dial"]>>().toEqualTypeOf<
+      Effect.Effect<TcpStream, TailscaleError, Scope.Scope>
+    >()
+    expectTypeOf<ReturnType<TailscaleService["listen"]>>().toEqualTypeOf<
+      Effect.Effect<TcpListener, TailscaleError, Scope.Scope>
+    >()
+    expectTypeOf<ReturnType<TailscaleService["bindUdp"]>>().toEqualTypeOf<
+      Effect.Effect<UdpSocket, TailscaleError, Scope.Scope>
+    >()
+  })
+
+  it("layers provide Tailscale and fail with TailscaleError (and ConfigError when reading config)", () => {
+    expectTypeOf<ReturnType<typeof NodeTailscale.layer>>().toEqualTypeOf<Layer.Layer<Tailscale, TailscaleError>>()
+    expectTypeOf<ReturnType<typeof NodeTailscale.layerConfig>>().toEqualTypeOf<
+      Layer.Layer<Tailscale, TailscaleError | Config.ConfigError>
+    >()
+    expectTypeOf<ReturnType<typeof NodeTailscale.make>>().toEqualTypeOf<
+      Effect.Effect<TailscaleService, TailscaleError, Scope.Scope>
+    >()
+  })
+})
