@@ -7,6 +7,10 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
+import * as NodeHttpServer from "@effect-tailscale/node/NodeHttpServer"
+import * as HttpServer from "effect/http/HttpServer"
+import * as HttpServerRequest from "effect/http/HttpServerRequest"
+import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -214,6 +218,22 @@ describe("loopback tailnet", () => {
         const fetched = yield* tailnet.fetchFromPeer(`http://${ipv4}:8080/page`)
         assert.strictEqual(fetched.status, 200)
         assert.strictEqual(fetched.body, `hello /page from ${tailnet.info.peer.ipv4}`)
+      }))
+
+    it.effect("HTTP: an Effect HttpServer on our tailnet port answers the Go peer", () =>
+      Effect.gen(function*() {
+        const { device, ipv4, tailnet } = yield* joined("effect-http-test")
+        const app = Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          return HttpServerResponse.text(`effect says hi to ${request.url}`)
+        })
+        yield* HttpServer.serveEffect(app).pipe(
+          Effect.provideService(HttpServer.HttpServer, yield* NodeHttpServer.make(8081).pipe(
+            Effect.provideService(Tailscale, device)
+          ))
+        )
+        const fetched = yield* tailnet.fetchFromPeer(`http://${ipv4}:8081/effect`)
+        assert.deepStrictEqual(fetched, { status: 200, body: "effect says hi to /effect" })
       }))
 
     it.effect("HTTP: http.request through the TailnetAgent reaches the Go peer's server", () =>
