@@ -1,0 +1,131 @@
+/**
+ * One behavioural suite for the `Tailscale` service, run against every tailnet provider (the
+ * in-memory `FakeTailnet` and the real `LocalTailnet`): what passes on one must pass on the
+ * other. That is how the fake earns trust. Use `suite` from a vitest file with a provider layer.
+ *
+ * @since 0.1.0
+ */
+import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
+import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import { FakeTailnet, layer as fakeTailnetLayer } from "./FakeTailnet.ts"
+import { connect, LocalTailnet, layer as localTailnetLayer } from "./LocalTailnet.ts"
+
+export interface EchoPeer {
+  readonly hostname: string
+  readonly fqdn: string
+  readonly ipv4: string
+  readonly tcpEchoPort: number
+  readonly udpEchoPort: number
+}
+
+export interface JoinOptions {
+  readonly authKey?: Redacted.Redacted<string> | undefined
+  readonly withoutAuthKey?: boolean | undefined
+}
+
+export interface TailnetProviderService {
+  readonly name: string
+  /** A device joined to the tailnet for the scope. */
+  readonly join: (hostname: string, options?: JoinOptions) => Effect.Effect<TailscaleService, TailscaleError, Scope.Scope>
+  /** A peer with a TCP echo and a UDP echo. */
+  readonly echoPeer: EchoPeer
+  /** Waits until the echo peer can reach `ip` (on a real tailnet, netmaps take a moment). */
+  readonly reachable: (ip: string) => Effect.Effect<void, unknown>
+  readonly requireLogin: (on: boolean) => Effect.Effect<void, unknown>
+  readonly completeLogin: (url: string) => Effect.Effect<void, unknown>
+}
+
+export class TailnetProvider extends Context.Service<TailnetProvider, TailnetProviderService>()(
+  "@effect-tailscale/testing/TailnetProvider"
+) {}
+
+/** Binds now; the returned effect serves until interrupted. */
+const echoTcp = (device: TailscaleService, port: number) =>
+  Effect.gen(function*() {
+    const listener = yield* device.listen(port)
+    return Effect.forever(Effect.gen(function*() {
+      const connection = yield* listener.accept()
+      yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+        const chunk = yield* connection.read()
+        if (Option.isNone(chunk)) return yield* Effect.interrupt
+        yield* connection.write(chunk.value)
+      })))
+    }))
+  })
+
+const echoUdp = (device: TailscaleService, port: number) =>
+  Effect.gen(function*() {
+    const socket = yield* device.bindUdp(port)
+    return Effect.forever(Effect.gen(function*() {
+      const datagram = yield* socket.receive()
+      yield* socket.send({ ip: datagram.from.ip, port: datagram.from.port }, datagram.data)
+    }))
+  })
+
+/** The in-memory tailnet with an echo peer that runs on the fake device itself. */
+export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
+  TailnetProvider,
+  Effect.gen(function*() {
+    const tailnet = yield* FakeTailnet
+    const peer = yield* tailnet.addDevice({ hostname: "echo-peer" }).pipe(Effect.orDie)
+    yield* Effect.forkScoped(yield* Effect.orDie(echoTcp(peer, 7001)))
+    yield* Effect.forkScoped(yield* Effect.orDie(echoUdp(peer, 7002)))
+    const ipv4 = NetAddress.formatIp(yield* Effect.orDie(peer.ipv4))
+    return {
+      name: "FakeTailnet",
+      join: (hostname, options) => tailnet.addDevice({ hostname, ephemeral: true, ...options }),
+      echoPeer: { hostname: "echo-peer", fqdn: `echo-peer.${tailnet.domain}.`, ipv4, tcpEchoPort: 7001, udpEchoPort: 7002 },
+      reachable: () => Effect.void,
+      requireLogin: tailnet.requireLogin,
+      completeLogin: (url) => Effect.asVoid(tailnet.completeLogin(url))
+    }
+  })
+).pipe(Layer.provide(fakeTailnetLayer()))
+
+/** The loopback tailnet: a Go peer, Tailscale's test control server and a DERP relay. */
+export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect(
+  TailnetProvider,
+  Effect.gen(function*() {
+    const tailnet = yield* LocalTailnet
+    const context = yield* Effect.context<LocalTailnet>()
+    const { peer } = tailnet.info
+    return {
+      name: "LocalTailnet",
+      join: (hostname, options) => connect({ hostname, ...options }).pipe(Effect.provideContext(context)),
+      echoPeer: { hostname: peer.hostname, fqdn: peer.fqdn, ipv4: peer.ipv4, tcpEchoPort: peer.tcpEchoPort, udpEchoPort: peer.udpEchoPort },
+      reachable: (ip) => Effect.asVoid(tailnet.waitForPeer(ip)),
+      requireLogin: tailnet.requireLogin,
+      completeLogin: tailnet.completeLogin
+    }
+  })
+).pipe(Layer.provide(localTailnetLayer()))
+
+/** A device the echo peer can already reach. */
+export const joinReachable = (hostname: string) =>
+  Effect.gen(function*() {
+    const provider = yield* TailnetProvider
+    const device = yield* provider.join(hostname)
+    const ipv4 = NetAddress.formatIp(yield* device.ipv4)
+    yield* provider.reachable(ipv4)
+    return { device, ipv4, provider }
+  })
+
+/** Sends until an echo comes back: on a real tailnet the first datagrams can race the handshake. */
+export const udpEcho = (device: TailscaleService, peer: EchoPeer, localPort: number, payload: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const socket = yield* device.bindUdp(localPort)
+    for (let attempt = 0; attempt < 20; attempt++) {
+      yield* socket.send({ ip: peer.ipv4, port: peer.udpEchoPort }, payload)
+      const reply = yield* Effect.option(socket.receive({ timeout: "1 second" }))
+      if (Option.isSome(reply)) return Option.some(new TextDecoder().decode(reply.value.data))
+    }
+    return Option.none<string>()
+  }))
+

@@ -1,0 +1,120 @@
+/**
+ * The conformance suite, once per provider: `conformance > FakeTailnet > …` and
+ * `conformance > LocalTailnet > …`. Where the two differ, the difference is pinned down here.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Layer from "effect/Layer"
+import * as IpNetwork from "effect/net/IpNetwork"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { fakeProvider, joinReachable, localProvider, TailnetProvider, udpEcho } from "../src/Conformance.ts"
+
+const reasonTag = <A, E>(exit: Exit.Exit<A, E>) => {
+  if (Exit.isSuccess(exit)) return "success"
+  const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
+  const error = failure?._tag === "Fail" ? (failure.error as { reason?: { _tag: string } }) : undefined
+  return error?.reason?._tag ?? exit.cause.toString()
+}
+
+const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknown>) =>
+  describe(name, () => {
+    layer(provider, { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+      it.effect("joins with addresses that match its self node", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const device = yield* provider.join("conformance-join")
+          const ipv4 = yield* device.ipv4
+          const ipv6 = yield* device.ipv6
+          assert.isTrue(IpNetwork.contains(IpNetwork.fromStringUnsafe("100.64.0.0/10"), ipv4))
+          assert.isTrue(IpNetwork.contains(IpNetwork.fromStringUnsafe("fd7a:115c:a1e0::/48"), ipv6))
+          const self = yield* device.self
+          assert.strictEqual(NetAddress.formatIp(self.ipv4), NetAddress.formatIp(ipv4))
+          assert.strictEqual(self.hostname, "conformance-join")
+          assert.strictEqual((yield* device.authState)._tag, "Authorized")
+        }))
+
+      it.effect("looks peers up by name, FQDN, IP and route", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const device = yield* provider.join("conformance-lookup")
+          const peer = provider.echoPeer
+          const found = Option.getOrThrow(yield* device.peerByName(peer.hostname))
+          assert.strictEqual(NetAddress.formatIp(found.ipv4), peer.ipv4)
+          assert.strictEqual(Option.getOrNull(found.fqdn), peer.fqdn)
+          for (const name of [peer.fqdn, peer.fqdn.replace(/\.$/, "")]) {
+            assert.strictEqual(Option.getOrThrow(yield* device.peerByName(name)).stableId, found.stableId)
+          }
+          assert.strictEqual(Option.getOrThrow(yield* device.peerByIp(peer.ipv4)).stableId, found.stableId)
+          assert.deepStrictEqual((yield* device.peersWithRoute(peer.ipv4)).map((n) => n.stableId), [found.stableId])
+          assert.isTrue(Option.isNone(yield* device.peerByName("nobody-here")))
+        }))
+
+      it.effect("tcp echo", () =>
+        Effect.gen(function*() {
+          const { device, provider } = yield* joinReachable("conformance-tcp")
+          const stream = yield* device.dial({ peer: provider.echoPeer.hostname, port: provider.echoPeer.tcpEchoPort })
+          yield* stream.write("conformance")
+          const reply = yield* stream.read({ timeout: "20 seconds" })
+          assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(reply)), "conformance")
+        }))
+
+      it.effect("udp echo", () =>
+        Effect.gen(function*() {
+          const { device, provider } = yield* joinReachable("conformance-udp")
+          const reply = yield* udpEcho(device, provider.echoPeer, 5400, "datagram")
+          assert.deepStrictEqual(reply, Option.some("datagram"))
+        }))
+
+      it.effect("an oversize datagram is MessageTooLarge", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const device = yield* provider.join("conformance-udp-big")
+          const socket = yield* device.bindUdp(5401)
+          const exit = yield* Effect.exit(
+            socket.send({ ip: provider.echoPeer.ipv4, port: provider.echoPeer.udpEchoPort }, new Uint8Array(4097))
+          )
+          assert.strictEqual(reasonTag(exit), "MessageTooLarge")
+        }))
+
+      it.effect("a second listener on the same port is AddressInUse", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const device = yield* provider.join("conformance-ports")
+          yield* device.listen(9500)
+          assert.strictEqual(reasonTag(yield* Effect.exit(device.listen(9500))), "AddressInUse")
+        }))
+
+      it.effect("a wrong auth key is NotAuthorized", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const device = yield* provider.join("conformance-wrong-key", { authKey: Redacted.make("tskey-auth-wrong") })
+          assert.strictEqual(reasonTag(yield* Effect.exit(device.ipv4.pipe(Effect.timeout("20 seconds")))), "NotAuthorized")
+        }))
+
+      it.effect("interactive login, then authorized", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          yield* provider.requireLogin(true)
+          yield* Effect.addFinalizer(() => Effect.ignore(provider.requireLogin(false)))
+          // The fake asks for a login when no key is given; the loopback tailnet (testcontrol
+          // with a required key) asks for one on top of the key. Both report a URL first.
+          const device = yield* provider.join(
+            "conformance-login",
+            provider.name === "FakeTailnet" ? { withoutAuthKey: true } : {}
+          )
+          const state = yield* device.authState
+          assert.strictEqual(state._tag, "NeedsLogin")
+          yield* provider.completeLogin(state._tag === "NeedsLogin" ? state.url : "")
+          assert.isTrue(NetAddress.isIpv4Address(yield* device.ipv4))
+          assert.strictEqual((yield* device.authState)._tag, "Authorized")
+        }))
+    })
+  })
+
+describe("conformance", () => {
+  conformance("FakeTailnet", fakeProvider)
+  conformance("LocalTailnet", localProvider)
+})
