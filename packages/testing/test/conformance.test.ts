@@ -61,6 +61,13 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(reply)), "conformance")
         }))
 
+      it.effect("a port nobody listens on is ConnectionRefused", () =>
+        Effect.gen(function*() {
+          const { device, provider } = yield* joinReachable("conformance-refused")
+          const exit = yield* Effect.exit(device.dial({ ip: provider.echoPeer.ipv4, port: 7999 }, { timeout: "20 seconds" }))
+          assert.strictEqual(reasonTag(exit), "ConnectionRefused")
+        }))
+
       it.effect("udp echo", () =>
         Effect.gen(function*() {
           const { device, provider } = yield* joinReachable("conformance-udp")

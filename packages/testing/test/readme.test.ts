@@ -1,5 +1,5 @@
 /** The README's example is the file examples/readme.ts, and running it prints what the README says. */
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { execFile } from "node:child_process"
 import { readFile } from "node:fs/promises"
@@ -9,13 +9,19 @@ import { LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
 
 const root = join(import.meta.dirname, "..", "..", "..")
 
-const block = (readme: string, marker: string) => {
-  const match = new RegExp(`<!-- ${marker}: examples/readme.ts -->\\n\`\`\`[a-z]*\\n([\\s\\S]*?)\`\`\``).exec(readme)
-  if (match === null) throw new Error(`README has no ${marker} block for examples/readme.ts`)
+const block = (readme: string, marker: string, file = "examples/readme.ts") => {
+  const match = new RegExp(`<!-- ${marker}: ${file} -->\\n\`\`\`[a-z]*\\n([\\s\\S]*?)\`\`\``).exec(readme)
+  if (match === null) throw new Error(`README has no ${marker} block for ${file}`)
   return match[1]!
 }
 
 describe("README", () => {
+  it("shows the FakeTailnet example as it is (the file runs as a test of its own)", async () => {
+    const readme = await readFile(join(root, "README.md"), "utf8")
+    const file = "packages/testing/test/readme-fake.test.ts"
+    assert.strictEqual(block(readme, "example", file), await readFile(join(root, file), "utf8"))
+  })
+
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
     it.effect("shows examples/readme.ts as it is, and its output", () =>
       Effect.gen(function*() {
