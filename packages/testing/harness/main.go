@@ -75,7 +75,7 @@ func main() {
 	stunPort := startSTUN()
 	control := startControl(derpMap(derpPort, stunPort), *authKey, *throttle, logf)
 	peer := startPeer(control.url, *authKey, *hostname, logf)
-	adminURL := startAdmin(control, peer)
+	adminURL := startAdmin(control, peer, *authKey)
 
 	line, err := json.Marshal(ready{
 		ControlURL: control.url,

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"tailscale.com/ipn/store/mem"
+	"tailscale.com/tsnet"
+	"tailscale.com/types/logger"
+)
+
+// A second Go node, started on first use, measures what a user of Go's tsnet would get against
+// the same echo peer: the baseline the benchmarks compare our device with.
+type goBench struct {
+	once   sync.Once
+	server *tsnet.Server
+	err    error
+}
+
+func (b *goBench) start(controlURL, authKey string) (*tsnet.Server, error) {
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "tailnet-harness-bench-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.server = &tsnet.Server{
+			Hostname: "go-bench", Dir: dir, Store: new(mem.Store), ControlURL: controlURL,
+			AuthKey: authKey, Ephemeral: true, Logf: logger.Discard, UserLogf: logger.Discard,
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_, b.err = b.server.Up(ctx)
+	})
+	return b.server, b.err
+}
+
+func percentile(samples []float64, p float64) float64 {
+	if len(samples) == 0 {
+		return 0
+	}
+	sort.Float64s(samples)
+	return samples[int(float64(len(samples)-1)*p+0.5)]
+}
+
+// serveGoBench answers /bench-go?bytes=N&rounds=M with the Go node's TCP throughput to the
+// echo peer (MB/s of payload), and TCP and UDP round trips of 64-byte messages (µs).
+func serveGoBench(bench *goBench, controlURL, authKey string, p *peer) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		bytes, err1 := strconv.Atoi(r.FormValue("bytes"))
+		rounds, err2 := strconv.Atoi(r.FormValue("rounds"))
+		if err1 != nil || err2 != nil || bytes <= 0 || rounds <= 0 {
+			http.Error(w, "bytes and rounds must be positive integers", http.StatusBadRequest)
+			return
+		}
+		node, err := bench.start(controlURL, authKey)
+		if err != nil {
+			http.Error(w, "go-bench node: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
+		defer cancel()
+		result, err := measure(ctx, node, p.info, bytes, rounds)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		writeJSON(w, result)
+	}
+}
+
+func measure(ctx context.Context, node *tsnet.Server, target peerInfo, bytes, rounds int) (map[string]any, error) {
+	conn, err := node.Dial(ctx, "tcp", net.JoinHostPort(target.IPv4, strconv.Itoa(target.TCPEchoPort)))
+	if err != nil {
+		return nil, fmt.Errorf("dial echo: %w", err)
+	}
+	defer conn.Close()
+	message := make([]byte, 64)
+	reply := make([]byte, 64)
+	tcpRTT := make([]float64, 0, rounds)
+	for range rounds {
+		started := time.Now()
+		if _, err := conn.Write(message); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(conn, reply); err != nil {
+			return nil, err
+		}
+		tcpRTT = append(tcpRTT, float64(time.Since(started).Microseconds()))
+	}
+
+	started := time.Now()
+	writeErr := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for written := 0; written < bytes; {
+			n, err := conn.Write(chunk[:min(len(chunk), bytes-written)])
+			if err != nil {
+				writeErr <- err
+				return
+			}
+			written += n
+		}
+		writeErr <- nil
+	}()
+	if _, err := io.CopyN(io.Discard, conn, int64(bytes)); err != nil {
+		return nil, fmt.Errorf("bulk read: %w", err)
+	}
+	if err := <-writeErr; err != nil {
+		return nil, fmt.Errorf("bulk write: %w", err)
+	}
+	tcpMBps := float64(bytes) / time.Since(started).Seconds() / 1e6
+
+	ip4, _ := node.TailscaleIPs()
+	pc, err := node.ListenPacket("udp", netip.AddrPortFrom(ip4, 5700).String())
+	if err != nil {
+		return nil, fmt.Errorf("udp listen: %w", err)
+	}
+	defer pc.Close()
+	to := &net.UDPAddr{IP: net.ParseIP(target.IPv4), Port: target.UDPEchoPort}
+	udpRTT := make([]float64, 0, rounds)
+	buf := make([]byte, 2048)
+	for range rounds {
+		started := time.Now()
+		if _, err := pc.WriteTo(message, to); err != nil {
+			return nil, err
+		}
+		pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, _, err := pc.ReadFrom(buf); err != nil {
+			continue // lost: not a round trip
+		}
+		udpRTT = append(udpRTT, float64(time.Since(started).Microseconds()))
+	}
+	return map[string]any{
+		"tcpMBps":  tcpMBps,
+		"rttP50Us": map[string]float64{"tcp": percentile(tcpRTT, 0.5), "udp": percentile(udpRTT, 0.5)},
+		"rttP99Us": map[string]float64{"tcp": percentile(tcpRTT, 0.99), "udp": percentile(udpRTT, 0.99)},
+	}, nil
+}
