@@ -25,13 +25,7 @@ import { AuthState } from "./AuthState.ts"
 import type { Backend, RawConnectOptions, RawDevice } from "./Backend.ts"
 import * as Logs from "./internal/logs.ts"
 import { decodeNodeInfo, type NodeInfo } from "./NodeInfo.ts"
-import {
-  fromBackend,
-  internal,
-  invalidArgument,
-  NotAuthorized,
-  TailscaleError
-} from "./TailscaleError.ts"
+import { fromBackend, internal, invalidArgument, type TailscaleError } from "./TailscaleError.ts"
 import * as TcpListener from "./TcpListener.ts"
 import * as TcpStream from "./TcpStream.ts"
 import { TailscaleTimeouts, toMillis, within } from "./Timeouts.ts"
@@ -289,9 +283,3 @@ export const make: (
   }
   return service
 })
-
-/** A `NotAuthorized` error for a device that needs an interactive login. */
-export const needsLogin = (url: string): TailscaleError =>
-  new TailscaleError({ reason: new NotAuthorized({ message: `log in at ${url}`, loginUrl: url }) })
-
-export const durationMillis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
