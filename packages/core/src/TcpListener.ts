@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { RawSocketAddress, RawTcpListener } from "./Backend.ts"
+import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
 import * as TcpStream from "./TcpStream.ts"
@@ -32,17 +33,11 @@ export interface TcpListener {
 export const fromRaw = (raw: RawTcpListener) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.accept(), (error) => fromBackend("accept", error))
-    let closed = false
-    const close = Effect.sync(() => {
-      if (closed) return
-      closed = true
-      raw.close()
-    })
-    yield* Effect.addFinalizer(() => close)
+    const { close, isClosed } = yield* own(raw)
 
     const accept = (options?: { readonly timeout?: Duration.Input | undefined }) =>
       Effect.gen(function*() {
-        if (closed) return yield* Effect.fail(deviceClosed("TCP listener"))
+        if (isClosed()) return yield* Effect.fail(deviceClosed("TCP listener"))
         const limit = options?.timeout ?? (yield* TailscaleTimeouts).accept
         // Take ownership without a gap: the connection is closed with the scope even if the
         // fiber is interrupted right after the accept.

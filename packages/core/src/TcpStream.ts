@@ -14,6 +14,7 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Cause from "effect/Cause"
 import type { RawSocketAddress, RawTcpStream } from "./Backend.ts"
+import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
 import { TailscaleTimeouts, within } from "./Timeouts.ts"
@@ -47,24 +48,18 @@ const toBytes = (data: Uint8Array | string) => (typeof data === "string" ? encod
 export const fromRaw = (raw: RawTcpStream) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.read(), (error) => fromBackend("read", error))
-    let closed = false
-    const close = Effect.sync(() => {
-      if (closed) return
-      closed = true
-      raw.close()
-    })
-    yield* Effect.addFinalizer(() => close)
+    const { close, isClosed } = yield* own(raw)
 
     const read = (options?: { readonly timeout?: Duration.Input | undefined }) =>
       Effect.gen(function*() {
-        if (closed) return yield* Effect.fail(deviceClosed("TCP stream"))
+        if (isClosed()) return yield* Effect.fail(deviceClosed("TCP stream"))
         const limit = options?.timeout ?? (yield* TailscaleTimeouts).read
         const chunk = yield* pending.take.pipe(within("read", limit))
         return Option.fromNullishOr(chunk)
       })
 
     const write = (data: Uint8Array | string) =>
-      closed
+      isClosed()
         ? Effect.fail(deviceClosed("TCP stream"))
         : Effect.tryPromise({ try: () => raw.write(toBytes(data)), catch: (error) => fromBackend("write", error) })
 

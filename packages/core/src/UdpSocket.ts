@@ -9,6 +9,7 @@ import type * as NetAddress from "effect/net/NetAddress"
 import * as Stream from "effect/Stream"
 import { formatIp, type IpInput, parseIp, parsePort } from "./Address.ts"
 import type { RawSocketAddress, RawUdpSocket } from "./Backend.ts"
+import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
 import { TailscaleTimeouts, within } from "./Timeouts.ts"
@@ -43,19 +44,13 @@ const encoder = new TextEncoder()
 export const fromRaw = (raw: RawUdpSocket) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.recv(), (error) => fromBackend("receive", error))
-    let closed = false
-    const close = Effect.sync(() => {
-      if (closed) return
-      closed = true
-      raw.close()
-    })
-    yield* Effect.addFinalizer(() => close)
+    const { close, isClosed } = yield* own(raw)
 
     const send = (to: { readonly ip: IpInput; readonly port: number }, data: Uint8Array | string) =>
       Effect.gen(function*() {
         const ip = yield* parseIp("to.ip", to.ip)
         const port = yield* parsePort("to.port", to.port)
-        if (closed) return yield* Effect.fail(deviceClosed("UDP socket"))
+        if (isClosed()) return yield* Effect.fail(deviceClosed("UDP socket"))
         const bytes = typeof data === "string" ? encoder.encode(data) : data
         yield* Effect.tryPromise({
           try: () => raw.send(formatIp(ip), port, bytes),
@@ -65,7 +60,7 @@ export const fromRaw = (raw: RawUdpSocket) =>
 
     const receive = (options?: { readonly timeout?: Duration.Input | undefined }) =>
       Effect.gen(function*() {
-        if (closed) return yield* Effect.fail(deviceClosed("UDP socket"))
+        if (isClosed()) return yield* Effect.fail(deviceClosed("UDP socket"))
         const limit = options?.timeout ?? (yield* TailscaleTimeouts).read
         const datagram = yield* pending.take.pipe(within("receive", limit))
         const ip = yield* parseIp("from.ip", datagram.ip)

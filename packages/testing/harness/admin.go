@@ -185,15 +185,12 @@ func dialAndEcho(w http.ResponseWriter, r *http.Request, p *peer, hashOnly bool)
 			return
 		}
 	}
-	conn, err := p.server.Dial(ctx, "tcp", r.FormValue("addr"))
+	conn, err := dialFromPeer(ctx, p, r.FormValue("addr"))
 	if err != nil {
 		http.Error(w, "dial: "+err.Error(), http.StatusBadGateway)
 		return
 	}
 	defer conn.Close()
-	if deadline, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(deadline)
-	}
 	writeErr := make(chan error, 1)
 	go func() {
 		_, err := conn.Write(body)
@@ -230,15 +227,12 @@ func sendPattern(w http.ResponseWriter, r *http.Request, p *peer) {
 		http.Error(w, "n must be a non-negative integer", http.StatusBadRequest)
 		return
 	}
-	conn, err := p.server.Dial(ctx, "tcp", r.FormValue("addr"))
+	conn, err := dialFromPeer(ctx, p, r.FormValue("addr"))
 	if err != nil {
 		http.Error(w, "dial: "+err.Error(), http.StatusBadGateway)
 		return
 	}
 	defer conn.Close()
-	if deadline, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(deadline)
-	}
 	hash := sha256.New()
 	buffered := bufio.NewWriterSize(io.MultiWriter(conn, hash), 64<<10)
 	if err := writePattern(buffered, n); err == nil {
@@ -249,6 +243,18 @@ func sendPattern(w http.ResponseWriter, r *http.Request, p *peer) {
 		return
 	}
 	writeJSON(w, map[string]any{"bytes": n, "sha256": hex.EncodeToString(hash.Sum(nil))})
+}
+
+// dialFromPeer has the Go peer dial addr over the tailnet, bounded by ctx's deadline.
+func dialFromPeer(ctx context.Context, p *peer, addr string) (net.Conn, error) {
+	conn, err := p.server.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	return conn, nil
 }
 
 // fetch has the Go peer GET ?url= over the tailnet.

@@ -10,13 +10,8 @@ import { TestClock } from "effect/testing"
 import * as FakeTailnet from "../src/FakeTailnet.ts"
 import * as TailscaleMock from "../src/TailscaleMock.ts"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import { reasonTag } from "./reasons.ts"
 
-const reasonTag = <A, E>(exit: Exit.Exit<A, E>) => {
-  if (Exit.isSuccess(exit)) return "success"
-  const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
-  const error = failure?._tag === "Fail" ? (failure.error as { reason?: { _tag: string } }) : undefined
-  return error?.reason?._tag ?? exit.cause.toString()
-}
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 

@@ -4,20 +4,14 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import type * as Layer from "effect/Layer"
 import * as IpNetwork from "effect/net/IpNetwork"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { fakeProvider, joinReachable, localProvider, TailnetProvider, udpEcho } from "../src/Conformance.ts"
+import { reasonTag } from "./reasons.ts"
 
-const reasonTag = <A, E>(exit: Exit.Exit<A, E>) => {
-  if (Exit.isSuccess(exit)) return "success"
-  const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
-  const error = failure?._tag === "Fail" ? (failure.error as { reason?: { _tag: string } }) : undefined
-  return error?.reason?._tag ?? exit.cause.toString()
-}
 
 const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknown>) =>
   describe(name, () => {
