@@ -32,10 +32,16 @@ import { fileURLToPath } from "node:url"
 
 const args = process.argv.slice(2)
 const json = args.includes("--json")
-const runs = Number(args[args.indexOf("--runs") + 1] ?? 3) || 3
+const runs = args.includes("--runs") ? Number(args[args.indexOf("--runs") + 1]) || 3 : 3
 const BULK = 32 * 1024 * 1024
 const ROUNDS = 300
 const LOOKUPS = 2_000
+const flag = (name: string, fallback: number) => {
+  const at = args.indexOf(name)
+  return at >= 0 ? Number(args[at + 1]) || fallback : fallback
+}
+const CONNECTIONS = flag("--connections", 1_000)
+const DEVICES = flag("--devices", 50)
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 const progress = (line: string) => !json && console.error(line)
 
@@ -289,13 +295,16 @@ const main = async () => {
       samples.go.push(await goBaseline(info))
     }
 
-    progress("▸ memory: 1,000 TCP connections through the Effect service")
+    progress(`  speed (medians): ${JSON.stringify({
+      tcpMBps: ["effect", "addon", "rust", "go"].map((k) => median((samples as Record<string, Array<{ tcpMBps: number }>>)[k]!.map((f) => f.tcpMBps)))
+    })}`)
+    progress(`▸ memory: ${CONNECTIONS} TCP connections through the Effect service (tailscale-rs takes up to ~2 s per connect)`)
     const memScope = await Effect.runPromise(Scope.make())
     const memService = await Effect.runPromise(Tailscale.make(backend, {
       controlUrl: info.controlUrl, authKey: Redacted.make(info.authKey), hostname: "bench-memory", ephemeral: true, logFilter: "off"
     }).pipe(Scope.provide(memScope)))
     await adminRequest(info.adminUrl, `/wait-peer?ip=${NetAddress.formatIp(await Effect.runPromise(memService.ipv4))}&timeout=30000`)
-    const connections = await growth(1_000, () =>
+    const connections = await growth(CONNECTIONS, () =>
       Effect.runPromise(Effect.scoped(Effect.gen(function*() {
         const stream = yield* memService.dial({ ip: target.ip, port: target.tcp })
         yield* stream.write(message)
@@ -303,8 +312,8 @@ const main = async () => {
       }))))
     await Effect.runPromise(Scope.close(memScope, Exit.void))
 
-    progress("▸ memory: 50 devices created and shut down")
-    const devices = await growth(50, async (i) => {
+    progress(`▸ memory: ${DEVICES} devices created and shut down`)
+    const devices = await growth(DEVICES, async (i) => {
       const device = await connect(`bench-device-${i < 0 ? `warm${-i}` : i}`)
       await device.ipv4()
       await device.shutdown(5000)
@@ -339,6 +348,8 @@ const main = async () => {
         rust: median(samples.rust.map((f) => f.lookupsPerSec))
       },
       rssGrowthPct: { connections: connections.pct, devices: devices.pct },
+      rssMiB: { connections: [connections.before, connections.after], devices: [devices.before, devices.after] },
+      counts: { connections: CONNECTIONS, devices: DEVICES },
       runs
     }
     if (json) {
@@ -356,7 +367,7 @@ const main = async () => {
         console.log(`${proto.toUpperCase()} RTT p99 µs          ${[b.effect, b.addon, b.rust, b.go].map((n) => f(n).padStart(8)).join("  ")}`)
       }
       console.log(`peerByName per second    ${[result.lookupsPerSec.effect, result.lookupsPerSec.addon, result.lookupsPerSec.rust].map((n) => f(n).padStart(8)).join("  ")}`)
-      console.log(`RSS growth: ${f(connections.pct)}% after 1,000 connections (${f(connections.before)} → ${f(connections.after)} MiB), ${f(devices.pct)}% after 50 devices (${f(devices.before)} → ${f(devices.after)} MiB)`)
+      console.log(`RSS growth: ${f(connections.pct)}% after ${CONNECTIONS} connections (${f(connections.before)} → ${f(connections.after)} MiB), ${f(devices.pct)}% after ${DEVICES} devices (${f(devices.before)} → ${f(devices.after)} MiB)`)
       console.log(`fake tailnet TCP: ${f(fake)} MB/s`)
     }
   } finally {

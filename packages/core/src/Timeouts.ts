@@ -2,7 +2,8 @@
  * Default limits for every wait the crate leaves unbounded. A device takes them when it is built:
  * provide `TailscaleTimeouts` to the layer (e.g.
  * `Layer.provide(Layer.succeed(TailscaleTimeouts, { ...defaults, dial: "5 seconds" }))`), or pass
- * the `timeout` option to one call. `"Infinity"` waits forever.
+ * the `timeout` option to one call. Socket waits (`accept`, `read`) take the limit in force where
+ * the call is made. `"Infinity"` waits forever.
  *
  * @since 0.1.0
  */
