@@ -210,6 +210,12 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
       }
 
       let closed: Promise<boolean> | undefined
+      let registered: Node | undefined
+      void registration.then((result) => {
+        if (result._tag !== "Ok") return
+        registered = result.node
+        if (closed) stop() // shut down before registration finished
+      })
       const closedError = () => fail("DEVICE_CLOSED", "the device is closed")
       const self = async (what: string): Promise<Node> => {
         if (closed) throw closedError()
@@ -329,22 +335,21 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
           return socket
         },
         shutdown: (_timeoutMs) => {
-          closed ??= registration.then((result) => {
-            if (result._tag === "Ok") {
-              const node = result.node
-              for (const stream of node.streams) stream.close()
-              for (const listener of node.listeners.values()) listener.close(fail("DEVICE_CLOSED", "the device is closed"))
-              for (const socket of node.udp.values()) socket.close(fail("DEVICE_CLOSED", "the device is closed"))
-              node.listeners.clear()
-              node.udp.clear()
-              if (node.ephemeral) nodes.delete(node.id)
-              else node.offline = true
-            }
-            return true
-          })
-          // A login that never completes must not hold the shutdown.
-          return Promise.race([closed, Promise.resolve(true)])
+          closed ??= Promise.resolve(stop())
+          return closed
         }
+      }
+      const stop = (): boolean => {
+        if (loginUrl !== undefined) logins.delete(loginUrl)
+        if (registered === undefined) return true
+        for (const stream of registered.streams) stream.close()
+        for (const listener of registered.listeners.values()) listener.close(fail("DEVICE_CLOSED", "the device is closed"))
+        for (const socket of registered.udp.values()) socket.close(fail("DEVICE_CLOSED", "the device is closed"))
+        registered.listeners.clear()
+        registered.udp.clear()
+        if (registered.ephemeral) nodes.delete(registered.id)
+        else registered.offline = true
+        return true
       }
       return device
     }
