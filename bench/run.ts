@@ -175,7 +175,8 @@ const effectSubject = async (service: TailscaleService, target: Target, udpPort:
 /** Runs the Rust baseline: it joins, we wait until the peer sees it, then it measures. */
 const rustBaseline = (info: HarnessInfo): Promise<Figures> =>
   new Promise((resolve, reject) => {
-    const binary = join(root, "target", "x86_64-unknown-linux-gnu", "release", "tailscale-rust-baseline")
+    // scripts/bench.sh builds it for the host and says where.
+    const binary = process.env.RUST_BASELINE ?? join(root, "target", "release", "tailscale-rust-baseline")
     const child = spawn(binary, [
       info.controlUrl, info.authKey, info.peer.ipv4, String(info.peer.tcpEchoPort), String(info.peer.udpEchoPort),
       String(BULK), String(ROUNDS), String(LOOKUPS)

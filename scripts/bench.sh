@@ -13,5 +13,6 @@ cargo build --locked --release --quiet -p tailscale-rust-baseline --target "$hos
 mkdir -p .cache/bench
 cp "target/$host/release/libeffect_tailscale_native.so" .cache/bench/tailscale.node
 export NAPI_RS_NATIVE_LIBRARY_PATH="$ROOT/.cache/bench/tailscale.node"
+export RUST_BASELINE="$ROOT/target/$host/release/tailscale-rust-baseline"
 say "measuring (Effect service, raw addon, Rust crate, Go tsnet)"
 exec bash scripts/isolated.sh node --expose-gc bench/run.ts "$@"
