@@ -1,6 +1,7 @@
 /**
- * Tailnet connections as `effect/socket` values, so code written against `Socket` and
- * `SocketServer` (RPC, channels, NDJSON, custom protocols) runs on the tailnet unchanged.
+ * Tailnet connections as `effect/socket` values, so code written against `Socket`,
+ * `SocketServer` and `DatagramSocket` (RPC, channels, NDJSON, custom protocols) runs on the
+ * tailnet unchanged.
  *
  * The connection belongs to the `TcpStream`'s scope, not to the socket's reader: close that scope
  * to end it. There is no half-close; a `CloseEvent` written to the socket closes the connection.
@@ -12,11 +13,13 @@ import * as Exit from "effect/Exit"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as DatagramSocket from "effect/socket/DatagramSocket"
 import * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
 import type { TailscaleError } from "./TailscaleError.ts"
 import type { TcpListener } from "./TcpListener.ts"
 import type { TcpStream } from "./TcpStream.ts"
+import type { UdpSocket } from "./UdpSocket.ts"
 
 const readError = (cause: TailscaleError) => new Socket.SocketError({ reason: new Socket.SocketReadError({ cause }) })
 const writeError = (cause: TailscaleError) =>
@@ -66,3 +69,69 @@ export const toSocketServer = (listener: TcpListener): SocketServer.SocketServer
       )
     )
 })
+
+const datagramKind = (error: TailscaleError) =>
+  error.reason._tag === "MessageTooLarge" ? "MessageTooLarge" as const : "Unknown" as const
+
+const datagramError = (error: TailscaleError) =>
+  new DatagramSocket.DatagramSocketError({
+    reason: error.reason._tag === "DeviceClosed"
+      ? new DatagramSocket.DatagramSocketClosedError({})
+      : new DatagramSocket.DatagramSocketReadError({ kind: datagramKind(error), cause: error })
+  })
+
+/**
+ * A UDP socket as a `DatagramSocket`. The socket is not connected: every written datagram needs
+ * an address. Multicast does not exist on a tailnet and fails as unsupported.
+ */
+export const toDatagramSocket = (socket: UdpSocket): DatagramSocket.DatagramSocket => {
+  const write = (datagram: DatagramSocket.OutgoingDatagram) => {
+    const target = datagram.address === undefined
+      ? undefined
+      : "payload" in datagram.address
+      ? datagram.address.address
+      : datagram.address
+    if (target === undefined) {
+      return Effect.fail(
+        new DatagramSocket.DatagramSocketError({
+          reason: new DatagramSocket.DatagramSocketWriteError({
+            kind: "Unknown",
+            cause: new Error("a tailnet UDP socket is not connected: give every datagram an address")
+          })
+        })
+      )
+    }
+    return socket.send({ ip: target.address, port: target.port }, datagram.payload).pipe(
+      Effect.mapError((error) =>
+        new DatagramSocket.DatagramSocketError({
+          reason: error.reason._tag === "DeviceClosed"
+            ? new DatagramSocket.DatagramSocketClosedError({})
+            : new DatagramSocket.DatagramSocketWriteError({ kind: datagramKind(error), address: target, cause: error })
+        })
+      )
+    )
+  }
+  return DatagramSocket.make({
+    reader: Effect.succeed({
+      pull: socket.receive().pipe(
+        Effect.mapError(datagramError),
+        Effect.map((datagram) => [{
+          payload: datagram.data,
+          address: NetAddress.inetAddressUnsafe(datagram.from.ip, datagram.from.port)
+        }] as const)
+      ),
+      address: NetAddress.inetAddressFromIpStringUnsafe(socket.localAddress.ip, socket.localAddress.port),
+      dropped: () => 0,
+      joinMulticast: () =>
+        Effect.fail(
+          new DatagramSocket.DatagramSocketError({
+            reason: new DatagramSocket.DatagramSocketUnsupportedError({ capability: "multicast", runtime: "tailnet" })
+          })
+        )
+    }),
+    writer: Effect.succeed({
+      write,
+      writeAll: (datagrams) => Effect.forEach(datagrams, write, { discard: true })
+    })
+  })
+}

@@ -3,8 +3,10 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
-import type { RawTcpListener, RawTcpStream } from "../src/Backend.ts"
-import { toSocket, toSocketServer } from "../src/EffectSocket.ts"
+import type { RawDatagram, RawTcpListener, RawTcpStream, RawUdpSocket } from "../src/Backend.ts"
+import { toDatagramSocket, toSocket, toSocketServer } from "../src/EffectSocket.ts"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Exit from "effect/Exit"
 import * as Tailscale from "../src/Tailscale.ts"
 import { deferred, memoryBackend, scriptedStream } from "./memoryBackend.ts"
 
@@ -78,5 +80,41 @@ describe("effect/socket adapters", () => {
       assert.deepStrictEqual(connections.map((c) => c.written.map(text)), [["request 0"], ["request 1"]])
       assert.deepStrictEqual(connections.map((c) => c.closeCalls), [1, 1])
       yield* Fiber.interrupt(running)
+    }))
+
+  it.effect("a UdpSocket is a DatagramSocket: addressed datagrams both ways, size errors typed", () =>
+    Effect.gen(function*() {
+      const incoming = deferred<RawDatagram>()
+      const sent: Array<string> = []
+      const raw: RawUdpSocket = {
+        recv: () => incoming.promise,
+        send: async (ip, port, data) => {
+          if (data.length > 4096) throw new Error("MESSAGE_TOO_LARGE: UDP send: too big")
+          sent.push(`${ip}:${port} ${text(data)}`)
+        },
+        localAddress: { ip: "100.64.0.2", port: 5000 },
+        close: () => {}
+      }
+      const { backend } = memoryBackend({ udpBind: async () => raw })
+      const service = yield* Tailscale.make(backend)
+      const socket = toDatagramSocket(yield* service.bindUdp(5000))
+      const reader = yield* socket.reader
+      assert.strictEqual(NetAddress.formatInet(reader.address), "100.64.0.2:5000")
+      incoming.resolve({ data: new TextEncoder().encode("hi"), ip: "100.64.0.1", port: 7002 })
+      const [datagram] = yield* reader.pull
+      assert.strictEqual(text(datagram!.payload), "hi")
+      assert.strictEqual(NetAddress.formatInet(datagram!.address), "100.64.0.1:7002")
+      const writer = yield* socket.writer
+      yield* writer.write({ payload: "back", address: datagram })
+      yield* writer.writeAll([{ payload: "two", address: datagram!.address }])
+      assert.deepStrictEqual(sent, ["100.64.0.1:7002 back", "100.64.0.1:7002 two"])
+      const big = yield* Effect.exit(writer.write({ payload: new Uint8Array(5000), address: datagram!.address }))
+      assert.isTrue(Exit.isFailure(big))
+      const error = Exit.isFailure(big) ? Exit.findErrorOption(big) : undefined
+      const reason = error && error._tag === "Some" ? error.value.reason : undefined
+      assert.strictEqual(reason?._tag, "DatagramSocketWriteError")
+      assert.strictEqual(reason?._tag === "DatagramSocketWriteError" ? reason.kind : "", "MessageTooLarge")
+      const unaddressed = yield* Effect.exit(writer.write({ payload: "x" }))
+      assert.isTrue(Exit.isFailure(unaddressed))
     }))
 })
