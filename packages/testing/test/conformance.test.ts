@@ -26,7 +26,10 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           assert.isTrue(IpNetwork.contains(IpNetwork.fromStringUnsafe("fd7a:115c:a1e0::/48"), ipv6))
           const self = yield* device.self
           assert.strictEqual(NetAddress.formatIp(self.ipv4), NetAddress.formatIp(ipv4))
+          assert.strictEqual(NetAddress.formatIp(self.ipv6), NetAddress.formatIp(ipv6))
           assert.strictEqual(self.hostname, "conformance-join")
+          assert.isTrue(self.nodeKey.startsWith("nodekey:"))
+          assert.isTrue(Option.isNone(self.nodeKeyExpiry), "control's zero expiry means never")
           assert.strictEqual((yield* device.authState)._tag, "Authorized")
         }))
 
@@ -44,6 +47,7 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           assert.strictEqual(Option.getOrThrow(yield* device.peerByIp(peer.ipv4)).stableId, found.stableId)
           assert.deepStrictEqual((yield* device.peersWithRoute(peer.ipv4)).map((n) => n.stableId), [found.stableId])
           assert.isTrue(Option.isNone(yield* device.peerByName("nobody-here")))
+          assert.isTrue(Option.isNone(yield* device.peerByIp("100.64.9.9")))
         }))
 
       it.effect("tcp echo", () =>

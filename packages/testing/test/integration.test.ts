@@ -1,5 +1,7 @@
 /**
- * The whole path against a Tailscale node we did not write: our device (tailscale-rs through the
+ * What only the real loopback tailnet can show (the behaviours both tailnets share are in
+ * conformance.test.ts, which runs here too). The whole path against a Tailscale node we did not
+ * write: our device (tailscale-rs through the
  * addon and the Effect service) and a Go tsnet peer, on a real control server and DERP relay on
  * loopback, inside the network namespace `npm test` creates.
  */
@@ -16,9 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as NetAddress from "effect/net/NetAddress"
-import * as IpNetwork from "effect/net/IpNetwork"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash, randomBytes } from "node:crypto"
@@ -67,32 +67,6 @@ const readAll = (device: { readonly stream: Stream.Stream<Uint8Array, unknown> }
 
 describe("loopback tailnet", () => {
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
-    it.effect("joins with the auth key; its addresses match its self node", () =>
-      Effect.gen(function*() {
-        const device = yield* connect({ hostname: "join-test" })
-        const ipv4 = yield* device.ipv4
-        const ipv6 = yield* device.ipv6
-        assert.isTrue(IpNetwork.contains(IpNetwork.fromStringUnsafe("100.64.0.0/10"), ipv4))
-        assert.isTrue(IpNetwork.contains(IpNetwork.fromStringUnsafe("fd7a:115c:a1e0::/48"), ipv6))
-        const self = yield* device.self
-        assert.strictEqual(NetAddress.formatIp(self.ipv4), NetAddress.formatIp(ipv4))
-        assert.strictEqual(NetAddress.formatIp(self.ipv6), NetAddress.formatIp(ipv6))
-        assert.strictEqual(self.hostname, "join-test")
-        assert.isTrue(self.nodeKey.startsWith("nodekey:"))
-        assert.isTrue(Option.isNone(self.nodeKeyExpiry), "testcontrol's zero expiry means never")
-        const auth = yield* device.authState
-        assert.strictEqual(auth._tag, "Authorized")
-      }))
-
-    it.effect("a wrong auth key is NotAuthorized within the timeout, not a hang", () =>
-      Effect.gen(function*() {
-        const device = yield* connect({ hostname: "wrong-key", authKey: Redacted.make("tskey-auth-wrong") })
-        const exit = yield* Effect.exit(device.ipv4.pipe(Effect.timeout("20 seconds")))
-        assert.isTrue(Exit.isFailure(exit))
-        const error = Exit.isFailure(exit) ? exit.cause.toString() : ""
-        assert.include(error, "NotAuthorized")
-      }))
-
     it.effect("a control URL nobody listens on is ControlUnreachable", () =>
       Effect.gen(function*() {
         const exit = yield* Effect.exit(
@@ -100,50 +74,6 @@ describe("loopback tailnet", () => {
         )
         assert.isTrue(Exit.isFailure(exit))
         assert.include(Exit.isFailure(exit) ? exit.cause.toString() : "", "ControlUnreachable")
-      }))
-
-    it.effect("interactive login: NeedsLogin with a URL, then Authorized once completed", () =>
-      Effect.gen(function*() {
-        const tailnet = yield* LocalTailnet
-        yield* tailnet.requireLogin(true)
-        yield* Effect.addFinalizer(() => Effect.ignore(tailnet.requireLogin(false)))
-        const device = yield* connect({ hostname: "login-test" })
-        const before = yield* device.authState
-        assert.strictEqual(before._tag, "NeedsLogin")
-        const url = before._tag === "NeedsLogin" ? before.url : ""
-        assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/auth\//)
-        yield* tailnet.completeLogin(url)
-        const ipv4 = yield* device.ipv4
-        assert.isTrue(NetAddress.isIpv4Address(ipv4))
-        assert.strictEqual((yield* device.authState)._tag, "Authorized")
-      }))
-
-    it.effect("finds echo-peer by name, FQDN (with and without the dot), IP and route", () =>
-      Effect.gen(function*() {
-        const { device, tailnet } = yield* joined("lookup-test")
-        const peer = tailnet.info.peer
-        const byName = Option.getOrThrow(yield* device.peerByName(peer.hostname))
-        assert.strictEqual(NetAddress.formatIp(byName.ipv4), peer.ipv4)
-        assert.strictEqual(Option.getOrThrow(byName.fqdn), peer.fqdn)
-        for (const name of [peer.fqdn, peer.fqdn.replace(/\.$/, "")]) {
-          const found = Option.getOrThrow(yield* device.peerByName(name))
-          assert.strictEqual(found.stableId, byName.stableId)
-        }
-        const byIp = Option.getOrThrow(yield* device.peerByIp(peer.ipv4))
-        assert.strictEqual(byIp.stableId, byName.stableId)
-        const byRoute = yield* device.peersWithRoute(peer.ipv4)
-        assert.deepStrictEqual(byRoute.map((node) => node.stableId), [byName.stableId])
-        assert.isTrue(Option.isNone(yield* device.peerByName("no-such-peer")))
-        assert.isTrue(Option.isNone(yield* device.peerByIp("100.64.9.9")))
-      }))
-
-    it.effect("TCP: our bytes come back from the Go peer's echo", () =>
-      Effect.gen(function*() {
-        const { device, tailnet } = yield* joined("tcp-echo-test")
-        const stream = yield* device.dial({ peer: tailnet.info.peer.hostname, port: tailnet.info.peer.tcpEchoPort })
-        yield* stream.write("hello over the tailnet")
-        const echoed = yield* stream.read({ timeout: "20 seconds" })
-        assert.strictEqual(Buffer.from(Option.getOrThrow(echoed)).toString(), "hello over the tailnet")
       }))
 
     it.effect("TCP: the Go peer dials our listener and we read its bytes", () =>
