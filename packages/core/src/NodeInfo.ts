@@ -88,3 +88,22 @@ export const decodeNodeInfo = (raw: unknown): Effect.Effect<NodeInfo, TailscaleE
     ),
     Effect.mapError((error) => internal(`the backend sent a node that does not decode: ${error.message}`, error))
   )
+
+/**
+ * `decodeNodeInfo` with a small cache keyed by the node's JSON: lookups return the same peers
+ * again and again, and decoding (addresses, routes, times) costs far more than serializing.
+ * Decoded nodes are immutable, so equal input can share one value.
+ */
+export const cachedDecoder = (capacity = 256) => {
+  const cache = new Map<string, NodeInfo>()
+  return (raw: unknown): Effect.Effect<NodeInfo, TailscaleError> => {
+    const key = JSON.stringify(raw)
+    const hit = cache.get(key)
+    if (hit !== undefined) return Effect.succeed(hit)
+    return Effect.tap(decodeNodeInfo(raw), (node) =>
+      Effect.sync(() => {
+        if (cache.size >= capacity) cache.delete(cache.keys().next().value!)
+        cache.set(key, node)
+      }))
+  }
+}

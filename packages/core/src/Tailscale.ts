@@ -24,7 +24,7 @@ import { type BindAddress, type DialTarget, formatIp, type IpInput, parseDialTar
 import { AuthState } from "./AuthState.ts"
 import type { Backend, RawConnectOptions, RawDevice } from "./Backend.ts"
 import * as Logs from "./internal/logs.ts"
-import { decodeNodeInfo, type NodeInfo } from "./NodeInfo.ts"
+import { cachedDecoder, type NodeInfo } from "./NodeInfo.ts"
 import { fromBackend, internal, invalidArgument, type TailscaleError } from "./TailscaleError.ts"
 import * as TcpListener from "./TcpListener.ts"
 import * as TcpStream from "./TcpStream.ts"
@@ -199,6 +199,7 @@ export const make: (
       ? (address === "ipv6" ? ownIpv6(limit) : ownIpv4(limit))
       : parseIp("address", address)
 
+  const decodeNodeInfo = cachedDecoder()
   const decodeOptional = (raw: unknown) =>
     raw === null || raw === undefined ? Effect.succeedNone : Effect.asSome(decodeNodeInfo(raw))
 

@@ -362,3 +362,18 @@ describe("logs", () => {
       assert.deepStrictEqual(messages, [{ message: ["careful"], level: "Warn" }])
     }))
 })
+
+describe("NodeInfo decoding cache", () => {
+  it.effect("equal nodes decode once to the same value; a changed node decodes anew", () =>
+    Effect.gen(function*() {
+      const { cachedDecoder } = yield* Effect.promise(() => import("../src/NodeInfo.ts"))
+      const decode = cachedDecoder(2)
+      const first = yield* decode(rawNode())
+      assert.strictEqual(yield* decode(rawNode()), first)
+      const changed = yield* decode(rawNode({ status: { kind: "offline", lastSeenEstimated: "2026-01-01T00:00:00Z" } }))
+      assert.notStrictEqual(changed, first)
+      assert.strictEqual(changed.status.kind, "offline")
+      yield* decode(rawNode({ hostname: "third" }))
+      assert.notStrictEqual(yield* decode(rawNode()), first, "the oldest entry was evicted at capacity 2")
+    }))
+})
