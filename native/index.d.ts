@@ -113,7 +113,9 @@ export declare function clearLogHandler(): void
 export interface ConnectOptions {
   /**
    * Key file: created with mode 0600 when missing; never overwritten unless
-   * `overwriteBadKeyFile` is set (the invalid file is then kept as `<name>.invalid`).
+   * `overwriteBadKeyFile` is set (the invalid bytes are then kept beside it, mode 0600, as
+   * `<name>.invalid`, or `<name>.invalid.N` when that exists). A file in the format before
+   * tailscale-rs 0.5 is rewritten in the current one, with the same keys.
    */
   keyFile?: string
   overwriteBadKeyFile?: boolean

@@ -23,7 +23,9 @@ use crate::udp::{UdpPool, UdpSocket};
 #[derive(Default)]
 pub struct ConnectOptions {
     /// Key file: created with mode 0600 when missing; never overwritten unless
-    /// `overwriteBadKeyFile` is set (the invalid file is then kept as `<name>.invalid`).
+    /// `overwriteBadKeyFile` is set (the invalid bytes are then kept beside it, mode 0600, as
+    /// `<name>.invalid`, or `<name>.invalid.N` when that exists). A file in the format before
+    /// tailscale-rs 0.5 is rewritten in the current one, with the same keys.
     pub key_file: Option<String>,
     pub overwrite_bad_key_file: Option<bool>,
     /// In-memory key state, as the JSON a key file holds (see `generateKeyState`). Without a key
@@ -84,9 +86,29 @@ pub struct Device {
 }
 
 struct Prepared {
+    /// Everything but the key state, which `KeySource::load` fills in.
     config: Config,
+    keys: KeySource,
     auth_key: Option<String>,
     connect_timeout: Option<Duration>,
+}
+
+/// Where the device's identity comes from. Loading a key file can create it, so it happens only
+/// once every option is valid and the experiment is acknowledged: a refused connect leaves no file.
+enum KeySource {
+    File(PathBuf, OnBadFormat),
+    State(tailscale::keys::PersistState),
+    Fresh,
+}
+
+impl KeySource {
+    fn load(self) -> Result<tailscale::keys::PersistState> {
+        match self {
+            KeySource::File(path, on_bad_format) => keys::load_or_create(&path, on_bad_format),
+            KeySource::State(state) => Ok(state),
+            KeySource::Fresh => Ok(keys::generate()),
+        }
+    }
 }
 
 fn prepare(options: ConnectOptions) -> Result<Prepared> {
@@ -129,7 +151,7 @@ fn prepare(options: ConnectOptions) -> Result<Prepared> {
         other => other,
     };
 
-    config.key_state = match (options.key_file, options.key_state) {
+    let keys = match (options.key_file, options.key_state) {
         (Some(_), Some(_)) => {
             return Err(Failure::invalid_secret("keyState", "give either keyFile or keyState, not both"));
         }
@@ -142,10 +164,10 @@ fn prepare(options: ConnectOptions) -> Result<Prepared> {
             } else {
                 OnBadFormat::Error
             };
-            keys::load_or_create(&PathBuf::from(path), on_bad)?
+            KeySource::File(PathBuf::from(path), on_bad)
         }
-        (None, Some(json)) => keys::from_json(&json)?,
-        (None, None) => keys::generate(),
+        (None, Some(json)) => KeySource::State(keys::from_json(&json)?),
+        (None, None) => KeySource::Fresh,
     };
 
     let connect_timeout = match options.connect_timeout_ms {
@@ -156,6 +178,7 @@ fn prepare(options: ConnectOptions) -> Result<Prepared> {
 
     Ok(Prepared {
         config,
+        keys,
         auth_key,
         connect_timeout,
     })
@@ -231,8 +254,9 @@ impl Device {
     /// has an address: await `ipv4()` for that).
     #[napi(factory)]
     pub async fn connect(options: Option<ConnectOptions>) -> napi::Result<Device> {
-        let prepared = prepare(options.unwrap_or_default())?;
+        let mut prepared = prepare(options.unwrap_or_default())?;
         error::check_experiment_acknowledged()?;
+        prepared.config.key_state = prepared.keys.load()?;
         let control = prepared.config.control_server_url.clone();
         let deadline = prepared.connect_timeout.map(|t| tokio::time::Instant::now() + t);
         probe_control(&control, deadline).await?;

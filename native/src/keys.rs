@@ -89,10 +89,7 @@ pub fn load_or_create(path: &Path, on_bad_format: OnBadFormat) -> Result<Persist
                     ),
                 )),
                 OnBadFormat::Overwrite => {
-                    let backup = sibling(path, ".invalid");
-                    std::fs::write(&backup, &bytes).map_err(|e| {
-                        Failure::new(Code::KeyFile, format!("could not back up key file {shown} to {}: {e}", backup.display()))
-                    })?;
+                    let backup = keep_backup(path, &bytes)?;
                     let state = generate();
                     write_atomically(path, &state)?;
                     tracing::warn!(key_file = %shown, backup = %backup.display(), "replaced an invalid key file with new keys");
@@ -146,6 +143,34 @@ fn create_new(path: &Path, state: &PersistState) -> Result<()> {
     file.write_all(to_json(state).as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| Failure::new(Code::KeyFile, format!("could not write key file {shown}: {e}")))
+}
+
+/// Keeps `bytes` (which may hold private keys) in a new private file beside `path`:
+/// `<name>.invalid`, or `<name>.invalid.N` when earlier backups exist. Never replaces a file.
+fn keep_backup(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let shown = path.display();
+    for attempt in 0..1000u32 {
+        let suffix = if attempt == 0 { ".invalid".to_owned() } else { format!(".invalid.{attempt}") };
+        let backup = sibling(path, &suffix);
+        let written = private_options().create_new(true).open(&backup).and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        });
+        match written {
+            Ok(()) => return Ok(backup),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Failure::new(
+                    Code::KeyFile,
+                    format!("could not back up key file {shown} to {}: {e}", backup.display()),
+                ));
+            }
+        }
+    }
+    Err(Failure::new(
+        Code::KeyFile,
+        format!("could not back up key file {shown}: 1000 earlier backups exist beside it"),
+    ))
 }
 
 /// Writes to a private temporary file beside `path`, then renames it over `path`.
@@ -248,13 +273,32 @@ mod tests {
     }
 
     #[test]
-    fn overwrite_keeps_a_backup() {
+    fn overwrite_keeps_a_private_backup() {
         let dir = temp_dir("overwrite");
         let path = dir.join("keys.json");
         std::fs::write(&path, b"garbage").unwrap();
         load_or_create(&path, OnBadFormat::Overwrite).unwrap();
-        assert_eq!(std::fs::read(dir.join("keys.json.invalid")).unwrap(), b"garbage");
+        let backup = dir.join("keys.json.invalid");
+        assert_eq!(std::fs::read(&backup).unwrap(), b"garbage");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
         assert!(matches!(parse(&std::fs::read(&path).unwrap()), Ok(Parsed::Current(_))));
+    }
+
+    #[test]
+    fn overwrite_never_replaces_an_earlier_backup() {
+        let dir = temp_dir("overwrite-twice");
+        let path = dir.join("keys.json");
+        std::fs::write(&path, b"first garbage").unwrap();
+        load_or_create(&path, OnBadFormat::Overwrite).unwrap();
+        std::fs::write(&path, b"second garbage").unwrap();
+        load_or_create(&path, OnBadFormat::Overwrite).unwrap();
+        assert_eq!(std::fs::read(dir.join("keys.json.invalid")).unwrap(), b"first garbage");
+        assert_eq!(std::fs::read(dir.join("keys.json.invalid.1")).unwrap(), b"second garbage");
     }
 
     #[test]

@@ -40,9 +40,11 @@ describe("addon without a tailnet", () => {
     const saved = process.env.TS_RS_EXPERIMENT
     delete process.env.TS_RS_EXPERIMENT
     try {
-      const message = await rejection(native.Device.connect({ hostname: "demo" }))
+      const keyFile = join(await tempDir(), "keys.json")
+      const message = await rejection(native.Device.connect({ hostname: "demo", keyFile }))
       expect(message).toMatch(/^EXPERIMENT_NOT_ACKNOWLEDGED: /)
       expect(message).toContain(`TS_RS_EXPERIMENT=${ACK}`)
+      await expect(stat(keyFile)).rejects.toMatchObject({ code: "ENOENT" })
     } finally {
       if (saved !== undefined) process.env.TS_RS_EXPERIMENT = saved
     }
@@ -108,6 +110,7 @@ describe("addon without a tailnet", () => {
     await writeFile(path, "garbage")
     const state = await native.loadKeyFile(path, true)
     expect(await readFile(join(dir, "keys.json.invalid"), "utf8")).toBe("garbage")
+    expect((await stat(join(dir, "keys.json.invalid"))).mode & 0o777).toBe(0o600)
     expect(await readFile(path, "utf8")).toBe(state)
   })
 
@@ -168,6 +171,25 @@ describe("addon on the loopback tailnet", () => {
     }
   }, 60_000)
 
+  it("joins with in-memory key state as that identity", async () => {
+    const keyState = native.generateKeyState()
+    const device = await native.Device.connect({
+      controlUrl: info.controlUrl,
+      authKey: info.authKey,
+      hostname: "addon-keystate",
+      ephemeral: true,
+      keyState,
+      connectTimeoutMs: 30_000
+    })
+    try {
+      const self = await device.selfNode()
+      expect(self.nodeKey).toBe(native.publicKeys(keyState).nodeKey)
+      expect(self.machineKey).toBe(native.publicKeys(keyState).machineKey)
+    } finally {
+      await device.shutdown(5_000)
+    }
+  }, 60_000)
+
   it("refuses a second bind of the same endpoint until the first is closed", async () => {
     const device = await connect("addon-ports")
     try {
@@ -190,6 +212,7 @@ describe("addon on the loopback tailnet", () => {
     const ipv4 = await device.ipv4()
     const listener = await device.tcpListen(ipv4, 9200)
     const udp = await device.udpBind(ipv4, 9200)
+    const stream = await device.tcpConnect(info.peer.ipv4, 7001)
     const pendingAccept = rejection(listener.accept())
     const pendingRecv = rejection(udp.recv())
     const first = await device.shutdown(5_000)
@@ -201,19 +224,25 @@ describe("addon on the loopback tailnet", () => {
     // One call at a time: a rejection nobody awaits yet would count as unhandled.
     for (const call of [
       () => device.ipv4(),
+      () => device.ipv6(),
       () => device.selfNode(),
+      () => device.peerByIp(info.peer.ipv4),
+      () => device.peersWithRoute(info.peer.ipv4),
       () => device.authState(),
       () => device.peerByName("echo-peer"),
       () => device.tcpConnect(info.peer.ipv4, 7001),
       () => device.tcpListen(ipv4, 9300),
       () => device.udpBind(ipv4, 9300),
-      () => udp.send(info.peer.ipv4, 7002, Buffer.from("x"))
+      () => udp.send(info.peer.ipv4, 7002, Buffer.from("x")),
+      () => stream.read(),
+      () => stream.write(Buffer.from("x"))
     ]) {
       expect(await rejection(call())).toMatch(/^DEVICE_CLOSED: /)
     }
     listener.close()
     listener.close()
     udp.close()
+    stream.close()
   }, 60_000)
 
   it("lets a script that connects and shuts down exit by itself", async () => {
