@@ -10,6 +10,7 @@ import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
 import { LocalTailnet, connect, layer as localTailnet } from "@effect-tailscale/testing/LocalTailnet"
+import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as NetAddress from "effect/net/NetAddress"
@@ -20,10 +21,16 @@ const json = process.argv.includes("--json")
 const say = (line: string) => Effect.sync(() => json || console.log(line))
 const ip = NetAddress.formatIp
 
-const describe = Effect.fn("demo.describe")(function*(tailscale: typeof Tailscale.Service, peerName: string) {
+const since = (started: number) => Clock.currentTimeMillis.pipe(Effect.map((now) => `${now - started} ms`))
+
+const describe = Effect.fn("demo.describe")(function*(
+  tailscale: typeof Tailscale.Service,
+  peerName: string,
+  joinStarted: number
+) {
   const ipv4 = ip(yield* tailscale.ipv4)
   const ipv6 = ip(yield* tailscale.ipv6)
-  yield* say(`  joined as ${ipv4} and ${ipv6}`)
+  yield* say(`  joined as ${ipv4} and ${ipv6} (first address ${yield* since(joinStarted)} after connect started)`)
   const self = yield* tailscale.self
   yield* say(`  self node: ${self.hostname} (${self.stableId}), ${self.tags.length} tags`)
   const peer = yield* tailscale.peerByName(peerName)
@@ -54,19 +61,21 @@ const onLoopback = Effect.gen(function*() {
   const peerInfo = tailnet.info.peer
   yield* say(`  control at ${tailnet.info.controlUrl}`)
   yield* say("▸ joining as demo")
+  const joinStarted = yield* Clock.currentTimeMillis
   const tailscale = yield* connect({ hostname: "demo" })
-  const { ipv4, ipv6, peer } = yield* describe(tailscale, peerInfo.hostname)
+  const { ipv4, ipv6, peer } = yield* describe(tailscale, peerInfo.hostname, joinStarted)
   const found = Option.getOrThrow(peer)
   yield* tailnet.waitForPeer(ipv4)
 
   yield* say("▸ TCP: sending a message to echo-peer's echo service")
+  const echoStarted = yield* Clock.currentTimeMillis
   const tcpEcho = yield* Effect.scoped(Effect.gen(function*() {
     const stream = yield* tailscale.dial({ peer: peerInfo.hostname, port: peerInfo.tcpEchoPort })
     yield* stream.write("hello, tailnet")
     const reply = yield* stream.read({ timeout: "20 seconds" })
     return Option.exists(reply, (bytes) => new TextDecoder().decode(bytes) === "hello, tailnet")
   }))
-  yield* say(`  echoed back: ${tcpEcho}`)
+  yield* say(`  echoed back: ${tcpEcho} (dial and round trip: ${yield* since(echoStarted)})`)
 
   yield* say("▸ UDP: sending a datagram to echo-peer")
   const udpEcho = yield* udpRoundTrip(tailscale, { ip: ip(found.ipv4), port: peerInfo.udpEchoPort })
@@ -102,13 +111,14 @@ const onLoopback = Effect.gen(function*() {
 
 const onRealTailnet = Effect.gen(function*() {
   yield* say("▸ joining the tailnet from TS_AUTH_KEY")
+  const joinStarted = yield* Clock.currentTimeMillis
   const tailscale = yield* NodeTailscale.make({
     ...(yield* NodeTailscale.fromEnv),
     acknowledgeUnstable: true,
     hostname: yield* Config.String("TS_HOSTNAME").pipe(Config.withDefault("demo"))
   })
   const peerName = yield* Config.String("DEMO_PEER").pipe(Config.withDefault("echo-peer"))
-  const { ipv4, ipv6, peer } = yield* describe(tailscale, peerName)
+  const { ipv4, ipv6, peer } = yield* describe(tailscale, peerName, joinStarted)
   const shutdownGraceful = yield* tailscale.shutdown
   return {
     ok: true,
@@ -134,7 +144,8 @@ Effect.runPromise(program).then(
     process.exitCode = ok ? 0 : 1
   },
   (error: unknown) => {
-    console.error(json ? JSON.stringify({ ok: false, error: String(error) }) : `✘ ${String(error)}`)
+    if (json) console.log(JSON.stringify({ ok: false, error: String(error) }))
+    else console.error(`✘ ${String(error)}`)
     process.exitCode = 1
   }
 )
