@@ -1,7 +1,8 @@
 /**
  * One behavioural suite for the `Tailscale` service, run against every tailnet provider (the
  * in-memory `FakeTailnet` and the real `LocalTailnet`): what passes on one must pass on the
- * other. That is how the fake earns trust. Use `suite` from a vitest file with a provider layer.
+ * other. That is how the fake earns trust. This module gives each provider (a device, an echo
+ * peer, admin actions); the tests are in `test/conformance.test.ts`.
  *
  * @since 0.1.0
  */
@@ -40,6 +41,10 @@ export interface TailnetProviderService {
   readonly reachable: (ip: string) => Effect.Effect<void, unknown>
   readonly requireLogin: (on: boolean) => Effect.Effect<void, unknown>
   readonly completeLogin: (url: string) => Effect.Effect<void, unknown>
+  /** Waits until the device with this node key has left control. */
+  readonly waitLeft: (nodeKey: string) => Effect.Effect<void, unknown>
+  /** Whether the echo peer's network map lists `ip`. */
+  readonly echoPeerSees: (ip: string) => Effect.Effect<boolean, unknown>
 }
 
 export class TailnetProvider extends Context.Service<TailnetProvider, TailnetProviderService>()(
@@ -84,7 +89,10 @@ export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
       echoPeer: { hostname: "echo-peer", fqdn: `echo-peer.${tailnet.domain}.`, ipv4, tcpEchoPort: 7001, udpEchoPort: 7002 },
       reachable: () => Effect.void,
       requireLogin: tailnet.requireLogin,
-      completeLogin: (url) => Effect.asVoid(tailnet.completeLogin(url))
+      completeLogin: (url) => Effect.asVoid(tailnet.completeLogin(url)),
+      // A fake device leaves the moment its scope closes.
+      waitLeft: () => Effect.void,
+      echoPeerSees: (ip) => Effect.map(peer.peerByIp(ip), Option.isSome)
     }
   })
 ).pipe(Layer.provide(fakeTailnetLayer()))
@@ -94,15 +102,17 @@ export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect
   TailnetProvider,
   Effect.gen(function*() {
     const tailnet = yield* LocalTailnet
-    const context = yield* Effect.context<LocalTailnet>()
     const { peer } = tailnet.info
     return {
       name: "LocalTailnet",
-      join: (hostname, options) => connect({ hostname, ...options }).pipe(Effect.provideContext(context)),
+      // Only the tailnet: the device belongs to the caller's scope, not the layer's.
+      join: (hostname, options) => connect({ hostname, ...options }).pipe(Effect.provideService(LocalTailnet, tailnet)),
       echoPeer: { hostname: peer.hostname, fqdn: peer.fqdn, ipv4: peer.ipv4, tcpEchoPort: peer.tcpEchoPort, udpEchoPort: peer.udpEchoPort },
       reachable: (ip) => Effect.asVoid(tailnet.waitForPeer(ip)),
       requireLogin: tailnet.requireLogin,
-      completeLogin: tailnet.completeLogin
+      completeLogin: tailnet.completeLogin,
+      waitLeft: (nodeKey) => tailnet.waitForDisconnect(nodeKey),
+      echoPeerSees: (ip) => Effect.map(tailnet.peers, (peers) => peers.some((view) => view.ipv4 === ip))
     }
   })
 ).pipe(Layer.provide(localTailnetLayer()))
