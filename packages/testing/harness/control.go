@@ -105,27 +105,34 @@ func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duratio
 	return &control{url: ctl.ExplicitBaseURL, server: ctl, counts: counts, sessions: polls}
 }
 
-// throttleLiteUpdates lets at most one non-streaming map request per node through per interval.
-// testcontrol answers each such update with a full netmap including the DERP map, and
-// tailscale-rs re-measures DERP latency (and may send another update) on each of those.
+// throttleLiteUpdates holds a node's non-streaming map requests once it has sent a burst of
+// them: after liteBurst at once, one per interval. testcontrol answers each such update with a
+// full netmap including the DERP map, and tailscale-rs 0.5.0 re-measures DERP latency on each
+// of those and reports the new figures in another update: about 19 updates a second, forever.
+// The burst lets every node's first updates (its endpoints and DERP home, which peers need
+// before they can route to it) through at once; a short interval keeps the hold, which stalls
+// the Rust node's control actor, well under a TCP retransmission timeout.
 func throttleLiteUpdates(every time.Duration) func(*tailcfg.MapRequest) func() {
 	var mu sync.Mutex
-	next := map[key.NodePublic]time.Time{}
+	next := map[key.NodePublic]time.Time{} // when the node's next update is due at the steady rate
 	return func(req *tailcfg.MapRequest) func() {
 		if req.Stream || every <= 0 {
 			return nil
 		}
 		mu.Lock()
-		at := next[req.NodeKey]
-		if now := time.Now(); at.Before(now) {
-			at = now
+		now := time.Now()
+		due := next[req.NodeKey]
+		if due.Before(now) {
+			due = now
 		}
-		next[req.NodeKey] = at.Add(every)
+		next[req.NodeKey] = due.Add(every)
 		mu.Unlock()
-		time.Sleep(time.Until(at))
+		time.Sleep(due.Add(-(liteBurst - 1) * every).Sub(now))
 		return nil
 	}
 }
+
+const liteBurst = 8
 
 // setInteractiveLogin makes new registrations wait for a login URL to be completed.
 // tailscale-rs 0.5.0 only reports a login URL when control also says the machine is not

@@ -51,7 +51,7 @@ const (
 func main() {
 	authKey := flag.String("authkey", "", "auth key control requires (default: a random one)")
 	hostname := flag.String("hostname", "echo-peer", "tailnet hostname of the Go peer")
-	throttle := flag.Duration("throttle-lite", time.Second, "let at most one non-streaming map request per node through per interval (0: off)")
+	throttle := flag.Duration("throttle-lite", 250*time.Millisecond, "after a burst of 8 non-streaming map requests per node, let one through per interval (0: off)")
 	verbose := flag.Bool("v", false, "log Tailscale's own messages to stderr")
 	flag.Parse()
 
