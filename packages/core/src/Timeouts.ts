@@ -1,9 +1,10 @@
 /**
- * Default limits for every wait the crate leaves unbounded. A device takes them when it is built:
+ * Limits for every wait the crate leaves unbounded. A device takes them when it is built:
  * provide `TailscaleTimeouts` to the layer (e.g.
  * `Layer.provide(Layer.succeed(TailscaleTimeouts, { ...defaults, dial: "5 seconds" }))`), or pass
  * the `timeout` option to one call. Socket waits (`accept`, `read`) take the limit in force where
- * the call is made. `"Infinity"` waits forever.
+ * the call is made. `"Infinity"` waits forever: the default for `accept` and `read`, where an idle
+ * listener or connection is normal and a limit would cut long-lived servers and streams.
  *
  * @since 0.1.0
  */
