@@ -24,6 +24,7 @@ import { type BindAddress, type DialTarget, formatIp, type IpInput, parseDialTar
 import { AuthState } from "./AuthState.ts"
 import type { Backend, RawConnectOptions, RawDevice } from "./Backend.ts"
 import * as Logs from "./internal/logs.ts"
+import { open } from "./internal/owned.ts"
 import { cachedDecoder, type NodeInfo } from "./NodeInfo.ts"
 import { fromBackend, internal, invalidArgument, type TailscaleError } from "./TailscaleError.ts"
 import * as TcpListener from "./TcpListener.ts"
@@ -247,10 +248,7 @@ export const make: (
           }
           ip = parsed.family === "ipv6" ? peer.value.ipv6 : peer.value.ipv4
         }
-        return yield* Effect.tryPromise({
-          try: () => device.tcpConnect(formatIp(ip), parsed.port),
-          catch: (error) => fromBackend("dial", error)
-        })
+        return yield* open(() => device.tcpConnect(formatIp(ip), parsed.port), (error) => fromBackend("dial", error))
       })
       // The connection is owned by the scope the moment it exists, even if interrupted here.
       return yield* Effect.uninterruptibleMask((restore) =>
@@ -261,7 +259,7 @@ export const make: (
       const valid = yield* parsePort("port", port)
       const ip = yield* bindIp(options?.address, options?.timeout ?? timeouts.netmap)
       return yield* Effect.uninterruptibleMask((restore) =>
-        restore(call("listen", "Infinity", () => device.tcpListen(formatIp(ip), valid))).pipe(
+        restore(open(() => device.tcpListen(formatIp(ip), valid), (error) => fromBackend("listen", error))).pipe(
           Effect.flatMap(TcpListener.fromRaw)
         )
       )
@@ -275,7 +273,7 @@ export const make: (
       const valid = yield* parsePort("port", port)
       const ip = yield* bindIp(options?.address, options?.timeout ?? timeouts.netmap)
       return yield* Effect.uninterruptibleMask((restore) =>
-        restore(call("bindUdp", "Infinity", () => device.udpBind(formatIp(ip), valid))).pipe(
+        restore(open(() => device.udpBind(formatIp(ip), valid), (error) => fromBackend("bindUdp", error))).pipe(
           Effect.flatMap(UdpSocket.fromRaw)
         )
       )

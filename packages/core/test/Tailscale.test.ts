@@ -8,7 +8,7 @@ import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
-import type { RawTcpListener } from "../src/Backend.ts"
+import type { RawDatagram, RawTcpListener, RawUdpSocket } from "../src/Backend.ts"
 import * as Tailscale from "../src/Tailscale.ts"
 import { TailscaleError } from "../src/TailscaleError.ts"
 import { TailscaleTimeouts, defaults } from "../src/Timeouts.ts"
@@ -169,6 +169,16 @@ describe("queries", () => {
       assert.strictEqual((yield* service.peerByIp([100, 64, 0, 1])).pipe(Option.map((n) => n.hostname), Option.getOrNull), "echo-peer")
       assert.lengthOf(yield* service.peersWithRoute("100.64.0.1"), 1)
       assert.deepStrictEqual(yield* service.authState, { _tag: "NeedsLogin", url: "https://login.example/a" })
+    }))
+
+  it.effect("decode the device's own node, and an authorized state", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend()
+      const service = yield* Tailscale.make(backend)
+      const self = yield* service.self
+      assert.strictEqual(self.hostname, "me")
+      assert.strictEqual(NetAddress.formatIp(self.ipv4), "100.64.0.1")
+      assert.strictEqual((yield* service.authState)._tag, "Authorized")
     }))
 
   it.effect("accept tuples and effect/net values for IPs, and reject bad ones before the backend", () =>
@@ -352,14 +362,17 @@ describe("logs", () => {
         { level: "WARN", target: "ts_runtime::x", message: "careful", fields: { peer: "a" } }
       ])
       const messages: Array<unknown> = []
-      const { Logger } = yield* Effect.promise(() => import("effect"))
+      const { Logger, References } = yield* Effect.promise(() => import("effect"))
       const capture = Logger.make((options) => {
-        messages.push({ message: options.message, level: options.logLevel })
+        const annotations = options.fiber.getRef(References.CurrentLogAnnotations)
+        messages.push({ message: options.message, level: options.logLevel, annotations })
       })
       yield* Effect.scoped(Tailscale.make(backend, { logFilter: "warn" })).pipe(
         Effect.provide(Logger.layer([capture]))
       )
-      assert.deepStrictEqual(messages, [{ message: ["careful"], level: "Warn" }])
+      assert.deepStrictEqual(messages, [
+        { message: ["careful"], level: "Warn", annotations: { peer: "a", target: "ts_runtime::x" } }
+      ])
     }))
 })
 
@@ -375,5 +388,134 @@ describe("NodeInfo decoding cache", () => {
       assert.strictEqual(changed.status.kind, "offline")
       yield* decode(rawNode({ hostname: "third" }))
       assert.notStrictEqual(yield* decode(rawNode()), first, "the oldest entry was evicted at capacity 2")
+    }))
+})
+
+describe("giving up on a wait", () => {
+  it.effect("connecting times out after the connect limit", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend()
+      const hanging = { ...backend, connect: () => new Promise<never>(() => {}) }
+      const fiber = yield* Effect.forkChild(Effect.exit(Effect.scoped(Tailscale.make(hanging))))
+      yield* TestClock.adjust("29 seconds")
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust("1 second")
+      const reason = reasonOf(yield* Fiber.join(fiber))
+      assert.strictEqual(reason._tag === "Timeout" ? reason.operation : reason._tag, "connect")
+    }))
+
+  it.effect("a dial that times out closes the connection that arrives afterwards", () =>
+    Effect.gen(function*() {
+      const late = deferred<ReturnType<typeof scriptedStream>["stream"]>()
+      const { backend } = memoryBackend({ tcpConnect: () => late.promise })
+      const service = yield* Tailscale.make(backend)
+      const fiber = yield* Effect.forkChild(Effect.exit(Effect.scoped(service.dial("100.64.0.1:7001"))))
+      yield* TestClock.adjust("30 seconds")
+      const reason = reasonOf(yield* Fiber.join(fiber))
+      assert.strictEqual(reason._tag === "Timeout" ? reason.operation : reason._tag, "dial")
+      const connection = scriptedStream()
+      late.resolve(connection.stream)
+      yield* Effect.promise(() => late.promise)
+      assert.strictEqual(connection.closeCalls, 1)
+    }))
+
+  it.effect("an interrupted dial closes the connection that arrives afterwards", () =>
+    Effect.gen(function*() {
+      const late = deferred<ReturnType<typeof scriptedStream>["stream"]>()
+      const { backend } = memoryBackend({ tcpConnect: () => late.promise })
+      const service = yield* Tailscale.make(backend)
+      const fiber = yield* Effect.forkChild(Effect.scoped(service.dial({ ip: "100.64.0.1", port: 7001 })))
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(fiber)
+      const connection = scriptedStream()
+      late.resolve(connection.stream)
+      yield* Effect.promise(() => late.promise)
+      assert.strictEqual(connection.closeCalls, 1)
+    }))
+
+  it.effect("an accept takes its per-call limit", () =>
+    Effect.gen(function*() {
+      const listener: RawTcpListener = {
+        accept: () => new Promise(() => {}),
+        localAddress: { ip: "100.64.0.2", port: 9000 },
+        close: () => {}
+      }
+      const { backend } = memoryBackend({ tcpListen: async () => listener })
+      const service = yield* Tailscale.make(backend)
+      const bound = yield* service.listen(9000).pipe(Scope.provide(yield* Scope.make()))
+      const fiber = yield* Effect.forkChild(Effect.exit(Effect.scoped(bound.accept({ timeout: "3 seconds" }))))
+      yield* TestClock.adjust("3 seconds")
+      const reason = reasonOf(yield* Fiber.join(fiber))
+      assert.strictEqual(reason._tag === "Timeout" ? reason.operation : reason._tag, "accept")
+    }))
+
+  it.effect("the device shuts down when the program using it is interrupted", () =>
+    Effect.gen(function*() {
+      const { backend, calls } = memoryBackend({ ipv4: () => new Promise(() => {}) })
+      const fiber = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
+        const service = yield* Tailscale.make(backend)
+        return yield* service.ipv4
+      })))
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(calls.shutdown, 1)
+      assert.strictEqual(calls.unsubscribed, 1)
+    }))
+})
+
+describe("UDP sockets", () => {
+  const scriptedUdp = () => {
+    const incoming = deferred<RawDatagram>()
+    let recvCalls = 0
+    let closeCalls = 0
+    const socket: RawUdpSocket = {
+      recv: () => {
+        recvCalls++
+        return incoming.promise
+      },
+      send: async () => {},
+      localAddress: { ip: "fd7a:115c:a1e0::2", port: 5300 },
+      close: () => {
+        closeCalls++
+      }
+    }
+    return {
+      socket,
+      incoming,
+      get recvCalls() {
+        return recvCalls
+      },
+      get closeCalls() {
+        return closeCalls
+      }
+    }
+  }
+
+  it.effect("an interrupted receive loses nothing, and the socket closes once with its scope", () =>
+    Effect.gen(function*() {
+      const udp = scriptedUdp()
+      const bound: Array<string> = []
+      const { backend } = memoryBackend({
+        udpBind: async (ip, port) => {
+          bound.push(`[${ip}]:${port}`)
+          return udp.socket
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      const scope = yield* Scope.make()
+      const socket = yield* service.bindUdp(5300, { address: "ipv6" }).pipe(Scope.provide(scope))
+      assert.deepStrictEqual(bound, ["[fd7a:115c:a1e0::2]:5300"], "\"ipv6\" binds the device's own IPv6")
+      const first = yield* Effect.forkChild(socket.receive())
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(first)
+      udp.incoming.resolve({ data: bytes("kept"), ip: "100.64.0.1", port: 7002 })
+      const datagram = yield* socket.receive()
+      assert.strictEqual(text(datagram.data), "kept")
+      assert.strictEqual(NetAddress.formatIp(datagram.from.ip), "100.64.0.1")
+      assert.strictEqual(udp.recvCalls, 1, "the interrupted call was reused, not repeated")
+      yield* Scope.close(scope, Exit.void)
+      yield* socket.close
+      assert.strictEqual(udp.closeCalls, 1)
+      assert.strictEqual(reasonOf(yield* Effect.exit(socket.receive()))._tag, "DeviceClosed")
     }))
 })
