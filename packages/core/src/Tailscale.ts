@@ -148,7 +148,7 @@ const validateOptions = (options: TailscaleOptions): Effect.Effect<RawConnectOpt
 export const make: (
   backend: Backend,
   options?: TailscaleOptions
-) => Effect.Effect<TailscaleService, TailscaleError, Scope.Scope> = Effect.fnUntraced(function*(
+) => Effect.Effect<TailscaleService, TailscaleError, Scope.Scope> = Effect.fn("Tailscale.connect")(function*(
   backend: Backend,
   options: TailscaleOptions = {}
 ) {

@@ -8,6 +8,7 @@ import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
+import * as Tracer from "effect/Tracer"
 import type { RawDatagram, RawTcpListener, RawUdpSocket } from "../src/Backend.ts"
 import * as Tailscale from "../src/Tailscale.ts"
 import { TailscaleError } from "../src/TailscaleError.ts"
@@ -517,5 +518,43 @@ describe("UDP sockets", () => {
       yield* socket.close
       assert.strictEqual(udp.closeCalls, 1)
       assert.strictEqual(reasonOf(yield* Effect.exit(socket.receive()))._tag, "DeviceClosed")
+    }))
+})
+
+describe("tracing", () => {
+  it.effect("public operations run in spans named Tailscale.<operation>", () =>
+    Effect.gen(function*() {
+      const names: Array<string> = []
+      const tracer = Tracer.make({
+        span(options) {
+          names.push(options.name)
+          return new Tracer.NativeSpan(options)
+        }
+      })
+      const { backend } = memoryBackend()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const service = yield* Tailscale.make(backend)
+        yield* service.ipv4
+        yield* service.ipv6
+        yield* service.self
+        yield* service.authState
+        yield* service.peerByName("echo-peer")
+        yield* service.peerByIp("100.64.0.1")
+        yield* service.peersWithRoute("100.64.0.1")
+        yield* service.dial("100.64.0.1:7001")
+        yield* service.shutdown
+      })).pipe(Effect.provideService(Tracer.Tracer, tracer))
+      assert.deepStrictEqual(names, [
+        "Tailscale.connect",
+        "Tailscale.ipv4",
+        "Tailscale.ipv6",
+        "Tailscale.self",
+        "Tailscale.authState",
+        "Tailscale.peerByName",
+        "Tailscale.peerByIp",
+        "Tailscale.peersWithRoute",
+        "Tailscale.dial",
+        "Tailscale.shutdown"
+      ])
     }))
 })
