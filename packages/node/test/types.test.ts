@@ -2,18 +2,20 @@
  * The error and requirement channels the docs promise. `npm test` type-checks this file
  * (`tsc -p tsconfig.test.json`), so a drift fails the run; vitest only counts it.
  */
+import type { AuthState } from "@effect-tailscale/core/AuthState"
 import type { NodeInfo } from "@effect-tailscale/core/NodeInfo"
 import type { Tailscale, TailscaleService } from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import type { TcpListener } from "@effect-tailscale/core/TcpListener"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
-import type { UdpSocket } from "@effect-tailscale/core/UdpSocket"
+import type { Datagram, UdpSocket } from "@effect-tailscale/core/UdpSocket"
 import type * as Config from "effect/Config"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as NetAddress from "effect/net/NetAddress"
 import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import { describe, expectTypeOf, it } from "vitest"
 import type * as NodeTailscale from "../src/NodeTailscale.ts"
 
@@ -25,7 +27,27 @@ describe("types", () => {
     expectTypeOf<ReturnType<TailscaleService["peerByName"]>>().toEqualTypeOf<
       Effect.Effect<Option.Option<NodeInfo>, TailscaleError>
     >()
+    expectTypeOf<ReturnType<TailscaleService["peerByIp"]>>().toEqualTypeOf<
+      Effect.Effect<Option.Option<NodeInfo>, TailscaleError>
+    >()
+    expectTypeOf<ReturnType<TailscaleService["peersWithRoute"]>>().toEqualTypeOf<
+      Effect.Effect<ReadonlyArray<NodeInfo>, TailscaleError>
+    >()
+    expectTypeOf<TailscaleService["authState"]>().toEqualTypeOf<Effect.Effect<AuthState, TailscaleError>>()
     expectTypeOf<TailscaleService["shutdown"]>().toEqualTypeOf<Effect.Effect<boolean>>()
+  })
+
+  it("socket operations fail only with TailscaleError and need nothing", () => {
+    expectTypeOf<ReturnType<TcpStream["read"]>>().toEqualTypeOf<
+      Effect.Effect<Option.Option<Uint8Array>, TailscaleError>
+    >()
+    expectTypeOf<ReturnType<TcpStream["write"]>>().toEqualTypeOf<Effect.Effect<void, TailscaleError>>()
+    expectTypeOf<TcpStream["stream"]>().toEqualTypeOf<Stream.Stream<Uint8Array, TailscaleError>>()
+    expectTypeOf<ReturnType<TcpListener["accept"]>>().toEqualTypeOf<
+      Effect.Effect<TcpStream, TailscaleError, Scope.Scope>
+    >()
+    expectTypeOf<ReturnType<UdpSocket["receive"]>>().toEqualTypeOf<Effect.Effect<Datagram, TailscaleError>>()
+    expectTypeOf<ReturnType<UdpSocket["send"]>>().toEqualTypeOf<Effect.Effect<void, TailscaleError>>()
   })
 
   it("sockets need a Scope", () => {
