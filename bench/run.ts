@@ -7,6 +7,7 @@
  *   3. peerByName calls per second
  *   4. Resident memory growth after 1,000 TCP connections and after 50 devices
  *   5. The fake tailnet's TCP throughput, for reference
+ *   6. One call across the napi boundary (an empty write), which each round trip pays twice
  *
  * for: the Effect service, the raw addon, a Rust program using the crate directly (the ceiling)
  * and a second Go tsnet node (what a user would pick instead). `--json` prints one JSON object
@@ -50,6 +51,8 @@ interface Figures {
   rttTcp: Array<number>
   rttUdp: Array<number>
   lookupsPerSec: number
+  /** p50 µs of an empty write: one promise across the napi boundary and back (the addon only). */
+  callUs?: number
 }
 
 const percentile = (samples: Array<number>, p: number) => {
@@ -66,6 +69,7 @@ interface Subject {
   readonly bulk: (bytes: number) => Promise<number>
   readonly roundTripUdp: () => Promise<number | undefined>
   readonly lookup: () => Promise<unknown>
+  readonly emptyCall?: () => Promise<unknown>
   readonly close: () => Promise<void>
 }
 
@@ -81,7 +85,14 @@ const measure = async (subject: Subject): Promise<Figures> => {
   const started = process.hrtime.bigint()
   for (let i = 0; i < LOOKUPS; i++) await subject.lookup()
   const lookupsPerSec = LOOKUPS / (microsSince(started) / 1e6)
-  return { tcpMBps, rttTcp, rttUdp, lookupsPerSec }
+  if (subject.emptyCall === undefined) return { tcpMBps, rttTcp, rttUdp, lookupsPerSec }
+  const calls: Array<number> = []
+  for (let i = 0; i < ROUNDS; i++) {
+    const started = process.hrtime.bigint()
+    await subject.emptyCall()
+    calls.push(microsSince(started))
+  }
+  return { tcpMBps, rttTcp, rttUdp, lookupsPerSec, callUs: percentile(calls, 0.5) }
 }
 
 interface Target {
@@ -121,6 +132,7 @@ const rawSubject = async (device: RawDevice, ownIp: string, target: Target, udpP
       return reply === undefined ? undefined : microsSince(started)
     },
     lookup: () => device.peerByName("echo-peer"),
+    emptyCall: () => stream.write(new Uint8Array(0)),
     close: async () => {
       stream.close()
       udp.close()
@@ -348,6 +360,7 @@ const main = async () => {
         addon: median(samples.addon.map((f) => f.lookupsPerSec)),
         rust: median(samples.rust.map((f) => f.lookupsPerSec))
       },
+      addonCallP50Us: median(samples.addon.map((f) => f.callUs ?? NaN)),
       rssGrowthPct: { connections: connections.pct, devices: devices.pct },
       rssMiB: { connections: [connections.before, connections.after], devices: [devices.before, devices.after] },
       counts: { connections: CONNECTIONS, devices: DEVICES },
@@ -367,6 +380,7 @@ const main = async () => {
         console.log(`${proto.toUpperCase()} RTT p50 µs          ${[a.effect, a.addon, a.rust, a.go].map((n) => f(n).padStart(8)).join("  ")}   Effect/Rust ${ratio(a.effect, a.rust)}`)
         console.log(`${proto.toUpperCase()} RTT p99 µs          ${[b.effect, b.addon, b.rust, b.go].map((n) => f(n).padStart(8)).join("  ")}`)
       }
+      console.log(`one addon call p50 µs    ${"".padStart(8)}  ${f(result.addonCallP50Us).padStart(8)}   (an empty write: each round trip pays two)`)
       console.log(`peerByName per second    ${[result.lookupsPerSec.effect, result.lookupsPerSec.addon, result.lookupsPerSec.rust].map((n) => f(n).padStart(8)).join("  ")}`)
       console.log(`RSS growth: ${f(connections.pct)}% after ${CONNECTIONS} connections (${f(connections.before)} → ${f(connections.after)} MiB), ${f(devices.pct)}% after ${DEVICES} devices (${f(devices.before)} → ${f(devices.after)} MiB)`)
       console.log(`fake tailnet TCP: ${f(fake)} MB/s`)
