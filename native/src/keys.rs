@@ -241,17 +241,21 @@ mod tests {
         dir
     }
 
+    fn assert_private(path: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} should be private", path.display());
+        }
+    }
+
     #[test]
     fn missing_file_is_created_private() {
         let dir = temp_dir("create");
         let path = dir.join("nested").join("keys.json");
         let state = load_or_create(&path, OnBadFormat::Error).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600);
-        }
+        assert_private(&path);
         let again = load_or_create(&path, OnBadFormat::Error).unwrap();
         assert_eq!(public_keys(&state).node_key, public_keys(&again).node_key);
     }
@@ -280,12 +284,7 @@ mod tests {
         load_or_create(&path, OnBadFormat::Overwrite).unwrap();
         let backup = dir.join("keys.json.invalid");
         assert_eq!(std::fs::read(&backup).unwrap(), b"garbage");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600);
-        }
+        assert_private(&backup);
         assert!(matches!(parse(&std::fs::read(&path).unwrap()), Ok(Parsed::Current(_))));
     }
 

@@ -9,11 +9,11 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Tracer from "effect/Tracer"
-import type { RawDatagram, RawTcpListener, RawUdpSocket } from "../src/Backend.ts"
+import type { RawTcpListener } from "../src/Backend.ts"
 import * as Tailscale from "../src/Tailscale.ts"
 import { TailscaleError } from "../src/TailscaleError.ts"
 import { TailscaleTimeouts, defaults } from "../src/Timeouts.ts"
-import { deferred, memoryBackend, rawNode, scriptedStream } from "./memoryBackend.ts"
+import { deferred, memoryBackend, rawNode, scriptedStream, scriptedUdp } from "./memoryBackend.ts"
 
 const reasonOf = <A>(exit: Exit.Exit<A, TailscaleError>) => {
   if (Exit.isSuccess(exit)) throw new Error("expected a failure")
@@ -465,33 +465,6 @@ describe("giving up on a wait", () => {
 })
 
 describe("UDP sockets", () => {
-  const scriptedUdp = () => {
-    const incoming = deferred<RawDatagram>()
-    let recvCalls = 0
-    let closeCalls = 0
-    const socket: RawUdpSocket = {
-      recv: () => {
-        recvCalls++
-        return incoming.promise
-      },
-      send: async () => {},
-      localAddress: { ip: "fd7a:115c:a1e0::2", port: 5300 },
-      close: () => {
-        closeCalls++
-      }
-    }
-    return {
-      socket,
-      incoming,
-      get recvCalls() {
-        return recvCalls
-      },
-      get closeCalls() {
-        return closeCalls
-      }
-    }
-  }
-
   it.effect("an interrupted receive loses nothing, and the socket closes once with its scope", () =>
     Effect.gen(function*() {
       const udp = scriptedUdp()

@@ -6,6 +6,7 @@ import type {
   RawLogRecord,
   RawNodeInfo,
   RawTcpListener,
+  RawDatagram,
   RawTcpStream,
   RawUdpSocket
 } from "../src/Backend.ts"
@@ -58,6 +59,34 @@ export const scriptedStream = () => {
     },
     get readCalls() {
       return readCalls
+    },
+    get closeCalls() {
+      return closeCalls
+    }
+  }
+}
+
+/** A UDP socket whose one datagram the test delivers. */
+export const scriptedUdp = () => {
+  const incoming = deferred<RawDatagram>()
+  let recvCalls = 0
+  let closeCalls = 0
+  const socket: RawUdpSocket = {
+    recv: () => {
+      recvCalls++
+      return incoming.promise
+    },
+    send: async () => {},
+    localAddress: { ip: "fd7a:115c:a1e0::2", port: 5300 },
+    close: () => {
+      closeCalls++
+    }
+  }
+  return {
+    socket,
+    incoming,
+    get recvCalls() {
+      return recvCalls
     },
     get closeCalls() {
       return closeCalls
