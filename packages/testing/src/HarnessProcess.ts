@@ -5,12 +5,13 @@
  *
  * @since 0.1.0
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { networkInterfaces } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
 
 /** What the harness prints when it is ready (one JSON line on stdout). */
 export interface HarnessInfo {
@@ -37,6 +38,7 @@ export interface RunningHarness {
   readonly stderrTail: () => string
   /** Closes the harness's stdin and waits for it to exit (killing it after `graceMs`). */
   readonly stop: (graceMs?: number) => Promise<void>
+  readonly pid: number
 }
 
 export interface StartOptions {
@@ -44,9 +46,12 @@ export interface StartOptions {
   readonly readyTimeoutMs?: number | undefined
   /** Log Tailscale's own chatter to stderr (`-v`). */
   readonly verbose?: boolean | undefined
+  /** Where the harness binary is, or is built when missing. Default: `harnessBinary()`. */
+  readonly binary?: string | undefined
 }
 
 const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
+const harnessSource = resolve(dirname(fileURLToPath(import.meta.url)), "../harness")
 
 /** `TAILNET_HARNESS_BIN`, or the binary `npm test` builds into `.cache/bin`. */
 export const harnessBinary = (): string =>
@@ -70,16 +75,34 @@ export const assertLoopbackOnly = (): void => {
   }
 }
 
-const STDERR_LINES = 80
-
-export const startHarness = (options: StartOptions = {}): Promise<RunningHarness> => {
-  assertLoopbackOnly()
-  const binary = harnessBinary()
-  if (!existsSync(binary)) {
-    return Promise.reject(
-      new Error(`the tailnet harness is not built (${binary} is missing); run \`npm test\` or scripts/setup.sh`)
+/**
+ * Builds the harness into `binary` when it is missing, with the Go toolchain on PATH and only
+ * the modules `go.sum` pins (`GOTOOLCHAIN=local`, `-mod=readonly`). `scripts/setup.sh` does the
+ * same before the tests, outside the network namespace, where the modules can be downloaded.
+ */
+export const ensureHarnessBuilt = async (binary: string = harnessBinary()): Promise<void> => {
+  if (existsSync(binary)) return
+  try {
+    await promisify(execFile)("go", ["build", "-o", binary, "."], {
+      cwd: harnessSource,
+      env: { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=readonly" },
+      timeout: 600_000
+    })
+  } catch (error) {
+    const detail = error instanceof Error ? ((error as { stderr?: string }).stderr || error.message) : String(error)
+    throw new Error(
+      `the tailnet harness is not built (${binary} is missing) and building it failed; it needs Go 1.26.6 or ` +
+        `newer and the modules in harness/go.sum (scripts/setup.sh fetches them):\n${detail}`
     )
   }
+}
+
+const STDERR_LINES = 80
+
+export const startHarness = async (options: StartOptions = {}): Promise<RunningHarness> => {
+  assertLoopbackOnly()
+  const binary = options.binary ?? harnessBinary()
+  await ensureHarnessBuilt(binary)
   const args = [...(options.args ?? []), ...(options.verbose ? ["-v"] : [])]
   const child = spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] })
   const stderr: Array<string> = []
@@ -113,7 +136,7 @@ export const startHarness = (options: StartOptions = {}): Promise<RunningHarness
       } catch {
         return fail(`the tailnet harness printed something other than its JSON ready line: ${line}`)
       }
-      resolvePromise({ ready, stderrTail, stop })
+      resolvePromise({ ready, stderrTail, stop, pid: child.pid! })
     })
   })
 }

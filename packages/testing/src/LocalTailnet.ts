@@ -1,8 +1,9 @@
 /**
  * A real tailnet on loopback for integration tests: Tailscale's test control server, a DERP
  * relay, STUN and a Go `tsnet` peer called `echo-peer` (TCP echo, UDP echo, HTTP), all from the
- * harness in `harness/`. The layer starts it and stops it when its scope closes, also when a
- * test fails. It refuses to start unless loopback is the only network interface.
+ * harness in `harness/`. The layer builds the harness if its binary is missing, starts it, and
+ * stops it when its scope closes, also when a test fails. It refuses to start unless loopback is
+ * the only network interface.
  *
  * @since 0.1.0
  */
