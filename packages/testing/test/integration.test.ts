@@ -17,8 +17,11 @@ import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
+import * as References from "effect/References"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash, randomBytes } from "node:crypto"
 import { mkdtemp } from "node:fs/promises"
@@ -196,6 +199,24 @@ describe("loopback tailnet", () => {
         const first = yield* identity
         const second = yield* identity
         assert.deepStrictEqual(second, first)
+      }))
+
+    it.effect("closing the scope shuts the device down gracefully, and says so", () =>
+      Effect.gen(function*() {
+        const reports: Array<unknown> = []
+        const capture = Logger.make((options) => {
+          if (String(options.message) === "tailscale device shut down") {
+            reports.push(options.fiber.getRef(References.CurrentLogAnnotations))
+          }
+        })
+        const scope = yield* Scope.make()
+        yield* joined("scope-close-test").pipe(
+          Scope.provide(scope),
+          Effect.provide(Logger.layer([capture])),
+          Effect.provideService(References.MinimumLogLevel, "Debug")
+        )
+        yield* Scope.close(scope, Exit.void)
+        assert.deepStrictEqual(reports, [{ graceful: true, exit: "success" }])
       }))
 
     it.effect("20 devices created and closed in sequence leave no open handles", () =>
