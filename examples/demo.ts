@@ -37,7 +37,7 @@ const describe = Effect.fn("demo.describe")(function*(
   yield* say(
     Option.match(peer, {
       onNone: () => `  no peer called ${peerName}`,
-      onSome: (node) => `  found ${node.hostname} at ${ip(node.ipv4)} (${node.status.kind})`
+      onSome: (node) => `  found ${node.hostname} at ${ip(node.ipv4)} (${node.status._tag})`
     })
   )
   return { ipv4, ipv6, peer }

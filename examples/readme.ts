@@ -7,7 +7,7 @@ const program = Effect.gen(function*() {
   const tailscale = yield* Tailscale
   const peer = yield* tailscale.peerByName("echo-peer")
   if (Option.isNone(peer)) return yield* Console.log("echo-peer is not on this tailnet")
-  yield* Console.log(`echo-peer is ${peer.value.status.kind} at ${NetAddress.formatIp(peer.value.ipv4)}`)
+  yield* Console.log(`echo-peer is at ${NetAddress.formatIp(peer.value.ipv4)} (${peer.value.status._tag})`)
 
   const stream = yield* tailscale.dial("echo-peer:7001")
   yield* stream.write("ping")

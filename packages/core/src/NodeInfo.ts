@@ -9,24 +9,64 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import { internal, type TailscaleError } from "./TailscaleError.ts"
 
 const Timestamp = Schema.DateTimeUtcFromString
 /** Absent (or undefined) on the wire, `Option` in the decoded value. */
 const Absent = <S extends Schema.Top>(schema: S) => Schema.OptionFromOptional(schema)
 
-/** Connection to the control plane (not reachability), discriminated by `kind`. */
-export const NodeStatus = Schema.Union([
+/** The backend's form: `kind` in lower case, times as ISO strings. */
+const RawNodeStatus = Schema.Union([
   Schema.Struct({ kind: Schema.Literal("unknown") }),
   Schema.Struct({ kind: Schema.Literal("online") }),
   Schema.Struct({
     kind: Schema.Literal("offline"),
+    lastSeenControl: Schema.optional(Schema.String),
+    lastSeenEstimated: Schema.String
+  })
+])
+
+/** Connection to the control plane (not reachability): `Online`, `Offline` or `Unknown`. */
+export const NodeStatus = Schema.Union([
+  Schema.TaggedStruct("Unknown", {}),
+  Schema.TaggedStruct("Online", {}),
+  Schema.TaggedStruct("Offline", {
     /** As reported by control, rounded to about ten minutes; do not compare with `lastSeenEstimated`. */
     lastSeenControl: Absent(Timestamp),
     lastSeenEstimated: Timestamp
   })
 ])
 export type NodeStatus = typeof NodeStatus.Type
+
+type RawNodeStatus = typeof RawNodeStatus.Type
+type EncodedNodeStatus = typeof NodeStatus.Encoded
+
+const NodeStatusFromRaw = RawNodeStatus.pipe(Schema.decodeTo(
+  NodeStatus,
+  SchemaTransformation.transform<EncodedNodeStatus, RawNodeStatus>({
+    decode: (raw) => {
+      switch (raw.kind) {
+        case "unknown":
+          return { _tag: "Unknown" }
+        case "online":
+          return { _tag: "Online" }
+        case "offline":
+          return { _tag: "Offline", lastSeenControl: raw.lastSeenControl, lastSeenEstimated: raw.lastSeenEstimated }
+      }
+    },
+    encode: (status) => {
+      switch (status._tag) {
+        case "Unknown":
+          return { kind: "unknown" }
+        case "Online":
+          return { kind: "online" }
+        case "Offline":
+          return { kind: "offline", lastSeenControl: status.lastSeenControl, lastSeenEstimated: status.lastSeenEstimated }
+      }
+    }
+  })
+))
 
 export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/NodeInfo")({
   /** Control's numeric node id. */
@@ -37,7 +77,7 @@ export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/Nod
   fqdn: Absent(Schema.String),
   tailnet: Absent(Schema.String),
   capabilityVersion: Schema.Number,
-  status: NodeStatus,
+  status: NodeStatusFromRaw,
   nodeCapabilities: Schema.Record(Schema.String, Schema.Array(Schema.String)),
   tags: Schema.Array(Schema.String),
   /** The node's IPv4 tailnet network (a /32). */
@@ -72,7 +112,7 @@ export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/Nod
   }
 
   get isOnline(): boolean {
-    return this.status.kind === "online"
+    return this.status._tag === "Online"
   }
 }
 

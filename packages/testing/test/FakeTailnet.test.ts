@@ -45,7 +45,7 @@ describe("FakeTailnet", () => {
       yield* Scope.close(scope, Exit.void)
       assert.isTrue(Option.isNone(yield* a.peerByName("b")), "ephemeral b was removed")
       const c = Option.getOrThrow(yield* a.peerByName("c"))
-      assert.strictEqual(c.status.kind, "offline", "non-ephemeral c stays, offline")
+      assert.strictEqual(c.status._tag, "Offline", "non-ephemeral c stays, offline")
     }))
 
   it.effect("control down: connecting is ControlUnreachable, waits for control end in their timeout", () =>
@@ -68,7 +68,7 @@ describe("FakeTailnet", () => {
       const b = yield* tailnet.addDevice({ hostname: "b" })
       yield* b.listen(80)
       yield* tailnet.setOffline("b", true)
-      assert.strictEqual(Option.getOrThrow(yield* a.peerByName("b")).status.kind, "offline")
+      assert.strictEqual(Option.getOrThrow(yield* a.peerByName("b")).status._tag, "Offline")
       const dial = yield* Effect.forkChild(Effect.exit(Effect.scoped(a.dial("b:80", { timeout: "5 seconds" }))))
       yield* TestClock.adjust("5 seconds")
       assert.strictEqual(reasonTag(yield* Fiber.join(dial)), "Timeout")
