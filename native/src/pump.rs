@@ -67,6 +67,13 @@ impl<T> Inbox<T> {
     /// The next item; `Ok(None)` at the end. Fails with `DEVICE_CLOSED` once `closed` is
     /// cancelled, also while waiting.
     pub async fn next(&self, closed_token: &CancellationToken) -> Result<Option<T>> {
+        Ok(self.next_batch(closed_token, 1).await?.map(|mut items| items.swap_remove(0)))
+    }
+
+    /// Waits like `next`, then also takes the items already queued behind the first, up to
+    /// `max` in all, so one call from JavaScript can carry several. An end or failure among
+    /// them is kept for the next call.
+    pub async fn next_batch(&self, closed_token: &CancellationToken, max: usize) -> Result<Option<Vec<T>>> {
         let closed = || Failure::device_closed(self.what);
         if closed_token.is_cancelled() {
             return Err(closed());
@@ -88,10 +95,20 @@ impl<T> Inbox<T> {
             () = closed_token.cancelled() => return Err(closed()),
             step = rx.recv() => step,
         };
-        match step {
-            Some(step) => self.settle(step),
-            None => Err(self.stored_failure().unwrap_or_else(closed)),
+        let first = match step {
+            Some(step) => self.settle(step)?,
+            None => return Err(self.stored_failure().unwrap_or_else(closed)),
+        };
+        let Some(first) = first else { return Ok(None) };
+        let mut items = vec![first];
+        while items.len() < max {
+            match rx.try_recv().map(|step| self.settle(step)) {
+                Ok(Ok(Some(item))) => items.push(item),
+                // Empty, or an end or failure that `settle` has recorded for the next call.
+                _ => break,
+            }
         }
+        Ok(Some(items))
     }
 
     /// Discards the items queued now (for a socket handed to a new owner); an end or failure
@@ -139,6 +156,20 @@ mod tests {
         assert_eq!(inbox.next(&open).await.unwrap(), Some(2));
         assert_eq!(inbox.next(&open).await.unwrap(), None);
         assert_eq!(inbox.next(&open).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_is_queued_and_keeps_the_end_for_later() {
+        let mut items = vec![Step::End, Step::Item(3), Step::Item(2), Step::Item(1)];
+        let open = CancellationToken::new();
+        let inbox = spawn("test source", CancellationToken::new(), 8, move || {
+            let step = items.pop().unwrap();
+            async move { step }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(inbox.next_batch(&open, 2).await.unwrap(), Some(vec![1, 2]));
+        assert_eq!(inbox.next_batch(&open, 8).await.unwrap(), Some(vec![3]));
+        assert_eq!(inbox.next_batch(&open, 8).await.unwrap(), None);
     }
 
     #[tokio::test]
