@@ -274,38 +274,48 @@ const main = async () => {
     backend.connect({ controlUrl: info.controlUrl, authKey: info.authKey, hostname, ephemeral: true, connectTimeoutMs: 30_000 })
   try {
     const samples = { effect: [] as Array<Figures>, addon: [] as Array<Figures>, rust: [] as Array<Figures>, go: [] as Array<Omit<Figures, "lookupsPerSec">> }
+    const subjects: Array<readonly [string, (run: number) => Promise<void>]> = [
+      ["raw addon", async (run) => {
+        const device = await connect(`bench-addon-${run}`)
+        const ip = await device.ipv4()
+        await adminRequest(info.adminUrl, `/wait-peer?ip=${ip}&timeout=30000`)
+        const raw = await rawSubject(device, ip, target, 5500)
+        await raw.roundTripTcp() // first packets wait for the WireGuard handshake
+        samples.addon.push(await measure(raw))
+        await raw.close()
+        await device.shutdown(5000)
+      }],
+      ["Effect service", async (run) => {
+        const effectScope = await Effect.runPromise(Scope.make())
+        const service = await Effect.runPromise(Tailscale.make(backend, {
+          controlUrl: info.controlUrl,
+          authKey: Redacted.make(info.authKey),
+          hostname: `bench-effect-${run}`,
+          ephemeral: true,
+          logFilter: "off"
+        }).pipe(Scope.provide(effectScope)))
+        const effectIp = NetAddress.formatIp(await Effect.runPromise(service.ipv4))
+        await adminRequest(info.adminUrl, `/wait-peer?ip=${effectIp}&timeout=30000`)
+        const viaEffect = await effectSubject(service, target, 5501)
+        await viaEffect.roundTripTcp()
+        samples.effect.push(await measure(viaEffect))
+        await viaEffect.close()
+        await Effect.runPromise(Scope.close(effectScope, Exit.void))
+      }],
+      ["Rust crate directly", async () => {
+        samples.rust.push(await rustBaseline(info))
+      }],
+      ["Go tsnet node", async () => {
+        samples.go.push(await goBaseline(info))
+      }]
+    ]
     for (let run = 1; run <= runs; run++) {
-      progress(`▸ run ${run}/${runs}: raw addon`)
-      const device = await connect(`bench-addon-${run}`)
-      const ip = await device.ipv4()
-      await adminRequest(info.adminUrl, `/wait-peer?ip=${ip}&timeout=30000`)
-      const raw = await rawSubject(device, ip, target, 5500)
-      await raw.roundTripTcp() // first packets wait for the WireGuard handshake
-      samples.addon.push(await measure(raw))
-      await raw.close()
-      await device.shutdown(5000)
-
-      progress(`▸ run ${run}/${runs}: Effect service`)
-      const effectScope = await Effect.runPromise(Scope.make())
-      const service = await Effect.runPromise(Tailscale.make(backend, {
-        controlUrl: info.controlUrl,
-        authKey: Redacted.make(info.authKey),
-        hostname: `bench-effect-${run}`,
-        ephemeral: true,
-        logFilter: "off"
-      }).pipe(Scope.provide(effectScope)))
-      const effectIp = NetAddress.formatIp(await Effect.runPromise(service.ipv4))
-      await adminRequest(info.adminUrl, `/wait-peer?ip=${effectIp}&timeout=30000`)
-      const viaEffect = await effectSubject(service, target, 5501)
-      await viaEffect.roundTripTcp()
-      samples.effect.push(await measure(viaEffect))
-      await viaEffect.close()
-      await Effect.runPromise(Scope.close(effectScope, Exit.void))
-
-      progress(`▸ run ${run}/${runs}: Rust crate directly`)
-      samples.rust.push(await rustBaseline(info))
-      progress(`▸ run ${run}/${runs}: Go tsnet node`)
-      samples.go.push(await goBaseline(info))
+      // Each run starts with the next subject, so none always goes first or last.
+      for (let i = 0; i < subjects.length; i++) {
+        const [name, measureOne] = subjects[(i + run - 1) % subjects.length]!
+        progress(`▸ run ${run}/${runs}: ${name}`)
+        await measureOne(run)
+      }
     }
 
     progress(`  speed (medians): ${JSON.stringify({
