@@ -64,7 +64,10 @@ export declare class TcpListener {
  * queued data and ends both directions.
  */
 export declare class TcpStream {
-  /** The next chunk of bytes, or `null` once the peer has finished sending. */
+  /**
+   * The bytes that have arrived (waiting for at least one), or `null` once the peer has
+   * finished sending.
+   */
   read(): Promise<Buffer | null>
   /** Resolves once every byte has been accepted by the network stack. */
   write(data: Uint8Array): Promise<void>
