@@ -5,7 +5,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type RunningHarness, startHarness } from "../../packages/testing/src/HarnessProcess.ts"
+import { adminRequest, type RunningHarness, startHarness } from "../../packages/testing/src/HarnessProcess.ts"
 import type * as Native from "../index.js"
 
 const native = createRequire(import.meta.url)("../index.js") as typeof Native
@@ -212,6 +212,8 @@ describe("addon on the loopback tailnet", () => {
     const ipv4 = await device.ipv4()
     const listener = await device.tcpListen(ipv4, 9200)
     const udp = await device.udpBind(ipv4, 9200)
+    // The Go peer resets a connection from a node it does not know yet.
+    await adminRequest(info.adminUrl, `/wait-peer?ip=${ipv4}&timeout=30000`)
     const stream = await device.tcpConnect(info.peer.ipv4, 7001)
     const pendingAccept = rejection(listener.accept())
     const pendingRecv = rejection(udp.recv())
