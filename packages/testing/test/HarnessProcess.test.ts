@@ -1,6 +1,6 @@
 /** The harness process on its own: built when missing, started, stopped without leaving a process behind. */
 import { existsSync } from "node:fs"
-import { mkdtemp } from "node:fs/promises"
+import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
@@ -17,16 +17,21 @@ const isRunning = (pid: number) => {
 
 describe("HarnessProcess", () => {
   it("builds the harness when its binary is missing, starts it, and stops it", async () => {
-    const binary = join(await mkdtemp(join(tmpdir(), "harness-build-")), "tailnet-harness")
-    const harness = await startHarness({ binary })
-    expect(existsSync(binary)).toBe(true)
-    const ready = harness.ready as { controlUrl: string; adminUrl: string; peer: { hostname: string } }
-    expect(ready.controlUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-    expect(ready.peer.hostname).toBe("echo-peer")
-    const peers = await fetch(new URL("/peers", ready.adminUrl))
-    expect(peers.ok).toBe(true)
-    const pid = harness.pid
-    await harness.stop()
-    expect(isRunning(pid)).toBe(false)
+    const dir = await mkdtemp(join(tmpdir(), "harness-build-"))
+    try {
+      const binary = join(dir, "tailnet-harness")
+      const harness = await startHarness({ binary })
+      expect(existsSync(binary)).toBe(true)
+      const ready = harness.ready as { controlUrl: string; adminUrl: string; peer: { hostname: string } }
+      expect(ready.controlUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+      expect(ready.peer.hostname).toBe("echo-peer")
+      const peers = await fetch(new URL("/peers", ready.adminUrl))
+      expect(peers.ok).toBe(true)
+      const pid = harness.pid
+      await harness.stop()
+      expect(isRunning(pid)).toBe(false)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   }, 300_000)
 })
