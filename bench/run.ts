@@ -321,7 +321,7 @@ const main = async () => {
     progress(`  speed (medians): ${JSON.stringify({
       tcpMBps: ["effect", "addon", "rust", "go"].map((k) => median((samples as Record<string, Array<{ tcpMBps: number }>>)[k]!.map((f) => f.tcpMBps)))
     })}`)
-    progress(`▸ memory: ${CONNECTIONS} TCP connections through the Effect service (tailscale-rs takes up to ~2 s per connect)`)
+    progress(`▸ memory: ${CONNECTIONS} TCP connections through the Effect service (each connect asks the crate's control actor, which the loopback tailnet's throttle holds up to 250 ms)`)
     const memScope = await Effect.runPromise(Scope.make())
     const memService = await Effect.runPromise(Tailscale.make(backend, {
       controlUrl: info.controlUrl, authKey: Redacted.make(info.authKey), hostname: "bench-memory", ephemeral: true, logFilter: "off"

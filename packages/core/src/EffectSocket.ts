@@ -73,11 +73,17 @@ export const toSocketServer = (listener: TcpListener): SocketServer.SocketServer
 const datagramKind = (error: TailscaleError) =>
   error.reason._tag === "MessageTooLarge" ? "MessageTooLarge" as const : "Unknown" as const
 
-const datagramError = (error: TailscaleError) =>
+/** `DeviceClosed` becomes the closed reason; anything else the read or write reason `other` makes. */
+const datagramError = (
+  error: TailscaleError,
+  other: (kind: "MessageTooLarge" | "Unknown") =>
+    | DatagramSocket.DatagramSocketReadError
+    | DatagramSocket.DatagramSocketWriteError
+) =>
   new DatagramSocket.DatagramSocketError({
     reason: error.reason._tag === "DeviceClosed"
       ? new DatagramSocket.DatagramSocketClosedError({})
-      : new DatagramSocket.DatagramSocketReadError({ kind: datagramKind(error), cause: error })
+      : other(datagramKind(error))
   })
 
 /**
@@ -103,18 +109,16 @@ export const toDatagramSocket = (socket: UdpSocket): DatagramSocket.DatagramSock
     }
     return socket.send({ ip: target.address, port: target.port }, datagram.payload).pipe(
       Effect.mapError((error) =>
-        new DatagramSocket.DatagramSocketError({
-          reason: error.reason._tag === "DeviceClosed"
-            ? new DatagramSocket.DatagramSocketClosedError({})
-            : new DatagramSocket.DatagramSocketWriteError({ kind: datagramKind(error), address: target, cause: error })
-        })
+        datagramError(error, (kind) => new DatagramSocket.DatagramSocketWriteError({ kind, address: target, cause: error }))
       )
     )
   }
   return DatagramSocket.make({
     reader: Effect.succeed({
       pull: socket.receive().pipe(
-        Effect.mapError(datagramError),
+        Effect.mapError((error) =>
+          datagramError(error, (kind) => new DatagramSocket.DatagramSocketReadError({ kind, cause: error }))
+        ),
         Effect.map((datagram) => [{
           payload: datagram.data,
           address: NetAddress.inetAddressUnsafe(datagram.from.ip, datagram.from.port)

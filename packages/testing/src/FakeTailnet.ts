@@ -343,8 +343,8 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         if (loginUrl !== undefined) logins.delete(loginUrl)
         if (registered === undefined) return true
         for (const stream of registered.streams) stream.close()
-        for (const listener of registered.listeners.values()) listener.close(fail("DEVICE_CLOSED", "the device is closed"))
-        for (const socket of registered.udp.values()) socket.close(fail("DEVICE_CLOSED", "the device is closed"))
+        for (const listener of registered.listeners.values()) listener.close(closedError())
+        for (const socket of registered.udp.values()) socket.close(closedError())
         registered.listeners.clear()
         registered.udp.clear()
         if (registered.ephemeral) nodes.delete(registered.id)

@@ -50,8 +50,9 @@ export interface StartOptions {
   readonly binary?: string | undefined
 }
 
-const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
-const harnessSource = resolve(dirname(fileURLToPath(import.meta.url)), "../harness")
+const here = dirname(fileURLToPath(import.meta.url))
+const repositoryRoot = resolve(here, "../../..")
+const harnessSource = resolve(here, "../harness")
 
 /** `TAILNET_HARNESS_BIN`, or the binary `npm test` builds into `.cache/bin`. */
 export const harnessBinary = (): string =>
