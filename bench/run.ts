@@ -192,7 +192,7 @@ const rustBaseline = (info: HarnessInfo): Promise<Figures> =>
     const child = spawn(binary, [
       info.controlUrl, info.authKey, info.peer.ipv4, String(info.peer.tcpEchoPort), String(info.peer.udpEchoPort),
       String(BULK), String(ROUNDS), String(LOOKUPS)
-    ], { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, TS_RS_EXPERIMENT: "this_is_unstable_software" } })
+    ], { stdio: ["pipe", "pipe", "inherit"] })
     const lines = createInterface({ input: child.stdout! })
     let joined = false
     lines.on("line", (line) => {
@@ -267,7 +267,6 @@ const fakeThroughput = () =>
 const main = async () => {
   const harness = await startHarness()
   const info = harness.ready as HarnessInfo
-  process.env.TS_RS_EXPERIMENT = "this_is_unstable_software"
   const backend = await Effect.runPromise(NativeBackend.make())
   const target: Target = { ip: info.peer.ipv4, tcp: info.peer.tcpEchoPort, udp: info.peer.udpEchoPort }
   const connect = (hostname: string) =>

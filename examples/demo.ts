@@ -114,7 +114,6 @@ const onRealTailnet = Effect.gen(function*() {
   const joinStarted = yield* Clock.currentTimeMillis
   const tailscale = yield* NodeTailscale.make({
     ...(yield* NodeTailscale.fromEnv),
-    acknowledgeUnstable: true,
     hostname: yield* Config.String("TS_HOSTNAME").pipe(Config.withDefault("demo"))
   })
   const peerName = yield* Config.String("DEMO_PEER").pipe(Config.withDefault("echo-peer"))

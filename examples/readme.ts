@@ -1,6 +1,6 @@
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
-import { Config, Console, Effect, Option } from "effect"
+import { Console, Effect, Option } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 
 const program = Effect.gen(function*() {
@@ -19,6 +19,6 @@ const program = Effect.gen(function*() {
 })
 
 // TS_AUTH_KEY, TS_CONTROL_URL, TS_HOSTNAME, TS_KEY_FILE and TS_EPHEMERAL come from the environment.
-const TailscaleLive = NodeTailscale.layerConfig({ acknowledgeUnstable: Config.succeed(true) })
+const TailscaleLive = NodeTailscale.layerConfig()
 
 program.pipe(Effect.scoped, Effect.provide(TailscaleLive), Effect.runPromise)

@@ -16,6 +16,16 @@ export declare class Device {
    * has an address: await `ipv4()` for that).
    */
   static connect(options?: ConnectOptions | undefined | null): Promise<Device>
+  /**
+   * A new device built like this one (same options, same key state, so the same node and
+   * addresses), for when this one is lost. Connects like `connect`.
+   */
+  respawn(): Promise<Device>
+  /**
+   * Resolves with the cause once the crate's runtime behind this device is gone (every call
+   * then fails with `DEVICE_LOST`), or with `null` once the device is shut down.
+   */
+  waitLost(): Promise<string | null>
   /** This device's IPv4 tailnet address. Waits for the first network map. */
   ipv4(): Promise<string>
   /** This device's IPv6 tailnet address. Waits for the first network map. */

@@ -12,6 +12,8 @@ require_tool go "build the loopback tailnet harness (Go 1.26.6 or newer)"
 say "installing JavaScript packages"
 pnpm install --frozen-lockfile --reporter=silent
 
+bash scripts/patch-crates.sh
+
 say "building the native addon (with the local-tailnet feature; the first build takes a few minutes)"
 started=$SECONDS
 (cd native && pnpm exec napi build --platform --features local-tailnet 2>&1 |

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use napi_derive::napi;
@@ -11,7 +11,8 @@ use tailscale::{AuthState as CrateAuthState, Config};
 use tokio_util::sync::CancellationToken;
 
 use crate::address::{self, parse_ip, socket_addr};
-use crate::error::{self, Code, Failure, Result, SocketOp, from_device, from_netstack};
+use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
+use crate::health::{self, Health};
 use crate::keys::{self, OnBadFormat};
 use crate::node_info::NodeInfo;
 use crate::ports::{PortTable, Protocol};
@@ -63,7 +64,53 @@ struct Shared {
     shutdown_result: tokio::sync::OnceCell<bool>,
     /// Set once control has given the device an address.
     registered: AtomicBool,
+    health: Health,
+    /// What `respawn` builds a new device from: the same options and key state.
+    recipe: Recipe,
     runtime: tokio::runtime::Handle,
+}
+
+impl Shared {
+    /// `DEVICE_LOST` when the runtime is gone, otherwise `DEVICE_CLOSED`.
+    fn closed_failure(&self) -> Failure {
+        self.health.failure("device").unwrap_or_else(|| Failure::device_closed("device"))
+    }
+
+    /// Marks the device lost and ends its pending calls and sockets. Ignored once shut down.
+    fn lose(&self, cause: String) {
+        if self.token.is_cancelled() {
+            return;
+        }
+        if self.health.mark_lost(cause) {
+            tracing::warn!(cause = self.health.cause().unwrap_or_default(), "device lost: the crate's runtime has stopped");
+        }
+        self.token.cancel();
+    }
+}
+
+/// Everything `Device::new` needs, kept so a lost device can be built again.
+struct Recipe {
+    config: Config,
+    auth_key: Option<String>,
+    connect_timeout: Option<Duration>,
+}
+
+impl Recipe {
+    fn duplicate(&self) -> Recipe {
+        let config = &self.config;
+        Recipe {
+            config: Config {
+                key_state: config.key_state.clone(),
+                client_name: config.client_name.clone(),
+                control_server_url: config.control_server_url.clone(),
+                requested_hostname: config.requested_hostname.clone(),
+                requested_tags: config.requested_tags.clone(),
+                ephemeral: config.ephemeral,
+            },
+            auth_key: self.auth_key.clone(),
+            connect_timeout: self.connect_timeout,
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -94,7 +141,7 @@ struct Prepared {
 }
 
 /// Where the device's identity comes from. Loading a key file can create it, so it happens only
-/// once every option is valid and the experiment is acknowledged: a refused connect leaves no file.
+/// once every option is valid: a refused connect leaves no file.
 enum KeySource {
     File(PathBuf, OnBadFormat),
     State(tailscale::keys::PersistState),
@@ -203,6 +250,9 @@ fn parse_control_url(text: &str) -> Result<url::Url> {
 
 impl Device {
     fn device(&self) -> Result<Arc<tailscale::Device>> {
+        if let Some(lost) = self.shared.health.failure("device") {
+            return Err(lost);
+        }
         self.shared
             .device
             .lock()
@@ -218,14 +268,34 @@ impl Device {
     {
         let device = self.device()?;
         let token = self.shared.token.clone();
-        tokio::select! {
+        let result = tokio::select! {
             biased;
-            () = token.cancelled() => Err(Failure::device_closed("device")),
-            result = call(device) => result.map_err(|e| self.device_failure(e, what)),
+            () = token.cancelled() => return Err(self.shared.closed_failure()),
+            result = call(Arc::clone(&device)) => result,
+        };
+        match result {
+            Ok(value) => Ok(value),
+            Err(error) => Err(self.checked_failure(&device, error, what).await),
         }
     }
 
+    /// Maps a crate error, first checking whether it means the runtime is gone: then the
+    /// device is marked lost and the error is `DEVICE_LOST`.
+    async fn checked_failure(&self, device: &tailscale::Device, error: tailscale::Error, what: &str) -> Failure {
+        use tailscale::InternalErrorKind as K;
+        if matches!(error, tailscale::Error::Internal(K::Actor | K::InternalChannelClosed))
+            && self.shared.registered.load(Ordering::Acquire)
+            && let Some(cause) = health::runtime_gone(device).await
+        {
+            self.shared.lose(cause);
+        }
+        self.device_failure(error, what)
+    }
+
     fn device_failure(&self, error: tailscale::Error, what: &str) -> Failure {
+        if let Some(lost) = self.shared.health.failure(what) {
+            return lost;
+        }
         if self.shared.token.is_cancelled() {
             return Failure::device_closed("device");
         }
@@ -255,33 +325,33 @@ impl Device {
     #[napi(factory)]
     pub async fn connect(options: Option<ConnectOptions>) -> napi::Result<Device> {
         let mut prepared = prepare(options.unwrap_or_default())?;
-        error::check_experiment_acknowledged()?;
         prepared.config.key_state = prepared.keys.load()?;
-        let control = prepared.config.control_server_url.clone();
-        let deadline = prepared.connect_timeout.map(|t| tokio::time::Instant::now() + t);
-        probe_control(&control, deadline).await?;
-        let create = tailscale::Device::new(&prepared.config, prepared.auth_key);
-        let created = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, create).await.map_err(|_| {
-                Failure::new(
-                    Code::ControlUnreachable,
-                    format!("connect: the control server at {control} did not complete the handshake in time"),
-                )
-            })?,
-            None => create.await,
+        let recipe = Recipe {
+            config: prepared.config,
+            auth_key: prepared.auth_key,
+            connect_timeout: prepared.connect_timeout,
         };
-        let device = created.map_err(|e| from_device(e, "connect"))?;
-        Ok(Device {
-            shared: Arc::new(Shared {
-                device: Mutex::new(Some(Arc::new(device))),
-                token: CancellationToken::new(),
-                ports: Arc::new(PortTable::default()),
-                udp: UdpPool::default(),
-                shutdown_result: tokio::sync::OnceCell::new(),
-                registered: AtomicBool::new(false),
-                runtime: tokio::runtime::Handle::current(),
-            }),
-        })
+        Ok(start(recipe).await?)
+    }
+
+    /// A new device built like this one (same options, same key state, so the same node and
+    /// addresses), for when this one is lost. Connects like `connect`.
+    #[napi]
+    pub async fn respawn(&self) -> napi::Result<Device> {
+        Ok(start(self.shared.recipe.duplicate()).await?)
+    }
+
+    /// Resolves with the cause once the crate's runtime behind this device is gone (every call
+    /// then fails with `DEVICE_LOST`), or with `null` once the device is shut down.
+    #[napi]
+    pub async fn wait_lost(&self) -> Option<String> {
+        let health = &self.shared.health;
+        tokio::select! {
+            biased;
+            () = health.lost() => {}
+            () = self.shared.token.cancelled() => {}
+        }
+        health.cause().map(str::to_owned)
     }
 
     /// This device's IPv4 tailnet address. Waits for the first network map.
@@ -368,8 +438,12 @@ impl Device {
         let device = self.device()?;
         let listener = tokio::select! {
             biased;
-            () = self.shared.token.cancelled() => return Err(Failure::device_closed("device").into()),
-            listener = device.tcp_listen(addr) => listener.map_err(|e| self.device_failure(e, "tcpListen"))?,
+            () = self.shared.token.cancelled() => return Err(self.shared.closed_failure().into()),
+            listener = device.tcp_listen(addr) => listener,
+        };
+        let listener = match listener {
+            Ok(listener) => listener,
+            Err(error) => return Err(self.checked_failure(&device, error, "tcpListen").await.into()),
         };
         Ok(TcpListener::new(listener, &self.shared.token, lease))
     }
@@ -381,11 +455,15 @@ impl Device {
         let device = self.device()?;
         let stream = tokio::select! {
             biased;
-            () = self.shared.token.cancelled() => return Err(Failure::device_closed("device").into()),
-            stream = device.tcp_connect(remote) => stream.map_err(|e| match e {
-                tailscale::Error::ConnectionReset => from_netstack(tailscale::netstack::Error::ConnectionReset, SocketOp::Connect),
-                other => self.device_failure(other, "tcpConnect"),
-            })?,
+            () = self.shared.token.cancelled() => return Err(self.shared.closed_failure().into()),
+            stream = device.tcp_connect(remote) => stream,
+        };
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(tailscale::Error::ConnectionReset) => {
+                return Err(from_netstack(tailscale::netstack::Error::ConnectionReset, SocketOp::Connect).into());
+            }
+            Err(error) => return Err(self.checked_failure(&device, error, "tcpConnect").await.into()),
         };
         self.mark_registered();
         Ok(TcpStream::new(stream, self.shared.token.child_token()))
@@ -402,8 +480,12 @@ impl Device {
                 let device = self.device()?;
                 let socket = tokio::select! {
                     biased;
-                    () = self.shared.token.cancelled() => return Err(Failure::device_closed("device").into()),
-                    socket = device.udp_bind(addr) => socket.map_err(|e| self.device_failure(e, "udpBind"))?,
+                    () = self.shared.token.cancelled() => return Err(self.shared.closed_failure().into()),
+                    socket = device.udp_bind(addr) => socket,
+                };
+                let socket = match socket {
+                    Ok(socket) => socket,
+                    Err(error) => return Err(self.checked_failure(&device, error, "udpBind").await.into()),
                 };
                 self.shared.udp.insert(socket, &self.shared.token)
             }
@@ -446,6 +528,63 @@ impl Device {
             .await;
         Ok(*graceful)
     }
+}
+
+/// Connects a device from `recipe` and starts watching its runtime.
+async fn start(recipe: Recipe) -> Result<Device> {
+    let control = recipe.config.control_server_url.clone();
+    let deadline = recipe.connect_timeout.map(|t| tokio::time::Instant::now() + t);
+    probe_control(&control, deadline).await?;
+    let create = tailscale::Device::new(&recipe.config, recipe.auth_key.clone());
+    let created = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, create).await.map_err(|_| {
+            Failure::new(
+                Code::ControlUnreachable,
+                format!("connect: the control server at {control} did not complete the handshake in time"),
+            )
+        })?,
+        None => create.await,
+    };
+    let device = created.map_err(|e| from_device(e, "connect"))?;
+    let shared = Arc::new(Shared {
+        device: Mutex::new(Some(Arc::new(device))),
+        token: CancellationToken::new(),
+        ports: Arc::new(PortTable::default()),
+        udp: UdpPool::default(),
+        shutdown_result: tokio::sync::OnceCell::new(),
+        registered: AtomicBool::new(false),
+        health: Health::default(),
+        recipe,
+        runtime: tokio::runtime::Handle::current(),
+    });
+    watch_runtime(Arc::downgrade(&shared));
+    Ok(Device { shared })
+}
+
+/// Probes the runtime once a second until the device is shut down, dropped or found lost, so
+/// a lost device ends its pending reads and accepts even when nobody calls it.
+fn watch_runtime(shared: Weak<Shared>) {
+    tokio::spawn(async move {
+        loop {
+            let Some(token) = shared.upgrade().map(|s| s.token.clone()) else { return };
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(health::PROBE_INTERVAL) => {}
+            }
+            let Some(shared) = shared.upgrade() else { return };
+            // Before control has assigned an address, a stopped runtime means a rejected
+            // registration, which `device_failure` reports as NOT_AUTHORIZED.
+            if !shared.registered.load(Ordering::Acquire) {
+                continue;
+            }
+            let device = shared.device.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some(device) = device else { return };
+            if let Some(cause) = health::runtime_gone(&device).await {
+                shared.lose(cause);
+                return;
+            }
+        }
+    });
 }
 
 /// The crate's first control dial happens inside an actor whose failure is only logged, after

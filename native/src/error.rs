@@ -10,7 +10,6 @@ use tailscale::netstack;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
-    ExperimentNotAcknowledged,
     KeyFile,
     InvalidArgument,
     ControlUnreachable,
@@ -21,13 +20,13 @@ pub enum Code {
     AddressInUse,
     MessageTooLarge,
     DeviceClosed,
+    DeviceLost,
     Internal,
 }
 
 impl Code {
     pub const fn as_str(self) -> &'static str {
         match self {
-            Code::ExperimentNotAcknowledged => "EXPERIMENT_NOT_ACKNOWLEDGED",
             Code::KeyFile => "KEY_FILE",
             Code::InvalidArgument => "INVALID_ARGUMENT",
             Code::ControlUnreachable => "CONTROL_UNREACHABLE",
@@ -38,6 +37,7 @@ impl Code {
             Code::AddressInUse => "ADDRESS_IN_USE",
             Code::MessageTooLarge => "MESSAGE_TOO_LARGE",
             Code::DeviceClosed => "DEVICE_CLOSED",
+            Code::DeviceLost => "DEVICE_LOST",
             Code::Internal => "INTERNAL",
         }
     }
@@ -202,36 +202,12 @@ pub fn from_device(error: tailscale::Error, what: &str) -> Failure {
         E::ConnectionReset => Failure::new(Code::ConnectionReset, format!("{what}: connection reset")),
         E::KeyFileRead => Failure::new(Code::KeyFile, format!("{what}: could not read or parse the key file")),
         E::KeyFileWrite => Failure::new(Code::KeyFile, format!("{what}: could not write the key file")),
-        E::UnstableEnvVar => experiment_not_acknowledged(),
         E::Internal(K::InternalChannelClosed) => Failure::new(
             Code::DeviceClosed,
             format!("{what}: the device's network stack has stopped"),
         ),
         E::Internal(K::BadRequest) => Failure::new(Code::InvalidArgument, format!("{what}: bad request")),
         E::Internal(kind) => Failure::internal(format!("{what}: internal error ({kind})")),
-    }
-}
-
-pub const EXPERIMENT_VAR: &str = "TS_RS_EXPERIMENT";
-pub const EXPERIMENT_VALUE: &str = "this_is_unstable_software";
-
-pub fn experiment_not_acknowledged() -> Failure {
-    Failure::new(
-        Code::ExperimentNotAcknowledged,
-        format!(
-            "tailscale-rs is experimental software with unvalidated cryptography and no stability \
-             guarantees; acknowledge this by setting the environment variable \
-             {EXPERIMENT_VAR}={EXPERIMENT_VALUE} before connecting"
-        ),
-    )
-}
-
-/// The crate checks the variable itself (and prints to stderr when it is missing); checking it
-/// first gives the typed error without the noise.
-pub fn check_experiment_acknowledged() -> Result<()> {
-    match std::env::var(EXPERIMENT_VAR) {
-        Ok(value) if value == EXPERIMENT_VALUE => Ok(()),
-        _ => Err(experiment_not_acknowledged()),
     }
 }
 
@@ -283,6 +259,5 @@ mod tests {
     fn device_errors_map_to_codes() {
         assert_eq!(from_device(tailscale::Error::Timeout, "x").code, Code::Timeout);
         assert_eq!(from_device(tailscale::Error::KeyFileRead, "x").code, Code::KeyFile);
-        assert_eq!(from_device(tailscale::Error::UnstableEnvVar, "x").code, Code::ExperimentNotAcknowledged);
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tailscale::keys::{NodeState, PersistState};
+use tailscale::keys::PersistState;
 
 use crate::error::{Code, Failure, Result};
 
@@ -14,27 +14,19 @@ struct KeyFile {
     key_state: PersistState,
 }
 
-/// The format written before tailscale-rs 0.5, with key pairs and disco keys.
-#[derive(Deserialize)]
-struct LegacyKeyFile {
-    key_state: NodeState,
-}
-
-pub enum Parsed {
-    Current(PersistState),
-    /// An old-format file; the state should be written back in the current format.
-    Legacy(PersistState),
-}
-
-pub fn parse(bytes: &[u8]) -> std::result::Result<Parsed, String> {
-    match serde_json::from_slice::<KeyFile>(bytes) {
-        Ok(file) => Ok(Parsed::Current(file.key_state)),
-        Err(current_error) => match serde_json::from_slice::<LegacyKeyFile>(bytes) {
-            Ok(legacy) => Ok(Parsed::Legacy(PersistState::from(&legacy.key_state))),
-            // Report why the current format failed: that is the one people write.
-            Err(_) => Err(current_error.to_string()),
-        },
-    }
+/// Parses a key file's bytes. The format before tailscale-rs 0.5 (key pairs and disco keys
+/// under `node_keys`, `machine_keys`, ...) is no longer read, as by the crate since 0.6: it is
+/// named in the error so its owner knows why.
+pub fn parse(bytes: &[u8]) -> std::result::Result<PersistState, String> {
+    serde_json::from_slice::<KeyFile>(bytes).map(|file| file.key_state).map_err(|error| {
+        let legacy = serde_json::from_slice::<serde_json::Value>(bytes)
+            .is_ok_and(|value| value.pointer("/key_state/node_keys").is_some());
+        if legacy {
+            "written by tailscale-rs before 0.5, a format this version no longer reads".to_string()
+        } else {
+            error.to_string()
+        }
+    })
 }
 
 pub fn to_json(state: &PersistState) -> String {
@@ -47,7 +39,7 @@ pub fn to_json(state: &PersistState) -> String {
 /// Parses in-memory key state given as the key file's JSON.
 pub fn from_json(json: &str) -> Result<PersistState> {
     match parse(json.as_bytes()) {
-        Ok(Parsed::Current(state) | Parsed::Legacy(state)) => Ok(state),
+        Ok(state) => Ok(state),
         // serde's message may quote the input, which holds private keys: keep only the position.
         Err(reason) => Err(Failure::invalid_secret(
             "keyState",
@@ -73,12 +65,7 @@ pub fn load_or_create(path: &Path, on_bad_format: OnBadFormat) -> Result<Persist
     let shown = path.display();
     match std::fs::read(path) {
         Ok(bytes) => match parse(&bytes) {
-            Ok(Parsed::Current(state)) => Ok(state),
-            Ok(Parsed::Legacy(state)) => {
-                write_atomically(path, &state)?;
-                tracing::info!(key_file = %shown, "migrated key file to the current format");
-                Ok(state)
-            }
+            Ok(state) => Ok(state),
             Err(reason) => match on_bad_format {
                 OnBadFormat::Error => Err(Failure::new(
                     Code::KeyFile,
@@ -224,9 +211,9 @@ pub struct PublicKeys {
 
 pub fn public_keys(state: &PersistState) -> PublicKeys {
     PublicKeys {
-        machine_key: state.machine_key.public_key().to_string(),
-        node_key: state.node_key.public_key().to_string(),
-        network_lock_key: state.network_lock_key.public_key().to_string(),
+        machine_key: state.machine_key.import().public.to_string(),
+        node_key: state.node_key.import().public.to_string(),
+        network_lock_key: state.network_lock_key.import().public.to_string(),
     }
 }
 
@@ -285,7 +272,7 @@ mod tests {
         let backup = dir.join("keys.json.invalid");
         assert_eq!(std::fs::read(&backup).unwrap(), b"garbage");
         assert_private(&backup);
-        assert!(matches!(parse(&std::fs::read(&path).unwrap()), Ok(Parsed::Current(_))));
+        assert!(parse(&std::fs::read(&path).unwrap()).is_ok());
     }
 
     #[test]
@@ -301,21 +288,28 @@ mod tests {
     }
 
     #[test]
-    fn legacy_file_is_migrated() {
+    fn file_from_the_previous_release_keeps_its_keys() {
+        let fixture = include_str!("../test/fixtures/key-file-0.5.json");
+        let expected: serde_json::Value =
+            serde_json::from_str(include_str!("../test/fixtures/key-file-0.5.public.json")).unwrap();
+        let keys = public_keys(&from_json(fixture).unwrap());
+        assert_eq!(keys.node_key, expected["nodeKey"]);
+        assert_eq!(keys.machine_key, expected["machineKey"]);
+        assert_eq!(keys.network_lock_key, expected["networkLockKey"]);
+    }
+
+    #[test]
+    fn pre_0_5_file_is_named_and_left_untouched() {
         let dir = temp_dir("legacy");
         let path = dir.join("keys.json");
-        let legacy = NodeState::generate();
-        let expected_node_key = legacy.node_keys.public.to_string();
-        let json = serde_json::json!({ "key_state": {
-            "disco_keys": serde_json::to_value(&legacy.disco_keys).unwrap(),
-            "machine_keys": serde_json::to_value(&legacy.machine_keys).unwrap(),
-            "network_lock_keys": serde_json::to_value(&legacy.network_lock_keys).unwrap(),
-            "node_keys": serde_json::to_value(&legacy.node_keys).unwrap(),
-        }});
-        std::fs::write(&path, json.to_string()).unwrap();
-        let state = load_or_create(&path, OnBadFormat::Error).unwrap();
-        assert_eq!(public_keys(&state).node_key, expected_node_key);
-        assert!(matches!(parse(&std::fs::read(&path).unwrap()), Ok(Parsed::Current(_))));
+        let legacy = br#"{"key_state":{"node_keys":{"private":"privkey:00"},"machine_keys":{}}}"#;
+        std::fs::write(&path, legacy).unwrap();
+        let failure = match load_or_create(&path, OnBadFormat::Error) {
+            Err(failure) => failure,
+            Ok(_) => panic!("a pre-0.5 key file must not load"),
+        };
+        assert!(failure.message.contains("before 0.5"), "{}", failure.message);
+        assert_eq!(std::fs::read(&path).unwrap(), legacy);
     }
 
     #[test]

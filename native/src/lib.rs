@@ -6,6 +6,7 @@
 mod address;
 mod device;
 mod error;
+mod health;
 mod keys;
 mod logging;
 mod node_info;
@@ -83,7 +84,7 @@ pub struct BuildInfo {
 #[napi]
 pub fn build_info() -> BuildInfo {
     BuildInfo {
-        tailscale_crate: "0.5.0".to_string(),
+        tailscale_crate: env!("TAILSCALE_CRATE_VERSION").to_string(),
         local_tailnet: cfg!(feature = "local-tailnet"),
     }
 }

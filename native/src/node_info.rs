@@ -120,7 +120,7 @@ mod tests {
     use ts_control::{NodeLastSeen, NodeStatus as S, StableNodeId, TailnetAddress};
 
     fn node() -> Node {
-        let node_key = NodeKeyPair::new().public;
+        let node_key = NodeKeyPair::random().public;
         Node {
             id: 42,
             stable_id: StableNodeId("nSTABLE1CNTRL".into()),
@@ -139,8 +139,8 @@ mod tests {
             },
             node_key,
             node_key_expiry: Some(chrono::Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap()),
-            machine_key: Some(MachineKeyPair::new().public),
-            disco_key: Some(DiscoKeyPair::new().public),
+            machine_key: Some(MachineKeyPair::random().public),
+            disco_key: Some(DiscoKeyPair::random().public),
             tailnet_lock_key_signature: Some(vec![1, 2, 3]),
             accepted_routes: vec!["100.64.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
             underlay_addresses: vec!["127.0.0.1:41641".parse().unwrap(), "[::1]:41641".parse().unwrap()],

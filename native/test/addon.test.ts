@@ -9,7 +9,6 @@ import { adminRequest, type RunningHarness, startHarness } from "../../packages/
 import type * as Native from "../index.js"
 
 const native = createRequire(import.meta.url)("../index.js") as typeof Native
-const ACK = "this_is_unstable_software"
 
 const rejection = async (promise: Promise<unknown>): Promise<string> => {
   try {
@@ -33,21 +32,15 @@ const tempDir = () => mkdtemp(join(tmpdir(), "ts-native-test-"))
 
 describe("addon without a tailnet", () => {
   it("is the local-tailnet build", () => {
-    expect(native.buildInfo()).toEqual({ tailscaleCrate: "0.5.0", localTailnet: true })
+    expect(native.buildInfo()).toEqual({ tailscaleCrate: "0.6.1", localTailnet: true })
   })
 
-  it("refuses to connect until the experiment is acknowledged, and says how", async () => {
-    const saved = process.env.TS_RS_EXPERIMENT
-    delete process.env.TS_RS_EXPERIMENT
-    try {
-      const keyFile = join(await tempDir(), "keys.json")
-      const message = await rejection(native.Device.connect({ hostname: "demo", keyFile }))
-      expect(message).toMatch(/^EXPERIMENT_NOT_ACKNOWLEDGED: /)
-      expect(message).toContain(`TS_RS_EXPERIMENT=${ACK}`)
-      await expect(stat(keyFile)).rejects.toMatchObject({ code: "ENOENT" })
-    } finally {
-      if (saved !== undefined) process.env.TS_RS_EXPERIMENT = saved
-    }
+  it("loads a key file written by the previous release with the same keys", async () => {
+    const fixtures = join(import.meta.dirname, "fixtures")
+    const keyFile = join(await tempDir(), "keys.json")
+    await writeFile(keyFile, await readFile(join(fixtures, "key-file-0.5.json")), { mode: 0o600 })
+    const expected = JSON.parse(await readFile(join(fixtures, "key-file-0.5.public.json"), "utf8"))
+    expect(native.publicKeys(await native.loadKeyFile(keyFile))).toEqual(expected)
   })
 
   it.each([
@@ -72,7 +65,6 @@ describe("addon without a tailnet", () => {
   })
 
   it("reports a control URL nobody listens on as unreachable, quickly", async () => {
-    process.env.TS_RS_EXPERIMENT = ACK
     const started = Date.now()
     const message = await rejection(
       native.Device.connect({ controlUrl: "http://127.0.0.1:9", hostname: "nobody", connectTimeoutMs: 10_000 })
@@ -98,7 +90,6 @@ describe("addon without a tailnet", () => {
     const message = await rejection(native.loadKeyFile(path))
     expect(message).toMatch(/^KEY_FILE: key file .* left untouched/)
     expect(message).not.toContain("privkey:0011")
-    process.env.TS_RS_EXPERIMENT = ACK
     expect(await rejection(native.Device.connect({ keyFile: path, hostname: "demo" }))).toMatch(/^KEY_FILE: /)
     expect(await readFile(path)).toEqual(corrupt)
     expect((await stat(path)).mode & 0o777).toBe(0o640)
@@ -137,7 +128,6 @@ describe("addon on the loopback tailnet", () => {
   let info: { controlUrl: string; authKey: string; adminUrl: string; peer: { ipv4: string } }
 
   beforeAll(async () => {
-    process.env.TS_RS_EXPERIMENT = ACK
     harness = await startHarness()
     info = harness.ready as typeof info
   }, 120_000)
@@ -258,8 +248,7 @@ describe("addon on the loopback tailnet", () => {
         console.log(JSON.stringify({ graceful: await device.shutdown(5000) }));
       })();`
     const { stdout } = await promisify(execFile)(process.execPath, ["-e", script], {
-      timeout: 30_000,
-      env: { ...process.env, TS_RS_EXPERIMENT: ACK }
+      timeout: 30_000
     })
     expect(JSON.parse(stdout.trim())).toEqual({ graceful: true })
   }, 60_000)

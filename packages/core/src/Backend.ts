@@ -18,7 +18,6 @@
 
 /** Stable error codes carried by backend rejections. */
 export const BackendErrorCodes = [
-  "EXPERIMENT_NOT_ACKNOWLEDGED",
   "KEY_FILE",
   "INVALID_ARGUMENT",
   "CONTROL_UNREACHABLE",

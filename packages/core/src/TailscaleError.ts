@@ -9,16 +9,6 @@ import { type BackendErrorCode, BackendErrorCodes } from "./Backend.ts"
 
 const ReasonFields = { message: Schema.String }
 
-/** `TS_RS_EXPERIMENT` is not set: tailscale-rs requires an explicit acknowledgement that it is experimental. Set it (or `acknowledgeUnstable: true`). */
-export class ExperimentNotAcknowledged extends Schema.TaggedError<ExperimentNotAcknowledged>()(
-  "ExperimentNotAcknowledged",
-  ReasonFields
-) {
-  get isRetryable(): boolean {
-    return false
-  }
-}
-
 /** The key file cannot be read, created, parsed or written. An invalid file is never overwritten unless asked. */
 export class KeyFile extends Schema.TaggedError<KeyFile>()("KeyFile", ReasonFields) {
   get isRetryable(): boolean {
@@ -116,7 +106,6 @@ export class Internal extends Schema.TaggedError<Internal>()("Internal", {
 }
 
 export const TailscaleErrorReason = Schema.Union([
-  ExperimentNotAcknowledged,
   KeyFile,
   InvalidArgument,
   ControlUnreachable,
@@ -164,8 +153,6 @@ const backendMessage = /^([A-Z_]+): ([\s\S]*)$/
 
 const fromCode = (code: BackendErrorCode, message: string): TailscaleErrorReason => {
   switch (code) {
-    case "EXPERIMENT_NOT_ACKNOWLEDGED":
-      return new ExperimentNotAcknowledged({ message })
     case "KEY_FILE":
       return new KeyFile({ message })
     case "INVALID_ARGUMENT":

@@ -87,7 +87,6 @@ describe("Tailscale.make", () => {
 
 describe("errors from the backend", () => {
   it.effect.each([
-    ["EXPERIMENT_NOT_ACKNOWLEDGED", "ExperimentNotAcknowledged", false],
     ["KEY_FILE", "KeyFile", false],
     ["INVALID_ARGUMENT", "InvalidArgument", false],
     ["CONTROL_UNREACHABLE", "ControlUnreachable", true],

@@ -4,7 +4,7 @@
  * whatever the exit.
  *
  * ```ts
- * const TailscaleLive = NodeTailscale.layerConfig({ acknowledgeUnstable: Config.succeed(true) })
+ * const TailscaleLive = NodeTailscale.layerConfig({ hostname: Config.succeed("worker") })
  * ```
  *
  * @since 0.1.0
@@ -19,22 +19,11 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as NativeBackend from "./NativeBackend.ts"
 
-export interface NodeTailscaleOptions extends TailscaleOptions {
-  /**
-   * Acknowledges that tailscale-rs is experimental software with unvalidated cryptography, by
-   * setting `TS_RS_EXPERIMENT=this_is_unstable_software` for this process. Without it (or the
-   * variable set by you), connecting fails with `ExperimentNotAcknowledged`.
-   */
-  readonly acknowledgeUnstable?: boolean | undefined
-}
-
-const EXPERIMENT_VAR = "TS_RS_EXPERIMENT"
-const EXPERIMENT_VALUE = "this_is_unstable_software"
+export type NodeTailscaleOptions = TailscaleOptions
 
 /** Connects a device for the current scope. */
 export const make = (options: NodeTailscaleOptions = {}): Effect.Effect<TailscaleService, TailscaleError, Scope.Scope> =>
   Effect.gen(function*() {
-    if (options.acknowledgeUnstable === true) process.env[EXPERIMENT_VAR] = EXPERIMENT_VALUE
     const backend = yield* NativeBackend.make()
     return yield* Tailscale_.make(backend, options)
   })

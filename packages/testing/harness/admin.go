@@ -79,6 +79,33 @@ func startAdmin(ctl *control, p *peer, authKey string) string {
 		}
 		writeJSON(w, map[string]bool{"disconnected": true})
 	})
+	// Control going away and coming back on the same address with the same state: stop drops
+	// the listener and every connection, start listens again, restart does both with ?downMs=
+	// (default 300) in between.
+	mux.HandleFunc("POST /control-stop", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]bool{"stopped": ctl.serving.stop()})
+	})
+	mux.HandleFunc("POST /control-start", func(w http.ResponseWriter, r *http.Request) {
+		started, err := ctl.serving.start()
+		if err != nil {
+			http.Error(w, "listen: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, map[string]bool{"started": started})
+	})
+	mux.HandleFunc("POST /control-restart", func(w http.ResponseWriter, r *http.Request) {
+		down, err := strconv.Atoi(r.FormValue("downMs"))
+		if err != nil || down < 0 {
+			down = 300
+		}
+		ctl.serving.stop()
+		time.Sleep(time.Duration(down) * time.Millisecond)
+		if _, err := ctl.serving.start(); err != nil {
+			http.Error(w, "listen: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, map[string]int{"downMs": down})
+	})
 	mux.HandleFunc("GET /map-requests", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ctl.counts.snapshot())
 	})

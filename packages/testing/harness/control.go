@@ -15,6 +15,7 @@ import (
 type control struct {
 	url      string
 	server   *testcontrol.Server
+	serving  *restartable
 	counts   *mapRequestCounts
 	sessions *sessions
 	mu       sync.Mutex // guards server.RequireAuth writes
@@ -101,8 +102,104 @@ func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duratio
 			return hold(req)
 		},
 	}
-	go http.Serve(ln, ctl)
-	return &control{url: ctl.ExplicitBaseURL, server: ctl, counts: counts, sessions: polls}
+	serving := &restartable{addr: ln.Addr().String(), handler: ctl}
+	serving.serve(ln)
+	return &control{url: ctl.ExplicitBaseURL, server: ctl, serving: serving, counts: counts, sessions: polls}
+}
+
+// restartable serves control on one fixed address and can drop everything at once, as when a
+// control server is killed and started again: the listener and every open connection (the
+// Noise sessions are hijacked, so http.Server.Close alone would leave them open) close, and a
+// later start listens on the same address with the same state.
+type restartable struct {
+	addr    string
+	handler http.Handler
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[net.Conn]struct{}
+}
+
+func (r *restartable) serve(ln net.Listener) {
+	r.mu.Lock()
+	r.ln = ln
+	r.conns = map[net.Conn]struct{}{}
+	r.mu.Unlock()
+	go http.Serve(trackedListener{ln, r}, r.handler)
+}
+
+// stop closes the listener and every connection; false when already stopped.
+func (r *restartable) stop() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ln == nil {
+		return false
+	}
+	r.ln.Close()
+	for c := range r.conns {
+		c.Close()
+	}
+	r.ln, r.conns = nil, nil
+	return true
+}
+
+// start listens on the same address again; false when already serving.
+func (r *restartable) start() (bool, error) {
+	r.mu.Lock()
+	serving := r.ln != nil
+	r.mu.Unlock()
+	if serving {
+		return false, nil
+	}
+	ln, err := net.Listen("tcp", r.addr)
+	if err != nil {
+		return false, err
+	}
+	r.serve(ln)
+	return true, nil
+}
+
+func (r *restartable) track(c net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conns == nil {
+		return false
+	}
+	r.conns[c] = struct{}{}
+	return true
+}
+
+func (r *restartable) forget(c net.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.conns, c)
+}
+
+type trackedListener struct {
+	net.Listener
+	owner *restartable
+}
+
+func (l trackedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if !l.owner.track(c) {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	return &trackedConn{Conn: c, owner: l.owner}, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	owner *restartable
+	once  sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.owner.forget(c.Conn) })
+	return c.Conn.Close()
 }
 
 // throttleLiteUpdates holds a node's non-streaming map requests once it has sent a burst of

@@ -147,7 +147,6 @@ export const connect = (options: DeviceOptions = {}) =>
   Effect.gen(function*() {
     const tailnet = yield* LocalTailnet
     return yield* NodeTailscale.make({
-      acknowledgeUnstable: true,
       ephemeral: true,
       // The crate's records are noise in test output; TS_TEST_LOG=debug (etc.) shows them.
       logFilter: process.env.TS_TEST_LOG ?? "off",

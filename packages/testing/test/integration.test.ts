@@ -72,7 +72,7 @@ describe("loopback tailnet", () => {
     it.effect("a control URL nobody listens on is ControlUnreachable", () =>
       Effect.gen(function*() {
         const exit = yield* Effect.exit(
-          NodeTailscale.make({ acknowledgeUnstable: true, hostname: "nowhere", controlUrl: "http://127.0.0.1:9" })
+          NodeTailscale.make({ hostname: "nowhere", controlUrl: "http://127.0.0.1:9" })
         )
         assert.isTrue(Exit.isFailure(exit))
         assert.include(Exit.isFailure(exit) ? exit.cause.toString() : "", "ControlUnreachable")
