@@ -28,6 +28,7 @@ export const BackendErrorCodes = [
   "ADDRESS_IN_USE",
   "MESSAGE_TOO_LARGE",
   "DEVICE_CLOSED",
+  "DEVICE_LOST",
   "INTERNAL"
 ] as const
 
@@ -129,6 +130,17 @@ export interface RawDevice {
   udpBind(ip: string, port: number): Promise<RawUdpSocket>
   /** Stops the device. Resolves `true` when it stopped gracefully within the timeout. Idempotent. */
   shutdown(timeoutMs: number): Promise<boolean>
+  /**
+   * Resolves with the cause once the device is lost (its runtime is gone: every call then fails
+   * with `DEVICE_LOST`, its sockets with `DEVICE_CLOSED`), or with `null` once it is shut down.
+   * Optional: without it, core never sees a device as lost.
+   */
+  waitLost?(): Promise<string | null>
+  /**
+   * A new device built like this one (same options and identity) for when it is lost.
+   * Optional: without it, core connects again with the same options.
+   */
+  respawn?(): Promise<RawDevice>
 }
 
 export interface RawConnectOptions {

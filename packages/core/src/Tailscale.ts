@@ -19,12 +19,17 @@ import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
+import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import { type BindAddress, type DialTarget, formatIp, type IpInput, parseDialTarget, parseIp, parsePort } from "./Address.ts"
 import { AuthState } from "./AuthState.ts"
-import type { Backend, RawConnectOptions, RawDevice } from "./Backend.ts"
+import type { Backend, RawConnectOptions } from "./Backend.ts"
+import type { DeviceState } from "./DeviceState.ts"
 import * as Logs from "./internal/logs.ts"
 import { open } from "./internal/owned.ts"
+import { defaultReconnectSchedule, type Generation, supervise } from "./internal/supervisor.ts"
 import { cachedDecoder, type NodeInfo } from "./NodeInfo.ts"
 import { fromBackend, internal, invalidArgument, type TailscaleError } from "./TailscaleError.ts"
 import * as TcpListener from "./TcpListener.ts"
@@ -72,6 +77,10 @@ export interface TailscaleService {
     port: number,
     options?: BindOptions
   ) => Effect.Effect<UdpSocket.UdpSocket, TailscaleError, Scope.Scope>
+  /** Where the device is now: `Connecting`, `NeedsLogin`, `Running`, `Reconnecting` or `Stopped`. */
+  readonly state: Effect.Effect<DeviceState>
+  /** The current state, then every change, until the device stops. */
+  readonly states: Stream.Stream<DeviceState>
   /**
    * Stops the device now (the layer does it anyway when its scope closes). Succeeds with `true`
    * when it stopped gracefully within the shutdown timeout. Idempotent.
@@ -99,6 +108,17 @@ export interface TailscaleOptions {
   readonly clientName?: string | undefined
   /** `RUST_LOG`-style filter for the backend's log records (default `"warn"`; `"off"` for none). */
   readonly logFilter?: string | undefined
+  /**
+   * When the device is lost (the crate's runtime stopped, e.g. after control was away too long),
+   * build it again from the same identity (default `true`). With `false`, every later call
+   * fails with `DeviceLost` and the state becomes `Stopped`.
+   */
+  readonly reconnect?: boolean | undefined
+  /**
+   * Delays between attempts to build a lost device again. Default: exponential from 250 ms,
+   * doubling up to 30 s, jittered, until the scope closes.
+   */
+  readonly reconnectSchedule?: Schedule.Schedule<unknown, TailscaleError> | undefined
 }
 
 const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/
@@ -156,31 +176,41 @@ export const make: (
   const connectOptions = yield* validateOptions(options)
   yield* Logs.forward(backend, options.logFilter ?? "warn")
 
-  let shutdownResult: Promise<boolean> | undefined
-  const stop = (device: RawDevice) =>
-    Effect.promise(() => {
-      shutdownResult ??= device.shutdown(toMillis(timeouts.shutdown) ?? 5_000).catch(() => false)
-      return shutdownResult
-    })
-
   const connectMs = toMillis(timeouts.connect)
-  const device = yield* Effect.acquireRelease(
-    Effect.tryPromise({
-      try: () => backend.connect({ ...connectOptions, ...(connectMs === undefined ? {} : { connectTimeoutMs: connectMs }) }),
-      catch: (error) => fromBackend("connect", error)
-    }).pipe(within("connect", timeouts.connect)),
-    (device, exit) =>
-      stop(device).pipe(
-        Effect.tap((graceful) =>
-          Effect.logDebug("tailscale device shut down").pipe(
-            Effect.annotateLogs({ graceful, exit: Exit.isSuccess(exit) ? "success" : "failure or interruption" })
-          )
-        )
+  const connectAgain = () =>
+    backend.connect({ ...connectOptions, ...(connectMs === undefined ? {} : { connectTimeoutMs: connectMs }) })
+  // A device that arrives after the caller gave up (timeout, interruption) is shut down.
+  const supervised = yield* Effect.uninterruptibleMask((restore) =>
+    restore(
+      open(
+        () => connectAgain().then((device) => ({ device, close: () => void device.shutdown(0) })),
+        (error) => fromBackend("connect", error)
+      ).pipe(within("connect", timeouts.connect))
+    ).pipe(
+      Effect.flatMap(({ device }) =>
+        supervise(device, {
+          reconnect: options.reconnect ?? true,
+          schedule: options.reconnectSchedule ?? defaultReconnectSchedule,
+          shutdownMs: toMillis(timeouts.shutdown) ?? 5_000,
+          connectAgain
+        })
       )
+    )
+  )
+  yield* Effect.addFinalizer((exit) =>
+    Effect.logDebug("tailscale device shut down").pipe(
+      Effect.annotateLogs({ exit: Exit.isSuccess(exit) ? "success" : "failure or interruption" })
+    )
   )
 
-  const call = <A>(operation: string, limit: Duration.Input, run: () => Promise<A>) =>
-    Effect.tryPromise({ try: run, catch: (error) => fromBackend(operation, error) }).pipe(within(operation, limit))
+  const withDevice = <A>(operation: string, run: (device: Generation) => Promise<A>) =>
+    Effect.flatMap(
+      supervised.current,
+      (device) => Effect.tryPromise({ try: () => run(device), catch: (error) => fromBackend(operation, error) })
+    )
+
+  const call = <A>(operation: string, limit: Duration.Input, run: (device: Generation) => Promise<A>) =>
+    withDevice(operation, run).pipe(within(operation, limit))
 
   const netmapLimit = (options?: CallOptions) => options?.timeout ?? timeouts.netmap
 
@@ -191,9 +221,9 @@ export const make: (
       : Effect.fail(internal(`${family}: the backend sent ${JSON.stringify(text)}`))
   }
   const ownIpv4 = (limit: Duration.Input) =>
-    call("ipv4", limit, () => device.ipv4()).pipe(Effect.flatMap(decodeAddress("ipv4", NetAddress.ipv4FromString)))
+    call("ipv4", limit, (d) => d.raw.ipv4()).pipe(Effect.flatMap(decodeAddress("ipv4", NetAddress.ipv4FromString)))
   const ownIpv6 = (limit: Duration.Input) =>
-    call("ipv6", limit, () => device.ipv6()).pipe(Effect.flatMap(decodeAddress("ipv6", NetAddress.ipv6FromString)))
+    call("ipv6", limit, (d) => d.raw.ipv6()).pipe(Effect.flatMap(decodeAddress("ipv6", NetAddress.ipv6FromString)))
 
   const bindIp = (address: BindAddress | undefined, limit: Duration.Input) =>
     address === undefined || address === "ipv4" || address === "ipv6"
@@ -207,11 +237,11 @@ export const make: (
   const service: TailscaleService = {
     ipv4: ownIpv4(timeouts.netmap).pipe(Effect.withSpan("Tailscale.ipv4")),
     ipv6: ownIpv6(timeouts.netmap).pipe(Effect.withSpan("Tailscale.ipv6")),
-    self: call("self", timeouts.netmap, () => device.selfNode()).pipe(
+    self: call("self", timeouts.netmap, (d) => d.raw.selfNode()).pipe(
       Effect.flatMap(decodeNodeInfo),
       Effect.withSpan("Tailscale.self")
     ),
-    authState: call("authState", timeouts.netmap, () => device.authState()).pipe(
+    authState: call("authState", timeouts.netmap, (d) => d.raw.authState()).pipe(
       Effect.map((state) =>
         state.authorized ? AuthState.Authorized() : AuthState.NeedsLogin({ url: state.loginUrl ?? "" })
       ),
@@ -219,17 +249,17 @@ export const make: (
     ),
     peerByName: Effect.fn("Tailscale.peerByName")(function*(name: string, options?: CallOptions) {
       if (name.replace(/\.$/, "") === "") return yield* Effect.fail(invalidArgument("name", "must not be empty"))
-      const raw = yield* call("peerByName", netmapLimit(options), () => device.peerByName(name))
+      const raw = yield* call("peerByName", netmapLimit(options), (d) => d.raw.peerByName(name))
       return yield* decodeOptional(raw)
     }),
     peerByIp: Effect.fn("Tailscale.peerByIp")(function*(input: IpInput, options?: CallOptions) {
       const ip = yield* parseIp("ip", input)
-      const raw = yield* call("peerByIp", netmapLimit(options), () => device.peerByIp(formatIp(ip)))
+      const raw = yield* call("peerByIp", netmapLimit(options), (d) => d.raw.peerByIp(formatIp(ip)))
       return yield* decodeOptional(raw)
     }),
     peersWithRoute: Effect.fn("Tailscale.peersWithRoute")(function*(input: IpInput, options?: CallOptions) {
       const ip = yield* parseIp("ip", input)
-      const raw = yield* call("peersWithRoute", netmapLimit(options), () => device.peersWithRoute(formatIp(ip)))
+      const raw = yield* call("peersWithRoute", netmapLimit(options), (d) => d.raw.peersWithRoute(formatIp(ip)))
       return yield* Effect.forEach(raw, decodeNodeInfo)
     }),
     dial: Effect.fn("Tailscale.dial")(function*(target: DialTarget, options?: CallOptions) {
@@ -240,7 +270,7 @@ export const make: (
         if (parsed._tag === "Ip") {
           ip = parsed.ip
         } else {
-          const peer = yield* call("dial", "Infinity", () => device.peerByName(parsed.name)).pipe(
+          const peer = yield* call("dial", "Infinity", (d) => d.raw.peerByName(parsed.name)).pipe(
             Effect.flatMap(decodeOptional)
           )
           if (Option.isNone(peer)) {
@@ -248,7 +278,9 @@ export const make: (
           }
           ip = parsed.family === "ipv6" ? peer.value.ipv6 : peer.value.ipv4
         }
-        return yield* open(() => device.tcpConnect(formatIp(ip), parsed.port), (error) => fromBackend("dial", error))
+        const device = yield* supervised.current
+        const raw = yield* open(() => device.raw.tcpConnect(formatIp(ip), parsed.port), (error) => fromBackend("dial", error))
+        return device.stream(raw)
       })
       // The connection is owned by the scope the moment it exists, even if interrupted here.
       return yield* Effect.uninterruptibleMask((restore) =>
@@ -259,7 +291,10 @@ export const make: (
       const valid = yield* parsePort("port", port)
       const ip = yield* bindIp(options?.address, options?.timeout ?? timeouts.netmap)
       return yield* Effect.uninterruptibleMask((restore) =>
-        restore(open(() => device.tcpListen(formatIp(ip), valid), (error) => fromBackend("listen", error))).pipe(
+        restore(Effect.flatMap(supervised.current, (device) =>
+          open(() => device.raw.tcpListen(formatIp(ip), valid), (error) => fromBackend("listen", error)).pipe(
+            Effect.map(device.listener)
+          ))).pipe(
           Effect.flatMap(TcpListener.fromRaw)
         )
       )
@@ -273,12 +308,19 @@ export const make: (
       const valid = yield* parsePort("port", port)
       const ip = yield* bindIp(options?.address, options?.timeout ?? timeouts.netmap)
       return yield* Effect.uninterruptibleMask((restore) =>
-        restore(open(() => device.udpBind(formatIp(ip), valid), (error) => fromBackend("bindUdp", error))).pipe(
+        restore(Effect.flatMap(supervised.current, (device) =>
+          open(() => device.raw.udpBind(formatIp(ip), valid), (error) => fromBackend("bindUdp", error)).pipe(
+            Effect.map(device.udp)
+          ))).pipe(
           Effect.flatMap(UdpSocket.fromRaw)
         )
       )
     }),
-    shutdown: stop(device).pipe(Effect.withSpan("Tailscale.shutdown"))
+    state: SubscriptionRef.get(supervised.state),
+    states: SubscriptionRef.changes(supervised.state).pipe(
+      Stream.takeUntil((state) => state._tag === "Stopped")
+    ),
+    shutdown: supervised.shutdown.pipe(Effect.withSpan("Tailscale.shutdown"))
   }
   return service
 })

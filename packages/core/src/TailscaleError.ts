@@ -88,6 +88,18 @@ export class DeviceClosed extends Schema.TaggedError<DeviceClosed>()("DeviceClos
   }
 }
 
+/**
+ * The device was lost: the crate's runtime behind it stopped (for example after control was away
+ * for longer than the crate retries). Its pending calls and open sockets end with this reason;
+ * unless reconnection is turned off, the layer builds the device again and later calls wait for
+ * it. Safe to retry.
+ */
+export class DeviceLost extends Schema.TaggedError<DeviceLost>()("DeviceLost", ReasonFields) {
+  get isRetryable(): boolean {
+    return true
+  }
+}
+
 /** The native addon cannot be loaded (not built, or built for another platform). The message says what to do. */
 export class NativeUnavailable extends Schema.TaggedError<NativeUnavailable>()("NativeUnavailable", ReasonFields) {
   get isRetryable(): boolean {
@@ -116,6 +128,7 @@ export const TailscaleErrorReason = Schema.Union([
   AddressInUse,
   MessageTooLarge,
   DeviceClosed,
+  DeviceLost,
   NativeUnavailable,
   Internal
 ])
@@ -143,6 +156,11 @@ export const timeout = (operation: string, after: string): TailscaleError =>
 
 export const deviceClosed = (what: string): TailscaleError =>
   new TailscaleError({ reason: new DeviceClosed({ message: `the ${what} is closed` }) })
+
+export const deviceLost = (what: string, cause: string): TailscaleError =>
+  new TailscaleError({
+    reason: new DeviceLost({ message: `${what}: the device's runtime has stopped (${cause}); it must be connected again` })
+  })
 
 export const internal = (message: string, cause?: unknown): TailscaleError =>
   new TailscaleError({ reason: new Internal({ message, ...(cause === undefined ? {} : { cause }) }) })
@@ -173,6 +191,8 @@ const fromCode = (code: BackendErrorCode, message: string): TailscaleErrorReason
       return new MessageTooLarge({ message })
     case "DEVICE_CLOSED":
       return new DeviceClosed({ message })
+    case "DEVICE_LOST":
+      return new DeviceLost({ message })
     case "INTERNAL":
       return new Internal({ message })
   }

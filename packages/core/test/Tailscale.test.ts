@@ -481,6 +481,10 @@ describe("giving up on a wait", () => {
       })))
       yield* Effect.yieldNow
       yield* Fiber.interrupt(fiber)
+      // Interrupted while connecting, the device is shut down when it arrives.
+      for (let turn = 0; turn < 10 && calls.shutdown === 0; turn++) {
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      }
       assert.strictEqual(calls.shutdown, 1)
       assert.strictEqual(calls.unsubscribed, 1)
     }))

@@ -29,6 +29,7 @@ export interface EchoPeer {
 export interface JoinOptions {
   readonly authKey?: Redacted.Redacted<string> | undefined
   readonly withoutAuthKey?: boolean | undefined
+  readonly reconnect?: boolean | undefined
 }
 
 export interface TailnetProviderService {
@@ -45,6 +46,12 @@ export interface TailnetProviderService {
   readonly waitLeft: (nodeKey: string) => Effect.Effect<void, unknown>
   /** Whether the echo peer's network map lists `ip`. */
   readonly echoPeerSees: (ip: string) => Effect.Effect<boolean, unknown>
+  /**
+   * Loses the device called `hostname` the way this tailnet does: the fake's fault, or (on the
+   * loopback tailnet) control restarted after 300 ms away, which stops the runtime of every
+   * tailscale-rs device on it.
+   */
+  readonly loseDevice: (hostname: string) => Effect.Effect<void, unknown>
 }
 
 export class TailnetProvider extends Context.Service<TailnetProvider, TailnetProviderService>()(
@@ -92,7 +99,8 @@ export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
       completeLogin: (url) => Effect.asVoid(tailnet.completeLogin(url)),
       // A fake device leaves the moment its scope closes.
       waitLeft: () => Effect.void,
-      echoPeerSees: (ip) => Effect.map(peer.peerByIp(ip), Option.isSome)
+      echoPeerSees: (ip) => Effect.map(peer.peerByIp(ip), Option.isSome),
+      loseDevice: (hostname) => tailnet.loseDevice(hostname)
     }
   })
 ).pipe(Layer.provide(fakeTailnetLayer()))
@@ -112,7 +120,8 @@ export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect
       requireLogin: tailnet.requireLogin,
       completeLogin: tailnet.completeLogin,
       waitLeft: (nodeKey) => tailnet.waitForDisconnect(nodeKey),
-      echoPeerSees: (ip) => Effect.map(tailnet.peers, (peers) => peers.some((view) => view.ipv4 === ip))
+      echoPeerSees: (ip) => Effect.map(tailnet.peers, (peers) => peers.some((view) => view.ipv4 === ip)),
+      loseDevice: () => tailnet.restartControl(300)
     }
   })
 ).pipe(Layer.provide(localTailnetLayer()))

@@ -93,6 +93,12 @@ export interface FakeTailnetService {
   readonly setLatency: (latency: Duration.Input) => Effect.Effect<void>
   /** Drops every `n`th datagram (0: none). */
   readonly setUdpLoss: (everyNth: number) => Effect.Effect<void>
+  /**
+   * Loses the node's device, as when tailscale-rs's runtime stops: its calls fail with
+   * `DeviceLost`, its sockets close, and the service builds it again (same node, same addresses)
+   * unless reconnection is off.
+   */
+  readonly loseDevice: (hostname: string, cause?: string) => Effect.Effect<void>
 }
 
 export class FakeTailnet extends Context.Service<FakeTailnet, FakeTailnetService>()(
@@ -187,14 +193,20 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
       return node
     }
 
-    const connectDevice = async (connect: RawConnectOptions): Promise<RawDevice> => {
+    // Each connected device's way to be lost, by node.
+    const losers = new Map<Node, (cause: string) => void>()
+
+    const connectDevice = async (connect: RawConnectOptions, existing?: Node): Promise<RawDevice> => {
       if (controlDown) throw fail("CONTROL_UNREACHABLE", "connect: the control server is down")
       // Registration: immediate with the right key, refused with a wrong one, and with none
       // either refused or (with requireLogin) waiting for a person to approve a login URL.
       type Registration = { readonly _tag: "Ok"; readonly node: Node } | { readonly _tag: "Refused" }
       let registration: Promise<Registration>
       let loginUrl: string | undefined
-      if (connect.authKey === authKey) {
+      if (existing !== undefined) {
+        existing.offline = false
+        registration = Promise.resolve({ _tag: "Ok", node: existing })
+      } else if (connect.authKey === authKey) {
         registration = Promise.resolve({ _tag: "Ok", node: register(connect) })
       } else if (connect.authKey === undefined && requireLogin) {
         const url = `https://login.fake/a/${hex(next, 10)}`
@@ -211,13 +223,28 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
 
       let closed: Promise<boolean> | undefined
       let registered: Node | undefined
+      let lostCause: string | undefined
+      let settleEnded: (cause: string | null) => void = () => {}
+      const ended = new Promise<string | null>((resolve) => (settleEnded = resolve))
+      const lose = (cause: string) => {
+        if (closed || lostCause !== undefined || registered === undefined) return
+        lostCause = cause
+        closeSockets(registered)
+        registered.offline = true
+        losers.delete(registered)
+        settleEnded(cause)
+      }
       void registration.then((result) => {
         if (result._tag !== "Ok") return
         registered = result.node
+        losers.set(registered, lose)
         if (closed) stop() // shut down before registration finished
       })
       const closedError = () => fail("DEVICE_CLOSED", "the device is closed")
       const self = async (what: string): Promise<Node> => {
+        if (lostCause !== undefined) {
+          throw fail("DEVICE_LOST", `${what}: the device's runtime has stopped (${lostCause}); it must be connected again`)
+        }
         if (closed) throw closedError()
         if (controlDown) return never()
         const result = await registration
@@ -336,17 +363,25 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         },
         shutdown: (_timeoutMs) => {
           closed ??= Promise.resolve(stop())
+          settleEnded(lostCause ?? null)
           return closed
-        }
+        },
+        waitLost: () => ended,
+        respawn: () => connectDevice(connect, registered)
+      }
+      const closeSockets = (node: Node) => {
+        for (const stream of node.streams) stream.close()
+        for (const listener of node.listeners.values()) listener.close(closedError())
+        for (const socket of node.udp.values()) socket.close(closedError())
+        node.streams.clear()
+        node.listeners.clear()
+        node.udp.clear()
       }
       const stop = (): boolean => {
         if (loginUrl !== undefined) logins.delete(loginUrl)
-        if (registered === undefined) return true
-        for (const stream of registered.streams) stream.close()
-        for (const listener of registered.listeners.values()) listener.close(closedError())
-        for (const socket of registered.udp.values()) socket.close(closedError())
-        registered.listeners.clear()
-        registered.udp.clear()
+        if (registered === undefined || lostCause !== undefined) return true
+        losers.delete(registered)
+        closeSockets(registered)
         if (registered.ephemeral) nodes.delete(registered.id)
         else registered.offline = true
         return true
@@ -354,7 +389,7 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
       return device
     }
 
-    const backend: Backend = { connect: connectDevice }
+    const backend: Backend = { connect: (options) => connectDevice(options) }
     const find = (hostname: string) => [...nodes.values()].filter((node) => node.hostname === hostname)
 
     const service: FakeTailnetService = {
@@ -382,7 +417,9 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
       resetConnections: (hostname) =>
         Effect.sync(() => find(hostname).forEach((node) => node.streams.forEach((stream) => stream.resetConnection()))),
       setLatency: (input) => Effect.sync(() => void (latency = Duration.fromInputUnsafe(input))),
-      setUdpLoss: (everyNth) => Effect.sync(() => void (udpLossEvery = everyNth))
+      setUdpLoss: (everyNth) => Effect.sync(() => void (udpLossEvery = everyNth)),
+      loseDevice: (hostname, cause = "lost by FakeTailnet.loseDevice") =>
+        Effect.sync(() => find(hostname).forEach((node) => losers.get(node)?.(cause)))
     }
     return service
   })

@@ -75,6 +75,14 @@ export interface LocalTailnetService {
   /** Approves a login URL a device reported. */
   readonly completeLogin: (url: string) => Effect.Effect<void, LocalTailnetError>
   /** Map requests per node seen by control (`streaming` and `lite`). */
+  /**
+   * Stops control (listener and every connection), waits `downMs` (default 300), and starts it
+   * again on the same address with the same state, as a control server restarted for a deploy.
+   */
+  readonly restartControl: (downMs?: number) => Effect.Effect<void, LocalTailnetError>
+  /** Stops control until `startControl`. */
+  readonly stopControl: Effect.Effect<void, LocalTailnetError>
+  readonly startControl: Effect.Effect<void, LocalTailnetError>
   readonly mapRequests: Effect.Effect<Record<string, Record<string, number>>, LocalTailnetError>
 }
 
@@ -129,6 +137,9 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
       fetchFromPeer: (url) => json<{ status: number; body: string }>(`/fetch?url=${q(url)}&timeout=30000`),
       requireLogin: (on) => Effect.asVoid(admin(`/require-auth?on=${on}`, { method: "POST" })),
       completeLogin: (url) => Effect.asVoid(admin(`/complete-auth?url=${q(url)}`, { method: "POST" })),
+      restartControl: (downMs = 300) => Effect.asVoid(admin(`/control-restart?downMs=${downMs}`, { method: "POST" })),
+      stopControl: Effect.asVoid(admin("/control-stop", { method: "POST" })),
+      startControl: Effect.asVoid(admin("/control-start", { method: "POST" })),
       mapRequests: json("/map-requests")
     }
     return service

@@ -5,15 +5,21 @@
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as IpNetwork from "effect/net/IpNetwork"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { fakeProvider, joinReachable, localProvider, TailnetProvider, udpEcho } from "../src/Conformance.ts"
 import { reasonTag } from "./reasons.ts"
 
+
+/** The state tags in order, each run of repeats (Reconnecting attempts) kept once. */
+const tagRuns = (states: Iterable<{ readonly _tag: string }>) =>
+  [...states].map((state) => state._tag).filter((tag, index, tags) => tag !== tags[index - 1])
 
 const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknown>) =>
   describe(name, () => {
@@ -116,6 +122,55 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           assert.strictEqual(yield* provider.echoPeerSees(ipv4), provider.name === "LocalTailnet")
         }))
 
+      it.effect("a lost device ends its read with DeviceLost and comes back as the same node, three times", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const peer = provider.echoPeer
+          const scope = yield* Scope.make()
+          const { device, ipv4 } = yield* joinReachable("conformance-lost").pipe(Scope.provide(scope))
+          const before = yield* device.self
+          const states = yield* Effect.forkChild(Stream.runCollect(device.states))
+          for (let round = 1; round <= 3; round++) {
+            const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" })
+              .pipe(Scope.provide(scope))
+            yield* stream.write(`round ${round}`)
+            const echoed = yield* stream.read({ timeout: "20 seconds" })
+            assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(echoed)), `round ${round}`)
+            const pending = yield* Effect.forkChild(Effect.exit(stream.read({ timeout: "15 seconds" })))
+            yield* provider.loseDevice("conformance-lost")
+            assert.strictEqual(reasonTag(yield* Fiber.join(pending)), "DeviceLost")
+            // Made after the loss, these wait for the device to be built again.
+            const after = yield* device.self
+            assert.strictEqual(after.nodeKey, before.nodeKey)
+            assert.strictEqual(NetAddress.formatIp(yield* device.ipv4), ipv4)
+            yield* device.states.pipe(Stream.filter((state) => state._tag === "Running"), Stream.runHead)
+          }
+          yield* Scope.close(scope, Exit.void)
+          const seen = tagRuns(yield* Fiber.join(states))
+          assert.deepStrictEqual(seen.slice(seen.indexOf("Running")), [
+            "Running", "Reconnecting", "Running", "Reconnecting", "Running", "Reconnecting", "Running", "Stopped"
+          ])
+        }), { timeout: 120_000 })
+
+      it.effect("with reconnection off, a lost device fails every call with DeviceLost and stops", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const { device } = yield* joinReachable("conformance-no-reconnect").pipe(
+            Effect.provideService(TailnetProvider, {
+              ...provider,
+              join: (hostname, options) => provider.join(hostname, { ...options, reconnect: false })
+            })
+          )
+          const listener = yield* device.listen(9600)
+          const accepting = yield* Effect.forkChild(Effect.exit(Effect.scoped(listener.accept({ timeout: "15 seconds" }))))
+          yield* provider.loseDevice("conformance-no-reconnect")
+          assert.strictEqual(reasonTag(yield* Fiber.join(accepting)), "DeviceLost")
+          yield* device.states.pipe(Stream.runDrain, Effect.timeout("15 seconds"))
+          assert.strictEqual((yield* device.state)._tag, "Stopped")
+          assert.strictEqual(reasonTag(yield* Effect.exit(device.peerByName(provider.echoPeer.hostname))), "DeviceLost")
+          assert.strictEqual(reasonTag(yield* Effect.exit(device.dial({ ip: provider.echoPeer.ipv4, port: 7001 }))), "DeviceLost")
+        }), { timeout: 60_000 })
+
       it.effect("interactive login, then authorized", () =>
         Effect.gen(function*() {
           const provider = yield* TailnetProvider
@@ -127,11 +182,18 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
             "conformance-login",
             provider.name === "FakeTailnet" ? { withoutAuthKey: true } : {}
           )
+          const states = yield* Effect.forkChild(
+            device.states.pipe(Stream.takeUntil((state) => state._tag === "Running"), Stream.runCollect)
+          )
           const state = yield* device.authState
           assert.strictEqual(state._tag, "NeedsLogin")
+          const reported = yield* device.states.pipe(Stream.filter((s) => s._tag === "NeedsLogin"), Stream.runHead)
+          assert.deepStrictEqual(Option.map(reported, (s) => s._tag === "NeedsLogin" && s.url), Option.some(state._tag === "NeedsLogin" && state.url))
           yield* provider.completeLogin(state._tag === "NeedsLogin" ? state.url : "")
           assert.isTrue(NetAddress.isIpv4Address(yield* device.ipv4))
           assert.strictEqual((yield* device.authState)._tag, "Authorized")
+          const seen = tagRuns(yield* Fiber.join(states))
+          assert.deepStrictEqual(seen.filter((tag) => tag !== "Connecting"), ["NeedsLogin", "Running"])
         }))
     })
   })

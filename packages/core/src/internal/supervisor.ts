@@ -1,0 +1,220 @@
+/**
+ * Keeps the service's device alive. It watches the backend device for loss (its runtime gone),
+ * ends what the lost device had open with `DeviceLost`, and builds the device again from the
+ * same identity with a retry schedule, while calls made meanwhile wait for the new one. It also
+ * tracks the device's `DeviceState`.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import type { RawDevice, RawTcpListener, RawTcpStream, RawUdpSocket } from "../Backend.ts"
+import { DeviceState } from "../DeviceState.ts"
+import { deviceClosed, deviceLost, fromBackend, type TailscaleError } from "../TailscaleError.ts"
+
+/** One backend device in the service's life; a lost one is followed by a new generation. */
+export interface Generation {
+  readonly raw: RawDevice
+  /** Settles with the loss cause, or `null` once shut down; absent when the backend cannot tell. */
+  readonly ended: Promise<string | null> | undefined
+  /** The generation's sockets, with `DEVICE_CLOSED` of a lost device reported as `DEVICE_LOST`. */
+  readonly stream: (raw: RawTcpStream) => RawTcpStream
+  readonly listener: (raw: RawTcpListener) => RawTcpListener
+  readonly udp: (raw: RawUdpSocket) => RawUdpSocket
+  /** Shuts this backend device down once; later calls return the first result. */
+  readonly stop: () => Promise<boolean>
+}
+
+export interface SuperviseOptions {
+  /** Build the device again when it is lost (default); otherwise later calls fail with `DeviceLost`. */
+  readonly reconnect: boolean
+  /** Delays between attempts to build the device again. */
+  readonly schedule: Schedule.Schedule<unknown, TailscaleError>
+  readonly shutdownMs: number
+  /** Connects with the original options, for a backend device without `respawn`. */
+  readonly connectAgain: () => Promise<RawDevice>
+}
+
+export interface Supervised {
+  /** The device to call now; waits while a lost one is being built again. */
+  readonly current: Effect.Effect<Generation, TailscaleError>
+  readonly state: SubscriptionRef.SubscriptionRef<DeviceState>
+  /** Stops supervising and shuts the device down; `true` when it stopped gracefully. Idempotent. */
+  readonly shutdown: Effect.Effect<boolean>
+}
+
+/** Exponential from 250 ms, doubling up to 30 s, with jitter: a fleet does not retry in step. */
+export const defaultReconnectSchedule: Schedule.Schedule<unknown, TailscaleError> = Schedule.exponential(
+  "250 millis",
+  2
+).pipe(
+  Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(30)))),
+  Schedule.jittered
+)
+
+/** How long a socket waits to learn whether its device was lost or shut down. */
+const CAUSE_WAIT_MS = 5_000
+
+const isClosedError = (error: unknown) => error instanceof Error && error.message.startsWith("DEVICE_CLOSED:")
+
+const makeGeneration = (raw: RawDevice, shutdownMs: number): Generation => {
+  const ended: Promise<string | null> | undefined = raw.waitLost?.().catch(() => null)
+  let stopped: Promise<boolean> | undefined
+
+  // A socket of a lost device fails with DEVICE_CLOSED: say that it was lost, unless the socket
+  // itself was closed.
+  const explain = async (error: unknown, what: string, closedHere: () => boolean): Promise<never> => {
+    if (ended !== undefined && isClosedError(error) && !closedHere()) {
+      const cause = await Promise.race([ended, new Promise<null>((r) => setTimeout(() => r(null), CAUSE_WAIT_MS))])
+      if (cause !== null) throw deviceLost(what, cause)
+    }
+    throw error
+  }
+  const guarded = <A>(what: string, closedHere: () => boolean, run: () => Promise<A>): Promise<A> =>
+    run().catch((error: unknown) => explain(error, what, closedHere))
+
+  const stream = (socket: RawTcpStream): RawTcpStream => {
+    let closed = false
+    const isClosed = () => closed
+    return {
+      read: () => guarded("TCP read", isClosed, () => socket.read()),
+      write: (data) => guarded("TCP write", isClosed, () => socket.write(data)),
+      get localAddress() {
+        return socket.localAddress
+      },
+      get remoteAddress() {
+        return socket.remoteAddress
+      },
+      close: () => {
+        closed = true
+        socket.close()
+      }
+    }
+  }
+  const listener = (socket: RawTcpListener): RawTcpListener => {
+    let closed = false
+    const isClosed = () => closed
+    return {
+      accept: () => guarded("TCP accept", isClosed, () => socket.accept()).then(stream),
+      get localAddress() {
+        return socket.localAddress
+      },
+      close: () => {
+        closed = true
+        socket.close()
+      }
+    }
+  }
+  const udp = (socket: RawUdpSocket): RawUdpSocket => {
+    let closed = false
+    const isClosed = () => closed
+    return {
+      recv: () => guarded("UDP receive", isClosed, () => socket.recv()),
+      send: (ip, port, data) => guarded("UDP send", isClosed, () => socket.send(ip, port, data)),
+      get localAddress() {
+        return socket.localAddress
+      },
+      close: () => {
+        closed = true
+        socket.close()
+      }
+    }
+  }
+  const stop = () => (stopped ??= raw.shutdown(shutdownMs).catch(() => false))
+  return { raw, ended, stream, listener, udp, stop }
+}
+
+/** Supervises `first` for the current scope; the scope's end shuts down whichever device is current. */
+export const supervise = (
+  first: RawDevice,
+  options: SuperviseOptions
+): Effect.Effect<Supervised, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const state = yield* SubscriptionRef.make<DeviceState>(DeviceState.Connecting())
+    let generation: Generation
+    let gate = Deferred.makeUnsafe<Generation, TailscaleError>()
+    let stopping = false
+    // The gate closes the moment a loss is known, before any socket of the lost device reports
+    // it, so a call made after a `DeviceLost` already waits for the next device.
+    const adopt = (raw: RawDevice) => {
+      const next = makeGeneration(raw, options.shutdownMs)
+      generation = next
+      Deferred.doneUnsafe(gate, Effect.succeed(next))
+      void next.ended?.then((cause) => {
+        if (cause !== null && !stopping && generation === next) gate = Deferred.makeUnsafe()
+      })
+      return next
+    }
+    adopt(first)
+    const setState = (next: DeviceState) => stopping ? Effect.void : SubscriptionRef.set(state, next)
+
+    // Connecting (or NeedsLogin with its URL) until control gives the device its address.
+    const reportStartup = (current: Generation) =>
+      Effect.gen(function*() {
+        const auth = yield* Effect.tryPromise(() => current.raw.authState())
+        if (!auth.authorized && auth.loginUrl !== undefined) yield* setState(DeviceState.NeedsLogin({ url: auth.loginUrl }))
+        yield* Effect.tryPromise(() => current.raw.ipv4())
+        if (current === generation) yield* setState(DeviceState.Running())
+      }).pipe(Effect.ignore)
+
+    const rebuild = (lost: Generation, cause: string) =>
+      Effect.gen(function*() {
+        let attempt = 1
+        yield* setState(DeviceState.Reconnecting({ attempt, cause }))
+        return yield* Effect.tryPromise({
+          try: () => lost.raw.respawn ? lost.raw.respawn() : options.connectAgain(),
+          catch: (error) => fromBackend("reconnect", error)
+        }).pipe(
+          Effect.tapError((error) =>
+            Effect.suspend(() => setState(DeviceState.Reconnecting({ attempt: ++attempt, cause: error.reason.message })))
+          ),
+          Effect.retry(options.schedule)
+        )
+      })
+
+    const watch: Effect.Effect<void> = Effect.gen(function*() {
+      while (true) {
+        const ended = generation.ended
+        if (ended === undefined) return
+        const cause = yield* Effect.promise(() => ended)
+        if (cause === null || stopping) return
+        const lost = generation
+        yield* Effect.logWarning("tailscale device lost; building it again").pipe(
+          Effect.annotateLogs({ cause, reconnect: options.reconnect })
+        )
+        void lost.stop()
+        if (!options.reconnect) {
+          yield* Deferred.fail(gate, deviceLost("device", cause))
+          yield* setState(DeviceState.Stopped())
+          return
+        }
+        const rebuilt = yield* Effect.result(rebuild(lost, cause))
+        if (Result.isFailure(rebuilt)) {
+          // The schedule gave up.
+          yield* Deferred.fail(gate, rebuilt.failure)
+          yield* setState(DeviceState.Stopped())
+          return
+        }
+        yield* reportStartup(adopt(rebuilt.success))
+      }
+    })
+
+    yield* Effect.forkScoped(reportStartup(generation!))
+    const watcher = yield* Effect.forkScoped(watch)
+
+    const shutdown = yield* Effect.cached(Effect.gen(function*() {
+      stopping = true
+      yield* Fiber.interrupt(watcher)
+      yield* Deferred.fail(gate, deviceClosed("device"))
+      yield* SubscriptionRef.set(state, DeviceState.Stopped())
+      const current = generation
+      return yield* Effect.promise(() => current.stop())
+    }))
+    yield* Effect.addFinalizer(() => shutdown)
+
+    return { current: Effect.suspend(() => Deferred.await(gate)), state, shutdown }
+  })
