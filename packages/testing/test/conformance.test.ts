@@ -58,6 +58,17 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           assert.isTrue(Option.isNone(yield* device.peerByIp("100.64.9.9")))
         }))
 
+      it.effect("peersWithRoute finds no peer for an address nobody routes", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const device = yield* provider.join("conformance-no-route")
+          yield* provider.reachable(NetAddress.formatIp(yield* device.ipv4))
+          // The echo peer routes only its own /32 and /128.
+          for (const ip of ["100.100.1.1", "100.64.0.99", "fd7a:115c:a1e0::99", "fd00::1", "8.8.8.8"]) {
+            assert.deepStrictEqual((yield* device.peersWithRoute(ip)).map((node) => node.hostname), [], ip)
+          }
+        }))
+
       it.effect("tcp echo", () =>
         Effect.gen(function*() {
           const { device, provider } = yield* joinReachable("conformance-tcp")

@@ -1,0 +1,88 @@
+/**
+ * `npm run stress`: a device on the loopback tailnet under full-size field conditions, never
+ * part of `npm test` (which runs the same workloads smaller, in survival.test.ts):
+ *
+ *   1. 1,000 concurrent dials, each with an echo round trip, to the Go peer
+ *   2. 10,000 concurrent peer lookups
+ *   3. 20 short-lived clients, one after another, dialing a long-lived device and leaving
+ *   4. control restarted 5 times (300 ms away each time) under a device with an open stream
+ *
+ * Each call must succeed or fail with a typed, retryable reason, and the device must work
+ * afterwards. `--json` ends with one JSON line; sizes: `--dials N --lookups N --clients N
+ * --restarts N`.
+ */
+import * as Effect from "effect/Effect"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Workloads from "@effect-tailscale/testing/internal/workloads"
+import { connect, LocalTailnet, layer as localTailnet } from "@effect-tailscale/testing/LocalTailnet"
+
+const args = process.argv.slice(2)
+const json = args.includes("--json")
+const size = (name: string, fallback: number) => {
+  const at = args.indexOf(name)
+  return at >= 0 ? Number(args[at + 1]) || fallback : fallback
+}
+const progress = (line: string) => !json && console.error(line)
+
+const summary = (tally: Workloads.Tally) => ({
+  attempted: tally.attempted,
+  succeeded: tally.succeeded,
+  typedFailures: tally.typedFailures,
+  healthyAfter: tally.healthyAfter,
+  ...(tally.otherFailures > 0 ? { otherFailures: tally.otherFailures } : {}),
+  ...(Object.keys(tally.reasons).length > 0 ? { reasons: tally.reasons } : {})
+})
+
+const timed = <A, E, R>(label: string, effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    const result = yield* effect
+    progress(`${label}: ${JSON.stringify(result)} (${((Date.now() - started) / 1000).toFixed(1)} s)`)
+    return result
+  })
+
+const program = Effect.gen(function*() {
+  const tailnet = yield* LocalTailnet
+  const { peer } = tailnet.info
+  const echoPeer = { hostname: peer.hostname, port: peer.tcpEchoPort }
+  const join = (hostname: string) =>
+    Effect.gen(function*() {
+      const device = yield* connect({ hostname })
+      yield* tailnet.waitForPeer(NetAddress.formatIp(yield* device.ipv4))
+      return device
+    })
+
+  const dials = yield* Effect.scoped(Effect.flatMap(join("stress-dials"), (device) =>
+    timed("dials", Effect.map(Workloads.concurrentDials(device, echoPeer, size("--dials", 1_000)), summary))))
+  const lookups = yield* Effect.scoped(Effect.flatMap(join("stress-lookups"), (device) =>
+    timed("lookups", Effect.map(Workloads.concurrentLookups(device, echoPeer, size("--lookups", 10_000)), summary))))
+  const churn = yield* Effect.scoped(Effect.gen(function*() {
+    const server = yield* join("stress-server")
+    yield* Workloads.serveEcho(server, 7100)
+    return yield* timed(
+      "churn",
+      Effect.map(
+        Workloads.churn(
+          (index) => connect({ hostname: `stress-client-${index}` }).pipe(Effect.provideService(LocalTailnet, tailnet)),
+          { hostname: "stress-server", port: 7100 },
+          server,
+          echoPeer,
+          size("--clients", 20)
+        ),
+        summary
+      )
+    )
+  }))
+  const controlRestarts = yield* Effect.scoped(Effect.flatMap(join("stress-restarts"), (device) =>
+    timed(
+      "control restarts",
+      Workloads.controlRestarts(device, echoPeer, tailnet.restartControl(300), size("--restarts", 5))
+    )))
+  return { dials, lookups, churn, controlRestarts }
+})
+
+const result = await Effect.runPromise(program.pipe(Effect.provide(localTailnet())))
+const survived = [result.dials, result.lookups, result.churn].every((t) => t.healthyAfter && !("otherFailures" in t)) &&
+  result.controlRestarts.recovered === result.controlRestarts.attempted
+if (json) console.log(JSON.stringify(result))
+process.exitCode = survived ? 0 : 1

@@ -1,0 +1,194 @@
+/**
+ * Field conditions for a device on the loopback tailnet: many concurrent dials and lookups,
+ * short-lived clients that dial a long-lived device and leave, control restarts. The survival
+ * tests in `npm test` run them at sizes that killed the device before; `npm run stress` at full
+ * size. Each returns what happened as plain figures.
+ */
+import { DeviceState } from "@effect-tailscale/core/DeviceState"
+import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
+import { TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+
+export interface Tally {
+  readonly attempted: number
+  readonly succeeded: number
+  /** Failed with a `TailscaleError` whose reason is retryable. */
+  readonly typedFailures: number
+  /** Anything else: a non-retryable reason, a wrong answer, a defect. Must stay 0. */
+  readonly otherFailures: number
+  /** The reasons of every failure, counted. */
+  readonly reasons: Readonly<Record<string, number>>
+  /** A lookup and a dial with echo work once the load is over. */
+  readonly healthyAfter: boolean
+}
+
+export interface Target {
+  readonly hostname: string
+  readonly port: number
+}
+
+const describeFailure = (exit: Exit.Exit<unknown, unknown>): { readonly typed: boolean; readonly reason: string } => {
+  if (Exit.isSuccess(exit)) return { typed: false, reason: "success" }
+  const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
+  const error = failure?._tag === "Fail" ? failure.error : undefined
+  if (error instanceof TailscaleError) return { typed: error.isRetryable, reason: error.reason._tag }
+  return { typed: false, reason: error instanceof Error ? error.message : exit.cause.toString().slice(0, 120) }
+}
+
+/** Runs `count` calls at once and counts how each ended. */
+const tally = (
+  count: number,
+  call: (index: number) => Effect.Effect<void, unknown>,
+  healthy: Effect.Effect<boolean>
+): Effect.Effect<Tally> =>
+  Effect.gen(function*() {
+    const exits = yield* Effect.forEach(
+      Array.from({ length: count }, (_, index) => index),
+      (index) => Effect.exit(call(index)),
+      { concurrency: "unbounded" }
+    )
+    const reasons: Record<string, number> = {}
+    let succeeded = 0
+    let typedFailures = 0
+    for (const exit of exits) {
+      if (Exit.isSuccess(exit)) {
+        succeeded++
+        continue
+      }
+      const { reason, typed } = describeFailure(exit)
+      reasons[reason] = (reasons[reason] ?? 0) + 1
+      if (typed) typedFailures++
+    }
+    return {
+      attempted: count,
+      succeeded,
+      typedFailures,
+      otherFailures: count - succeeded - typedFailures,
+      reasons,
+      healthyAfter: yield* healthy
+    }
+  })
+
+/** One dial with a round trip; a wrong echo is a failure. */
+export const echoOnce = (device: TailscaleService, target: Target, payload: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const stream = yield* device.dial({ peer: target.hostname, port: target.port }, { timeout: "60 seconds" })
+    yield* stream.write(payload)
+    const reply = yield* stream.read({ timeout: "60 seconds" })
+    const text = Option.match(reply, { onNone: () => "", onSome: (bytes) => new TextDecoder().decode(bytes) })
+    if (text !== payload) return yield* Effect.fail(new Error(`echo: sent ${payload}, got ${JSON.stringify(text)}`))
+  }))
+
+/** A lookup and an echo within 30 s each. */
+export const isHealthy = (device: TailscaleService, target: Target): Effect.Effect<boolean> =>
+  Effect.gen(function*() {
+    const peer = yield* device.peerByName(target.hostname, { timeout: "30 seconds" })
+    if (Option.isNone(peer)) return false
+    yield* echoOnce(device, target, "still alive").pipe(Effect.timeout("30 seconds"))
+    return true
+  }).pipe(Effect.orElseSucceed(() => false))
+
+/** `count` dials at once, each with a round trip. */
+export const concurrentDials = (device: TailscaleService, target: Target, count: number) =>
+  tally(count, (index) => echoOnce(device, target, `dial ${index}`), isHealthy(device, target))
+
+/** `count` lookups of the target by name at once; each must find it. */
+export const concurrentLookups = (device: TailscaleService, target: Target, count: number) =>
+  tally(
+    count,
+    (index) =>
+      Effect.flatMap(device.peerByName(target.hostname, { timeout: "60 seconds" }), (peer) =>
+        Option.isSome(peer) ? Effect.void : Effect.fail(new Error(`lookup ${index}: ${target.hostname} not found`))),
+    isHealthy(device, target)
+  )
+
+/**
+ * `count` short-lived clients, one after another: each joins, dials the long-lived device
+ * (`server`, which echoes on `server.port`), and leaves. Then the long-lived device must still
+ * reach `peer`.
+ */
+export const churn = (
+  join: (index: number) => Effect.Effect<TailscaleService, unknown, Scope.Scope>,
+  server: Target,
+  serverDevice: TailscaleService,
+  peer: Target,
+  count: number
+) =>
+  Effect.gen(function*() {
+    const exits: Array<Exit.Exit<void, unknown>> = []
+    for (let index = 0; index < count; index++) {
+      exits.push(
+        yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+          const client = yield* join(index)
+          // Until control has told the server about the client, the server drops its packets
+          // and the client's SYNs wait for retransmission (1 s, 2 s, 4 s, ...).
+          yield* knows(serverDevice, NetAddress.formatIp(yield* client.ipv4))
+          yield* echoOnce(client, server, `client ${index}`)
+        })))
+      )
+    }
+    return yield* tally(count, (index) => exits[index]!, isHealthy(serverDevice, peer))
+  })
+
+/** Waits (up to 30 s) until `device` has `ip` among its peers. */
+export const knows = (device: TailscaleService, ip: string) =>
+  device.peerByIp(ip).pipe(
+    Effect.filterOrFail(Option.isSome, () => new Error(`${ip} is not a peer yet`)),
+    Effect.retry(Schedule.spaced("100 millis")),
+    Effect.timeout("30 seconds")
+  )
+
+/** Echoes every connection on `port` until the scope closes. */
+export const serveEcho = (device: TailscaleService, port: number) =>
+  Effect.gen(function*() {
+    const listener = yield* device.listen(port)
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const connection = yield* listener.accept()
+      yield* Effect.forkScoped(Effect.scoped(Effect.forever(Effect.gen(function*() {
+        const chunk = yield* connection.read()
+        if (Option.isNone(chunk)) return yield* Effect.interrupt
+        yield* connection.write(chunk.value)
+      }))))
+    })).pipe(Effect.ignore))
+  })
+
+export interface Restarts {
+  readonly attempted: number
+  readonly recovered: number
+  readonly maxRecoveryMs: number
+}
+
+/**
+ * Restarts control `count` times; after each, waits (up to `limitMs`) until the device runs
+ * again and an echo works. Recovery is the time from the restart to that echo.
+ */
+export const controlRestarts = (
+  device: TailscaleService,
+  target: Target,
+  restart: Effect.Effect<void, unknown>,
+  count: number,
+  limitMs = 60_000
+) =>
+  Effect.gen(function*() {
+    let recovered = 0
+    let maxRecoveryMs = 0
+    for (let round = 0; round < count; round++) {
+      const started = Date.now()
+      yield* restart
+      const back = yield* Effect.gen(function*() {
+        yield* device.states.pipe(Stream.filter(DeviceState.$is("Running")), Stream.runHead)
+        yield* Effect.retry(echoOnce(device, target, `restart ${round}`), { times: 5 })
+      }).pipe(Effect.timeout(limitMs), Effect.exit)
+      if (Exit.isSuccess(back)) {
+        recovered++
+        maxRecoveryMs = Math.max(maxRecoveryMs, Date.now() - started)
+      }
+    }
+    return { attempted: count, recovered, maxRecoveryMs }
+  })

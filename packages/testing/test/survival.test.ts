@@ -1,0 +1,61 @@
+/**
+ * A device under load and churn on the loopback tailnet, at sizes that killed it before (the
+ * crate's Registry actor panicked when a mailbox filled: native/patches/ts_runtime-0.6.1/02):
+ * every call succeeds or fails with a typed, retryable reason, and the device works afterwards.
+ * `npm run stress` runs the same workloads at full size.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as NetAddress from "effect/net/NetAddress"
+import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
+import * as Workloads from "../src/internal/workloads.ts"
+
+const joined = (hostname: string) =>
+  Effect.gen(function*() {
+    const tailnet = yield* LocalTailnet
+    const device = yield* connect({ hostname })
+    yield* tailnet.waitForPeer(NetAddress.formatIp(yield* device.ipv4))
+    const { peer } = tailnet.info
+    return { device, tailnet, echoPeer: { hostname: peer.hostname, port: peer.tcpEchoPort } }
+  })
+
+const assertSurvived = (tally: Workloads.Tally) => {
+  assert.strictEqual(tally.otherFailures, 0, JSON.stringify(tally.reasons))
+  assert.strictEqual(tally.succeeded + tally.typedFailures, tally.attempted)
+  assert.isTrue(tally.healthyAfter, "the device should still look peers up and dial")
+}
+
+describe("survival", () => {
+  layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+    it.effect("300 concurrent dials with echo", () =>
+      Effect.gen(function*() {
+        const { device, echoPeer } = yield* joined("survival-dials")
+        const tally = yield* Workloads.concurrentDials(device, echoPeer, 300)
+        assertSurvived(tally)
+        assert.isAtLeast(tally.succeeded, 290, JSON.stringify(tally.reasons))
+      }), { timeout: 180_000 })
+
+    it.effect("5,000 concurrent lookups", () =>
+      Effect.gen(function*() {
+        const { device, echoPeer } = yield* joined("survival-lookups")
+        const tally = yield* Workloads.concurrentLookups(device, echoPeer, 5_000)
+        assertSurvived(tally)
+        assert.strictEqual(tally.succeeded, 5_000, JSON.stringify(tally.reasons))
+      }), { timeout: 120_000 })
+
+    it.effect("five short-lived clients dial a long-lived device and leave", () =>
+      Effect.gen(function*() {
+        const { device, echoPeer, tailnet } = yield* joined("survival-server")
+        yield* Workloads.serveEcho(device, 7100)
+        const tally = yield* Workloads.churn(
+          (index) => connect({ hostname: `survival-client-${index}` }).pipe(Effect.provideService(LocalTailnet, tailnet)),
+          { hostname: "survival-server", port: 7100 },
+          device,
+          echoPeer,
+          5
+        )
+        assertSurvived(tally)
+        assert.strictEqual(tally.succeeded, 5, JSON.stringify(tally.reasons))
+      }), { timeout: 180_000 })
+  })
+})
