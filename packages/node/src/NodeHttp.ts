@@ -8,6 +8,7 @@
  */
 import type { RawTcpListener, RawTcpStream } from "@effect-tailscale/core/Backend"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import { TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
@@ -16,9 +17,18 @@ import type * as net from "node:net"
 import type { Duplex } from "node:stream"
 import { toDuplex } from "./NodeStream.ts"
 
+/** The listener, or the device under it, has closed or was lost: serving ends, nothing failed. */
+const listenerGone = (error: unknown) =>
+  error instanceof TailscaleError
+    ? error.reason._tag === "DeviceClosed" || error.reason._tag === "DeviceLost"
+    : error instanceof Error && /^(DEVICE_CLOSED|DEVICE_LOST): /.test(error.message)
+
 /**
  * Hands every connection accepted on `listener` to `server` (as its "connection" event) until
- * the returned function is called or the listener closes. The listener stays yours to close.
+ * the returned function is called or the listener closes. The listener stays yours to close,
+ * and so does the server: a closed listener (or device) ends serving quietly. Any other accept
+ * failure is the server's `error` event when it has a listener for it, else a process warning,
+ * never an unhandled `error` that would end the process.
  */
 export const serve = (listener: RawTcpListener, server: net.Server | http.Server): () => void => {
   let stopped = false
@@ -28,7 +38,9 @@ export const serve = (listener: RawTcpListener, server: net.Server | http.Server
       try {
         stream = await listener.accept()
       } catch (error) {
-        if (!stopped) server.emit("error", error)
+        if (stopped || listenerGone(error)) return
+        if (server.listenerCount("error") > 0) server.emit("error", error)
+        else process.emitWarning(error instanceof Error ? error : String(error), "TailnetServeWarning")
         return
       }
       if (stopped) {
