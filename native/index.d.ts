@@ -119,9 +119,6 @@ export interface BuildInfo {
   localTailnet: boolean
 }
 
-/** Stops delivering log records. */
-export declare function clearLogHandler(): void
-
 /** How to join the tailnet. Every field is optional. */
 export interface ConnectOptions {
   /**
@@ -153,6 +150,8 @@ export interface ConnectOptions {
    * this many milliseconds. Default: wait as long as the crate does (forever).
    */
   connectTimeoutMs?: number
+  /** A sink from `subscribeLogs`: this device's log records go there only. */
+  logSink?: number
 }
 
 export interface Datagram {
@@ -237,14 +236,18 @@ export interface PublicKeys {
   networkLockKey: string
 }
 
-/**
- * Sends the addon's log records to `handler`, filtered by `filter` (`RUST_LOG` syntax, e.g.
- * `"warn"` or `"info,ts_runtime=debug"`). Replaces any earlier handler: one per process.
- */
-export declare function setLogHandler(filter: string, handler: (record: LogRecord) => void): void
-
 /** An `ip` (IPv4 dotted quad or IPv6 without brackets) and a port. */
 export interface SocketAddress {
   ip: string
   port: number
 }
+
+/**
+ * Subscribes `handler` to log records, filtered by `filter` (`RUST_LOG` syntax, e.g. `"warn"`
+ * or `"info,ts_runtime=debug"`). Returns the sink's id: a device connected with it as
+ * `logSink` sends its records there only; records that belong to no device go to every sink.
+ */
+export declare function subscribeLogs(filter: string, handler: (record: LogRecord) => void): number
+
+/** Stops delivering records to the sink `id`; the others keep theirs. Unknown ids are ignored. */
+export declare function unsubscribeLogs(id: number): void

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use napi_derive::napi;
 use tailscale::{AuthState as CrateAuthState, Config};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::address::{self, parse_ip, socket_addr};
 use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
 use crate::health::{self, Health};
 use crate::keys::{self, OnBadFormat};
+use crate::logging::{self, SecretsGuard};
 use crate::node_info::NodeInfo;
 use crate::ports::{PortTable, Protocol};
 use crate::tcp::{TcpListener, TcpStream};
@@ -46,6 +48,8 @@ pub struct ConnectOptions {
     /// Give up with `CONTROL_UNREACHABLE` when control has not completed the handshake within
     /// this many milliseconds. Default: wait as long as the crate does (forever).
     pub connect_timeout_ms: Option<f64>,
+    /// A sink from `subscribeLogs`: this device's log records go there only.
+    pub log_sink: Option<u32>,
 }
 
 /// Whether this device may join the tailnet.
@@ -67,6 +71,10 @@ struct Shared {
     health: Health,
     /// What `respawn` builds a new device from: the same options and key state.
     recipe: Recipe,
+    /// Everything this device does runs in it, so its log records reach its own sink.
+    span: tracing::Span,
+    /// The auth key and private keys, redacted from every log record while the device lives.
+    _secrets: SecretsGuard,
     runtime: tokio::runtime::Handle,
 }
 
@@ -93,6 +101,7 @@ struct Recipe {
     config: Config,
     auth_key: Option<String>,
     connect_timeout: Option<Duration>,
+    log_sink: Option<u32>,
 }
 
 impl Recipe {
@@ -109,7 +118,17 @@ impl Recipe {
             },
             auth_key: self.auth_key.clone(),
             connect_timeout: self.connect_timeout,
+            log_sink: self.log_sink,
         }
+    }
+
+    /// What must never reach a log: the auth key and the private keys, with and without their
+    /// `privkey:`-style prefix.
+    fn secrets(&self) -> Vec<String> {
+        let state = &self.config.key_state;
+        let keys = [state.node_key.to_string(), state.machine_key.to_string(), state.network_lock_key.to_string()];
+        let bare = keys.iter().filter_map(|key| key.split_once(':').map(|(_, hex)| hex.to_string())).collect::<Vec<_>>();
+        self.auth_key.iter().cloned().chain(keys).chain(bare).collect()
     }
 }
 
@@ -138,6 +157,7 @@ struct Prepared {
     keys: KeySource,
     auth_key: Option<String>,
     connect_timeout: Option<Duration>,
+    log_sink: Option<u32>,
 }
 
 /// Where the device's identity comes from. Loading a key file can create it, so it happens only
@@ -228,6 +248,7 @@ fn prepare(options: ConnectOptions) -> Result<Prepared> {
         keys,
         auth_key,
         connect_timeout,
+        log_sink: options.log_sink,
     })
 }
 
@@ -271,7 +292,7 @@ impl Device {
         let result = tokio::select! {
             biased;
             () = token.cancelled() => return Err(self.shared.closed_failure()),
-            result = call(Arc::clone(&device)) => result,
+            result = call(Arc::clone(&device)).instrument(self.shared.span.clone()) => result,
         };
         match result {
             Ok(value) => Ok(value),
@@ -330,6 +351,7 @@ impl Device {
             config: prepared.config,
             auth_key: prepared.auth_key,
             connect_timeout: prepared.connect_timeout,
+            log_sink: prepared.log_sink,
         };
         Ok(start(recipe).await?)
     }
@@ -433,6 +455,11 @@ impl Device {
     /// Listens for TCP connections on one of this device's tailnet addresses.
     #[napi]
     pub async fn tcp_listen(&self, ip: String, port: f64) -> napi::Result<TcpListener> {
+        let span = self.shared.span.clone();
+        self.tcp_listen_in_span(ip, port).instrument(span).await
+    }
+
+    async fn tcp_listen_in_span(&self, ip: String, port: f64) -> napi::Result<TcpListener> {
         let addr = socket_addr("ip", &ip, "port", port, false)?;
         let lease = self.shared.ports.claim(Protocol::Tcp, addr)?;
         let device = self.device()?;
@@ -451,6 +478,11 @@ impl Device {
     /// Opens a TCP connection to a tailnet address. Waits for this device's own address first.
     #[napi]
     pub async fn tcp_connect(&self, ip: String, port: f64) -> napi::Result<TcpStream> {
+        let span = self.shared.span.clone();
+        self.tcp_connect_in_span(ip, port).instrument(span).await
+    }
+
+    async fn tcp_connect_in_span(&self, ip: String, port: f64) -> napi::Result<TcpStream> {
         let remote = socket_addr("ip", &ip, "port", port, false)?;
         let device = self.device()?;
         let stream = tokio::select! {
@@ -472,6 +504,11 @@ impl Device {
     /// Binds a UDP socket on one of this device's tailnet addresses (port 1..65535).
     #[napi]
     pub async fn udp_bind(&self, ip: String, port: f64) -> napi::Result<UdpSocket> {
+        let span = self.shared.span.clone();
+        self.udp_bind_in_span(ip, port).instrument(span).await
+    }
+
+    async fn udp_bind_in_span(&self, ip: String, port: f64) -> napi::Result<UdpSocket> {
         let addr = socket_addr("ip", &ip, "port", port, false)?;
         let lease = self.shared.ports.claim(Protocol::Udp, addr)?;
         let bound = match self.shared.udp.get(addr) {
@@ -514,11 +551,12 @@ impl Device {
             .shared
             .shutdown_result
             .get_or_init(|| async move {
+                shared.span.record("closing", true);
                 shared.token.cancel();
                 shared.ports.clear();
                 let taken = shared.device.lock().unwrap_or_else(|p| p.into_inner()).take();
                 let graceful = match taken {
-                    Some(device) => stop(device, timeout).await,
+                    Some(device) => stop(device, timeout).instrument(shared.span.clone()).await,
                     None => true,
                 };
                 // Only now: closing a UDP socket while the netstack runs can crash it (udp.rs).
@@ -532,10 +570,13 @@ impl Device {
 
 /// Connects a device from `recipe` and starts watching its runtime.
 async fn start(recipe: Recipe) -> Result<Device> {
+    let secrets = SecretsGuard::register(recipe.secrets());
+    let span = logging::device_span(recipe.log_sink);
     let control = recipe.config.control_server_url.clone();
     let deadline = recipe.connect_timeout.map(|t| tokio::time::Instant::now() + t);
     probe_control(&control, deadline).await?;
-    let create = tailscale::Device::new(&recipe.config, recipe.auth_key.clone());
+    // The crate spawns the device's actors here: they log inside `span` from now on.
+    let create = tailscale::Device::new(&recipe.config, recipe.auth_key.clone()).instrument(span.clone());
     let created = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, create).await.map_err(|_| {
             Failure::new(
@@ -555,6 +596,8 @@ async fn start(recipe: Recipe) -> Result<Device> {
         registered: AtomicBool::new(false),
         health: Health::default(),
         recipe,
+        span,
+        _secrets: secrets,
         runtime: tokio::runtime::Handle::current(),
     });
     watch_runtime(Arc::downgrade(&shared));
@@ -564,7 +607,8 @@ async fn start(recipe: Recipe) -> Result<Device> {
 /// Probes the runtime once a second until the device is shut down, dropped or found lost, so
 /// a lost device ends its pending reads and accepts even when nobody calls it.
 fn watch_runtime(shared: Weak<Shared>) {
-    tokio::spawn(async move {
+    let span = shared.upgrade().map(|s| s.span.clone()).unwrap_or_else(tracing::Span::none);
+    let watch = async move {
         loop {
             let Some(token) = shared.upgrade().map(|s| s.token.clone()) else { return };
             tokio::select! {
@@ -584,7 +628,8 @@ fn watch_runtime(shared: Weak<Shared>) {
                 return;
             }
         }
-    });
+    };
+    tokio::spawn(watch.instrument(span));
 }
 
 /// The crate's first control dial happens inside an actor whose failure is only logged, after

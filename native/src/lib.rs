@@ -23,7 +23,7 @@ fn init() {
 }
 
 pub use device::{AuthState, ConnectOptions, Device};
-pub use logging::{LogRecord, clear_log_handler, set_log_handler};
+pub use logging::{LogRecord, subscribe_logs, unsubscribe_logs};
 pub use node_info::{NodeInfo, NodeStatus};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::{Datagram, UdpSocket};

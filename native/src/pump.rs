@@ -37,7 +37,8 @@ where
 {
     let (tx, rx) = mpsc::channel(capacity);
     let pump_token = stop;
-    tokio::spawn(async move {
+    // In the caller's span (its device's), so what the socket logs reaches that device's sink.
+    let pump = async move {
         loop {
             let step = tokio::select! {
                 biased;
@@ -54,7 +55,8 @@ where
                 break;
             }
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::in_current_span(pump));
     Inbox {
         rx: tokio::sync::Mutex::new(rx),
         ended: AtomicBool::new(false),

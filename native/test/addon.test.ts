@@ -119,7 +119,7 @@ describe("addon without a tailnet", () => {
   })
 
   it("rejects a bad log filter naming the field", () => {
-    expect(thrown(() => native.setLogHandler("info,=[", () => {}))).toMatch(/^INVALID_ARGUMENT: filter: /)
+    expect(thrown(() => native.subscribeLogs("info,=[", () => {}))).toMatch(/^INVALID_ARGUMENT: filter: /)
   })
 })
 

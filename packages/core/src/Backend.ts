@@ -157,6 +157,8 @@ export interface RawConnectOptions {
   readonly clientName?: string | undefined
   /** Give up with `CONTROL_UNREACHABLE` when control has not answered within this time. */
   readonly connectTimeoutMs?: number | undefined
+  /** A log subscription's id: this device's records go there only. */
+  readonly logSink?: number | undefined
 }
 
 export type RawLogLevel = "ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE"
@@ -168,11 +170,19 @@ export interface RawLogRecord {
   readonly fields: Readonly<Record<string, string>>
 }
 
+export interface LogSubscription {
+  /** Pass as `logSink` when connecting: that device's records then come here only. */
+  readonly id: number
+  /** Stops delivery to this subscription; other subscriptions keep theirs. */
+  readonly unsubscribe: () => void
+}
+
 export interface Backend {
   connect(options: RawConnectOptions): Promise<RawDevice>
   /**
-   * Routes the backend's log records to `handler`, filtered by a `RUST_LOG`-style directive
-   * string. Returns a function that detaches the handler. Optional: the fake tailnet has no logs.
+   * Routes log records to `handler`, filtered by a `RUST_LOG`-style directive string: the
+   * records of devices connected with this subscription's id, and records that belong to no
+   * device. Optional: the fake tailnet has no logs.
    */
-  readonly subscribeLogs?: ((filter: string, handler: (record: RawLogRecord) => void) => () => void) | undefined
+  readonly subscribeLogs?: ((filter: string, handler: (record: RawLogRecord) => void) => LogSubscription) | undefined
 }

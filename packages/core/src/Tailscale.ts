@@ -174,11 +174,15 @@ export const make: (
 ) {
   const timeouts = yield* TailscaleTimeouts
   const connectOptions = yield* validateOptions(options)
-  yield* Logs.forward(backend, options.logFilter ?? "warn")
+  const logSink = yield* Logs.forward(backend, options.logFilter ?? "warn")
 
   const connectMs = toMillis(timeouts.connect)
   const connectAgain = () =>
-    backend.connect({ ...connectOptions, ...(connectMs === undefined ? {} : { connectTimeoutMs: connectMs }) })
+    backend.connect({
+      ...connectOptions,
+      ...(connectMs === undefined ? {} : { connectTimeoutMs: connectMs }),
+      ...(logSink === undefined ? {} : { logSink })
+    })
   // A device that arrives after the caller gave up (timeout, interruption) is shut down.
   const supervised = yield* Effect.uninterruptibleMask((restore) =>
     restore(
@@ -198,8 +202,12 @@ export const make: (
     )
   )
   yield* Effect.addFinalizer((exit) =>
-    Effect.logDebug("tailscale device shut down").pipe(
-      Effect.annotateLogs({ exit: Exit.isSuccess(exit) ? "success" : "failure or interruption" })
+    supervised.shutdown.pipe(
+      Effect.tap((graceful) =>
+        Effect.logDebug("tailscale device shut down").pipe(
+          Effect.annotateLogs({ graceful, exit: Exit.isSuccess(exit) ? "success" : "failure or interruption" })
+        )
+      )
     )
   )
 

@@ -156,8 +156,11 @@ export const memoryBackend = (overrides: Partial<RawDevice> = {}, logs: Array<Ra
     },
     subscribeLogs: (_filter, handler) => {
       for (const record of logs) handler(record)
-      return () => {
-        calls.unsubscribed++
+      return {
+        id: 1,
+        unsubscribe: () => {
+          calls.unsubscribed++
+        }
       }
     }
   }

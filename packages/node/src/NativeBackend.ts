@@ -37,8 +37,8 @@ export const fromNative = (native: NativeModule): Backend => ({
     return native.Device.connect({ ...defined, ...(options.tags ? { tags: [...options.tags] } : {}) })
   },
   subscribeLogs: (filter, handler) => {
-    native.setLogHandler(filter, handler)
-    return () => native.clearLogHandler()
+    const id = native.subscribeLogs(filter, handler)
+    return { id, unsubscribe: () => native.unsubscribeLogs(id) }
   }
 })
 

@@ -6,12 +6,19 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import * as NodeHttpServer from "@effect-tailscale/node/NodeHttpServer"
 import * as Effect from "effect/Effect"
+import { readdirSync, readFileSync, readlinkSync } from "node:fs"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
-import { connect, layer as localTailnet } from "../src/LocalTailnet.ts"
+import * as NativeBackend from "@effect-tailscale/node/NativeBackend"
+import * as Exit from "effect/Exit"
+import * as Logger from "effect/Logger"
+import * as Redacted from "effect/Redacted"
+import * as References from "effect/References"
+import * as Scope from "effect/Scope"
+import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
 import { knows } from "../src/internal/workloads.ts"
 
 /** Share of one core the whole process used (all threads, the addon's included) over `ms`. */
@@ -25,6 +32,49 @@ const cpuShareOver = (ms: number) =>
     return (used.user + used.system) / wallUs
   })
 
+interface Captured {
+  readonly message: string
+  readonly level: string
+  readonly annotations: Readonly<Record<string, unknown>>
+}
+
+/** A logger that keeps every record it is given. */
+const capture = () => {
+  const records: Array<Captured> = []
+  const logger = Logger.make((options) => {
+    records.push({
+      message: String(Array.isArray(options.message) ? options.message.join(" ") : options.message),
+      level: options.logLevel,
+      annotations: options.fiber.getRef(References.CurrentLogAnnotations)
+    })
+  })
+  return { records, logger }
+}
+
+/** This process's open file descriptors, and its TCP connections to control (by port). */
+const openHandles = (controlPort: number) => {
+  const sockets = new Set<string>()
+  const fds = readdirSync("/proc/self/fd")
+  for (const fd of fds) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`)
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1]
+      if (inode !== undefined) sockets.add(inode)
+    } catch {
+      // closed meanwhile
+    }
+  }
+  let toControl = 0
+  for (const table of ["/proc/self/net/tcp", "/proc/self/net/tcp6"]) {
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const columns = line.trim().split(/\s+/)
+      if (columns.length < 10 || !sockets.has(columns[9]!)) continue
+      if (parseInt(columns[2]!.split(":")[1]!, 16) === controlPort) toControl++
+    }
+  }
+  return { fds: fds.length, toControl, rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20) }
+}
+
 describe("faults", () => {
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
     it.effect("idle CPU after device lifecycles stays near zero", () =>
@@ -37,6 +87,77 @@ describe("faults", () => {
         // A device's DERP runner that outlived it spun a whole core (1.0 here per device).
         assert.isBelow(share, 0.1, `idle process CPU after 5 shut-down devices: ${(share * 100).toFixed(1)}% of a core`)
       }), { timeout: 120_000 })
+
+    it.effect("20 device lifecycles and 10 interrupted builds leave no socket to control and no file descriptor", () =>
+      Effect.gen(function*() {
+        const tailnet = yield* LocalTailnet
+        const controlPort = Number(new URL(tailnet.info.controlUrl).port)
+        const settle = Effect.sleep("1500 millis")
+        const before = openHandles(controlPort)
+        for (let cycle = 0; cycle < 20; cycle++) {
+          yield* Effect.scoped(Effect.flatMap(connect({ hostname: `faults-cycle-${cycle}` }), (device) => device.ipv4))
+        }
+        yield* settle
+        const afterCycles = openHandles(controlPort)
+        for (let attempt = 0; attempt < 10; attempt++) {
+          // Interrupted while the device is being built: the device that arrives is shut down.
+          yield* Effect.scoped(connect({ hostname: `faults-interrupted-${attempt}` })).pipe(
+            Effect.timeout(`${5 + attempt * 10} millis`),
+            Effect.ignore
+          )
+        }
+        yield* Effect.sleep("6 seconds")
+        const afterInterrupted = openHandles(controlPort)
+        console.log(`lifecycles: before ${JSON.stringify(before)}, after 20 cycles ${JSON.stringify(afterCycles)}, ` +
+          `after 10 interrupted builds ${JSON.stringify(afterInterrupted)}`)
+        assert.strictEqual(afterCycles.toControl, before.toControl)
+        assert.strictEqual(afterInterrupted.toControl, before.toControl)
+        assert.isAtMost(afterInterrupted.fds, before.fds)
+      }), { timeout: 120_000 })
+
+    it.effect("two devices log at once: each logger gets its own device's records, and closing one never silences the other", () =>
+      Effect.gen(function*() {
+        const a = capture()
+        const b = capture()
+        const scopeB = yield* Scope.make()
+        yield* connect({ hostname: "faults-log-a", logFilter: "info" }).pipe(Effect.provide(Logger.layer([a.logger])))
+        yield* connect({ hostname: "faults-log-b", logFilter: "info" }).pipe(
+          Effect.provide(Logger.layer([b.logger])),
+          Scope.provide(scopeB)
+        )
+        // The crate's start-up warning, once per device, reaches that device's logger only.
+        const startup = (records: ReadonlyArray<Captured>) =>
+          records.filter((record) => record.message.startsWith("tailscale-rs is early software")).length
+        assert.strictEqual(startup(a.records), 1)
+        assert.strictEqual(startup(b.records), 1)
+        yield* Scope.close(scopeB, Exit.void)
+        const before = a.records.length
+        // A keeps logging: its device sends a map request with its endpoints within seconds.
+        yield* Effect.sleep("3 seconds")
+        assert.isAbove(a.records.length, before, "device A's records stopped when device B closed")
+      }), { timeout: 60_000 })
+
+    it.effect("at trace level, no record carries the auth key or a private key", () =>
+      Effect.gen(function*() {
+        const tailnet = yield* LocalTailnet
+        const keyState = NativeBackend.load().pipe(Effect.map((native) => native.generateKeyState()))
+        const state = yield* Effect.orDie(keyState)
+        const all = capture()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const device = yield* connect({ hostname: "faults-secrets", logFilter: "trace", keyState: Redacted.make(state) })
+          yield* tailnet.waitForPeer(NetAddress.formatIp(yield* device.ipv4))
+          const { peer } = tailnet.info
+          const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" })
+          yield* stream.write("secret scan")
+          yield* stream.read({ timeout: "20 seconds" })
+        })).pipe(Effect.provide(Logger.layer([all.logger])))
+        const privateKeys = Object.values(JSON.parse(state).key_state as Record<string, string>)
+        const secrets = [tailnet.info.authKey, ...privateKeys, ...privateKeys.map((key) => key.split(":")[1]!)]
+        const text = JSON.stringify(all.records)
+        assert.isAbove(all.records.length, 500, "a trace-level run should have produced many records")
+        assert.deepStrictEqual(secrets.filter((secret) => text.includes(secret)), [])
+        console.log(`secrets scan: ${all.records.length} records, no secret found`)
+      }), { timeout: 60_000 })
 
     it.effect("shutting a device down under an HTTP server with a client connected ends serving quietly", () =>
       Effect.gen(function*() {

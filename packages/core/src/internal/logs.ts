@@ -1,6 +1,7 @@
 /** Forwards a backend's log records to Effect's logger for the lifetime of the current scope. */
 import * as Effect from "effect/Effect"
 import type * as LogLevel from "effect/LogLevel"
+import * as References from "effect/References"
 import type { Backend, RawLogLevel, RawLogRecord } from "../Backend.ts"
 
 const levels: Record<RawLogLevel, LogLevel.Severity> = {
@@ -11,17 +12,25 @@ const levels: Record<RawLogLevel, LogLevel.Severity> = {
   TRACE: "Trace"
 }
 
+/**
+ * Subscribes for the current scope; returns the subscription's id for the device's `logSink`,
+ * or undefined when there are no logs to forward. The filter alone decides which records
+ * arrive: they pass whatever minimum log level the application runs with, so
+ * `logFilter: "debug"` shows debug records without lowering it.
+ */
 export const forward = (backend: Backend, filter: string) =>
   Effect.gen(function*() {
-    if (backend.subscribeLogs === undefined || filter === "off") return
+    if (backend.subscribeLogs === undefined || filter === "off") return undefined
     const context = yield* Effect.context<never>()
     const runFork = Effect.runForkWith(context)
     const log = (record: RawLogRecord) =>
       Effect.logWithLevel(levels[record.level] ?? "Info")(record.message).pipe(
-        Effect.annotateLogs({ ...record.fields, target: record.target })
+        Effect.annotateLogs({ ...record.fields, target: record.target }),
+        Effect.provideService(References.MinimumLogLevel, "All")
       )
-    yield* Effect.acquireRelease(
+    const subscription = yield* Effect.acquireRelease(
       Effect.sync(() => backend.subscribeLogs!(filter, (record) => void runFork(log(record)))),
-      (unsubscribe) => Effect.sync(unsubscribe)
+      (subscription) => Effect.sync(subscription.unsubscribe)
     )
+    return subscription.id
   })
