@@ -65,7 +65,10 @@ pub fn load_or_create(path: &Path, on_bad_format: OnBadFormat) -> Result<Persist
     let shown = path.display();
     match std::fs::read(path) {
         Ok(bytes) => match parse(&bytes) {
-            Ok(state) => Ok(state),
+            Ok(state) => {
+                keep_private(path)?;
+                Ok(state)
+            }
             Err(reason) => match on_bad_format {
                 OnBadFormat::Error => Err(Failure::new(
                     Code::KeyFile,
@@ -91,6 +94,34 @@ pub fn load_or_create(path: &Path, on_bad_format: OnBadFormat) -> Result<Persist
         }
         Err(e) => Err(Failure::new(Code::KeyFile, format!("could not read key file {shown}: {e}"))),
     }
+}
+
+/// A key file others can read gives away the node's identity: make it owner-only (0600), as
+/// `ssh` insists, and say so.
+#[cfg(unix)]
+fn keep_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Failure::new(Code::KeyFile, format!("could not read key file {shown}: {e}")))?
+        .permissions()
+        .mode();
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        Failure::new(
+            Code::KeyFile,
+            format!("key file {shown} can be read by others (mode {:o}) and could not be made private: {e}", mode & 0o777),
+        )
+    })?;
+    tracing::warn!(key_file = %shown, was = format!("{:o}", mode & 0o777), "key file could be read by others; made it private (0600)");
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn keep_private(_: &Path) -> Result<()> {
+    Ok(())
 }
 
 fn ensure_parent(path: &Path) -> Result<()> {
@@ -245,6 +276,19 @@ mod tests {
         assert_private(&path);
         let again = load_or_create(&path, OnBadFormat::Error).unwrap();
         assert_eq!(public_keys(&state).node_key, public_keys(&again).node_key);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("loose-mode");
+        let path = dir.join("keys.json");
+        let state = load_or_create(&path, OnBadFormat::Error).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let again = load_or_create(&path, OnBadFormat::Error).unwrap();
+        assert_eq!(public_keys(&state).node_key, public_keys(&again).node_key);
+        assert_private(&path);
     }
 
     #[test]

@@ -44,6 +44,35 @@ const describe = (input: unknown): string => {
   return String(input)
 }
 
+const DNS_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/
+
+/** Shows at most 64 characters of what the caller gave, so a huge input makes a short message. */
+export const shown = (text: string): string => JSON.stringify(text.length > 64 ? `${text.slice(0, 64)}…` : text)
+
+/**
+ * What a host in `"host:port"` is: an IP literal, or a peer's name. Dotted numbers that are not
+ * an IPv4 address, an IPv6 address without brackets and scoped (link-local) IPv6 addresses are
+ * refused with what is wrong, instead of being looked up as names nobody has.
+ */
+const parseHost = (
+  text: string,
+  bracketed: boolean
+): Effect.Effect<{ readonly _tag: "Ip"; readonly ip: NetAddress.IpAddress } | { readonly _tag: "Name" }, TailscaleError> => {
+  if (text.includes("%")) {
+    return Effect.fail(invalidArgument("target", `${shown(text)} is a scoped (link-local) IPv6 address; tailnet addresses have no scope`))
+  }
+  const ip = NetAddress.ipFromString(text)
+  if (Result.isSuccess(ip)) return Effect.succeed({ _tag: "Ip", ip: ip.success })
+  if (bracketed || text.includes(":")) {
+    return Effect.fail(invalidArgument("target", `${shown(text)} is not an IPv6 address`))
+  }
+  if (/^[\d.]+$/.test(text)) return Effect.fail(invalidArgument("target", `${shown(text)} is not an IPv4 address`))
+  if (!DNS_NAME.test(text)) {
+    return Effect.fail(invalidArgument("target", `${shown(text)} is neither an IP address nor a peer's DNS name`))
+  }
+  return Effect.succeed({ _tag: "Name" })
+}
+
 /** Splits `"host:port"` (the port after the last colon; IPv6 needs brackets: `"[fd7a::1]:80"`). */
 export const parseDialTarget = (
   target: DialTarget
@@ -55,20 +84,30 @@ export const parseDialTarget = (
   Effect.gen(function*() {
     if (typeof target === "string") {
       const at = target.lastIndexOf(":")
-      const host = at > 0 ? target.slice(0, at).replace(/^\[(.*)\]$/, "$1") : ""
+      const hostText = at > 0 ? target.slice(0, at) : ""
       const portText = at > 0 ? target.slice(at + 1) : ""
-      if (host === "" || !/^\d+$/.test(portText)) {
-        return yield* Effect.fail(invalidArgument("target", `expected "host:port" (got ${JSON.stringify(target)})`))
+      if (hostText === "" || !/^\d+$/.test(portText)) {
+        return yield* Effect.fail(invalidArgument("target", `expected "host:port" (got ${shown(target)})`))
+      }
+      const bracketed = /^\[.*\]$/.test(hostText)
+      const host = bracketed ? hostText.slice(1, -1) : hostText
+      if (!bracketed && host.includes(":")) {
+        return yield* Effect.fail(
+          invalidArgument("target", `an IPv6 address needs brackets, as in "[fd7a:115c:a1e0::1]:80" (got ${shown(target)})`)
+        )
       }
       const port = yield* parsePort("port", Number(portText))
-      const ip = NetAddress.ipFromString(host)
-      return Result.isSuccess(ip)
-        ? { _tag: "Ip" as const, ip: ip.success, port }
+      const parsed = yield* parseHost(host, bracketed)
+      return parsed._tag === "Ip"
+        ? { _tag: "Ip" as const, ip: parsed.ip, port }
         : { _tag: "Peer" as const, name: host, port, family: "ipv4" as const }
     }
     const port = yield* parsePort("port", target.port)
     if ("peer" in target) {
       if (target.peer.replace(/\.$/, "") === "") return yield* Effect.fail(invalidArgument("peer", "must not be empty"))
+      if (!DNS_NAME.test(target.peer)) {
+        return yield* Effect.fail(invalidArgument("peer", `${shown(target.peer)} is not a DNS name`))
+      }
       return { _tag: "Peer" as const, name: target.peer, port, family: target.family ?? "ipv4" }
     }
     return { _tag: "Ip" as const, ip: yield* parseIp("ip", target.ip), port }

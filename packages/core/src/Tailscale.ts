@@ -23,7 +23,16 @@ import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { type BindAddress, type DialTarget, formatIp, type IpInput, parseDialTarget, parseIp, parsePort } from "./Address.ts"
+import {
+  type BindAddress,
+  type DialTarget,
+  formatIp,
+  type IpInput,
+  parseDialTarget,
+  parseIp,
+  parsePort,
+  shown
+} from "./Address.ts"
 import { AuthState } from "./AuthState.ts"
 import type { Backend, RawConnectOptions } from "./Backend.ts"
 import type { DeviceState } from "./DeviceState.ts"
@@ -122,28 +131,38 @@ export interface TailscaleOptions {
 }
 
 const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/
-const TAG = /^tag:[A-Za-z][A-Za-z0-9-]*$/
+const TAG = /^tag:[A-Za-z][A-Za-z0-9-]{0,62}$/
+/** Tailscale's auth keys are under 100 characters; anything this long is a mistake, not a key. */
+const MAX_AUTH_KEY = 512
 
 const validateOptions = (options: TailscaleOptions): Effect.Effect<RawConnectOptions, TailscaleError> =>
   Effect.gen(function*() {
     if (options.hostname !== undefined && !HOSTNAME.test(options.hostname)) {
       return yield* Effect.fail(invalidArgument(
         "hostname",
-        `must be a single DNS label of letters, digits and hyphens (got ${JSON.stringify(options.hostname)})`
+        `must be a single DNS label of at most 63 letters, digits and hyphens (got ${shown(options.hostname)})`
       ))
     }
     for (const [index, tag] of (options.tags ?? []).entries()) {
       if (!TAG.test(tag)) {
-        return yield* Effect.fail(invalidArgument(`tags[${index}]`, `must look like tag:name (got ${JSON.stringify(tag)})`))
+        return yield* Effect.fail(invalidArgument(`tags[${index}]`, `must look like tag:name (got ${shown(tag)})`))
       }
     }
     let controlUrl: string | undefined
     if (options.controlUrl !== undefined) {
       const text = String(options.controlUrl)
-      if (!URL.canParse(text) || !/^https?:$/.test(new URL(text).protocol)) {
-        return yield* Effect.fail(invalidArgument("controlUrl", `must be an http(s) URL (got ${JSON.stringify(text)})`))
+      const url = URL.canParse(text) ? new URL(text) : undefined
+      if (url !== undefined && (url.username !== "" || url.password !== "")) {
+        // Never echo it: the URL carries credentials.
+        return yield* Effect.fail(invalidArgument("controlUrl", "must not carry a user name or password"))
+      }
+      if (url === undefined || !/^https?:$/.test(url.protocol)) {
+        return yield* Effect.fail(invalidArgument("controlUrl", `must be an http(s) URL (got ${shown(text)})`))
       }
       controlUrl = text
+    }
+    if (options.authKey !== undefined && Redacted.value(options.authKey).length > MAX_AUTH_KEY) {
+      return yield* Effect.fail(invalidArgument("authKey", `longer than ${MAX_AUTH_KEY} characters; not an auth key`))
     }
     if (options.keyFile !== undefined && options.keyState !== undefined) {
       return yield* Effect.fail(invalidArgument("keyState", "give either keyFile or keyState, not both"))
@@ -236,7 +255,28 @@ export const make: (
   const bindIp = (address: BindAddress | undefined, limit: Duration.Input) =>
     address === undefined || address === "ipv4" || address === "ipv6"
       ? (address === "ipv6" ? ownIpv6(limit) : ownIpv4(limit))
-      : parseIp("address", address)
+      : Effect.gen(function*() {
+        // The network stack would take any address and never deliver to it.
+        const ip = yield* parseIp("address", address)
+        const own = [formatIp(yield* ownIpv4(limit)), formatIp(yield* ownIpv6(limit))]
+        if (!own.includes(formatIp(ip))) {
+          return yield* Effect.fail(
+            invalidArgument("address", `${formatIp(ip)} is not an address of this device (it has ${own.join(" and ")})`)
+          )
+        }
+        return ip
+      })
+
+  // DNS names are case-insensitive, but the crate matches names exactly: try as given, then in
+  // lower case (how control normalizes them).
+  const lookupName = (operation: string, limit: Duration.Input, name: string) =>
+    call(operation, limit, (d) => d.raw.peerByName(name)).pipe(
+      Effect.flatMap((found) =>
+        found === null && name !== name.toLowerCase()
+          ? call(operation, limit, (d) => d.raw.peerByName(name.toLowerCase()))
+          : Effect.succeed(found)
+      )
+    )
 
   const decodeNodeInfo = cachedDecoder()
   const decodeOptional = (raw: unknown) =>
@@ -257,7 +297,7 @@ export const make: (
     ),
     peerByName: Effect.fn("Tailscale.peerByName")(function*(name: string, options?: CallOptions) {
       if (name.replace(/\.$/, "") === "") return yield* Effect.fail(invalidArgument("name", "must not be empty"))
-      const raw = yield* call("peerByName", netmapLimit(options), (d) => d.raw.peerByName(name))
+      const raw = yield* lookupName("peerByName", netmapLimit(options), name)
       return yield* decodeOptional(raw)
     }),
     peerByIp: Effect.fn("Tailscale.peerByIp")(function*(input: IpInput, options?: CallOptions) {
@@ -278,7 +318,7 @@ export const make: (
         if (parsed._tag === "Ip") {
           ip = parsed.ip
         } else {
-          const peer = yield* call("dial", "Infinity", (d) => d.raw.peerByName(parsed.name)).pipe(
+          const peer = yield* lookupName("dial", "Infinity", parsed.name).pipe(
             Effect.flatMap(decodeOptional)
           )
           if (Option.isNone(peer)) {

@@ -83,6 +83,22 @@ describe("Tailscale.make", () => {
       assert.strictEqual(reason._tag === "InvalidArgument" ? reason.field : "", field)
       assert.strictEqual(calls.connect.length, 0)
     }))
+
+  it.effect("bounds what it echoes and never echoes credentials", () =>
+    Effect.gen(function*() {
+      const { backend, calls } = memoryBackend()
+      const huge = reasonOf(yield* Effect.exit(Tailscale.make(backend, { hostname: "h".repeat(100_000) })))
+      assert.isBelow(huge.message.length, 200)
+      const withPassword = reasonOf(
+        yield* Effect.exit(Tailscale.make(backend, { controlUrl: "https://admin:hunter2@control.example/" }))
+      )
+      assert.strictEqual(withPassword._tag, "InvalidArgument")
+      assert.notInclude(withPassword.message, "hunter2")
+      const bigKey = reasonOf(yield* Effect.exit(Tailscale.make(backend, { authKey: Redacted.make("k".repeat(1_000_000)) })))
+      assert.strictEqual(bigKey._tag === "InvalidArgument" ? bigKey.field : bigKey._tag, "authKey")
+      assert.isBelow(bigKey.message.length, 200)
+      assert.strictEqual(calls.connect.length, 0)
+    }))
 })
 
 describe("errors from the backend", () => {
@@ -302,6 +318,22 @@ describe("TCP streams", () => {
       assert.strictEqual(script.closeCalls, 1)
       assert.strictEqual(reasonOf(yield* Effect.exit(stream.read()))._tag, "DeviceClosed")
       assert.strictEqual(reasonOf(yield* Effect.exit(stream.write("x")))._tag, "DeviceClosed")
+    }))
+
+  it.effect.each([
+    ["300.1.1.1:80", "not an IPv4 address"],
+    ["fd7a:115c:a1e0::1:80", "needs brackets"],
+    ["[fe80::1%lo]:7001", "scoped"],
+    ["[not-ip]:80", "not an IPv6 address"],
+    ["bad_name!:80", "neither an IP address nor a peer's DNS name"]
+  ] as const)("dial(%j) is InvalidArgument saying what is wrong, before any lookup", ([target, why]) =>
+    Effect.gen(function*() {
+      const { backend, calls } = memoryBackend()
+      const service = yield* Tailscale.make(backend)
+      const reason = reasonOf(yield* Effect.exit(Effect.scoped(service.dial(target as `${string}:${number}`))))
+      assert.strictEqual(reason._tag, "InvalidArgument")
+      assert.include(reason.message, why)
+      assert.notInclude(calls.device, "peerByName")
     }))
 
   it.effect("dialing an unknown peer name is InvalidArgument naming the peer", () =>

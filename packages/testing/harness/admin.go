@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -19,9 +20,9 @@ import (
 
 // The admin API is for tests only and lives on its own port: testcontrol panics the whole
 // process on paths it does not know, so nothing but Tailscale clients talks to the control port.
-func startAdmin(ctl *control, p *peer, authKey string) string {
+func startAdmin(ctl *control, p *peer, authKey, workDir string) string {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /bench-go", serveGoBench(&goBench{}, ctl.url, authKey, p))
+	mux.HandleFunc("GET /bench-go", serveGoBench(&goBench{dir: filepath.Join(workDir, "go-bench")}, ctl.url, authKey, p))
 	mux.HandleFunc("GET /peers", func(w http.ResponseWriter, r *http.Request) {
 		peers, err := peerList(r.Context(), p)
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -21,6 +20,7 @@ import (
 // A second Go node, started on first use, measures what a user of Go's tsnet would get against
 // the same echo peer: the baseline the benchmarks compare our device with.
 type goBench struct {
+	dir    string // inside the harness's work directory
 	once   sync.Once
 	server *tsnet.Server
 	err    error
@@ -28,13 +28,8 @@ type goBench struct {
 
 func (b *goBench) start(controlURL, authKey string) (*tsnet.Server, error) {
 	b.once.Do(func() {
-		dir, err := os.MkdirTemp("", "tailnet-harness-bench-")
-		if err != nil {
-			b.err = err
-			return
-		}
 		b.server = &tsnet.Server{
-			Hostname: "go-bench", Dir: dir, Store: new(mem.Store), ControlURL: controlURL,
+			Hostname: "go-bench", Dir: b.dir, Store: new(mem.Store), ControlURL: controlURL,
 			AuthKey: authKey, Ephemeral: true, Logf: logger.Discard, UserLogf: logger.Discard,
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

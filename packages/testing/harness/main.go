@@ -13,6 +13,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -74,8 +75,11 @@ func main() {
 	derpPort := startDERP(logf)
 	stunPort := startSTUN()
 	control := startControl(derpMap(derpPort, stunPort), *authKey, *throttle, logf)
-	peer := startPeer(control.url, *authKey, *hostname, logf)
-	adminURL := startAdmin(control, peer, *authKey)
+	// The tsnet nodes' state lives here, and goes when the harness exits normally.
+	workDir := must(os.MkdirTemp("", "tailnet-harness-"))
+	defer os.RemoveAll(workDir)
+	peer := startPeer(control.url, *authKey, *hostname, filepath.Join(workDir, "echo-peer"), logf)
+	adminURL := startAdmin(control, peer, *authKey, workDir)
 
 	line, err := json.Marshal(ready{
 		ControlURL: control.url,

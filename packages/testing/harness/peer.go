@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strconv"
 	"time"
 
@@ -22,8 +21,7 @@ type peer struct {
 	info   peerInfo
 }
 
-func startPeer(controlURL, authKey, hostname string, logf logger.Logf) *peer {
-	dir := must(os.MkdirTemp("", "tailnet-harness-"))
+func startPeer(controlURL, authKey, hostname, dir string, logf logger.Logf) *peer {
 	server := &tsnet.Server{
 		Hostname: hostname, Dir: dir, Store: new(mem.Store), ControlURL: controlURL,
 		AuthKey: authKey, Ephemeral: true, Logf: logf, UserLogf: logf,

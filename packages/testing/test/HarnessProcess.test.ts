@@ -1,6 +1,6 @@
-/** The harness process on its own: built when missing, started, stopped without leaving a process behind. */
+/** The harness process on its own: built when missing, started, stopped without leaving a process or a file behind. */
 import { existsSync } from "node:fs"
-import { mkdtemp, rm } from "node:fs/promises"
+import { mkdtemp, readdir, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
@@ -20,7 +20,14 @@ describe("HarnessProcess", () => {
     const dir = await mkdtemp(join(tmpdir(), "harness-build-"))
     try {
       const binary = join(dir, "tailnet-harness")
-      const harness = await startHarness({ binary })
+      // The harness's own temporary files go here, so the test can see that none are left.
+      const temp = await mkdtemp(join(tmpdir(), "harness-temp-"))
+      const savedTemp = process.env.TMPDIR
+      process.env.TMPDIR = temp
+      const harness = await startHarness({ binary }).finally(() => {
+        if (savedTemp === undefined) delete process.env.TMPDIR
+        else process.env.TMPDIR = savedTemp
+      })
       expect(existsSync(binary)).toBe(true)
       const ready = harness.ready as { controlUrl: string; adminUrl: string; peer: { hostname: string } }
       expect(ready.controlUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
@@ -28,8 +35,11 @@ describe("HarnessProcess", () => {
       const peers = await fetch(new URL("/peers", ready.adminUrl))
       expect(peers.ok).toBe(true)
       const pid = harness.pid
+      expect(await readdir(temp)).toHaveLength(1)
       await harness.stop()
       expect(isRunning(pid)).toBe(false)
+      expect(await readdir(temp)).toEqual([])
+      await rm(temp, { recursive: true, force: true })
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

@@ -69,6 +69,29 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           }
         }))
 
+      it.effect("names are case-insensitive, as in DNS", () =>
+        Effect.gen(function*() {
+          const { device, provider } = yield* joinReachable("conformance-case")
+          const peer = provider.echoPeer
+          const upper = Option.getOrThrow(yield* device.peerByName(peer.hostname.toUpperCase()))
+          assert.strictEqual(NetAddress.formatIp(upper.ipv4), peer.ipv4)
+          const stream = yield* device.dial(`${peer.hostname.toUpperCase()}:${peer.tcpEchoPort}`, { timeout: "30 seconds" })
+          yield* stream.write("case")
+          assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(yield* stream.read({ timeout: "20 seconds" }))), "case")
+        }))
+
+      it.effect("listen refuses an address the device does not own", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const device = yield* provider.join("conformance-listen-foreign")
+          for (const address of ["0.0.0.0", "::", "127.0.0.1", provider.echoPeer.ipv4]) {
+            const exit = yield* Effect.exit(device.listen(9700, { address }))
+            assert.strictEqual(reasonTag(exit), "InvalidArgument", address)
+          }
+          const own = yield* device.ipv4
+          yield* device.listen(9700, { address: own })
+        }))
+
       it.effect("tcp echo", () =>
         Effect.gen(function*() {
           const { device, provider } = yield* joinReachable("conformance-tcp")

@@ -6,7 +6,7 @@
  */
 import { DeviceState } from "@effect-tailscale/core/DeviceState"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
-import { TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import { timeout, TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as NetAddress from "effect/net/NetAddress"
@@ -141,7 +141,7 @@ export const knows = (device: TailscaleService, ip: string) =>
   device.peerByIp(ip).pipe(
     Effect.filterOrFail(Option.isSome, () => new Error(`${ip} is not a peer yet`)),
     Effect.retry(Schedule.spaced("100 millis")),
-    Effect.timeout("30 seconds")
+    Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.fail(timeout("waiting for a new peer", "30 seconds")) })
   )
 
 /** Echoes every connection on `port` until the scope closes. */
