@@ -27,7 +27,13 @@ export interface TcpStream {
     Option.Option<Uint8Array>,
     TailscaleError
   >
-  /** Writes every byte, waiting while the network stack's buffer is full (backpressure). */
+  /**
+   * Writes every byte, waiting while the network stack's buffer is full (backpressure).
+   * Interrupting a write (a timeout, say) closes the stream: the bytes the network stack has
+   * already taken are still delivered, then FIN; nothing more of that buffer is sent, and later
+   * calls fail with `DeviceClosed`. A stream cannot go on after a write stopped midway, since
+   * the peer could not tell where the cut was.
+   */
   readonly write: (data: Uint8Array | string) => Effect.Effect<void, TailscaleError>
   /** Writes the chunks in order. */
   readonly writeAll: (chunks: Iterable<Uint8Array | string>) => Effect.Effect<void, TailscaleError>
@@ -61,7 +67,9 @@ export const fromRaw = (raw: RawTcpStream) =>
     const write = (data: Uint8Array | string) =>
       isClosed()
         ? Effect.fail(deviceClosed("TCP stream"))
-        : Effect.tryPromise({ try: () => raw.write(toBytes(data)), catch: (error) => fromBackend("write", error) })
+        : Effect.tryPromise({ try: () => raw.write(toBytes(data)), catch: (error) => fromBackend("write", error) }).pipe(
+          Effect.onInterrupt(() => close)
+        )
 
     const writeAll = (chunks: Iterable<Uint8Array | string>) => Effect.forEach(chunks, write, { discard: true })
 

@@ -18,6 +18,9 @@ export class TailnetSocket extends Duplex {
   readonly encrypted = false
   connecting = false
   private reading = false
+  /** Idle timeout in ms (0: none), as `net.Socket#timeout`. */
+  timeout: number | undefined = undefined
+  private idleTimer: NodeJS.Timeout | undefined
 
   readonly stream: RawTcpStream
 
@@ -40,7 +43,10 @@ export class TailnetSocket extends Duplex {
           if (chunk === null) {
             this.reading = false
             this.push(null)
-          } else if (this.push(chunk)) {
+            return
+          }
+          this.active()
+          if (this.push(chunk)) {
             pull()
           } else {
             this.reading = false
@@ -56,7 +62,11 @@ export class TailnetSocket extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.stream.write(chunk).then(() => callback(), (error: unknown) => callback(error as Error))
+    this.active()
+    this.stream.write(chunk).then(() => {
+      this.active()
+      callback()
+    }, (error: unknown) => callback(error as Error))
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -65,6 +75,7 @@ export class TailnetSocket extends Duplex {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.idleTimer)
     this.stream.close()
     callback(error)
   }
@@ -80,9 +91,31 @@ export class TailnetSocket extends Duplex {
   setKeepAlive(_enable?: boolean, _delay?: number): this {
     return this
   }
-  setTimeout(_timeout: number, callback?: () => void): this {
-    if (callback) this.once("timeout", callback)
+  /**
+   * As `net.Socket#setTimeout`: after `timeout` ms without data in either direction, emits
+   * `timeout` (once per idle period; the socket stays open, closing it is the listener's call).
+   * 0 turns it off. Like Node's, the timer never keeps the process alive.
+   */
+  setTimeout(timeout: number, callback?: () => void): this {
+    this.timeout = timeout > 0 ? timeout : undefined
+    if (callback) {
+      if (timeout > 0) this.once("timeout", callback)
+      else this.removeListener("timeout", callback)
+    }
+    this.active()
     return this
+  }
+
+  /** Restarts the idle timer (on data read or written). */
+  private active(): void {
+    clearTimeout(this.idleTimer)
+    this.idleTimer = undefined
+    if (this.timeout === undefined || this.destroyed) return
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined
+      this.emit("timeout")
+    }, this.timeout)
+    this.idleTimer.unref()
   }
   ref(): this {
     return this

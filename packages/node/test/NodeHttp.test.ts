@@ -22,6 +22,50 @@ const get = (options: http.RequestOptions) =>
   })
 
 describe("Node adapters", () => {
+  it.live("setTimeout emits timeout after the socket is idle, restarts on data, and stops at 0", () =>
+    Effect.gen(function*() {
+      const [ours, theirs] = streamPair()
+      const socket = toDuplex(ours)
+      let timeouts = 0
+      socket.setTimeout(100, () => timeouts++)
+      socket.on("data", () => {})
+      yield* Effect.sleep("60 millis")
+      yield* Effect.promise(() => theirs.write(new TextEncoder().encode("keep alive")))
+      yield* Effect.sleep("60 millis")
+      assert.strictEqual(timeouts, 0, "data within the timeout restarts the idle timer")
+      yield* Effect.sleep("100 millis")
+      assert.strictEqual(timeouts, 1)
+      assert.strictEqual(socket.timeout, 100)
+      socket.setTimeout(0)
+      socket.on("timeout", () => timeouts++)
+      yield* Effect.sleep("150 millis")
+      assert.strictEqual(timeouts, 1, "0 turns the idle timeout off")
+      socket.destroy()
+    }))
+
+  it.live("an http.Agent timeout ends a request to a peer that never answers", () =>
+    Effect.gen(function*() {
+      const { connect, listener } = memoryListener()
+      const server = http.createServer(() => {
+        // Never answers.
+      })
+      const stop = serve(listener, server)
+      const agent = new TailnetAgent((_host, _port) => connect())
+      const failure = yield* Effect.flip(
+        Effect.callback<void, Error>((resume) => {
+          const request = http.request({ host: "db", port: 80, agent, timeout: 150 })
+          request.on("timeout", () => request.destroy(new Error("timed out")))
+          request.on("error", (error) => resume(Effect.fail(error)))
+          request.on("response", () => resume(Effect.void))
+          request.end()
+        })
+      )
+      assert.strictEqual(failure.message, "timed out")
+      stop()
+      agent.destroy()
+      server.close()
+    }))
+
   it.live("an http.Server served on a tailnet listener answers http.request through the TailnetAgent", () =>
     Effect.gen(function*() {
       const { connect, listener } = memoryListener()

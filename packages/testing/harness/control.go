@@ -93,7 +93,9 @@ func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duratio
 		AllOnline:        true,
 		AllNodesSameUser: true,
 		RequireAuthKey:   requiredKey,
-		Logf:             logf,
+		// Non-nil: a node gets the tags its registration asks for (Hostinfo.RequestTags).
+		TagOwners: map[string][]string{},
+		Logf:      logf,
 		HoldMapRequest: func(req *tailcfg.MapRequest) func() {
 			counts.add(req)
 			if req.Stream {

@@ -30,6 +30,7 @@ export interface JoinOptions {
   readonly authKey?: Redacted.Redacted<string> | undefined
   readonly withoutAuthKey?: boolean | undefined
   readonly reconnect?: boolean | undefined
+  readonly tags?: ReadonlyArray<string> | undefined
 }
 
 export interface TailnetProviderService {

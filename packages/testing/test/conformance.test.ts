@@ -69,6 +69,18 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           }
         }))
 
+      it.effect("a device joins with the tags it asks for, as its peers see", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const device = yield* provider.join("conformance-tags", { tags: ["tag:conformance"] })
+          assert.deepStrictEqual((yield* device.self).tags, ["tag:conformance"])
+          const ipv4 = NetAddress.formatIp(yield* device.ipv4)
+          yield* provider.reachable(ipv4)
+          const other = yield* provider.join("conformance-tags-peer")
+          const seen = Option.getOrThrow(yield* other.peerByIp(ipv4))
+          assert.deepStrictEqual(seen.tags, ["tag:conformance"])
+        }))
+
       it.effect("names are case-insensitive, as in DNS", () =>
         Effect.gen(function*() {
           const { device, provider } = yield* joinReachable("conformance-case")
@@ -99,6 +111,18 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           yield* stream.write("conformance")
           const reply = yield* stream.read({ timeout: "20 seconds" })
           assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(reply)), "conformance")
+        }))
+
+      it.effect("an interrupted write closes the stream", () =>
+        Effect.gen(function*() {
+          const { device, provider } = yield* joinReachable("conformance-write-cut")
+          const peer = provider.echoPeer
+          const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" })
+          // Nobody reads the echo, so the write soon waits for room and is cut by the timeout.
+          const cut = yield* Effect.exit(stream.write(new Uint8Array(32 * 1024 * 1024)).pipe(Effect.timeout("500 millis")))
+          assert.isTrue(Exit.isFailure(cut))
+          assert.strictEqual(reasonTag(yield* Effect.exit(stream.write("more"))), "DeviceClosed")
+          assert.strictEqual(reasonTag(yield* Effect.exit(stream.read())), "DeviceClosed")
         }))
 
       it.effect("a port nobody listens on is ConnectionRefused", () =>

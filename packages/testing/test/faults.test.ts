@@ -117,11 +117,14 @@ describe("faults", () => {
 
     it.effect("two devices log at once: each logger gets its own device's records, and closing one never silences the other", () =>
       Effect.gen(function*() {
+        const tailnet = yield* LocalTailnet
         const a = capture()
         const b = capture()
         const scopeB = yield* Scope.make()
-        yield* connect({ hostname: "faults-log-a", logFilter: "info" }).pipe(Effect.provide(Logger.layer([a.logger])))
-        yield* connect({ hostname: "faults-log-b", logFilter: "info" }).pipe(
+        const deviceA = yield* connect({ hostname: "faults-log-a", logFilter: "debug" }).pipe(
+          Effect.provide(Logger.layer([a.logger]))
+        )
+        yield* connect({ hostname: "faults-log-b", logFilter: "debug" }).pipe(
           Effect.provide(Logger.layer([b.logger])),
           Scope.provide(scopeB)
         )
@@ -132,9 +135,35 @@ describe("faults", () => {
         assert.strictEqual(startup(b.records), 1)
         yield* Scope.close(scopeB, Exit.void)
         const before = a.records.length
-        // A keeps logging: its device sends a map request with its endpoints within seconds.
-        yield* Effect.sleep("3 seconds")
+        // A keeps logging: a dial makes its network stack and runtime log at debug.
+        yield* tailnet.waitForPeer(NetAddress.formatIp(yield* deviceA.ipv4))
+        const { peer } = tailnet.info
+        yield* Effect.scoped(deviceA.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" }))
+        yield* Effect.sleep("200 millis")
         assert.isAbove(a.records.length, before, "device A's records stopped when device B closed")
+      }), { timeout: 60_000 })
+
+    it.effect("a clean run logs only the crate's start-up warning and the test build's notices, each once", () =>
+      Effect.gen(function*() {
+        const tailnet = yield* LocalTailnet
+        const all = capture()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const device = yield* connect({ hostname: "faults-clean", logFilter: "warn" })
+          yield* tailnet.waitForPeer(NetAddress.formatIp(yield* device.ipv4))
+          const { peer } = tailnet.info
+          const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" })
+          yield* stream.write("clean")
+          yield* stream.read({ timeout: "20 seconds" })
+          // Long enough for the DERP reconnects that used to repeat the TLS notices.
+          yield* Effect.sleep("3 seconds")
+        })).pipe(Effect.provide(Logger.layer([all.logger])))
+        const crate = all.records.filter((record) => "target" in record.annotations)
+        assert.deepStrictEqual(crate.map((record) => record.message).sort(), [
+          "connecting insecure TLS",
+          "fetching control key over insecure http",
+          "tailscale-rs is early software in active development, expect more bugs and missing features than usual.",
+          "using insecure TLS for tests"
+        ])
       }), { timeout: 60_000 })
 
     it.effect("at trace level, no record carries the auth key or a private key", () =>
