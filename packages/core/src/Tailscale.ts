@@ -38,9 +38,10 @@ import type { Backend, RawConnectOptions } from "./Backend.ts"
 import type { DeviceState } from "./DeviceState.ts"
 import * as Logs from "./internal/logs.ts"
 import { open } from "./internal/owned.ts"
+import { dualStack } from "./internal/dualListener.ts"
 import { defaultReconnectSchedule, type Generation, supervise } from "./internal/supervisor.ts"
 import { cachedDecoder, type NodeInfo } from "./NodeInfo.ts"
-import { fromBackend, internal, invalidArgument, type TailscaleError } from "./TailscaleError.ts"
+import { fromBackend, internal, invalidArgument, TailscaleError } from "./TailscaleError.ts"
 import * as TcpListener from "./TcpListener.ts"
 import * as TcpStream from "./TcpStream.ts"
 import { TailscaleTimeouts, toMillis, within } from "./Timeouts.ts"
@@ -54,6 +55,28 @@ export interface CallOptions {
 export interface BindOptions extends CallOptions {
   /** The device's own `"ipv4"` (default) or `"ipv6"` address, or an explicit one. */
   readonly address?: BindAddress | undefined
+}
+
+export interface ListenOptions extends CallOptions {
+  /**
+   * Only this one of the device's addresses: `"ipv4"`, `"ipv6"`, or the address itself.
+   * Default: both, so peers reach the listener over either family.
+   */
+  readonly address?: BindAddress | undefined
+}
+
+/** The IANA dynamic range, where `listen(0)` picks a port. */
+const EPHEMERAL_FIRST = 49152
+const EPHEMERAL_COUNT = 65536 - EPHEMERAL_FIRST
+
+/** `listen(0)`: a free port from the dynamic range, tried at random until one is not in use. */
+const ephemeral = <A>(bind: (port: number) => Effect.Effect<A, TailscaleError>) => {
+  const attempt = (tries: number): Effect.Effect<A, TailscaleError> =>
+    bind(EPHEMERAL_FIRST + Math.floor(Math.random() * EPHEMERAL_COUNT)).pipe(
+      Effect.catchReason("TailscaleError", "AddressInUse", (reason) =>
+        tries > 1 ? attempt(tries - 1) : Effect.fail(new TailscaleError({ reason })))
+    )
+  return attempt(32)
 }
 
 export interface TailscaleService {
@@ -76,10 +99,13 @@ export interface TailscaleService {
     target: DialTarget,
     options?: CallOptions
   ) => Effect.Effect<TcpStream.TcpStream, TailscaleError, Scope.Scope>
-  /** A TCP listener on this device, owned by the scope. */
+  /**
+   * A TCP listener on this device, owned by the scope: on both of its addresses unless
+   * `address` names one. Port 0 picks a free port (see `localAddress`).
+   */
   readonly listen: (
     port: number,
-    options?: BindOptions
+    options?: ListenOptions
   ) => Effect.Effect<TcpListener.TcpListener, TailscaleError, Scope.Scope>
   /** A UDP socket on this device (port 1..65535), owned by the scope. */
   readonly bindUdp: (
@@ -335,16 +361,27 @@ export const make: (
         restore(connect.pipe(within("dial", limit))).pipe(Effect.flatMap(TcpStream.fromRaw))
       )
     }),
-    listen: Effect.fn("Tailscale.listen")(function*(port: number, options?: BindOptions) {
-      const valid = yield* parsePort("port", port)
-      const ip = yield* bindIp(options?.address, options?.timeout ?? timeouts.netmap)
-      return yield* Effect.uninterruptibleMask((restore) =>
-        restore(Effect.flatMap(supervised.current, (device) =>
-          open(() => device.raw.tcpListen(formatIp(ip), valid), (error) => fromBackend("listen", error)).pipe(
+    listen: Effect.fn("Tailscale.listen")(function*(port: number, options?: ListenOptions) {
+      const limit = options?.timeout ?? timeouts.netmap
+      const listenOn = (ip: NetAddress.IpAddress, at: number) =>
+        Effect.flatMap(supervised.current, (device) =>
+          open(() => device.raw.tcpListen(formatIp(ip), at), (error) => fromBackend("listen", error)).pipe(
             Effect.map(device.listener)
-          ))).pipe(
-          Effect.flatMap(TcpListener.fromRaw)
-        )
+          ))
+      // Both of the device's addresses unless one is named, as a `net.Server` listens on both.
+      const bind = (at: number) =>
+        options?.address !== undefined
+          ? Effect.flatMap(bindIp(options.address, limit), (ip) => listenOn(ip, at))
+          : Effect.gen(function*() {
+            const ipv4 = yield* ownIpv4(limit)
+            const ipv6 = yield* ownIpv6(limit)
+            const first = yield* listenOn(ipv4, at)
+            const second = yield* Effect.onError(listenOn(ipv6, at), () => Effect.sync(() => first.close()))
+            return dualStack(first, second)
+          })
+      const valid = yield* parsePort("port", port, true)
+      return yield* Effect.uninterruptibleMask((restore) =>
+        restore(valid === 0 ? ephemeral(bind) : bind(valid)).pipe(Effect.flatMap(TcpListener.fromRaw))
       )
     }),
     bindUdp: Effect.fn("Tailscale.bindUdp")(function*(port: number, options?: BindOptions) {

@@ -372,8 +372,8 @@ describe("TCP listeners", () => {
       })
       const service = yield* Tailscale.make(backend)
       const scope = yield* Scope.make()
-      const bound = yield* service.listen(9000).pipe(Scope.provide(scope))
-      assert.deepStrictEqual(seen, ["100.64.0.2:9000"], "binds the device's own IPv4 by default")
+      const bound = yield* service.listen(9000, { address: "ipv4" }).pipe(Scope.provide(scope))
+      assert.deepStrictEqual(seen, ["100.64.0.2:9000"], "binds only the named family")
       const first = yield* Effect.forkChild(Effect.scoped(bound.accept()))
       yield* Effect.yieldNow
       yield* Fiber.interrupt(first)
@@ -385,6 +385,26 @@ describe("TCP listeners", () => {
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual(listenerClosed, 1)
       assert.strictEqual(connection.closeCalls, 1)
+    }))
+})
+
+describe("TCP listeners on both families", () => {
+  it.effect("listen binds both of the device's addresses by default and closes both", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      let closed = 0
+      const { backend } = memoryBackend({
+        tcpListen: async (ip, port) => {
+          seen.push(`${ip}:${port}`)
+          return { accept: () => new Promise(() => {}), localAddress: { ip, port }, close: () => void closed++ }
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      yield* Effect.scoped(service.listen(9000))
+      assert.strictEqual(seen.length, 2)
+      assert.strictEqual(seen[0], "100.64.0.2:9000")
+      assert.match(seen[1]!, /^fd7a:.*:9000$/)
+      assert.strictEqual(closed, 2)
     }))
 })
 

@@ -53,6 +53,8 @@ export interface TailnetProviderService {
    * tailscale-rs device on it.
    */
   readonly loseDevice: (hostname: string) => Effect.Effect<void, unknown>
+  /** Has the echo peer dial `address` (`ip:port`, `[ipv6]:port`), send `data`, and return what it read back. */
+  readonly echoPeerDials: (address: string, data: string) => Effect.Effect<string, unknown>
 }
 
 export class TailnetProvider extends Context.Service<TailnetProvider, TailnetProviderService>()(
@@ -101,7 +103,14 @@ export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
       // A fake device leaves the moment its scope closes.
       waitLeft: () => Effect.void,
       echoPeerSees: (ip) => Effect.map(peer.peerByIp(ip), Option.isSome),
-      loseDevice: (hostname) => tailnet.loseDevice(hostname)
+      loseDevice: (hostname) => tailnet.loseDevice(hostname),
+      echoPeerDials: (address, data) =>
+        Effect.scoped(Effect.gen(function*() {
+          const stream = yield* peer.dial(address as `${string}:${number}`)
+          yield* stream.write(data)
+          const reply = yield* stream.read()
+          return Option.match(reply, { onNone: () => "", onSome: (bytes) => new TextDecoder().decode(bytes) })
+        }))
     }
   })
 ).pipe(Layer.provide(fakeTailnetLayer()))
@@ -122,7 +131,9 @@ export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect
       completeLogin: tailnet.completeLogin,
       waitLeft: (nodeKey) => tailnet.waitForDisconnect(nodeKey),
       echoPeerSees: (ip) => Effect.map(tailnet.peers, (peers) => peers.some((view) => view.ipv4 === ip)),
-      loseDevice: () => tailnet.restartControl(300)
+      loseDevice: () => tailnet.restartControl(300),
+      echoPeerDials: (address, data) =>
+        Effect.map(tailnet.dialFromPeer(address, data), (bytes) => new TextDecoder().decode(bytes))
     }
   })
 ).pipe(Layer.provide(localTailnetLayer()))

@@ -63,7 +63,8 @@ interface Node {
   readonly tags: ReadonlyArray<string>
   readonly ephemeral: boolean
   offline: boolean
-  readonly listeners: Map<number, Channel<FakeStream>>
+  /** By `"<own ip>|<port>"`: the IPv4 and IPv6 address each have their ports. */
+  readonly listeners: Map<string, Channel<FakeStream>>
   readonly udp: Map<number, Channel<{ data: Uint8Array; ip: string; port: number }>>
   readonly streams: Set<FakeStream>
 }
@@ -291,10 +292,10 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         },
         tcpListen: async (ip, port) => {
           const node = await self("tcpListen")
-          bindable(node, ip)
-          if (node.listeners.has(port)) throw fail("ADDRESS_IN_USE", `TCP ${ip}:${port} is already bound on this device`)
+          const endpoint = `${bindable(node, ip)}|${port}`
+          if (node.listeners.has(endpoint)) throw fail("ADDRESS_IN_USE", `TCP ${ip}:${port} is already bound on this device`)
           const incoming = new Channel<FakeStream>()
-          node.listeners.set(port, incoming)
+          node.listeners.set(endpoint, incoming)
           let listenerClosed = false
           const listener: RawTcpListener = {
             accept: () => incoming.take(),
@@ -302,7 +303,7 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
             close: () => {
               if (listenerClosed) return
               listenerClosed = true
-              node.listeners.delete(port)
+              node.listeners.delete(endpoint)
               incoming.close(fail("DEVICE_CLOSED", "the TCP listener is closed"))
             }
           }
@@ -315,7 +316,7 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
           // dial timeout ends the wait.
           if (target === undefined || target.offline || node.offline) return never()
           await delay()
-          const incoming = target.listeners.get(port)
+          const incoming = target.listeners.get(`${normalizeIp(ip)}|${port}`)
           if (incoming === undefined) {
             throw fail("CONNECTION_REFUSED", `TCP connect: the peer refused the connection to ${ip}:${port}`)
           }

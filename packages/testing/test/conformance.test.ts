@@ -92,6 +92,24 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(yield* stream.read({ timeout: "20 seconds" }))), "case")
         }))
 
+      it.effect("listen accepts on both of the device's addresses, and port 0 picks a free port", () =>
+        Effect.gen(function*() {
+          const { device, provider } = yield* joinReachable("conformance-dual-stack")
+          const listener = yield* device.listen(0)
+          const port = listener.localAddress.port
+          assert.isAtLeast(port, 49152)
+          assert.notStrictEqual((yield* device.listen(0)).localAddress.port, port)
+          yield* Effect.forkScoped(Effect.forever(Effect.scoped(Effect.gen(function*() {
+            const connection = yield* listener.accept()
+            const chunk = yield* connection.read()
+            yield* connection.write(Option.getOrThrow(chunk))
+          }))))
+          const ipv4 = NetAddress.formatIp(yield* device.ipv4)
+          const ipv6 = NetAddress.formatIp(yield* device.ipv6)
+          assert.strictEqual(yield* provider.echoPeerDials(`${ipv4}:${port}`, "over IPv4"), "over IPv4")
+          assert.strictEqual(yield* provider.echoPeerDials(`[${ipv6}]:${port}`, "over IPv6"), "over IPv6")
+        }))
+
       it.effect("listen refuses an address the device does not own", () =>
         Effect.gen(function*() {
           const provider = yield* TailnetProvider
