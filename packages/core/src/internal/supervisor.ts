@@ -77,9 +77,17 @@ const makeGeneration = (raw: RawDevice, shutdownMs: number): Generation => {
   const guarded = <A>(what: string, closedHere: () => boolean, run: () => Promise<A>): Promise<A> =>
     run().catch((error: unknown) => explain(error, what, closedHere))
 
-  const stream = (socket: RawTcpStream): RawTcpStream => {
+  // Whether the caller closed the handle: then its DEVICE_CLOSED is not the loss's doing.
+  const closing = (socket: { close(): void }) => {
     let closed = false
-    const isClosed = () => closed
+    const close = () => {
+      closed = true
+      socket.close()
+    }
+    return { close, isClosed: () => closed }
+  }
+  const stream = (socket: RawTcpStream): RawTcpStream => {
+    const { close, isClosed } = closing(socket)
     return {
       read: () => guarded("TCP read", isClosed, () => socket.read()),
       write: (data) => guarded("TCP write", isClosed, () => socket.write(data)),
@@ -89,39 +97,28 @@ const makeGeneration = (raw: RawDevice, shutdownMs: number): Generation => {
       get remoteAddress() {
         return socket.remoteAddress
       },
-      close: () => {
-        closed = true
-        socket.close()
-      }
+      close
     }
   }
   const listener = (socket: RawTcpListener): RawTcpListener => {
-    let closed = false
-    const isClosed = () => closed
+    const { close, isClosed } = closing(socket)
     return {
       accept: () => guarded("TCP accept", isClosed, () => socket.accept()).then(stream),
       get localAddress() {
         return socket.localAddress
       },
-      close: () => {
-        closed = true
-        socket.close()
-      }
+      close
     }
   }
   const udp = (socket: RawUdpSocket): RawUdpSocket => {
-    let closed = false
-    const isClosed = () => closed
+    const { close, isClosed } = closing(socket)
     return {
       recv: () => guarded("UDP receive", isClosed, () => socket.recv()),
       send: (ip, port, data) => guarded("UDP send", isClosed, () => socket.send(ip, port, data)),
       get localAddress() {
         return socket.localAddress
       },
-      close: () => {
-        closed = true
-        socket.close()
-      }
+      close
     }
   }
   const stop = () => (stopped ??= raw.shutdown(shutdownMs).catch(() => false))
