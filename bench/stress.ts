@@ -58,7 +58,16 @@ const program = Effect.gen(function*() {
     timed("lookups", Effect.map(Workloads.concurrentLookups(device, echoPeer, size("--lookups", 10_000)), summary))))
   const churn = yield* Effect.scoped(Effect.gen(function*() {
     const server = yield* join("stress-server")
+    const serverKey = (yield* server.self).nodeKey
     yield* Workloads.serveEcho(server, 7100)
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        // How often the long-lived device asked control for a lite update meanwhile.
+        const counts = yield* tailnet.mapRequests
+        const short = `[${serverKey.slice("nodekey:".length, "nodekey:".length + 5)}]`
+        progress(`server's map requests to control: ${JSON.stringify({ lite: counts.lite?.[short], streaming: counts.streaming?.[short] })}`)
+      }).pipe(Effect.ignore)
+    )
     return yield* timed(
       "churn",
       Effect.map(
@@ -67,7 +76,8 @@ const program = Effect.gen(function*() {
           { hostname: "stress-server", port: 7100 },
           server,
           echoPeer,
-          size("--clients", 20)
+          size("--clients", 20),
+          progress
         ),
         summary
       )

@@ -27,6 +27,19 @@ const assertSurvived = (tally: Workloads.Tally) => {
 
 describe("survival", () => {
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+    it.effect("an idle device sends control a handful of updates, not a stream of them", () =>
+      Effect.gen(function*() {
+        const { device, tailnet } = yield* joined("survival-idle")
+        const nodeKey = (yield* device.self).nodeKey
+        // testcontrol names nodes by the first five base64 characters of their key.
+        const short = `[${Buffer.from(nodeKey.slice("nodekey:".length), "hex").toString("base64").slice(0, 5)}]`
+        yield* Effect.sleep("5 seconds")
+        const lite = (yield* tailnet.mapRequests).lite?.[short] ?? 0
+        // Each netmap used to bring new DERP latencies and another update: 4 a second (the
+        // harness's throttle), without end.
+        assert.isAtMost(lite, 8, `${lite} lite map requests in 5 s of idling`)
+      }))
+
     it.effect("300 concurrent dials with echo", () =>
       Effect.gen(function*() {
         const { device, echoPeer } = yield* joined("survival-dials")

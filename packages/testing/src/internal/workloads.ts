@@ -118,20 +118,28 @@ export const churn = (
   server: Target,
   serverDevice: TailscaleService,
   peer: Target,
-  count: number
+  count: number,
+  progress: (line: string) => void = () => {}
 ) =>
   Effect.gen(function*() {
     const exits: Array<Exit.Exit<void, unknown>> = []
     for (let index = 0; index < count; index++) {
-      exits.push(
-        yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
-          const client = yield* join(index)
-          // Until control has told the server about the client, the server drops its packets
-          // and the client's SYNs wait for retransmission (1 s, 2 s, 4 s, ...).
-          yield* knows(serverDevice, NetAddress.formatIp(yield* client.ipv4))
-          yield* echoOnce(client, server, `client ${index}`)
-        })))
-      )
+      const started = Date.now()
+      const marks: Array<string> = []
+      const mark = (what: string) => Effect.sync(() => marks.push(`${what} ${Date.now() - started} ms`))
+      const exit = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+        const client = yield* join(index)
+        const ip = NetAddress.formatIp(yield* client.ipv4)
+        yield* mark("joined")
+        // Until control has told the server about the client, the server drops its packets
+        // and the client's SYNs wait for retransmission (1 s, 2 s, 4 s, ...).
+        yield* knows(serverDevice, ip)
+        yield* mark("known")
+        yield* echoOnce(client, server, `client ${index}`)
+        yield* mark("echoed")
+      })))
+      exits.push(exit)
+      progress(`client ${index}: ${marks.join(", ")}, left ${Date.now() - started} ms${Exit.isFailure(exit) ? " (failed)" : ""}`)
     }
     return yield* tally(count, (index) => exits[index]!, isHealthy(serverDevice, peer))
   })
