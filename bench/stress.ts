@@ -64,7 +64,8 @@ const program = Effect.gen(function*() {
       Effect.gen(function*() {
         // How often the long-lived device asked control for a lite update meanwhile.
         const counts = yield* tailnet.mapRequests
-        const short = `[${serverKey.slice("nodekey:".length, "nodekey:".length + 5)}]`
+        // testcontrol names nodes by the first five base64 characters of their key.
+        const short = `[${Buffer.from(serverKey.slice("nodekey:".length), "hex").toString("base64").slice(0, 5)}]`
         progress(`server's map requests to control: ${JSON.stringify({ lite: counts.lite?.[short], streaming: counts.streaming?.[short] })}`)
       }).pipe(Effect.ignore)
     )
