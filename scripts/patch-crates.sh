@@ -8,6 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 cd "$ROOT"
 
+require_tool patch "apply our patches to registry crates (GNU patch)"
 patches="native/patches"
 manifest="$patches/sources/Cargo.toml"
 out="$ROOT/.cache/patched-crates"
@@ -35,7 +36,7 @@ for dir in "$patches"/*-*/; do
   cp -R "$source_dir" "$target"
   chmod -R u+w "$target"
   for file in "$dir"/*.patch; do
-    if ! patch --quiet --forward --strip=1 --directory="$target" < "$file"; then
+    if ! patch --quiet --forward --fuzz=0 --no-backup-if-mismatch --strip=1 --directory="$target" < "$file"; then
       echo "error: $file does not apply to $id" >&2
       exit 1
     fi

@@ -353,14 +353,17 @@ impl Device {
             connect_timeout: prepared.connect_timeout,
             log_sink: prepared.log_sink,
         };
-        Ok(start(recipe).await?)
+        Ok(start(recipe, false).await?)
     }
 
     /// A new device built like this one (same options, same key state, so the same node and
     /// addresses), for when this one is lost. Connects like `connect`.
     #[napi]
     pub async fn respawn(&self) -> napi::Result<Device> {
-        Ok(start(self.shared.recipe.duplicate()).await?)
+        // Control accepted this identity before: a runtime that stops from now on is a loss, not
+        // a refused registration.
+        let registered = self.shared.registered.load(Ordering::Acquire);
+        Ok(start(self.shared.recipe.duplicate(), registered).await?)
     }
 
     /// Resolves with the cause once the crate's runtime behind this device is gone (every call
@@ -569,7 +572,7 @@ impl Device {
 }
 
 /// Connects a device from `recipe` and starts watching its runtime.
-async fn start(recipe: Recipe) -> Result<Device> {
+async fn start(recipe: Recipe, registered: bool) -> Result<Device> {
     let secrets = SecretsGuard::register(recipe.secrets());
     let span = logging::device_span(recipe.log_sink);
     let control = recipe.config.control_server_url.clone();
@@ -593,7 +596,7 @@ async fn start(recipe: Recipe) -> Result<Device> {
         ports: Arc::new(PortTable::default()),
         udp: UdpPool::default(),
         shutdown_result: tokio::sync::OnceCell::new(),
-        registered: AtomicBool::new(false),
+        registered: AtomicBool::new(registered),
         health: Health::default(),
         recipe,
         span,

@@ -60,9 +60,11 @@ static LEVEL: OnceLock<std::result::Result<reload::Handle<LevelFilter, Registry>
 pub const DEVICE_SPAN: &str = "tailscale_device";
 
 /// Runs inside a device span: `closing` is recorded when the device shuts down, after which its
-/// crate's routine complaints about actors and sockets going away are only `DEBUG`.
+/// crate's routine complaints about actors and sockets going away are only `DEBUG`. At `ERROR`
+/// level, so the span exists whenever any sink takes records at all (a span below the global
+/// level would be disabled, and its device's records would belong to nobody).
 pub fn device_span(sink: Option<u32>) -> tracing::Span {
-    tracing::info_span!(target: "effect_tailscale_native", DEVICE_SPAN, sink = sink, closing = false)
+    tracing::error_span!(target: "effect_tailscale_native", DEVICE_SPAN, sink = sink, closing = false)
 }
 
 #[derive(Clone, Copy)]

@@ -363,26 +363,27 @@ export const make: (
     }),
     listen: Effect.fn("Tailscale.listen")(function*(port: number, options?: ListenOptions) {
       const limit = options?.timeout ?? timeouts.netmap
-      const listenOn = (ip: NetAddress.IpAddress, at: number) =>
-        Effect.flatMap(supervised.current, (device) =>
-          open(() => device.raw.tcpListen(formatIp(ip), at), (error) => fromBackend("listen", error)).pipe(
-            Effect.map(device.listener)
-          ))
-      // Both of the device's addresses unless one is named, as a `net.Server` listens on both.
-      const bind = (at: number) =>
-        options?.address !== undefined
-          ? Effect.flatMap(bindIp(options.address, limit), (ip) => listenOn(ip, at))
-          : Effect.gen(function*() {
-            const ipv4 = yield* ownIpv4(limit)
-            const ipv6 = yield* ownIpv6(limit)
-            const first = yield* listenOn(ipv4, at)
-            const second = yield* Effect.onError(listenOn(ipv6, at), () => Effect.sync(() => first.close()))
-            return dualStack(first, second)
-          })
       const valid = yield* parsePort("port", port, true)
-      return yield* Effect.uninterruptibleMask((restore) =>
-        restore(valid === 0 ? ephemeral(bind) : bind(valid)).pipe(Effect.flatMap(TcpListener.fromRaw))
-      )
+      // Interruptible only while waiting: a listener that exists is always owned or closed.
+      return yield* Effect.uninterruptibleMask((restore) => {
+        const listenOn = (ip: NetAddress.IpAddress, at: number) =>
+          Effect.flatMap(restore(supervised.current), (device) =>
+            restore(open(() => device.raw.tcpListen(formatIp(ip), at), (error) => fromBackend("listen", error))).pipe(
+              Effect.map(device.listener)
+            ))
+        // Both of the device's addresses unless one is named, as a `net.Server` listens on both.
+        const bind = (at: number) =>
+          options?.address !== undefined
+            ? Effect.flatMap(restore(bindIp(options.address, limit)), (ip) => listenOn(ip, at))
+            : Effect.gen(function*() {
+              const ipv4 = yield* restore(ownIpv4(limit))
+              const ipv6 = yield* restore(ownIpv6(limit))
+              const first = yield* listenOn(ipv4, at)
+              const second = yield* Effect.onError(listenOn(ipv6, at), () => Effect.sync(() => first.close()))
+              return dualStack(first, second)
+            })
+        return (valid === 0 ? ephemeral(bind) : bind(valid)).pipe(Effect.flatMap(TcpListener.fromRaw))
+      })
     }),
     bindUdp: Effect.fn("Tailscale.bindUdp")(function*(port: number, options?: BindOptions) {
       if (port === 0) {

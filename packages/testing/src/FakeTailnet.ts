@@ -303,7 +303,8 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
             close: () => {
               if (listenerClosed) return
               listenerClosed = true
-              node.listeners.delete(endpoint)
+              // A device built again after a loss may listen on the same endpoint by now.
+              if (node.listeners.get(endpoint) === incoming) node.listeners.delete(endpoint)
               incoming.close(fail("DEVICE_CLOSED", "the TCP listener is closed"))
             }
           }
@@ -337,7 +338,7 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
           const socket: RawUdpSocket = {
             recv: () => inbox.take(),
             send: async (toIp, toPort, data) => {
-              if (socketClosed) throw fail("DEVICE_CLOSED", "the UDP socket is closed")
+              if (socketClosed || node.udp.get(port) !== inbox) throw fail("DEVICE_CLOSED", "the UDP socket is closed")
               if (data.length > maxDatagramBytes) {
                 throw fail("MESSAGE_TOO_LARGE", `UDP send: ${data.length} bytes is more than the ${maxDatagramBytes} a datagram can hold`)
               }
@@ -356,7 +357,7 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
             close: () => {
               if (socketClosed) return
               socketClosed = true
-              node.udp.delete(port)
+              if (node.udp.get(port) === inbox) node.udp.delete(port)
               inbox.close(fail("DEVICE_CLOSED", "the UDP socket is closed"))
             }
           }

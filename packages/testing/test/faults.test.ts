@@ -124,7 +124,8 @@ describe("faults", () => {
         const deviceA = yield* connect({ hostname: "faults-log-a", logFilter: "debug" }).pipe(
           Effect.provide(Logger.layer([a.logger]))
         )
-        yield* connect({ hostname: "faults-log-b", logFilter: "debug" }).pipe(
+        // At the default level too: a device's span must exist whatever the filter.
+        yield* connect({ hostname: "faults-log-b", logFilter: "warn" }).pipe(
           Effect.provide(Logger.layer([b.logger])),
           Scope.provide(scopeB)
         )
@@ -143,6 +144,17 @@ describe("faults", () => {
         assert.isAbove(a.records.length, before, "device A's records stopped when device B closed")
       }), { timeout: 60_000 })
 
+    it.effect("at the default level each device's records still reach only its own logger", () =>
+      Effect.gen(function*() {
+        const a = capture()
+        const b = capture()
+        yield* connect({ hostname: "faults-warn-a", logFilter: "warn" }).pipe(Effect.provide(Logger.layer([a.logger])))
+        yield* connect({ hostname: "faults-warn-b", logFilter: "warn" }).pipe(Effect.provide(Logger.layer([b.logger])))
+        const startup = (records: ReadonlyArray<Captured>) =>
+          records.filter((record) => record.message.startsWith("tailscale-rs is early software")).length
+        assert.deepStrictEqual([startup(a.records), startup(b.records)], [1, 1])
+      }), { timeout: 60_000 })
+
     it.effect("a clean run logs only the crate's start-up warning and the test build's notices, each once", () =>
       Effect.gen(function*() {
         const tailnet = yield* LocalTailnet
@@ -157,6 +169,8 @@ describe("faults", () => {
           // Long enough for the DERP reconnects that used to repeat the TLS notices.
           yield* Effect.sleep("3 seconds")
         })).pipe(Effect.provide(Logger.layer([all.logger])))
+        // Records of the shutdown arrive after the scope has closed.
+        yield* Effect.sleep("1 second")
         const crate = all.records.filter((record) => "target" in record.annotations)
         assert.deepStrictEqual(crate.map((record) => record.message).sort(), [
           "connecting insecure TLS",

@@ -13,6 +13,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { RawDevice, RawTcpListener, RawTcpStream, RawUdpSocket } from "../Backend.ts"
+import { open } from "./owned.ts"
 import { DeviceState } from "../DeviceState.ts"
 import { deviceClosed, deviceLost, fromBackend, type TailscaleError } from "../TailscaleError.ts"
 
@@ -69,7 +70,12 @@ const makeGeneration = (raw: RawDevice, shutdownMs: number): Generation => {
   // itself was closed.
   const explain = async (error: unknown, what: string, closedHere: () => boolean): Promise<never> => {
     if (ended !== undefined && isClosedError(error) && !closedHere()) {
-      const cause = await Promise.race([ended, new Promise<null>((r) => setTimeout(() => r(null), CAUSE_WAIT_MS))])
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const gaveUp = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), CAUSE_WAIT_MS)
+        timer.unref?.()
+      })
+      const cause = await Promise.race([ended, gaveUp]).finally(() => clearTimeout(timer))
       if (cause !== null) throw deviceLost(what, cause)
     }
     throw error
@@ -162,10 +168,13 @@ export const supervise = (
       Effect.gen(function*() {
         let attempt = 1
         yield* setState(DeviceState.Reconnecting({ attempt, cause }))
-        return yield* Effect.tryPromise({
-          try: () => lost.raw.respawn ? lost.raw.respawn() : options.connectAgain(),
-          catch: (error) => fromBackend("reconnect", error)
-        }).pipe(
+        // A device that arrives after the rebuild was given up (the scope closed) is shut down.
+        const build = () => lost.raw.respawn ? lost.raw.respawn() : options.connectAgain()
+        return yield* open(
+          () => build().then((device) => ({ device, close: () => void device.shutdown(0) })),
+          (error) => fromBackend("reconnect", error)
+        ).pipe(
+          Effect.map(({ device }) => device),
           Effect.tapError((error) =>
             Effect.suspend(() => setState(DeviceState.Reconnecting({ attempt: ++attempt, cause: error.reason.message })))
           ),

@@ -12,7 +12,7 @@ import * as Exit from "effect/Exit"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 
 export interface Tally {
@@ -152,17 +152,21 @@ export const knows = (device: TailscaleService, ip: string) =>
     Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.fail(timeout("waiting for a new peer", "30 seconds")) })
   )
 
-/** Echoes every connection on `port` until the scope closes. */
+/** Echoes every connection on `port` until the scope closes; each connection closes at its end. */
 export const serveEcho = (device: TailscaleService, port: number) =>
   Effect.gen(function*() {
     const listener = yield* device.listen(port)
     yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
-      const connection = yield* listener.accept()
-      yield* Effect.forkScoped(Effect.scoped(Effect.forever(Effect.gen(function*() {
-        const chunk = yield* connection.read()
-        if (Option.isNone(chunk)) return yield* Effect.interrupt
-        yield* connection.write(chunk.value)
-      }))))
+      const connection = yield* Scope.make()
+      const stream = yield* listener.accept().pipe(Scope.provide(connection))
+      const echo = Effect.gen(function*() {
+        while (true) {
+          const chunk = yield* stream.read()
+          if (Option.isNone(chunk)) return
+          yield* stream.write(chunk.value)
+        }
+      })
+      yield* Effect.forkScoped(echo.pipe(Effect.ignore, Effect.ensuring(Scope.close(connection, Exit.void))))
     })).pipe(Effect.ignore))
   })
 
@@ -190,6 +194,13 @@ export const controlRestarts = (
       const started = Date.now()
       yield* restart
       const back = yield* Effect.gen(function*() {
+        // Past the loss first (when there is one), so a Running from before it does not count.
+        yield* device.states.pipe(
+          Stream.filter(DeviceState.$is("Reconnecting")),
+          Stream.runHead,
+          Effect.timeout("10 seconds"),
+          Effect.ignore
+        )
         yield* device.states.pipe(Stream.filter(DeviceState.$is("Running")), Stream.runHead)
         yield* Effect.retry(echoOnce(device, target, `restart ${round}`), { times: 5 })
       }).pipe(Effect.timeout(limitMs), Effect.exit)
