@@ -253,7 +253,16 @@ fn prepare(options: ConnectOptions) -> Result<Prepared> {
 }
 
 fn parse_control_url(text: &str) -> Result<url::Url> {
-    let url = url::Url::parse(text).map_err(|e| Failure::invalid("controlUrl", text, &format!("not a URL ({e})")))?;
+    // Whatever stands before an `@` may be a password: never echo it.
+    let shown = match text.split_once('@') {
+        Some((before, after)) if before.contains("//") => format!("{}//…@{after}", before.split("//").next().unwrap_or("")),
+        _ => text.to_string(),
+    };
+    let url = url::Url::parse(text).map_err(|e| Failure::invalid("controlUrl", &shown, &format!("not a URL ({e})")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Failure::invalid_secret("controlUrl", "must not carry a user name or password"));
+    }
+    let text = shown.as_str();
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Failure::invalid("controlUrl", text, "needs a host"));
     }
@@ -721,6 +730,14 @@ mod tests {
     fn auth_key_is_never_echoed() {
         let failure = failure(ConnectOptions { auth_key: Some("tskey-secret value".into()), ..options() });
         assert!(!failure.message.contains("tskey-secret"), "{}", failure.message);
+    }
+
+    #[test]
+    fn control_url_credentials_are_never_echoed() {
+        for url in ["https://admin:hunter2@control.example/", "ftp://admin:hunter2@control.example/", "https://admin:hunter2@"] {
+            let message = parse_control_url(url).unwrap_err().message;
+            assert!(!message.contains("hunter2"), "{message}");
+        }
     }
 
     #[test]

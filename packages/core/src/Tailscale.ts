@@ -183,7 +183,9 @@ const validateOptions = (options: TailscaleOptions): Effect.Effect<RawConnectOpt
         return yield* Effect.fail(invalidArgument("controlUrl", "must not carry a user name or password"))
       }
       if (url === undefined || !/^https?:$/.test(url.protocol)) {
-        return yield* Effect.fail(invalidArgument("controlUrl", `must be an http(s) URL (got ${shown(text)})`))
+        // What looks like credentials before an `@` is never echoed either.
+        const safe = text.replace(/\/\/[^/@]*@/, "//…@")
+        return yield* Effect.fail(invalidArgument("controlUrl", `must be an http(s) URL (got ${shown(safe)})`))
       }
       controlUrl = text
     }

@@ -59,7 +59,7 @@ describe("effect/socket adapters", () => {
       }
       const { backend } = memoryBackend({ tcpListen: async () => listener })
       const service = yield* Tailscale.make(backend)
-      const server = toSocketServer(yield* service.listen(9000))
+      const server = toSocketServer(yield* service.listen(9000, { address: "ipv4" }))
       assert.strictEqual(server.address._tag, "InetAddressV4")
       const handled: Array<string> = []
       const running = yield* Effect.forkChild(server.run((socket) =>

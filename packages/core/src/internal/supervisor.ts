@@ -80,8 +80,13 @@ const makeGeneration = (raw: RawDevice, shutdownMs: number): Generation => {
     }
     throw error
   }
-  const guarded = <A>(what: string, closedHere: () => boolean, run: () => Promise<A>): Promise<A> =>
-    run().catch((error: unknown) => explain(error, what, closedHere))
+  const guarded = <A>(what: string, closedHere: () => boolean, run: () => Promise<A>): Promise<A> => {
+    try {
+      return run().catch((error: unknown) => explain(error, what, closedHere))
+    } catch (error) {
+      return explain(error, what, closedHere)
+    }
+  }
 
   // Whether the caller closed the handle: then its DEVICE_CLOSED is not the loss's doing.
   const closing = (socket: { close(): void }) => {
