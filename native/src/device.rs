@@ -645,22 +645,40 @@ fn watch_runtime(shared: Weak<Shared>) {
 }
 
 /// The crate's first control dial happens inside an actor whose failure is only logged, after
-/// which `Device::new` never returns. A plain TCP connection first turns the common case (nobody
-/// listening, no route, unknown host) into an immediate, typed error.
+/// which `Device::new` never returns. A TCP connection (and, for https, a TLS handshake) first
+/// turns the common cases (nobody listening, no route, unknown host, an untrusted certificate)
+/// into an immediate, typed error.
 async fn probe_control(url: &url::Url, deadline: Option<tokio::time::Instant>) -> Result<()> {
     let unreachable = |why: String| {
         Failure::new(Code::ControlUnreachable, format!("connect: cannot reach the control server at {url}: {why}"))
     };
     let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
     let port = url.port_or_known_default().unwrap_or(443);
-    let dial = tokio::net::TcpStream::connect((host, port));
-    let dialed = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, dial)
-            .await
-            .map_err(|_| unreachable("timed out".to_string()))?,
-        None => dial.await,
-    };
-    dialed.map(drop).map_err(|e| unreachable(e.to_string()))
+    let dial = tokio::net::TcpStream::connect((host.clone(), port));
+    let stream = within(deadline, dial)
+        .await
+        .ok_or_else(|| unreachable("timed out".to_string()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    if url.scheme() != "https" {
+        return Ok(());
+    }
+    // The crate's own TLS check (its roots, its verifier): a certificate control's clients will
+    // not trust fails here at once with the reason, instead of the crate retrying in silence.
+    let name = ts_tls_util::ServerName::try_from(host.clone())
+        .map_err(|e| unreachable(format!("{host} is not a name TLS can verify ({e})")))?;
+    within(deadline, ts_tls_util::connect(name, stream))
+        .await
+        .ok_or_else(|| unreachable("the TLS handshake timed out".to_string()))?
+        .map(drop)
+        .map_err(|e| unreachable(format!("TLS handshake failed: {e}")))
+}
+
+/// `future`, bounded by `deadline` when there is one; `None` when the deadline passed first.
+async fn within<T>(deadline: Option<tokio::time::Instant>, future: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, future).await.ok(),
+        None => Some(future.await),
+    }
 }
 
 /// Waits (within the timeout) for calls that still hold the device to let go, then shuts it down.

@@ -14,6 +14,7 @@ import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
+import { defaults, TailscaleTimeouts } from "@effect-tailscale/core/Timeouts"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -69,6 +70,23 @@ const readAll = (device: { readonly stream: Stream.Stream<Uint8Array, unknown> }
 
 describe("loopback tailnet", () => {
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+    it.effect("a control server whose certificate is not trusted is ControlUnreachable at once, naming TLS", () =>
+      Effect.gen(function*() {
+        const tailnet = yield* LocalTailnet
+        // The loopback DERP relay speaks TLS with a self-signed certificate.
+        const exit = yield* Effect.exit(
+          NodeTailscale.make({ hostname: "untrusted", controlUrl: `https://127.0.0.1:${tailnet.info.derpPort}` }).pipe(
+            // A hang would end in Timeout, not in the reason asserted below.
+            Effect.provideService(TailscaleTimeouts, { ...defaults, connect: "10 seconds" })
+          )
+        )
+        assert.isTrue(Exit.isFailure(exit))
+        const text = Exit.isFailure(exit) ? exit.cause.toString() : ""
+        assert.include(text, "ControlUnreachable")
+        assert.include(text, "TLS handshake failed")
+        assert.include(text, "certificate")
+      }))
+
     it.effect("a control URL nobody listens on is ControlUnreachable", () =>
       Effect.gen(function*() {
         const exit = yield* Effect.exit(
