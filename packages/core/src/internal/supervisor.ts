@@ -194,9 +194,9 @@ export const supervise = (
         const cause = yield* Effect.promise(() => ended)
         if (cause === null || stopping) return
         const lost = generation
-        yield* Effect.logWarning("tailscale device lost; building it again").pipe(
-          Effect.annotateLogs({ cause, reconnect: options.reconnect })
-        )
+        yield* Effect.logWarning(
+          options.reconnect ? "tailscale device lost; building it again" : "tailscale device lost; reconnection is off"
+        ).pipe(Effect.annotateLogs({ cause }))
         void lost.stop()
         if (!options.reconnect) {
           yield* Deferred.fail(gate, deviceLost("device", cause))
