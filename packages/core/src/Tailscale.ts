@@ -37,7 +37,7 @@ import { AuthState } from "./AuthState.ts"
 import type { Backend, RawConnectOptions } from "./Backend.ts"
 import type { DeviceState } from "./DeviceState.ts"
 import * as Logs from "./internal/logs.ts"
-import { open } from "./internal/owned.ts"
+import { open, openDevice } from "./internal/owned.ts"
 import { dualStack } from "./internal/dualListener.ts"
 import { defaultReconnectSchedule, type Generation, supervise } from "./internal/supervisor.ts"
 import { cachedDecoder, type NodeInfo } from "./NodeInfo.ts"
@@ -231,14 +231,12 @@ export const make: (
       ...(logSink === undefined ? {} : { logSink })
     })
   // A device that arrives after the caller gave up (timeout, interruption) is shut down.
+  const connectFirst = openDevice(connectAgain, (error) => fromBackend("connect", error)).pipe(
+    within("connect", timeouts.connect)
+  )
   const supervised = yield* Effect.uninterruptibleMask((restore) =>
-    restore(
-      open(
-        () => connectAgain().then((device) => ({ device, close: () => void device.shutdown(0) })),
-        (error) => fromBackend("connect", error)
-      ).pipe(within("connect", timeouts.connect))
-    ).pipe(
-      Effect.flatMap(({ device }) =>
+    restore(connectFirst).pipe(
+      Effect.flatMap((device) =>
         supervise(device, {
           reconnect: options.reconnect ?? true,
           schedule: options.reconnectSchedule ?? defaultReconnectSchedule,

@@ -1,6 +1,7 @@
 /** Backend handles (streams, listeners, sockets) and who closes them. */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import type { RawDevice } from "../Backend.ts"
 import type { TailscaleError } from "../TailscaleError.ts"
 
 /**
@@ -22,6 +23,15 @@ export const open = <H extends { close(): void }>(
       }
     )
   })
+
+/** `open` for a whole device: one that arrives after the caller gave up is shut down at once. */
+export const openDevice = (
+  run: () => Promise<RawDevice>,
+  onError: (error: unknown) => TailscaleError
+): Effect.Effect<RawDevice, TailscaleError> =>
+  open(() => run().then((device) => ({ device, close: () => void device.shutdown(0) })), onError).pipe(
+    Effect.map(({ device }) => device)
+  )
 
 /** A backend handle owned by the current scope: closed once, when the scope closes or on request. */
 export interface Owned {

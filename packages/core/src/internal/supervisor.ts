@@ -13,7 +13,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { RawDevice, RawTcpListener, RawTcpStream, RawUdpSocket } from "../Backend.ts"
-import { open } from "./owned.ts"
+import { openDevice } from "./owned.ts"
 import { DeviceState } from "../DeviceState.ts"
 import { deviceClosed, deviceLost, fromBackend, type TailscaleError } from "../TailscaleError.ts"
 
@@ -175,11 +175,7 @@ export const supervise = (
         yield* setState(DeviceState.Reconnecting({ attempt, cause }))
         // A device that arrives after the rebuild was given up (the scope closed) is shut down.
         const build = () => lost.raw.respawn ? lost.raw.respawn() : options.connectAgain()
-        return yield* open(
-          () => build().then((device) => ({ device, close: () => void device.shutdown(0) })),
-          (error) => fromBackend("reconnect", error)
-        ).pipe(
-          Effect.map(({ device }) => device),
+        return yield* openDevice(build, (error) => fromBackend("reconnect", error)).pipe(
           Effect.tapError((error) =>
             Effect.suspend(() => setState(DeviceState.Reconnecting({ attempt: ++attempt, cause: error.reason.message })))
           ),
