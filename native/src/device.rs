@@ -589,15 +589,12 @@ async fn start(recipe: Recipe, registered: bool) -> Result<Device> {
     probe_control(&control, deadline).await?;
     // The crate spawns the device's actors here: they log inside `span` from now on.
     let create = tailscale::Device::new(&recipe.config, recipe.auth_key.clone()).instrument(span.clone());
-    let created = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, create).await.map_err(|_| {
-            Failure::new(
-                Code::ControlUnreachable,
-                format!("connect: the control server at {control} did not complete the handshake in time"),
-            )
-        })?,
-        None => create.await,
-    };
+    let created = within(deadline, create).await.ok_or_else(|| {
+        Failure::new(
+            Code::ControlUnreachable,
+            format!("connect: the control server at {control} did not complete the handshake in time"),
+        )
+    })?;
     let device = created.map_err(|e| from_device(e, "connect"))?;
     let shared = Arc::new(Shared {
         device: Mutex::new(Some(Arc::new(device))),
