@@ -33,6 +33,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 use crate::error::{Failure, Result};
 
 #[napi(object)]
+#[derive(Clone)]
 pub struct LogRecord {
     #[napi(ts_type = "'ERROR' | 'WARN' | 'INFO' | 'DEBUG' | 'TRACE'")]
     pub level: String,
@@ -129,6 +130,23 @@ where
         event.record(&mut fields);
         let level = effective_level(meta, &fields.message, owner);
         let once = said_once(&fields.message);
+        let owned_by = owner.and_then(|o| o.sink);
+        // Which sinks take it first: redacting is the costly part, and most records go nowhere.
+        let takers: Vec<&Arc<Sink>> = sinks
+            .iter()
+            .filter(|(id, _)| owned_by.is_none_or(|owner| owner == **id))
+            .map(|(_, sink)| sink)
+            .filter(|sink| {
+                sink.filter.enabled(meta, ctx.clone())
+                    && (level == *meta.level() || sink.filter.max_level_hint().is_some_and(|max| max >= level))
+            })
+            .filter(|sink| {
+                once.is_none_or(|notice| sink.said_once.lock().unwrap_or_else(|p| p.into_inner()).insert(notice))
+            })
+            .collect();
+        if takers.is_empty() {
+            return;
+        }
         let record = LogRecord {
             level: level.to_string(),
             target: meta.target().to_string(),
@@ -142,29 +160,9 @@ where
                 })
                 .collect(),
         };
-        let owned_by = owner.and_then(|o| o.sink);
-        for (id, sink) in sinks.iter() {
-            if owned_by.is_some_and(|owner| owner != *id) {
-                continue;
-            }
-            let wanted = sink.filter.enabled(meta, ctx.clone())
-                && (level == *meta.level() || sink.filter.max_level_hint().is_some_and(|max| max >= level));
-            if !wanted {
-                continue;
-            }
-            if let Some(notice) = once
-                && !sink.said_once.lock().unwrap_or_else(|p| p.into_inner()).insert(notice)
-            {
-                continue;
-            }
-            let copy = LogRecord {
-                level: record.level.clone(),
-                target: record.target.clone(),
-                message: record.message.clone(),
-                fields: record.fields.clone(),
-            };
+        for sink in takers {
             // A full queue means JavaScript is not keeping up: drop the record rather than block.
-            let _ = sink.handler.call(copy, ThreadsafeFunctionCallMode::NonBlocking);
+            let _ = sink.handler.call(record.clone(), ThreadsafeFunctionCallMode::NonBlocking);
         }
     }
 }
