@@ -63,10 +63,7 @@ const program = Effect.gen(function*() {
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         // How often the long-lived device asked control for a lite update meanwhile.
-        const counts = yield* tailnet.mapRequests
-        // testcontrol names nodes by the first five base64 characters of their key.
-        const short = `[${Buffer.from(serverKey.slice("nodekey:".length), "hex").toString("base64").slice(0, 5)}]`
-        progress(`server's map requests to control: ${JSON.stringify({ lite: counts.lite?.[short], streaming: counts.streaming?.[short] })}`)
+        progress(`server's map requests to control: ${JSON.stringify(yield* tailnet.mapRequestsOf(serverKey))}`)
       }).pipe(Effect.ignore)
     )
     return yield* timed(

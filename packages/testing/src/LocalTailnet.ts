@@ -84,6 +84,8 @@ export interface LocalTailnetService {
   readonly stopControl: Effect.Effect<void, LocalTailnetError>
   readonly startControl: Effect.Effect<void, LocalTailnetError>
   readonly mapRequests: Effect.Effect<Record<string, Record<string, number>>, LocalTailnetError>
+  /** The map requests control has seen from the node with `nodeKey` (`nodekey:<hex>`). */
+  readonly mapRequestsOf: (nodeKey: string) => Effect.Effect<{ readonly streaming: number; readonly lite: number }, LocalTailnetError>
 }
 
 export class LocalTailnet extends Context.Service<LocalTailnet, LocalTailnetService>()(
@@ -140,7 +142,13 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
       restartControl: (downMs = 300) => Effect.asVoid(admin(`/control-restart?downMs=${downMs}`, { method: "POST" })),
       stopControl: Effect.asVoid(admin("/control-stop", { method: "POST" })),
       startControl: Effect.asVoid(admin("/control-start", { method: "POST" })),
-      mapRequests: json("/map-requests")
+      mapRequests: json("/map-requests"),
+      mapRequestsOf: (nodeKey) =>
+        Effect.map(json<Record<string, Record<string, number>>>("/map-requests"), (counts) => {
+          // testcontrol names nodes by the first five base64 characters of their key.
+          const name = `[${Buffer.from(nodeKey.slice("nodekey:".length), "hex").toString("base64").slice(0, 5)}]`
+          return { streaming: counts.streaming?.[name] ?? 0, lite: counts.lite?.[name] ?? 0 }
+        })
     }
     return service
   })

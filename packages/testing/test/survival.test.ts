@@ -31,10 +31,8 @@ describe("survival", () => {
       Effect.gen(function*() {
         const { device, tailnet } = yield* joined("survival-idle")
         const nodeKey = (yield* device.self).nodeKey
-        // testcontrol names nodes by the first five base64 characters of their key.
-        const short = `[${Buffer.from(nodeKey.slice("nodekey:".length), "hex").toString("base64").slice(0, 5)}]`
         yield* Effect.sleep("5 seconds")
-        const lite = (yield* tailnet.mapRequests).lite?.[short] ?? 0
+        const { lite } = yield* tailnet.mapRequestsOf(nodeKey)
         // Each netmap used to bring new DERP latencies and another update: 4 a second (the
         // harness's throttle), without end.
         assert.isAtMost(lite, 8, `${lite} lite map requests in 5 s of idling`)
