@@ -146,12 +146,17 @@ export interface ConnectOptions {
   /** Sent to control as `Hostinfo.App` ("tailscale-rs (<clientName>)"). */
   clientName?: string
   /**
-   * Give up with `CONTROL_UNREACHABLE` when control has not completed the handshake within
-   * this many milliseconds. Default: wait as long as the crate does (forever).
+   * Give up with `TIMEOUT` when control has not completed the handshake within this many
+   * milliseconds. Default: wait as long as the crate does (forever).
    */
   connectTimeoutMs?: number
   /** A sink from `subscribeLogs`: this device's log records go there only. */
   logSink?: number
+  /**
+   * A PEM file of CA certificates to trust beside the public web roots, for a control server
+   * (or DERP relay) with a private CA. Trusted by every device in this process from then on.
+   */
+  caFile?: string
 }
 
 export interface Datagram {

@@ -16,9 +16,11 @@ use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
 use crate::health::{self, Health};
 use crate::keys::{self, OnBadFormat};
 use crate::logging::{self, SecretsGuard};
+use crate::logout;
 use crate::node_info::NodeInfo;
 use crate::ports::{PortTable, Protocol};
 use crate::tcp::{TcpListener, TcpStream};
+use crate::trust;
 use crate::udp::{UdpPool, UdpSocket};
 
 /// How to join the tailnet. Every field is optional.
@@ -45,11 +47,14 @@ pub struct ConnectOptions {
     pub ephemeral: Option<bool>,
     /// Sent to control as `Hostinfo.App` ("tailscale-rs (<clientName>)").
     pub client_name: Option<String>,
-    /// Give up with `CONTROL_UNREACHABLE` when control has not completed the handshake within
-    /// this many milliseconds. Default: wait as long as the crate does (forever).
+    /// Give up with `TIMEOUT` when control has not completed the handshake within this many
+    /// milliseconds. Default: wait as long as the crate does (forever).
     pub connect_timeout_ms: Option<f64>,
     /// A sink from `subscribeLogs`: this device's log records go there only.
     pub log_sink: Option<u32>,
+    /// A PEM file of CA certificates to trust beside the public web roots, for a control server
+    /// (or DERP relay) with a private CA. Trusted by every device in this process from then on.
+    pub ca_file: Option<String>,
 }
 
 /// Whether this device may join the tailnet.
@@ -79,6 +84,12 @@ struct Shared {
 }
 
 impl Shared {
+    /// An ephemeral device that control registered logs out when it shuts down; a lost one does
+    /// not, as a device built again from its keys (`respawn`) may be using the node.
+    fn logs_out(&self) -> bool {
+        self.recipe.config.ephemeral && self.registered.load(Ordering::Acquire) && self.health.cause().is_none()
+    }
+
     /// `DEVICE_LOST` when the runtime is gone, otherwise `DEVICE_CLOSED`.
     fn closed_failure(&self) -> Failure {
         self.health.failure("device").unwrap_or_else(|| Failure::device_closed("device"))
@@ -137,13 +148,22 @@ impl Drop for Shared {
     /// the background so an ephemeral node still leaves the tailnet. Never blocks.
     fn drop(&mut self) {
         let taken = self.device.get_mut().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(device) = taken.and_then(|device| Arc::try_unwrap(device).ok()) {
-            self.runtime.spawn(async move {
+        let Some(device) = taken.and_then(|device| Arc::try_unwrap(device).ok()) else { return };
+        let logout = self.logs_out().then(|| self.recipe.duplicate());
+        self.runtime.spawn(
+            async move {
                 device.shutdown(Some(Duration::from_secs(5))).await;
-            });
-        }
+                if let Some(recipe) = logout {
+                    logout::log_out(&recipe.config, recipe.auth_key.as_deref(), LOGOUT_MIN).await;
+                }
+            }
+            .instrument(self.span.clone()),
+        );
     }
 }
+
+/// How long logging out may take when the shutdown timeout has no time left.
+const LOGOUT_MIN: Duration = Duration::from_secs(2);
 
 /// A Tailscale device inside this process.
 #[napi]
@@ -158,6 +178,7 @@ struct Prepared {
     auth_key: Option<String>,
     connect_timeout: Option<Duration>,
     log_sink: Option<u32>,
+    ca_file: Option<String>,
 }
 
 /// Where the device's identity comes from. Loading a key file can create it, so it happens only
@@ -237,6 +258,11 @@ fn prepare(options: ConnectOptions) -> Result<Prepared> {
         (None, None) => KeySource::Fresh,
     };
 
+    let ca_file = match options.ca_file {
+        Some(path) if path.is_empty() => return Err(Failure::invalid("caFile", path, "must be a file path")),
+        other => other,
+    };
+
     let connect_timeout = match options.connect_timeout_ms {
         None => None,
         Some(ms) if ms.is_finite() && ms > 0.0 => Some(Duration::from_millis(ms as u64)),
@@ -249,6 +275,7 @@ fn prepare(options: ConnectOptions) -> Result<Prepared> {
         auth_key,
         connect_timeout,
         log_sink: options.log_sink,
+        ca_file,
     })
 }
 
@@ -335,10 +362,11 @@ impl Device {
         if error == tailscale::Error::Internal(tailscale::InternalErrorKind::Actor)
             && !self.shared.registered.load(Ordering::Acquire)
         {
-            return Failure::new(
-                Code::NotAuthorized,
-                format!("{what}: control rejected this device's registration (is the auth key valid?)"),
-            );
+            let message = match logging::registration_refusal(&self.shared.span) {
+                Some(reason) => format!("{what}: control refused this device's registration: {reason}"),
+                None => format!("{what}: control rejected this device's registration (is the auth key valid?)"),
+            };
+            return Failure::new(Code::NotAuthorized, message);
         }
         from_device(error, what)
     }
@@ -355,6 +383,9 @@ impl Device {
     #[napi(factory)]
     pub async fn connect(options: Option<ConnectOptions>) -> napi::Result<Device> {
         let mut prepared = prepare(options.unwrap_or_default())?;
+        if let Some(path) = &prepared.ca_file {
+            trust::trust_ca_file("caFile", path)?;
+        }
         prepared.config.key_state = prepared.keys.load()?;
         let recipe = Recipe {
             config: prepared.config,
@@ -567,10 +598,15 @@ impl Device {
                 shared.token.cancel();
                 shared.ports.clear();
                 let taken = shared.device.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let deadline = Instant::now() + timeout;
                 let graceful = match taken {
                     Some(device) => stop(device, timeout).instrument(shared.span.clone()).await,
                     None => true,
                 };
+                if shared.logs_out() {
+                    let left = deadline.saturating_duration_since(Instant::now()).max(LOGOUT_MIN);
+                    logout::log_out(&shared.recipe.config, shared.recipe.auth_key.as_deref(), left).instrument(shared.span.clone()).await;
+                }
                 // Only now: closing a UDP socket while the netstack runs can crash it (udp.rs).
                 shared.udp.clear();
                 graceful
@@ -582,19 +618,17 @@ impl Device {
 
 /// Connects a device from `recipe` and starts watching its runtime.
 async fn start(recipe: Recipe, registered: bool) -> Result<Device> {
+    logging::install();
     let secrets = SecretsGuard::register(recipe.secrets());
     let span = logging::device_span(recipe.log_sink);
     let control = recipe.config.control_server_url.clone();
     let deadline = recipe.connect_timeout.map(|t| tokio::time::Instant::now() + t);
-    probe_control(&control, deadline).await?;
+    probe_control(&control, deadline, recipe.connect_timeout).await?;
     // The crate spawns the device's actors here: they log inside `span` from now on.
     let create = tailscale::Device::new(&recipe.config, recipe.auth_key.clone()).instrument(span.clone());
-    let created = within(deadline, create).await.ok_or_else(|| {
-        Failure::new(
-            Code::ControlUnreachable,
-            format!("connect: the control server at {control} did not complete the handshake in time"),
-        )
-    })?;
+    let created = within(deadline, create)
+        .await
+        .ok_or_else(|| connect_timed_out(recipe.connect_timeout, &format!("the control server at {control} did not complete the handshake")))?;
     let device = created.map_err(|e| from_device(e, "connect"))?;
     let shared = Arc::new(Shared {
         device: Mutex::new(Some(Arc::new(device))),
@@ -645,7 +679,7 @@ fn watch_runtime(shared: Weak<Shared>) {
 /// which `Device::new` never returns. A TCP connection (and, for https, a TLS handshake) first
 /// turns the common cases (nobody listening, no route, unknown host, an untrusted certificate)
 /// into an immediate, typed error.
-async fn probe_control(url: &url::Url, deadline: Option<tokio::time::Instant>) -> Result<()> {
+async fn probe_control(url: &url::Url, deadline: Option<tokio::time::Instant>, limit: Option<Duration>) -> Result<()> {
     let unreachable = |why: String| {
         Failure::new(Code::ControlUnreachable, format!("connect: cannot reach the control server at {url}: {why}"))
     };
@@ -654,7 +688,7 @@ async fn probe_control(url: &url::Url, deadline: Option<tokio::time::Instant>) -
     let dial = tokio::net::TcpStream::connect((host.clone(), port));
     let stream = within(deadline, dial)
         .await
-        .ok_or_else(|| unreachable("timed out".to_string()))?
+        .ok_or_else(|| connect_timed_out(limit, &format!("no TCP connection to the control server at {url}")))?
         .map_err(|e| unreachable(e.to_string()))?;
     if url.scheme() != "https" {
         return Ok(());
@@ -665,9 +699,15 @@ async fn probe_control(url: &url::Url, deadline: Option<tokio::time::Instant>) -
         .map_err(|e| unreachable(format!("{host} is not a name TLS can verify ({e})")))?;
     within(deadline, ts_tls_util::connect(name, stream))
         .await
-        .ok_or_else(|| unreachable("the TLS handshake timed out".to_string()))?
+        .ok_or_else(|| connect_timed_out(limit, &format!("the TLS handshake with the control server at {url} did not finish")))?
         .map(drop)
         .map_err(|e| unreachable(format!("TLS handshake failed: {e}")))
+}
+
+/// `connectTimeoutMs` passed: the one limit on connecting (core passes its own through).
+fn connect_timed_out(limit: Option<Duration>, pending: &str) -> Failure {
+    let ms = limit.map_or(0, |limit| limit.as_millis());
+    Failure::new(Code::Timeout, format!("connect: timed out after {ms} ms: {pending}"))
 }
 
 /// `future`, bounded by `deadline` when there is one; `None` when the deadline passed first.

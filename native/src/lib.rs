@@ -9,10 +9,12 @@ mod error;
 mod health;
 mod keys;
 mod logging;
+mod logout;
 mod node_info;
 mod ports;
 mod pump;
 mod tcp;
+mod trust;
 mod udp;
 
 use napi_derive::napi;

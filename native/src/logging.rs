@@ -118,6 +118,7 @@ where
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        keep_registration_refusal(event, &ctx);
         let sinks = SINKS.read().unwrap_or_else(|p| p.into_inner());
         if sinks.is_empty() {
             return;
@@ -167,6 +168,45 @@ where
     }
 }
 
+/// Why control refused a device's registration, kept on the device's span.
+struct Refusal(String);
+
+/// What the crate's error says before control's own reason (`ts_control`'s `Refused`, our patch).
+const REFUSED: &str = "control refused the registration: ";
+
+/// The crate stops a device whose registration control refused and only logs why, as an
+/// `ERROR` from its control runner: keep the reason so the device's `NOT_AUTHORIZED` can say it.
+fn keep_registration_refusal<S>(event: &tracing::Event<'_>, ctx: &Context<'_, S>)
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let meta = event.metadata();
+    if *meta.level() != Level::ERROR || meta.target() != "ts_runtime::control_runner" {
+        return;
+    }
+    let mut fields = Fields::default();
+    event.record(&mut fields);
+    let Some(reason) = fields.others.get("error").and_then(|error| error.split_once(REFUSED)).map(|(_, why)| why) else {
+        return;
+    };
+    let device = ctx.event_scope(event).and_then(|scope| scope.into_iter().find(|span| span.name() == DEVICE_SPAN));
+    if let Some(device) = device {
+        // Control's words, bounded and with anything shaped like a key removed.
+        let reason: String = redact(reason).chars().take(200).collect();
+        device.extensions_mut().replace(Refusal(reason));
+    }
+}
+
+/// Why control refused the registration of the device running in `span`, if it said.
+pub fn registration_refusal(span: &tracing::Span) -> Option<String> {
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let span = registry.span(id)?;
+        span.extensions().get::<Refusal>().map(|refusal| refusal.0.clone())
+    })
+    .flatten()
+}
+
 /// The level a record is delivered at. Some of the crate's errors are routine: a netlink dump
 /// refused while another runs (logged and ignored by the crate at every start), and the
 /// complaints of actors and sockets going away once the device is shutting down.
@@ -176,7 +216,8 @@ fn effective_level(meta: &tracing::Metadata<'_>, message: &str, owner: Option<Ow
         return level;
     }
     let benign_netmon = meta.target() == "ts_runtime::netmon" && message.contains("netmon error");
-    let closing = owner.is_some_and(|o| o.closing);
+    // Our own records while closing (e.g. a failed logout) keep their level.
+    let closing = owner.is_some_and(|o| o.closing) && !meta.target().starts_with("effect_tailscale_native");
     if benign_netmon || closing { Level::DEBUG } else { level }
 }
 
@@ -288,9 +329,18 @@ fn redact_after(text: &str, prefix: &str) -> String {
     out
 }
 
+/// Installs the subscriber, if nobody has yet. Devices call it so that their span and the
+/// crate's `ERROR` records exist even when no sink is subscribed (`keep_registration_refusal`).
+pub fn install() {
+    if let Err(failure) = level_handle() {
+        tracing::debug!(reason = failure.message, "device logs are not available");
+    }
+}
+
 fn level_handle() -> Result<&'static reload::Handle<LevelFilter, Registry>> {
     let installed = LEVEL.get_or_init(|| {
-        let (level, handle) = reload::Layer::new(LevelFilter::OFF);
+        // ERROR at least: device spans are `ERROR` spans, and refusals are `ERROR` records.
+        let (level, handle) = reload::Layer::new(LevelFilter::ERROR);
         tracing_subscriber::registry()
             .with(level)
             .with(ToJavaScript)
@@ -307,7 +357,8 @@ fn update_level(sinks: &BTreeMap<u32, Arc<Sink>>) -> Result<()> {
         .values()
         .filter_map(|sink| sink.filter.max_level_hint())
         .max()
-        .unwrap_or(LevelFilter::OFF);
+        .unwrap_or(LevelFilter::OFF)
+        .max(LevelFilter::ERROR);
     level_handle()?
         .reload(most)
         .map_err(|e| Failure::internal(format!("could not apply the log filter ({e})")))

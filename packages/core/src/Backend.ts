@@ -155,8 +155,13 @@ export interface RawConnectOptions {
   readonly tags?: ReadonlyArray<string> | undefined
   readonly ephemeral?: boolean | undefined
   readonly clientName?: string | undefined
-  /** Give up with `CONTROL_UNREACHABLE` when control has not answered within this time. */
+  /**
+   * Give up with `TIMEOUT` when control has not answered within this time. The backend owns this
+   * limit: core waits a little longer only to end a backend that ignores it.
+   */
   readonly connectTimeoutMs?: number | undefined
+  /** A PEM file of CA certificates to trust beside the public web roots (process-wide). */
+  readonly caFile?: string | undefined
   /** A log subscription's id: this device's records go there only. */
   readonly logSink?: number | undefined
 }

@@ -44,7 +44,7 @@ import { cachedDecoder, type NodeInfo } from "./NodeInfo.ts"
 import { fromBackend, internal, invalidArgument, TailscaleError } from "./TailscaleError.ts"
 import * as TcpListener from "./TcpListener.ts"
 import * as TcpStream from "./TcpStream.ts"
-import { TailscaleTimeouts, toMillis, within } from "./Timeouts.ts"
+import { TailscaleTimeouts, toMillis, within, withinBackendLimit } from "./Timeouts.ts"
 import * as UdpSocket from "./UdpSocket.ts"
 
 export interface CallOptions {
@@ -141,6 +141,12 @@ export interface TailscaleOptions {
   readonly ephemeral?: boolean | undefined
   /** Reported to control as the client application. */
   readonly clientName?: string | undefined
+  /**
+   * A PEM file of CA certificates to trust beside the public web roots, for a self-hosted
+   * control server (or DERP relay) with a private CA. Process-wide: once added, every device in
+   * the process trusts them.
+   */
+  readonly caFile?: string | undefined
   /** `RUST_LOG`-style filter for the backend's log records (default `"warn"`; `"off"` for none). */
   readonly logFilter?: string | undefined
   /**
@@ -204,7 +210,8 @@ const validateOptions = (options: TailscaleOptions): Effect.Effect<RawConnectOpt
       hostname: options.hostname,
       tags: options.tags,
       ephemeral: options.ephemeral,
-      clientName: options.clientName
+      clientName: options.clientName,
+      caFile: options.caFile
     }
   })
 
@@ -230,9 +237,10 @@ export const make: (
       ...(connectMs === undefined ? {} : { connectTimeoutMs: connectMs }),
       ...(logSink === undefined ? {} : { logSink })
     })
-  // A device that arrives after the caller gave up (timeout, interruption) is shut down.
+  // The backend owns the connect limit (`connectTimeoutMs`). A device that arrives after the
+  // caller gave up (interruption, the backstop) is shut down.
   const connectFirst = openDevice(connectAgain, (error) => fromBackend("connect", error)).pipe(
-    within("connect", timeouts.connect)
+    withinBackendLimit("connect", timeouts.connect)
   )
   const supervised = yield* Effect.uninterruptibleMask((restore) =>
     restore(connectFirst).pipe(

@@ -54,6 +54,17 @@ export const within = (operation: string, limit: Duration.Input) =>
   )
 }
 
+/**
+ * `within`, for a wait the backend itself bounds by `limit` (connecting): the backend's own
+ * timeout decides, and this one only ends a backend that ignores its limit, a little later.
+ */
+export const withinBackendLimit = (operation: string, limit: Duration.Input) => {
+  const duration = Duration.fromInputUnsafe(limit)
+  return within(operation, Duration.isFinite(duration) ? Duration.sum(duration, BACKSTOP_GRACE) : duration)
+}
+
+const BACKSTOP_GRACE = Duration.seconds(2)
+
 /** Milliseconds for a backend that takes a number, or undefined for "forever". */
 export const toMillis = (limit: Duration.Input): number | undefined => {
   const duration = Duration.fromInputUnsafe(limit)

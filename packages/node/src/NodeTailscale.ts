@@ -36,8 +36,9 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
 
 /**
  * Options read from the environment like the crate's `Config::default_from_env`:
- * `TS_AUTH_KEY` (redacted), `TS_CONTROL_URL`, `TS_HOSTNAME`, `TS_KEY_FILE`, `TS_EPHEMERAL`, and
- * `RUST_LOG` as the filter for the crate's log records.
+ * `TS_AUTH_KEY` (redacted), `TS_CONTROL_URL`, `TS_HOSTNAME`, `TS_KEY_FILE`, `TS_EPHEMERAL`,
+ * `RUST_LOG` as the filter for the crate's log records, and `SSL_CERT_FILE` as `caFile` (CA
+ * certificates trusted beside the public web roots, as for OpenSSL-based tools).
  */
 export const fromEnv: Config.Config<NodeTailscaleOptions> = Config.all({
   authKey: optional(Config.Redacted("TS_AUTH_KEY")),
@@ -45,7 +46,8 @@ export const fromEnv: Config.Config<NodeTailscaleOptions> = Config.all({
   hostname: optional(Config.String("TS_HOSTNAME")),
   keyFile: optional(Config.String("TS_KEY_FILE")),
   ephemeral: optional(Config.Boolean("TS_EPHEMERAL")),
-  logFilter: optional(Config.String("RUST_LOG"))
+  logFilter: optional(Config.String("RUST_LOG")),
+  caFile: optional(Config.String("SSL_CERT_FILE"))
 })
 
 /** `fromEnv`, with any option given here as a `Config` (e.g. `Config.succeed(true)`) taking precedence. */

@@ -8,7 +8,7 @@ import * as NativeBackend from "../src/NativeBackend.ts"
 import * as NodeTailscale from "../src/NodeTailscale.ts"
 
 describe("NodeTailscale", () => {
-  it.effect("reads TS_AUTH_KEY (redacted), TS_CONTROL_URL, TS_HOSTNAME, TS_KEY_FILE, TS_EPHEMERAL and RUST_LOG", () =>
+  it.effect("reads TS_AUTH_KEY (redacted), TS_CONTROL_URL, TS_HOSTNAME, TS_KEY_FILE, TS_EPHEMERAL, RUST_LOG and SSL_CERT_FILE", () =>
     Effect.gen(function*() {
       const options = yield* NodeTailscale.fromEnv.pipe(
         Effect.provideService(
@@ -20,7 +20,8 @@ describe("NodeTailscale", () => {
               TS_HOSTNAME: "worker-1",
               TS_KEY_FILE: "/var/lib/app/keys.json",
               TS_EPHEMERAL: "true",
-              RUST_LOG: "info,ts_runtime=debug"
+              RUST_LOG: "info,ts_runtime=debug",
+              SSL_CERT_FILE: "/etc/ssl/private-ca.pem"
             }
           })
         )
@@ -33,6 +34,7 @@ describe("NodeTailscale", () => {
       assert.strictEqual(options.keyFile, "/var/lib/app/keys.json")
       assert.strictEqual(options.ephemeral, true)
       assert.strictEqual(options.logFilter, "info,ts_runtime=debug")
+      assert.strictEqual(options.caFile, "/etc/ssl/private-ca.pem")
     }))
 
   it.effect("leaves every option unset when the environment has none", () =>

@@ -107,6 +107,21 @@ func startAdmin(ctl *control, p *peer, authKey, workDir string) string {
 		}
 		writeJSON(w, map[string]int{"downMs": down})
 	})
+	// Blocks until the node with ?nodekey= (nodekey:<hex>) has logged out (logouts.go).
+	mux.HandleFunc("GET /wait-logged-out", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := timeoutContext(r)
+		defer cancel()
+		node := r.FormValue("nodekey")
+		for !ctl.logouts.loggedOut(node) {
+			select {
+			case <-ctx.Done():
+				http.Error(w, "timed out waiting for "+node+" to log out", http.StatusGatewayTimeout)
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		writeJSON(w, map[string]bool{"loggedOut": true})
+	})
 	mux.HandleFunc("GET /map-requests", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ctl.counts.snapshot())
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log"
 	"net"
 	"net/http"
 	"sync"
@@ -18,6 +19,7 @@ type control struct {
 	serving  *restartable
 	counts   *mapRequestCounts
 	sessions *sessions
+	logouts  *logouts
 	mu       sync.Mutex // guards server.RequireAuth writes
 }
 
@@ -86,6 +88,8 @@ func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duratio
 	counts := &mapRequestCounts{streaming: map[string]int{}, lite: map[string]int{}}
 	polls := &sessions{active: map[string]int{}, seen: map[string]bool{}}
 	hold := throttleLiteUpdates(throttle)
+	seen := &logouts{out: log.Writer(), keys: map[string]bool{}}
+	log.SetOutput(seen)
 	ctl := &testcontrol.Server{
 		DERPMap:          dm,
 		ExplicitBaseURL:  "http://" + ln.Addr().String(),
@@ -96,6 +100,8 @@ func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duratio
 		// Non-nil: a node gets the tags its registration asks for (Hostinfo.RequestTags).
 		TagOwners: map[string][]string{},
 		Logf:      logf,
+		// Logs each registration request, which is how logouts are seen (logouts.go).
+		Verbose: true,
 		HoldMapRequest: func(req *tailcfg.MapRequest) func() {
 			counts.add(req)
 			if req.Stream {
@@ -106,7 +112,7 @@ func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duratio
 	}
 	serving := &restartable{addr: ln.Addr().String(), handler: ctl}
 	serving.serve(ln)
-	return &control{url: ctl.ExplicitBaseURL, server: ctl, serving: serving, counts: counts, sessions: polls}
+	return &control{url: ctl.ExplicitBaseURL, server: ctl, serving: serving, counts: counts, sessions: polls, logouts: seen}
 }
 
 // restartable serves control on one fixed address and can drop everything at once, as when a

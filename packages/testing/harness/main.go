@@ -24,12 +24,15 @@ import (
 )
 
 type ready struct {
-	ControlURL string   `json:"controlUrl"`
-	AuthKey    string   `json:"authKey"`
-	DERPPort   int      `json:"derpPort"`
-	STUNPort   int      `json:"stunPort"`
-	AdminURL   string   `json:"adminUrl"`
-	Peer       peerInfo `json:"peer"`
+	ControlURL string `json:"controlUrl"`
+	// The same control server over https, with a certificate from a CA made for this run.
+	ControlTLSURL string   `json:"controlTlsUrl"`
+	ControlCAFile string   `json:"controlCaFile"`
+	AuthKey       string   `json:"authKey"`
+	DERPPort      int      `json:"derpPort"`
+	STUNPort      int      `json:"stunPort"`
+	AdminURL      string   `json:"adminUrl"`
+	Peer          peerInfo `json:"peer"`
 }
 
 type peerInfo struct {
@@ -75,19 +78,23 @@ func main() {
 	derpPort := startDERP(logf)
 	stunPort := startSTUN()
 	control := startControl(derpMap(derpPort, stunPort), *authKey, *throttle, logf)
-	// The tsnet nodes' state lives here, and goes when the harness exits normally.
+	// The tsnet nodes' state and the test CA live here, and go when the harness exits normally.
 	workDir := must(os.MkdirTemp("", "tailnet-harness-"))
 	defer os.RemoveAll(workDir)
+	caFile := filepath.Join(workDir, "control-ca.pem")
+	controlTLSURL := startTLSControl(control.server, caFile)
 	peer := startPeer(control.url, *authKey, *hostname, filepath.Join(workDir, "echo-peer"), logf)
 	adminURL := startAdmin(control, peer, *authKey, workDir)
 
 	line, err := json.Marshal(ready{
-		ControlURL: control.url,
-		AuthKey:    *authKey,
-		DERPPort:   derpPort,
-		STUNPort:   stunPort,
-		AdminURL:   adminURL,
-		Peer:       peer.info,
+		ControlURL:    control.url,
+		ControlTLSURL: controlTLSURL,
+		ControlCAFile: caFile,
+		AuthKey:       *authKey,
+		DERPPort:      derpPort,
+		STUNPort:      stunPort,
+		AdminURL:      adminURL,
+		Peer:          peer.info,
 	})
 	if err != nil {
 		log.Fatal(err)

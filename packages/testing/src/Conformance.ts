@@ -129,7 +129,8 @@ export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect
       reachable: (ip) => Effect.asVoid(tailnet.waitForPeer(ip)),
       requireLogin: tailnet.requireLogin,
       completeLogin: tailnet.completeLogin,
-      waitLeft: (nodeKey) => tailnet.waitForDisconnect(nodeKey),
+      // Left: its map poll closed and it logged out, as control deletes an ephemeral node then.
+      waitLeft: (nodeKey) => Effect.andThen(tailnet.waitForDisconnect(nodeKey), tailnet.waitLoggedOut(nodeKey)),
       echoPeerSees: (ip) => Effect.map(tailnet.peers, (peers) => peers.some((view) => view.ipv4 === ip)),
       loseDevice: () => tailnet.restartControl(300),
       echoPeerDials: (address, data) =>

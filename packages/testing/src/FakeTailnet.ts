@@ -251,7 +251,7 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         const result = await registration
         if (closed) throw closedError()
         if (result._tag === "Refused") {
-          throw fail("NOT_AUTHORIZED", `${what}: control rejected this device's registration (is the auth key valid?)`)
+          throw fail("NOT_AUTHORIZED", `${what}: control refused this device's registration: invalid authkey`)
         }
         return result.node
       }

@@ -13,24 +13,6 @@ import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 
-/** What the harness prints when it is ready (one JSON line on stdout). */
-export interface HarnessInfo {
-  readonly controlUrl: string
-  readonly authKey: string
-  readonly derpPort: number
-  readonly stunPort: number
-  readonly adminUrl: string
-  readonly peer: {
-    readonly hostname: string
-    readonly fqdn: string
-    readonly ipv4: string
-    readonly ipv6: string
-    readonly tcpEchoPort: number
-    readonly udpEchoPort: number
-    readonly httpPort: number
-  }
-}
-
 export interface RunningHarness {
   /** The ready line, parsed but not validated (`LocalTailnet` decodes it with Schema). */
   readonly ready: unknown

@@ -18,8 +18,13 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { adminRequest, startHarness, type StartOptions, toBody } from "./HarnessProcess.ts"
 
+/** What the harness prints when it is ready (one JSON line on stdout). */
 export const HarnessInfo = Schema.Struct({
   controlUrl: Schema.String,
+  /** The same control server over https, its certificate signed by a CA made for this run. */
+  controlTlsUrl: Schema.String,
+  /** That CA's certificate (PEM), for `caFile`. */
+  controlCaFile: Schema.String,
   authKey: Schema.String,
   derpPort: Schema.Number,
   stunPort: Schema.Number,
@@ -84,6 +89,8 @@ export interface LocalTailnetService {
   readonly stopControl: Effect.Effect<void, LocalTailnetError>
   readonly startControl: Effect.Effect<void, LocalTailnetError>
   readonly mapRequests: Effect.Effect<Record<string, Record<string, number>>, LocalTailnetError>
+  /** Waits until the node with `nodeKey` (`nodekey:<hex>`) has logged out of control. */
+  readonly waitLoggedOut: (nodeKey: string, timeoutMs?: number) => Effect.Effect<void, LocalTailnetError>
   /** The map requests control has seen from the node with `nodeKey` (`nodekey:<hex>`). */
   readonly mapRequestsOf: (nodeKey: string) => Effect.Effect<{ readonly streaming: number; readonly lite: number }, LocalTailnetError>
 }
@@ -142,6 +149,8 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
       restartControl: (downMs = 300) => Effect.asVoid(admin(`/control-restart?downMs=${downMs}`, { method: "POST" })),
       stopControl: Effect.asVoid(admin("/control-stop", { method: "POST" })),
       startControl: Effect.asVoid(admin("/control-start", { method: "POST" })),
+      waitLoggedOut: (nodeKey, timeoutMs = 10_000) =>
+        Effect.asVoid(admin(`/wait-logged-out?nodekey=${q(nodeKey)}&timeout=${timeoutMs}`)),
       mapRequests: json("/map-requests"),
       mapRequestsOf: (nodeKey) =>
         Effect.map(json<Record<string, Record<string, number>>>("/map-requests"), (counts) => {

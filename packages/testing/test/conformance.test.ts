@@ -176,11 +176,14 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           assert.strictEqual(reasonTag(yield* Effect.exit(device.listen(9500))), "AddressInUse")
         }))
 
-      it.effect("a wrong auth key is NotAuthorized", () =>
+      it.effect("a wrong auth key is NotAuthorized, with control's reason", () =>
         Effect.gen(function*() {
           const provider = yield* TailnetProvider
           const device = yield* provider.join("conformance-wrong-key", { authKey: Redacted.make("tskey-auth-wrong") })
-          assert.strictEqual(reasonTag(yield* Effect.exit(device.ipv4.pipe(Effect.timeout("20 seconds")))), "NotAuthorized")
+          const exit = yield* Effect.exit(device.ipv4.pipe(Effect.timeout("20 seconds")))
+          assert.strictEqual(reasonTag(exit), "NotAuthorized")
+          // What control said (testcontrol's words, which the fake copies), not a guess.
+          assert.include(Exit.isFailure(exit) ? exit.cause.toString() : "", "refused this device's registration: invalid authkey")
         }))
 
       it.effect("an ephemeral device leaves when its scope closes", () =>

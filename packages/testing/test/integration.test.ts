@@ -21,15 +21,18 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash, randomBytes } from "node:crypto"
-import { mkdtemp } from "node:fs/promises"
+import { mkdtemp, writeFile } from "node:fs/promises"
 import * as http from "node:http"
+import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
+import { reasonTag } from "./reasons.ts"
 
 const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex")
 
@@ -85,6 +88,55 @@ describe("loopback tailnet", () => {
         assert.include(text, "ControlUnreachable")
         assert.include(text, "TLS handshake failed")
         assert.include(text, "certificate")
+      }))
+
+    it.effect("a control server with a private CA: refused, naming the issuer, until caFile trusts it", () =>
+      Effect.gen(function*() {
+        const tailnet = yield* LocalTailnet
+        const over = { controlUrl: tailnet.info.controlTlsUrl, authKey: Redacted.make(tailnet.info.authKey), logFilter: "off" }
+        const refused = yield* Effect.exit(NodeTailscale.make({ ...over, hostname: "private-ca-untrusted" }))
+        const text = Exit.isFailure(refused) ? refused.cause.toString() : ""
+        assert.include(text, "ControlUnreachable")
+        assert.include(text, "UnknownIssuer")
+
+        const device = yield* NodeTailscale.make({ ...over, hostname: "private-ca", caFile: tailnet.info.controlCaFile })
+        const ipv4 = yield* device.ipv4
+        const peer = yield* tailnet.waitForPeer(NetAddress.formatIp(ipv4))
+        assert.strictEqual(peer.hostname, "private-ca")
+      }))
+
+    it.effect("a caFile that holds no certificate is InvalidArgument naming the field", () =>
+      Effect.gen(function*() {
+        const dir = yield* Effect.promise(() => mkdtemp(join(tmpdir(), "ca-file-")))
+        const file = join(dir, "not-a-ca.pem")
+        yield* Effect.promise(() => writeFile(file, "hello\n"))
+        const tailnet = yield* LocalTailnet
+        const exit = yield* Effect.exit(NodeTailscale.make({ controlUrl: tailnet.info.controlTlsUrl, caFile: file }))
+        assert.strictEqual(reasonTag(exit), "InvalidArgument")
+        assert.include(Exit.isFailure(exit) ? exit.cause.toString() : "", "caFile: holds no PEM certificate")
+      }))
+
+    it.effect("connecting has one limit: a control server that never answers is Timeout at the connect timeout", () =>
+      Effect.gen(function*() {
+        // Accepts TCP and says nothing, like a control server that hangs (reading, so that it
+        // sees the device hang up).
+        const silent = net.createServer((socket) => socket.resume())
+        yield* Effect.acquireRelease(
+          Effect.promise(() => new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))),
+          () => Effect.promise(() => new Promise<void>((resolve) => silent.close(() => resolve())))
+        )
+        const port = (silent.address() as net.AddressInfo).port
+        const started = Date.now()
+        const exit = yield* Effect.exit(
+          NodeTailscale.make({ hostname: "silent-control", controlUrl: `https://127.0.0.1:${port}` }).pipe(
+            Effect.provideService(TailscaleTimeouts, { ...defaults, connect: "1 second" })
+          )
+        )
+        const elapsed = Date.now() - started
+        assert.strictEqual(reasonTag(exit), "Timeout")
+        // The addon's timer, not core's backstop two seconds later.
+        assert.include(Exit.isFailure(exit) ? exit.cause.toString() : "", "timed out after 1000 ms")
+        assert.isBelow(elapsed, 2_500)
       }))
 
     it.effect("a control URL nobody listens on is ControlUnreachable", () =>
