@@ -18,7 +18,7 @@ const program = Effect.gen(function*() {
   })}`)
 })
 
-// TS_AUTH_KEY, TS_CONTROL_URL, TS_HOSTNAME, TS_KEY_FILE and TS_EPHEMERAL come from the environment.
+// TS_AUTH_KEY, TS_CONTROL_URL, TS_HOSTNAME, TS_KEY_FILE, TS_EPHEMERAL and SSL_CERT_FILE come from the environment.
 const TailscaleLive = NodeTailscale.layerConfig()
 
 program.pipe(Effect.scoped, Effect.provide(TailscaleLive), Effect.runPromise)

@@ -11,4 +11,7 @@ fn main() {
         .map(|rest| rest.trim_end_matches('"').to_string())
         .expect("the tailscale crate in Cargo.lock");
     println!("cargo:rustc-env=TAILSCALE_CRATE_VERSION={version}");
+    // `buildInfo().profile`: which build a program loaded ("debug" or "release").
+    let profile = std::env::var("PROFILE").unwrap_or_else(|_| "unknown".to_string());
+    println!("cargo:rustc-env=ADDON_PROFILE={profile}");
 }

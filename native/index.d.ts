@@ -115,8 +115,10 @@ export declare function buildInfo(): BuildInfo
 export interface BuildInfo {
   /** Version of the `tailscale` crate inside. */
   tailscaleCrate: string
-  /** Whether plain-http control and self-signed DERP are allowed (the loopback-test build). */
-  localTailnet: boolean
+  /** The version of this addon. */
+  version: string
+  /** `"release"` (what the npm packages ship) or `"debug"` (a development build). */
+  profile: 'release' | 'debug'
 }
 
 /** How to join the tailnet. Every field is optional. */

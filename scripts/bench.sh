@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# `npm run bench`: builds release binaries (the addon with the local-tailnet feature, and the
-# Rust baseline), then measures on the loopback tailnet in a fresh network namespace. Never part
+# `npm run bench`: builds release binaries (the addon as published, and the Rust baseline), then measures on the loopback tailnet in a fresh network namespace. Never part
 # of `npm test`. Arguments after `--` go to bench/run.ts (`--json`, `--runs N`).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
@@ -8,7 +7,7 @@ cd "$ROOT"
 bash scripts/setup.sh
 host="$(rustc -vV | sed -n 's/^host: //p')"
 say "building release binaries for the benchmark (the first build takes several minutes)"
-cargo build --locked --release --quiet -p effect-tailscale-native --features local-tailnet --target "$host"
+cargo build --locked --release --quiet -p effect-tailscale-native --target "$host"
 cargo build --locked --release --quiet -p tailscale-rust-baseline --target "$host"
 mkdir -p .cache/bench
 cp "target/$host/release/libeffect_tailscale_native.so" .cache/bench/tailscale.node

@@ -14,9 +14,9 @@ pnpm install --frozen-lockfile --reporter=silent
 
 bash scripts/patch-crates.sh
 
-say "building the native addon (with the local-tailnet feature; the first build takes a few minutes)"
+say "building the native addon (debug; the first build takes a few minutes)"
 started=$SECONDS
-(cd native && pnpm exec napi build --platform --features local-tailnet 2>&1 |
+(cd native && pnpm exec napi build --platform 2>&1 |
   { grep -vE '^ +(Compiling|Fresh|Downloaded|Downloading|Locking|Adding|Updating) ' || true; } >&2)
 echo "  addon ready in $((SECONDS - started))s" >&2
 

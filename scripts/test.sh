@@ -13,10 +13,9 @@ if ! git diff --quiet -- native/index.d.ts native/index.js 2>/dev/null; then
   exit 1
 fi
 
-say "Rust unit tests (the default build, then the local-tailnet build)"
+say "Rust unit tests"
 host="$(rustc -vV | sed -n 's/^host: //p')"
-cargo test --locked --quiet -p effect-tailscale-native --lib --target "$host"
-cargo test --locked --quiet -p effect-tailscale-native --features local-tailnet --target "$host"
+cargo test --locked --quiet -p effect-tailscale-native --target "$host"
 
 say "type-checking"
 pnpm -r --workspace-concurrency=1 run typecheck

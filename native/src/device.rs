@@ -295,11 +295,10 @@ fn parse_control_url(text: &str) -> Result<url::Url> {
     }
     match url.scheme() {
         "https" => Ok(url),
-        "http" if cfg!(feature = "local-tailnet") => Ok(url),
         "http" => Err(Failure::invalid(
             "controlUrl",
             text,
-            "plain http control servers need the addon built with the local-tailnet feature (tests only); use https",
+            "plain http is not supported: use https (trust a private CA with caFile)",
         )),
         _ => Err(Failure::invalid("controlUrl", text, "must be an http or https URL")),
     }
@@ -796,9 +795,9 @@ mod tests {
     }
 
     #[test]
-    fn http_control_depends_on_the_build() {
-        let result = parse_control_url("http://127.0.0.1:9911");
-        assert_eq!(result.is_ok(), cfg!(feature = "local-tailnet"));
+    fn control_is_https_only() {
+        let message = parse_control_url("http://127.0.0.1:9911").unwrap_err().message;
+        assert!(message.contains("plain http is not supported"), "{message}");
         assert!(parse_control_url("https://controlplane.example/").is_ok());
     }
 }

@@ -79,14 +79,18 @@ pub fn public_keys(key_state: String) -> napi::Result<PublicKeys> {
 pub struct BuildInfo {
     /// Version of the `tailscale` crate inside.
     pub tailscale_crate: String,
-    /// Whether plain-http control and self-signed DERP are allowed (the loopback-test build).
-    pub local_tailnet: bool,
+    /// The version of this addon.
+    pub version: String,
+    /// `"release"` (what the npm packages ship) or `"debug"` (a development build).
+    #[napi(ts_type = "'release' | 'debug'")]
+    pub profile: String,
 }
 
 #[napi]
 pub fn build_info() -> BuildInfo {
     BuildInfo {
         tailscale_crate: env!("TAILSCALE_CRATE_VERSION").to_string(),
-        local_tailnet: cfg!(feature = "local-tailnet"),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        profile: env!("ADDON_PROFILE").to_string(),
     }
 }

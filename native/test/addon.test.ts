@@ -31,8 +31,14 @@ const thrown = (f: () => unknown): string => {
 const tempDir = () => mkdtemp(join(tmpdir(), "ts-native-test-"))
 
 describe("addon without a tailnet", () => {
-  it("is the local-tailnet build", () => {
-    expect(native.buildInfo()).toEqual({ tailscaleCrate: "0.6.1", localTailnet: true })
+  it("says which build it is", () => {
+    // Tests load the workspace's debug build; the npm packages ship the release build.
+    expect(native.buildInfo()).toEqual({ tailscaleCrate: "0.6.1", version: "0.1.0", profile: "debug" })
+  })
+
+  it("refuses plain-http control, pointing at https and caFile", async () => {
+    expect(await rejection(native.Device.connect({ controlUrl: "http://127.0.0.1:9", hostname: "plain" })))
+      .toMatch(/^INVALID_ARGUMENT: controlUrl: plain http is not supported: use https \(trust a private CA with caFile\)/)
   })
 
   it("loads a key file written by the previous release with the same keys", async () => {
@@ -67,7 +73,7 @@ describe("addon without a tailnet", () => {
   it("reports a control URL nobody listens on as unreachable, quickly", async () => {
     const started = Date.now()
     const message = await rejection(
-      native.Device.connect({ controlUrl: "http://127.0.0.1:9", hostname: "nobody", connectTimeoutMs: 10_000 })
+      native.Device.connect({ controlUrl: "https://127.0.0.1:9", hostname: "nobody", connectTimeoutMs: 10_000 })
     )
     expect(message).toMatch(/^CONTROL_UNREACHABLE: .*127\.0\.0\.1:9/)
     expect(Date.now() - started).toBeLessThan(10_000)
@@ -125,7 +131,7 @@ describe("addon without a tailnet", () => {
 
 describe("addon on the loopback tailnet", () => {
   let harness: RunningHarness
-  let info: { controlUrl: string; authKey: string; adminUrl: string; peer: { ipv4: string } }
+  let info: { controlUrl: string; caFile: string; authKey: string; adminUrl: string; peer: { ipv4: string } }
 
   beforeAll(async () => {
     harness = await startHarness()
@@ -139,6 +145,7 @@ describe("addon on the loopback tailnet", () => {
   const connect = (hostname: string) =>
     native.Device.connect({
       controlUrl: info.controlUrl,
+      caFile: info.caFile,
       authKey: info.authKey,
       hostname,
       ephemeral: true,
@@ -165,6 +172,7 @@ describe("addon on the loopback tailnet", () => {
     const keyState = native.generateKeyState()
     const device = await native.Device.connect({
       controlUrl: info.controlUrl,
+      caFile: info.caFile,
       authKey: info.authKey,
       hostname: "addon-keystate",
       ephemeral: true,
@@ -241,7 +249,7 @@ describe("addon on the loopback tailnet", () => {
     const script = `
       const native = require(${JSON.stringify(join(import.meta.dirname, "..", "index.js"))});
       (async () => {
-        const device = await native.Device.connect(${JSON.stringify({ controlUrl: info.controlUrl, authKey: info.authKey, hostname: "addon-exit", ephemeral: true })});
+        const device = await native.Device.connect(${JSON.stringify({ controlUrl: info.controlUrl, caFile: info.caFile, authKey: info.authKey, hostname: "addon-exit", ephemeral: true })});
         const ip = await device.ipv4();
         const listener = await device.tcpListen(ip, 9400);
         listener.accept().catch(() => {});

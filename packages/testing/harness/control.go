@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"log"
 	"net"
 	"net/http"
@@ -14,7 +15,8 @@ import (
 )
 
 type control struct {
-	url      string
+	url      string // plain http, for the Go nodes
+	tlsURL   string // https, for our devices
 	server   *testcontrol.Server
 	serving  *restartable
 	counts   *mapRequestCounts
@@ -83,8 +85,9 @@ func (c *mapRequestCounts) snapshot() map[string]map[string]int {
 	return out
 }
 
-func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duration, logf logger.Logf) *control {
-	ln := must(net.Listen("tcp", "127.0.0.1:0"))
+// startControl serves testcontrol on plain http (for the Go nodes) and on https with cert (for
+// our devices, which verify it).
+func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duration, cert tls.Certificate, logf logger.Logf) *control {
 	counts := &mapRequestCounts{streaming: map[string]int{}, lite: map[string]int{}}
 	polls := &sessions{active: map[string]int{}, seen: map[string]bool{}}
 	hold := throttleLiteUpdates(throttle)
@@ -92,7 +95,7 @@ func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duratio
 	log.SetOutput(seen)
 	ctl := &testcontrol.Server{
 		DERPMap:          dm,
-		ExplicitBaseURL:  "http://" + ln.Addr().String(),
+		ExplicitBaseURL:  "", // set below, once the plain listener has its port
 		MagicDNSDomain:   magicDNS,
 		AllOnline:        true,
 		AllNodesSameUser: true,
@@ -110,59 +113,88 @@ func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duratio
 			return hold(req)
 		},
 	}
-	serving := &restartable{addr: ln.Addr().String(), handler: ctl}
-	serving.serve(ln)
-	return &control{url: ctl.ExplicitBaseURL, server: ctl, serving: serving, counts: counts, sessions: polls, logouts: seen}
+	serving := &restartable{handler: ctl, endpoints: []endpoint{{addr: "127.0.0.1:0"}, {addr: "127.0.0.1:0", tls: serverTLS(cert)}}}
+	if err := serving.serve(); err != nil {
+		panic(err)
+	}
+	ctl.ExplicitBaseURL = "http://" + serving.endpoints[0].addr
+	return &control{
+		url: ctl.ExplicitBaseURL, tlsURL: "https://" + serving.endpoints[1].addr,
+		server: ctl, serving: serving, counts: counts, sessions: polls, logouts: seen,
+	}
 }
 
-// restartable serves control on one fixed address and can drop everything at once, as when a
-// control server is killed and started again: the listener and every open connection (the
-// Noise sessions are hijacked, so http.Server.Close alone would leave them open) close, and a
-// later start listens on the same address with the same state.
+// restartable serves control on fixed addresses (plain http for the Go nodes, https for our
+// devices) and can drop everything at once, as when a control server is killed and started
+// again: the listeners and every open connection (the Noise sessions are hijacked, so
+// http.Server.Close alone would leave them open) close, and a later start listens on the same
+// addresses with the same state.
 type restartable struct {
-	addr    string
-	handler http.Handler
-	mu      sync.Mutex
-	ln      net.Listener
-	conns   map[net.Conn]struct{}
+	handler   http.Handler
+	endpoints []endpoint
+	mu        sync.Mutex
+	lns       []net.Listener
+	conns     map[net.Conn]struct{}
 }
 
-func (r *restartable) serve(ln net.Listener) {
+type endpoint struct {
+	addr string
+	tls  *tls.Config // nil: plain http
+}
+
+// serve listens on every endpoint (port 0 picks one, kept for later starts).
+func (r *restartable) serve() error {
 	r.mu.Lock()
-	r.ln = ln
+	defer r.mu.Unlock()
 	r.conns = map[net.Conn]struct{}{}
-	r.mu.Unlock()
-	go http.Serve(trackedListener{ln, r}, r.handler)
+	for i, ep := range r.endpoints {
+		ln, err := net.Listen("tcp", ep.addr)
+		if err != nil {
+			for _, open := range r.lns {
+				open.Close()
+			}
+			r.lns, r.conns = nil, nil
+			return err
+		}
+		r.endpoints[i].addr = ln.Addr().String()
+		r.lns = append(r.lns, ln)
+		var served net.Listener = trackedListener{ln, r}
+		if ep.tls != nil {
+			served = tls.NewListener(served, ep.tls)
+		}
+		go http.Serve(served, r.handler)
+	}
+	return nil
 }
 
-// stop closes the listener and every connection; false when already stopped.
+// stop closes the listeners and every connection; false when already stopped.
 func (r *restartable) stop() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ln == nil {
+	if r.lns == nil {
 		return false
 	}
-	r.ln.Close()
+	for _, ln := range r.lns {
+		ln.Close()
+	}
 	for c := range r.conns {
 		c.Close()
 	}
-	r.ln, r.conns = nil, nil
+	r.lns, r.conns = nil, nil
 	return true
 }
 
-// start listens on the same address again; false when already serving.
+// start listens on the same addresses again; false when already serving.
 func (r *restartable) start() (bool, error) {
 	r.mu.Lock()
-	serving := r.ln != nil
+	serving := r.lns != nil
 	r.mu.Unlock()
 	if serving {
 		return false, nil
 	}
-	ln, err := net.Listen("tcp", r.addr)
-	if err != nil {
+	if err := r.serve(); err != nil {
 		return false, err
 	}
-	r.serve(ln)
 	return true, nil
 }
 

@@ -14,10 +14,11 @@ import (
 	"tailscale.com/types/logger"
 )
 
-// startDERP serves DERP over TLS with httptest's self-signed certificate; clients accept it
-// because the DERP map marks the node InsecureForTests. The handler also answers the
-// /derp/latency-check probe tailscale-rs uses to pick its home region.
-func startDERP(logf logger.Logf) int {
+// startDERP serves DERP over TLS with cert (from the run's CA, which our devices trust with
+// caFile); the Go nodes skip verification because the DERP map marks the node InsecureForTests.
+// The handler also answers the /derp/latency-check probe tailscale-rs uses to pick its home
+// region.
+func startDERP(cert tls.Certificate, logf logger.Logf) int {
 	server := derpserver.New(key.NewNode(), logf)
 	ln := must(net.Listen("tcp", "127.0.0.1:0"))
 	srv := httptest.NewUnstartedServer(derpserver.Handler(server))
@@ -26,6 +27,7 @@ func startDERP(logf logger.Logf) int {
 	srv.Config.ErrorLog = logger.StdLogger(logf)
 	// DERP is an HTTP/1.1 upgrade: keep HTTP/2 off the TLS listener.
 	srv.Config.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	srv.TLS = serverTLS(cert)
 	srv.StartTLS()
 	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -20,11 +20,12 @@ import { adminRequest, startHarness, type StartOptions, toBody } from "./Harness
 
 /** What the harness prints when it is ready (one JSON line on stdout). */
 export const HarnessInfo = Schema.Struct({
+  /** Control over https; its certificate, like the DERP relay's, is from a CA made for this run. */
   controlUrl: Schema.String,
-  /** The same control server over https, its certificate signed by a CA made for this run. */
-  controlTlsUrl: Schema.String,
-  /** That CA's certificate (PEM), for `caFile`. */
-  controlCaFile: Schema.String,
+  /** That CA's certificate (PEM): pass it as `caFile` (or `SSL_CERT_FILE`). */
+  caFile: Schema.String,
+  /** The same control server over plain http, for the Go nodes and the crate baseline. */
+  plainControlUrl: Schema.String,
   authKey: Schema.String,
   derpPort: Schema.Number,
   stunPort: Schema.Number,
@@ -170,7 +171,7 @@ export interface DeviceOptions extends Omit<NodeTailscale.NodeTailscaleOptions, 
   readonly withoutAuthKey?: boolean | undefined
 }
 
-/** Connects a device to the local tailnet for the current scope (the `local-tailnet` addon build). */
+/** Connects a device to the local tailnet for the current scope, trusting the tailnet's CA. */
 export const connect = (options: DeviceOptions = {}) =>
   Effect.gen(function*() {
     const tailnet = yield* LocalTailnet
@@ -180,6 +181,7 @@ export const connect = (options: DeviceOptions = {}) =>
       logFilter: process.env.TS_TEST_LOG ?? "off",
       ...options,
       controlUrl: tailnet.info.controlUrl,
+      caFile: tailnet.info.caFile,
       ...(options.withoutAuthKey || options.authKey ? {} : { authKey: Redacted.make(tailnet.info.authKey) })
     })
   })

@@ -29,8 +29,16 @@ describe("HarnessProcess", () => {
         else process.env.TMPDIR = savedTemp
       })
       expect(existsSync(binary)).toBe(true)
-      const ready = harness.ready as { controlUrl: string; adminUrl: string; peer: { hostname: string } }
-      expect(ready.controlUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+      const ready = harness.ready as {
+        controlUrl: string
+        plainControlUrl: string
+        caFile: string
+        adminUrl: string
+        peer: { hostname: string }
+      }
+      expect(ready.controlUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/)
+      expect(ready.plainControlUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+      expect(ready.caFile.startsWith(temp)).toBe(true)
       expect(ready.peer.hostname).toBe("echo-peer")
       const peers = await fetch(new URL("/peers", ready.adminUrl))
       expect(peers.ok).toBe(true)

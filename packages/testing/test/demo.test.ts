@@ -19,7 +19,7 @@ const runDemo = async (env: NodeJS.ProcessEnv): Promise<Record<string, unknown>>
   return JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>
 }
 
-const withoutTailnetEnv = { TS_AUTH_KEY: undefined, TS_CONTROL_URL: undefined, TS_HOSTNAME: undefined }
+const withoutTailnetEnv = { TS_AUTH_KEY: undefined, TS_CONTROL_URL: undefined, TS_HOSTNAME: undefined, SSL_CERT_FILE: undefined }
 
 describe("demo", () => {
   it("starts a loopback tailnet, talks TCP, UDP and HTTP with the Go peer, and reports it as JSON", async () => {
@@ -48,6 +48,7 @@ describe("demo", () => {
           runDemo({
             TS_AUTH_KEY: tailnet.info.authKey,
             TS_CONTROL_URL: tailnet.info.controlUrl,
+            SSL_CERT_FILE: tailnet.info.caFile,
             TS_HOSTNAME: "demo-env",
             TS_EPHEMERAL: "true"
           })

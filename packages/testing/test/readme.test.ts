@@ -37,6 +37,7 @@ describe("README", () => {
               ...process.env,
               TS_AUTH_KEY: tailnet.info.authKey,
               TS_CONTROL_URL: tailnet.info.controlUrl,
+              SSL_CERT_FILE: tailnet.info.caFile,
               TS_HOSTNAME: "readme",
               TS_EPHEMERAL: "true",
               RUST_LOG: "off"
