@@ -22,3 +22,6 @@ pnpm -r --workspace-concurrency=1 run typecheck
 
 say "JavaScript tests (in a fresh network namespace)"
 bash scripts/isolated.sh pnpm -r --workspace-concurrency=1 run test
+
+say "the packages as a user installs them (tarballs in a fresh project)"
+bash scripts/package-test.sh

@@ -42,5 +42,18 @@ export const fromNative = (native: NativeModule): Backend => ({
   }
 })
 
+/** Which addon binary is loaded: its version, the `tailscale` crate inside, and `release` or `debug`. */
+export type BuildInfo = ReturnType<NativeModule["buildInfo"]>
+
+/** The build of the addon that `make` uses (loading it if needed). */
+export const buildInfo = (specifier?: string): Effect.Effect<BuildInfo, TailscaleError> =>
+  Effect.map(load(specifier), (native) => native.buildInfo())
+
+/** The addon as a `Backend`; logs (at debug level) which build was loaded. */
 export const make = (specifier?: string): Effect.Effect<Backend, TailscaleError> =>
-  Effect.map(load(specifier), fromNative)
+  Effect.tap(load(specifier), (native) => {
+    const build = native.buildInfo()
+    return Effect.logDebug(
+      `effect-tailscale native addon ${build.version} (${build.profile} build, tailscale ${build.tailscaleCrate})`
+    )
+  }).pipe(Effect.map(fromNative))

@@ -45,6 +45,12 @@ describe("NodeTailscale", () => {
       assert.deepStrictEqual(Object.values(options).filter((value) => value !== undefined), [])
     }))
 
+  it.effect("says which addon build is loaded (the workspace's debug build here; npm ships release)", () =>
+    Effect.gen(function*() {
+      const build = yield* NativeBackend.buildInfo()
+      assert.deepStrictEqual(build, { tailscaleCrate: "0.6.1", version: "0.1.0", profile: "debug" })
+    }))
+
   it.effect("a missing addon is NativeUnavailable, saying what to do", () =>
     Effect.gen(function*() {
       const exit = yield* Effect.exit(NativeBackend.load("@effect-tailscale/native-does-not-exist"))

@@ -7,6 +7,7 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
+import { createRequire } from "node:module"
 import { networkInterfaces } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { createInterface } from "node:readline"
@@ -28,17 +29,36 @@ export interface StartOptions {
   readonly readyTimeoutMs?: number | undefined
   /** Log Tailscale's own chatter to stderr (`-v`). */
   readonly verbose?: boolean | undefined
-  /** Where the harness binary is, or is built when missing. Default: `harnessBinary()`. */
+  /** Where the harness binary is (in a checkout: built there when missing). Default: `harnessBinary()`. */
   readonly binary?: string | undefined
 }
 
 const here = dirname(fileURLToPath(import.meta.url))
 const repositoryRoot = resolve(here, "../../..")
+/** The Go sources: only in a checkout of the repository, never in the published package. */
 const harnessSource = resolve(here, "../harness")
 
-/** `TAILNET_HARNESS_BIN`, or the binary `npm test` builds into `.cache/bin`. */
-export const harnessBinary = (): string =>
-  process.env.TAILNET_HARNESS_BIN ?? join(repositoryRoot, ".cache", "bin", "tailnet-harness")
+/** The package with the prebuilt harness for this machine, e.g. `…-linux-x64`. */
+export const harnessPackage = `@effect-tailscale/tailnet-harness-${process.platform}-${process.arch}`
+
+/**
+ * `TAILNET_HARNESS_BIN`; in a checkout, the binary `npm test` builds into `.cache/bin`; once
+ * installed from npm, the prebuilt binary of this platform's optional package.
+ */
+export const harnessBinary = (): string => {
+  if (process.env.TAILNET_HARNESS_BIN) return process.env.TAILNET_HARNESS_BIN
+  if (existsSync(harnessSource)) return join(repositoryRoot, ".cache", "bin", "tailnet-harness")
+  try {
+    return createRequire(import.meta.url).resolve(`${harnessPackage}/tailnet-harness`)
+  } catch {
+    throw new Error(
+      `the loopback tailnet harness is not installed for ${process.platform}-${process.arch}: ` +
+        `${harnessPackage} is missing (it is an optional dependency of @effect-tailscale/testing, ` +
+        `published for linux-x64 and linux-arm64; the harness needs a Linux network namespace). ` +
+        `Set TAILNET_HARNESS_BIN to a harness you built from the repository's packages/testing/harness.`
+    )
+  }
+}
 
 /**
  * Tailscale clients advertise and probe every address of the machine. The harness only runs
@@ -65,6 +85,9 @@ export const assertLoopbackOnly = (): void => {
  */
 export const ensureHarnessBuilt = async (binary: string = harnessBinary()): Promise<void> => {
   if (existsSync(binary)) return
+  if (!existsSync(harnessSource)) {
+    throw new Error(`the tailnet harness ${binary} is missing, and its Go sources are not here to build it`)
+  }
   try {
     await promisify(execFile)("go", ["build", "-o", binary, "."], {
       cwd: harnessSource,
