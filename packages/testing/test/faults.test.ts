@@ -4,7 +4,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
-import * as NodeHttpServer from "@effect-tailscale/node/NodeHttpServer"
+import * as TailnetHttpServer from "@effect-tailscale/node/TailnetHttpServer"
 import * as Effect from "effect/Effect"
 import { readdirSync, readFileSync, readlinkSync } from "node:fs"
 import * as HttpServer from "effect/http/HttpServer"
@@ -221,7 +221,7 @@ describe("faults", () => {
         const serverIp = NetAddress.formatIp(yield* server.ipv4)
         yield* Layer.build(
           HttpServer.serve(Effect.succeed(HttpServerResponse.text("hello"))).pipe(
-            Layer.provide(NodeHttpServer.layer(8080)),
+            Layer.provide(TailnetHttpServer.layer(8080)),
             Layer.provide(Layer.succeed(Tailscale, server))
           )
         )

@@ -9,7 +9,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
-import * as NodeHttpServer from "@effect-tailscale/node/NodeHttpServer"
+import * as TailnetHttpServer from "@effect-tailscale/node/TailnetHttpServer"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
@@ -217,7 +217,7 @@ describe("loopback tailnet", () => {
           return HttpServerResponse.text(`effect says hi to ${request.url}`)
         })
         yield* HttpServer.serveEffect(app).pipe(
-          Effect.provideService(HttpServer.HttpServer, yield* NodeHttpServer.make(8081).pipe(
+          Effect.provideService(HttpServer.HttpServer, yield* TailnetHttpServer.make(8081).pipe(
             Effect.provideService(Tailscale, device)
           ))
         )
