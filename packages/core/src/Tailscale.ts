@@ -45,6 +45,7 @@ import { fromBackend, internal, invalidArgument, TailscaleError } from "./Tailsc
 import * as TcpListener from "./TcpListener.ts"
 import * as TcpStream from "./TcpStream.ts"
 import { TailscaleTimeouts, toMillis, within, withinBackendLimit } from "./Timeouts.ts"
+import * as Metering from "./internal/metering.ts"
 import * as UdpSocket from "./UdpSocket.ts"
 
 export interface CallOptions {
@@ -312,6 +313,12 @@ export const make: (
       )
     )
 
+  const meter = Metering.forDevice(options.hostname ?? "default")
+  yield* SubscriptionRef.changes(supervised.state).pipe(
+    Stream.runForEach((state) => meter.state(state._tag)),
+    Effect.forkScoped
+  )
+
   const decodeNodeInfo = cachedDecoder()
   const decodeOptional = (raw: unknown) =>
     raw === null || raw === undefined ? Effect.succeedNone : Effect.asSome(decodeNodeInfo(raw))
@@ -331,16 +338,19 @@ export const make: (
     ),
     peerByName: Effect.fn("Tailscale.peerByName")(function*(name: string, options?: CallOptions) {
       if (name.replace(/\.$/, "") === "") return yield* Effect.fail(invalidArgument("name", "must not be empty"))
+      yield* meter.lookup("peerByName")
       const raw = yield* lookupName("peerByName", netmapLimit(options), name)
       return yield* decodeOptional(raw)
     }),
     peerByIp: Effect.fn("Tailscale.peerByIp")(function*(input: IpInput, options?: CallOptions) {
       const ip = yield* parseIp("ip", input)
+      yield* meter.lookup("peerByIp")
       const raw = yield* call("peerByIp", netmapLimit(options), (d) => d.raw.peerByIp(formatIp(ip)))
       return yield* decodeOptional(raw)
     }),
     peersWithRoute: Effect.fn("Tailscale.peersWithRoute")(function*(input: IpInput, options?: CallOptions) {
       const ip = yield* parseIp("ip", input)
+      yield* meter.lookup("peersWithRoute")
       const raw = yield* call("peersWithRoute", netmapLimit(options), (d) => d.raw.peersWithRoute(formatIp(ip)))
       return yield* Effect.forEach(raw, decodeNodeInfo)
     }),
@@ -366,7 +376,15 @@ export const make: (
       })
       // The connection is owned by the scope the moment it exists, even if interrupted here.
       return yield* Effect.uninterruptibleMask((restore) =>
-        restore(connect.pipe(within("dial", limit))).pipe(Effect.flatMap(TcpStream.fromRaw))
+        restore(connect.pipe(within("dial", limit))).pipe(
+          Effect.flatMap((raw) => TcpStream.fromRaw(raw, meter)),
+          Effect.onExit((exit) =>
+            meter.dial(Exit.isSuccess(exit) ? "success" : Option.match(Exit.findErrorOption(exit), {
+              onNone: () => "interrupted",
+              onSome: (error) => error.reason._tag
+            }))
+          )
+        )
       )
     }),
     listen: Effect.fn("Tailscale.listen")(function*(port: number, options?: ListenOptions) {
@@ -390,7 +408,9 @@ export const make: (
               const second = yield* Effect.onError(listenOn(ipv6, at), () => Effect.sync(() => first.close()))
               return dualStack(first, second)
             })
-        return (valid === 0 ? ephemeral(bind) : bind(valid)).pipe(Effect.flatMap(TcpListener.fromRaw))
+        return (valid === 0 ? ephemeral(bind) : bind(valid)).pipe(
+          Effect.flatMap((raw) => TcpListener.fromRaw(raw, meter))
+        )
       })
     }),
     bindUdp: Effect.fn("Tailscale.bindUdp")(function*(port: number, options?: BindOptions) {
@@ -406,7 +426,7 @@ export const make: (
           open(() => device.raw.udpBind(formatIp(ip), valid), (error) => fromBackend("bindUdp", error)).pipe(
             Effect.map(device.udp)
           ))).pipe(
-          Effect.flatMap(UdpSocket.fromRaw)
+          Effect.flatMap((raw) => UdpSocket.fromRaw(raw, meter))
         )
       )
     }),

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { RawSocketAddress, RawTcpListener } from "./Backend.ts"
+import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
@@ -30,7 +31,7 @@ export interface TcpListener {
   readonly raw: RawTcpListener
 }
 
-export const fromRaw = (raw: RawTcpListener) =>
+export const fromRaw = (raw: RawTcpListener, meter: SocketMeter = unmetered) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.accept(), (error) => fromBackend("accept", error))
     const { close, isClosed } = yield* own(raw)
@@ -42,7 +43,7 @@ export const fromRaw = (raw: RawTcpListener) =>
         // Take ownership without a gap: the connection is closed with the scope even if the
         // fiber is interrupted right after the accept.
         return yield* Effect.uninterruptibleMask((restore) =>
-          restore(pending.take.pipe(within("accept", limit))).pipe(Effect.flatMap(TcpStream.fromRaw))
+          restore(pending.take.pipe(within("accept", limit))).pipe(Effect.flatMap((stream) => TcpStream.fromRaw(stream, meter)))
         )
       })
 

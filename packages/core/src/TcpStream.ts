@@ -14,6 +14,7 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Cause from "effect/Cause"
 import type { RawSocketAddress, RawTcpStream } from "./Backend.ts"
+import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
@@ -50,26 +51,39 @@ export interface TcpStream {
 const encoder = new TextEncoder()
 const toBytes = (data: Uint8Array | string) => (typeof data === "string" ? encoder.encode(data) : data)
 
-/** Wraps a backend stream; the scope closes it. */
-export const fromRaw = (raw: RawTcpStream) =>
+/** Wraps a backend stream; the scope closes it. `meter` counts its bytes and its open time. */
+export const fromRaw = (raw: RawTcpStream, meter: SocketMeter = unmetered) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.read(), (error) => fromBackend("read", error))
-    const { close, isClosed } = yield* own(raw)
+    const owned = yield* own(raw)
+    const { isClosed } = owned
+    yield* meter.opened
+    let counted = true
+    // Closed on request or with the scope, whichever is first: counted as open until then.
+    const close = Effect.andThen(owned.close, Effect.suspend(() => {
+      if (!counted) return Effect.void
+      counted = false
+      return meter.closed
+    }))
+    yield* Effect.addFinalizer(() => close)
 
     const read = (options?: { readonly timeout?: Duration.Input | undefined }) =>
       Effect.gen(function*() {
         if (isClosed()) return yield* Effect.fail(deviceClosed("TCP stream"))
         const limit = options?.timeout ?? (yield* TailscaleTimeouts).read
         const chunk = yield* pending.take.pipe(within("read", limit))
+        if (chunk) yield* meter.received(chunk.length)
         return Option.fromNullishOr(chunk)
       })
 
-    const write = (data: Uint8Array | string) =>
-      isClosed()
-        ? Effect.fail(deviceClosed("TCP stream"))
-        : Effect.tryPromise({ try: () => raw.write(toBytes(data)), catch: (error) => fromBackend("write", error) }).pipe(
-          Effect.onInterrupt(() => close)
-        )
+    const write = (data: Uint8Array | string) => {
+      if (isClosed()) return Effect.fail(deviceClosed("TCP stream"))
+      const bytes = toBytes(data)
+      return Effect.tryPromise({ try: () => raw.write(bytes), catch: (error) => fromBackend("write", error) }).pipe(
+        Effect.onInterrupt(() => close),
+        Effect.andThen(meter.sent(bytes.length))
+      )
+    }
 
     const writeAll = (chunks: Iterable<Uint8Array | string>) => Effect.forEach(chunks, write, { discard: true })
 

@@ -9,6 +9,7 @@ import type * as NetAddress from "effect/net/NetAddress"
 import * as Stream from "effect/Stream"
 import { formatIp, type IpInput, parseIp, parsePort } from "./Address.ts"
 import type { RawSocketAddress, RawUdpSocket } from "./Backend.ts"
+import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
@@ -41,7 +42,7 @@ export interface UdpSocket {
 
 const encoder = new TextEncoder()
 
-export const fromRaw = (raw: RawUdpSocket) =>
+export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.recv(), (error) => fromBackend("receive", error))
     const { close, isClosed } = yield* own(raw)
@@ -56,6 +57,7 @@ export const fromRaw = (raw: RawUdpSocket) =>
           try: () => raw.send(formatIp(ip), port, bytes),
           catch: (error) => fromBackend("send", error)
         })
+        yield* meter.sent(bytes.length)
       })
 
     const receive = (options?: { readonly timeout?: Duration.Input | undefined }) =>
@@ -63,6 +65,7 @@ export const fromRaw = (raw: RawUdpSocket) =>
         if (isClosed()) return yield* Effect.fail(deviceClosed("UDP socket"))
         const limit = options?.timeout ?? (yield* TailscaleTimeouts).read
         const datagram = yield* pending.take.pipe(within("receive", limit))
+        yield* meter.received(datagram.data.length)
         const ip = yield* parseIp("from.ip", datagram.ip)
         return { data: datagram.data, from: { ip, port: datagram.port } }
       })

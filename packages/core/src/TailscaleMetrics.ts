@@ -1,0 +1,44 @@
+/**
+ * The Effect `Metric`s every device updates. Each carries the attribute `device` (the device's
+ * `hostname` option, or `"default"`), so several devices in one program are told apart; read
+ * one with `Metric.value(Metric.withAttributes(TailscaleMetrics.bytesSent, { device: "api" }))`,
+ * or export them all with any Effect metrics exporter.
+ *
+ * | name | kind | what it counts |
+ * | --- | --- | --- |
+ * | `tailscale_bytes_sent` | counter | bytes written to TCP streams and sent in UDP datagrams |
+ * | `tailscale_bytes_received` | counter | bytes read from TCP streams and received in datagrams |
+ * | `tailscale_connections_open` | counter (up and down) | TCP streams open now, dialed or accepted |
+ * | `tailscale_dials` | counter, attribute `outcome` | dials, by `success` or the failure's reason (`ConnectionRefused`, `Timeout`, …) |
+ * | `tailscale_lookups` | counter, attribute `kind` | `peerByName`, `peerByIp` and `peersWithRoute` calls |
+ * | `tailscale_device_states` | frequency | states the device entered (`Connecting`, `Running`, `Reconnecting`, …) |
+ *
+ * @since 0.1.0
+ */
+import * as Metric from "effect/Metric"
+
+export const bytesSent = Metric.counter("tailscale_bytes_sent", {
+  description: "Bytes written to TCP streams and sent in UDP datagrams over the tailnet"
+})
+
+export const bytesReceived = Metric.counter("tailscale_bytes_received", {
+  description: "Bytes read from TCP streams and received in UDP datagrams over the tailnet"
+})
+
+export const connectionsOpen = Metric.counter("tailscale_connections_open", {
+  description: "TCP streams open now (dialed or accepted); goes up and down"
+})
+
+export const dials = Metric.counter("tailscale_dials", {
+  description: "TCP dials, by outcome (success, or the failure's reason)",
+  incremental: true
+})
+
+export const lookups = Metric.counter("tailscale_lookups", {
+  description: "Peer lookups, by kind (peerByName, peerByIp, peersWithRoute)",
+  incremental: true
+})
+
+export const deviceStates = Metric.frequency("tailscale_device_states", {
+  description: "States the device entered"
+})

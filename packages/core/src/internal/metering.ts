@@ -1,0 +1,43 @@
+/** One device's view of `TailscaleMetrics`: every update carries its `device` attribute. */
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as TailscaleMetrics from "../TailscaleMetrics.ts"
+
+/** What a socket reports as bytes move and as it opens and closes. */
+export interface SocketMeter {
+  readonly sent: (bytes: number) => Effect.Effect<void>
+  readonly received: (bytes: number) => Effect.Effect<void>
+  readonly opened: Effect.Effect<void>
+  readonly closed: Effect.Effect<void>
+}
+
+export interface DeviceMeter extends SocketMeter {
+  readonly dial: (outcome: string) => Effect.Effect<void>
+  readonly lookup: (kind: "peerByName" | "peerByIp" | "peersWithRoute") => Effect.Effect<void>
+  readonly state: (tag: string) => Effect.Effect<void>
+}
+
+export const forDevice = (device: string): DeviceMeter => {
+  const attributes = { device }
+  const sent = Metric.withAttributes(TailscaleMetrics.bytesSent, attributes)
+  const received = Metric.withAttributes(TailscaleMetrics.bytesReceived, attributes)
+  const open = Metric.withAttributes(TailscaleMetrics.connectionsOpen, attributes)
+  const states = Metric.withAttributes(TailscaleMetrics.deviceStates, attributes)
+  return {
+    sent: (bytes) => Metric.update(sent, bytes),
+    received: (bytes) => Metric.update(received, bytes),
+    opened: Metric.update(open, 1),
+    closed: Metric.update(open, -1),
+    dial: (outcome) => Metric.update(Metric.withAttributes(TailscaleMetrics.dials, { device, outcome }), 1),
+    lookup: (kind) => Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind }), 1),
+    state: (tag) => Metric.update(states, tag)
+  }
+}
+
+/** For sockets made outside a device (tests of the socket wrappers alone). */
+export const unmetered: SocketMeter = {
+  sent: () => Effect.void,
+  received: () => Effect.void,
+  opened: Effect.void,
+  closed: Effect.void
+}
