@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Layer from "effect/Layer"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -125,6 +126,35 @@ export interface TailscaleService {
 }
 
 export class Tailscale extends Context.Service<Tailscale, TailscaleService>()("@effect-tailscale/core/Tailscale") {}
+
+/** The identifier of a device declared with `named`. */
+export interface Named<Name extends string> {
+  readonly _: unique symbol
+  readonly name: Name
+}
+
+/** The service key of a named device: `yield*` it like `Tailscale`. */
+export type NamedTag<Name extends string> = Context.Service<Named<Name>, TailscaleService>
+
+/**
+ * A device under its own name, for a program with several (e.g. serving on one tailnet and
+ * dialing on another). Build it with a layer that takes a tag (`NodeTailscale.layerNamed`,
+ * `FakeTailnet.deviceNamed`); `asTailscale` lends it to code that asks for `Tailscale`.
+ *
+ * ```ts
+ * const Office = Tailscale.named("office")
+ * const program = Effect.gen(function*() {
+ *   const office = yield* Office
+ *   return yield* office.ipv4
+ * })
+ * ```
+ */
+export const named = <const Name extends string>(name: Name): NamedTag<Name> =>
+  Context.Service<Named<Name>, TailscaleService>(`@effect-tailscale/core/Tailscale/${name}`)
+
+/** Provides the named device as `Tailscale`, for layers and code written for one device. */
+export const asTailscale = <Name extends string>(tag: NamedTag<Name>): Layer.Layer<Tailscale, never, Named<Name>> =>
+  Layer.effect(Tailscale, Effect.service(tag))
 
 export interface TailscaleOptions {
   /** Key file: created (mode 0600) when missing; an invalid one is an error unless `overwriteBadKeyFile`. */

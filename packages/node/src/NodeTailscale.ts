@@ -31,6 +31,12 @@ export const make = (options: NodeTailscaleOptions = {}): Effect.Effect<Tailscal
 export const layer = (options: NodeTailscaleOptions = {}): Layer.Layer<Tailscale, TailscaleError> =>
   Layer.effect(Tailscale, make(options))
 
+/** A second (third, …) device in one program, under `tag` (from `Tailscale.named`). */
+export const layerNamed = <Name extends string>(
+  tag: Tailscale_.NamedTag<Name>,
+  options: NodeTailscaleOptions = {}
+): Layer.Layer<Tailscale_.Named<Name>, TailscaleError> => Layer.effect(tag, make(options))
+
 const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
   Config.map(Config.option(config), Option.getOrUndefined)
 

@@ -23,7 +23,7 @@ import type {
   RawTcpListener,
   RawUdpSocket
 } from "@effect-tailscale/core/Backend"
-import { Tailscale, type TailscaleOptions, type TailscaleService } from "@effect-tailscale/core/Tailscale"
+import { type Named, type NamedTag, Tailscale, type TailscaleOptions, type TailscaleService } from "@effect-tailscale/core/Tailscale"
 import * as Tailscale_ from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import * as Context from "effect/Context"
@@ -433,3 +433,10 @@ export const device = (
   options?: TailscaleOptions & { readonly withoutAuthKey?: boolean | undefined }
 ): Layer.Layer<Tailscale, TailscaleError, FakeTailnet> =>
   Layer.effect(Tailscale, Effect.flatMap(FakeTailnet, (tailnet) => tailnet.addDevice(options)))
+
+/** A device on the `FakeTailnet` in context, under `tag` (from `Tailscale.named`). */
+export const deviceNamed = <Name extends string>(
+  tag: NamedTag<Name>,
+  options?: TailscaleOptions & { readonly withoutAuthKey?: boolean | undefined }
+): Layer.Layer<Named<Name>, TailscaleError, FakeTailnet> =>
+  Layer.effect(tag, Effect.flatMap(FakeTailnet, (tailnet) => tailnet.addDevice(options)))

@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import { type Named, type NamedTag, Tailscale } from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
 import * as Context from "effect/Context"
@@ -189,3 +189,9 @@ export const connect = (options: DeviceOptions = {}) =>
 /** A `Tailscale` device joined to the local tailnet. */
 export const device = (options: DeviceOptions = {}): Layer.Layer<Tailscale, TailscaleError, LocalTailnet> =>
   Layer.effect(Tailscale, connect(options))
+
+/** A device joined to the local tailnet under `tag` (from `Tailscale.named`). */
+export const deviceNamed = <Name extends string>(
+  tag: NamedTag<Name>,
+  options: DeviceOptions = {}
+): Layer.Layer<Named<Name>, TailscaleError, LocalTailnet> => Layer.effect(tag, connect(options))

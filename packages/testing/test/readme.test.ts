@@ -34,6 +34,12 @@ describe("README", () => {
     assert.strictEqual(block(readme, "example", file), await readFile(join(root, file), "utf8"))
   })
 
+  it("shows the named devices example as it is (the file runs as a test of its own)", async () => {
+    const readme = await readFile(join(root, "README.md"), "utf8")
+    const file = "packages/testing/test/readme-named-devices.test.ts"
+    assert.strictEqual(block(readme, "example", file), await readFile(join(root, file), "utf8"))
+  })
+
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
     it.effect("shows examples/readme.ts as it is, and its output", () =>
       Effect.gen(function*() {
