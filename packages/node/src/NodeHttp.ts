@@ -15,7 +15,7 @@ import * as Scope from "effect/Scope"
 import * as http from "node:http"
 import type * as net from "node:net"
 import type { Duplex } from "node:stream"
-import { toDuplex } from "./NodeStream.ts"
+import { type TailnetSocket, toDuplex } from "./NodeStream.ts"
 
 /** The listener, or the device under it, has closed or was lost: serving ends, nothing failed. */
 const listenerGone = (error: unknown) =>
@@ -83,18 +83,18 @@ export class TailnetAgent extends http.Agent {
 }
 
 /**
- * A `TailnetAgent` that dials through the `Tailscale` service (names or IPs), destroyed with the
- * scope. Provide it to `NodeHttpClient.layerNodeHttpNoAgent` as the `HttpAgent` to send Effect
- * HTTP requests to tailnet peers.
+ * A function that opens a TCP connection over the tailnet (a peer name, MagicDNS name or tailnet
+ * IP, and a port) as a backend stream; each connection lives until it is closed, or until the
+ * scope closes.
  */
-export const makeAgent: Effect.Effect<TailnetAgent, never, Tailscale | Scope.Scope> = Effect.gen(function*() {
+export const makeConnect: Effect.Effect<TailnetConnect, never, Tailscale | Scope.Scope> = Effect.gen(function*() {
   const tailscale = yield* Tailscale
   const scope = yield* Effect.scope
   const runPromise = Effect.runPromiseWith(yield* Effect.context<never>())
-  const agent = new TailnetAgent((host, port) =>
+  return (host, port) =>
     runPromise(
       Effect.gen(function*() {
-        // Each connection gets its own scope, closed when Node is done with the socket.
+        // Each connection gets its own scope, closed when its user closes it.
         const connection = yield* Scope.fork(scope)
         const stream = yield* tailscale.dial({ ...hostTarget(host), port }).pipe(
           Scope.provide(connection),
@@ -112,7 +112,26 @@ export const makeAgent: Effect.Effect<TailnetAgent, never, Tailscale | Scope.Sco
         void release()
       }
     }))
-  )
+})
+
+/**
+ * A `net.Socket`-compatible connection factory over the tailnet, for libraries that take one:
+ * `ws`'s `createConnection`, a database driver's `stream` option, or anything that wants a
+ * `Duplex` to `host:port`. The socket is connected when the promise resolves.
+ */
+export const makeSocketFactory: Effect.Effect<
+  (host: string, port: number) => Promise<TailnetSocket>,
+  never,
+  Tailscale | Scope.Scope
+> = Effect.map(makeConnect, (connect) => (host, port) => connect(host, port).then(toDuplex))
+
+/**
+ * A `TailnetAgent` that dials through the `Tailscale` service (names or IPs), destroyed with the
+ * scope. `TailnetHttpClient.layer` uses it; so can `http.request` and any library that takes an
+ * `http.Agent`.
+ */
+export const makeAgent: Effect.Effect<TailnetAgent, never, Tailscale | Scope.Scope> = Effect.gen(function*() {
+  const agent = new TailnetAgent(yield* makeConnect)
   yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
   return agent
 })
