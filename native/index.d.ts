@@ -167,6 +167,9 @@ export interface Datagram {
   port: number
 }
 
+/** Every code a rejection can carry, as the prefix of its message (`"<CODE>: …"`). */
+export type ErrorCode = 'KEY_FILE' | 'INVALID_ARGUMENT' | 'CONTROL_UNREACHABLE' | 'NOT_AUTHORIZED' | 'TIMEOUT' | 'CONNECTION_REFUSED' | 'CONNECTION_RESET' | 'ADDRESS_IN_USE' | 'MESSAGE_TOO_LARGE' | 'DEVICE_CLOSED' | 'DEVICE_LOST' | 'INTERNAL'
+
 /**
  * Fresh random key state, as the JSON a key file holds. Contains private keys: store it like a
  * password.
@@ -180,8 +183,11 @@ export declare function generateKeyState(): string
  */
 export declare function loadKeyFile(path: string, overwriteBadFormat?: boolean | undefined | null): Promise<string>
 
+/** A log record's level, as `tracing` names it. */
+export type LogLevel = 'ERROR' | 'WARN' | 'INFO' | 'DEBUG' | 'TRACE'
+
 export interface LogRecord {
-  level: 'ERROR' | 'WARN' | 'INFO' | 'DEBUG' | 'TRACE'
+  level: LogLevel
   /** The Rust module that logged, e.g. `ts_runtime::control_runner`. */
   target: string
   message: string
@@ -224,12 +230,15 @@ export interface NodeInfo {
 
 /** Connection to the control plane (not reachability). */
 export interface NodeStatus {
-  kind: 'unknown' | 'online' | 'offline'
+  kind: NodeStatusKind
   /** When offline: last connection as reported by control (ISO-8601; rounded to ~10 minutes). */
   lastSeenControl?: string
   /** When offline: last connection as estimated locally (ISO-8601). */
   lastSeenEstimated?: string
 }
+
+/** Whether a node is connected to the control plane. */
+export type NodeStatusKind = 'unknown' | 'online' | 'offline'
 
 export declare function publicKeys(keyState: string): PublicKeys
 

@@ -1,13 +1,24 @@
 //! The one mapping from Rust failures to JavaScript errors.
 //!
-//! Every rejection carries a stable code as the prefix of its message, `"<CODE>: <detail>"`
-//! (napi-rs cannot attach a custom `code` property to an async rejection). The codes are
+//! Every rejection's message follows one grammar (napi-rs cannot attach a custom `code`
+//! property to an async rejection):
+//!
+//! ```text
+//! <CODE>: <subject>: <detail>
+//! ```
+//!
+//! `CODE` is an `ErrorCode` (exported to `index.d.ts` from the enum below, so TypeScript checks
+//! against the same list); `subject` names the offending field for `INVALID_ARGUMENT` (`port`,
+//! `tags[1]`) and the operation for every other code (`connect`, `TCP read`). The codes are
 //! documented in `native/README.md`; `@effect-tailscale/core` decodes them.
 
 use std::fmt;
 
+use napi_derive::napi;
 use tailscale::netstack;
 
+/// Every code a rejection can carry, as the prefix of its message (`"<CODE>: …"`).
+#[napi(string_enum = "UPPER_SNAKE", js_name = "ErrorCode")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     KeyFile,
@@ -215,6 +226,27 @@ pub fn from_device(error: tailscale::Error, what: &str) -> Failure {
 mod tests {
     use super::*;
     use tailscale::netstack::{Error as E, InternalErrorKind as K};
+
+    #[test]
+    fn codes_read_as_their_names_in_upper_snake_case() {
+        // What napi exports to index.d.ts is the variant name in UPPER_SNAKE: the prefix must be too.
+        let all = [
+            Code::KeyFile, Code::InvalidArgument, Code::ControlUnreachable, Code::NotAuthorized, Code::Timeout,
+            Code::ConnectionRefused, Code::ConnectionReset, Code::AddressInUse, Code::MessageTooLarge,
+            Code::DeviceClosed, Code::DeviceLost, Code::Internal,
+        ];
+        for code in all {
+            let name = format!("{code:?}");
+            let mut upper = String::new();
+            for (i, c) in name.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    upper.push('_');
+                }
+                upper.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(code.as_str(), upper);
+        }
+    }
 
     #[test]
     fn message_starts_with_code() {

@@ -25,8 +25,9 @@ fn init() {
 }
 
 pub use device::{AuthState, ConnectOptions, Device};
-pub use logging::{LogRecord, subscribe_logs, unsubscribe_logs};
-pub use node_info::{NodeInfo, NodeStatus};
+pub use error::Code as ErrorCode;
+pub use logging::{LogLevel, LogRecord, subscribe_logs, unsubscribe_logs};
+pub use node_info::{NodeInfo, NodeStatus, NodeStatusKind};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::{Datagram, UdpSocket};
 

@@ -32,11 +32,33 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::error::{Failure, Result};
 
+/// A log record's level, as `tracing` names it.
+#[napi(string_enum = "UPPERCASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<Level> for LogLevel {
+    fn from(level: Level) -> Self {
+        match level {
+            Level::ERROR => LogLevel::Error,
+            Level::WARN => LogLevel::Warn,
+            Level::INFO => LogLevel::Info,
+            Level::DEBUG => LogLevel::Debug,
+            Level::TRACE => LogLevel::Trace,
+        }
+    }
+}
+
 #[napi(object)]
 #[derive(Clone)]
 pub struct LogRecord {
-    #[napi(ts_type = "'ERROR' | 'WARN' | 'INFO' | 'DEBUG' | 'TRACE'")]
-    pub level: String,
+    pub level: LogLevel,
     /// The Rust module that logged, e.g. `ts_runtime::control_runner`.
     pub target: String,
     pub message: String,
@@ -149,7 +171,7 @@ where
             return;
         }
         let record = LogRecord {
-            level: level.to_string(),
+            level: LogLevel::from(level),
             target: meta.target().to_string(),
             message: redact(&fields.message),
             fields: fields

@@ -6,12 +6,20 @@ use base64::Engine;
 use napi_derive::napi;
 use tailscale::NodeInfo as Node;
 
+/// Whether a node is connected to the control plane.
+#[napi(string_enum = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeStatusKind {
+    Unknown,
+    Online,
+    Offline,
+}
+
 /// Connection to the control plane (not reachability).
 #[napi(object)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeStatus {
-    #[napi(ts_type = "'unknown' | 'online' | 'offline'")]
-    pub kind: String,
+    pub kind: NodeStatusKind,
     /// When offline: last connection as reported by control (ISO-8601; rounded to ~10 minutes).
     pub last_seen_control: Option<String>,
     /// When offline: last connection as estimated locally (ISO-8601).
@@ -63,17 +71,17 @@ impl From<&Node> for NodeInfo {
         use ts_control::NodeStatus as S;
         let status = match &node.status {
             S::Unknown => NodeStatus {
-                kind: "unknown".into(),
+                kind: NodeStatusKind::Unknown,
                 last_seen_control: None,
                 last_seen_estimated: None,
             },
             S::Online => NodeStatus {
-                kind: "online".into(),
+                kind: NodeStatusKind::Online,
                 last_seen_control: None,
                 last_seen_estimated: None,
             },
             S::Offline(seen) => NodeStatus {
-                kind: "offline".into(),
+                kind: NodeStatusKind::Offline,
                 last_seen_control: seen.control.as_ref().map(iso),
                 last_seen_estimated: Some(iso(&seen.estimated)),
             },
@@ -158,7 +166,7 @@ mod tests {
         assert_eq!(info.fqdn.as_deref(), Some("echo-peer.tail-test.ts.net."));
         assert_eq!(info.tailnet.as_deref(), Some("tail-test.ts.net"));
         assert_eq!(info.capability_version, 130);
-        assert_eq!(info.status.kind, "offline");
+        assert_eq!(info.status.kind, NodeStatusKind::Offline);
         assert_eq!(info.status.last_seen_control.as_deref(), Some("2026-01-02T03:40:00Z"));
         assert_eq!(info.status.last_seen_estimated.as_deref(), Some("2026-01-02T03:45:06Z"));
         assert_eq!(info.node_capabilities["cap/a"], vec!["x".to_string()]);
@@ -182,10 +190,10 @@ mod tests {
         source.status = S::Online;
         source.tailnet = None;
         let info = NodeInfo::from(&source);
-        assert_eq!(info.status.kind, "online");
+        assert_eq!(info.status.kind, NodeStatusKind::Online);
         assert!(info.status.last_seen_estimated.is_none());
         assert!(info.fqdn.is_none());
         source.status = S::Unknown;
-        assert_eq!(NodeInfo::from(&source).status.kind, "unknown");
+        assert_eq!(NodeInfo::from(&source).status.kind, NodeStatusKind::Unknown);
     }
 }

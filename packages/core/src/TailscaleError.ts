@@ -7,7 +7,8 @@
 import * as Schema from "effect/Schema"
 import { type BackendErrorCode, BackendErrorCodes } from "./Backend.ts"
 
-const ReasonFields = { message: Schema.String }
+/** Every reason says what happened, and keeps what it was made from (the backend's rejection) as `cause`. */
+const ReasonFields = { message: Schema.String, cause: Schema.optional(Schema.Defect()) }
 
 /** The key file cannot be read, created, parsed or written. An invalid file is never overwritten unless asked. */
 export class KeyFile extends Schema.TaggedError<KeyFile>()("KeyFile", ReasonFields) {
@@ -108,10 +109,7 @@ export class NativeUnavailable extends Schema.TaggedError<NativeUnavailable>()("
 }
 
 /** Anything else: an error the crate reports without detail, or data that does not decode. Worth a bug report. */
-export class Internal extends Schema.TaggedError<Internal>()("Internal", {
-  ...ReasonFields,
-  cause: Schema.optional(Schema.Defect())
-}) {
+export class Internal extends Schema.TaggedError<Internal>()("Internal", ReasonFields) {
   get isRetryable(): boolean {
     return false
   }
@@ -169,33 +167,28 @@ const BackendErrorCode = Schema.Literals(BackendErrorCodes)
 const isBackendErrorCode = Schema.is(BackendErrorCode)
 const backendMessage = /^([A-Z_]+): ([\s\S]*)$/
 
-const fromCode = (code: BackendErrorCode, message: string): TailscaleErrorReason => {
-  switch (code) {
-    case "KEY_FILE":
-      return new KeyFile({ message })
-    case "INVALID_ARGUMENT":
-      return new InvalidArgument({ message, field: /^([A-Za-z0-9_[\]]+): /.exec(message)?.[1] ?? "unknown" })
-    case "CONTROL_UNREACHABLE":
-      return new ControlUnreachable({ message })
-    case "NOT_AUTHORIZED":
-      return new NotAuthorized({ message })
-    case "TIMEOUT":
-      return new Timeout({ message, operation: /^([A-Za-z ]+): /.exec(message)?.[1] ?? "unknown" })
-    case "CONNECTION_REFUSED":
-      return new ConnectionRefused({ message })
-    case "CONNECTION_RESET":
-      return new ConnectionReset({ message })
-    case "ADDRESS_IN_USE":
-      return new AddressInUse({ message })
-    case "MESSAGE_TOO_LARGE":
-      return new MessageTooLarge({ message })
-    case "DEVICE_CLOSED":
-      return new DeviceClosed({ message })
-    case "DEVICE_LOST":
-      return new DeviceLost({ message })
-    case "INTERNAL":
-      return new Internal({ message })
-  }
+/**
+ * The subject of a backend message (`"<CODE>: <subject>: <detail>"`, the grammar in
+ * `native/src/error.rs`): the field for `INVALID_ARGUMENT`, the operation otherwise.
+ */
+const subjectOf = (message: string) => /^([\w[\]. ]+): /.exec(message)?.[1] ?? "unknown"
+
+/** The reason for each backend code. */
+const reasonFor: {
+  readonly [C in BackendErrorCode]: (fields: { readonly message: string; readonly cause: unknown }) => TailscaleErrorReason
+} = {
+  KEY_FILE: (fields) => new KeyFile(fields),
+  INVALID_ARGUMENT: (fields) => new InvalidArgument({ ...fields, field: subjectOf(fields.message) }),
+  CONTROL_UNREACHABLE: (fields) => new ControlUnreachable(fields),
+  NOT_AUTHORIZED: (fields) => new NotAuthorized(fields),
+  TIMEOUT: (fields) => new Timeout({ ...fields, operation: subjectOf(fields.message) }),
+  CONNECTION_REFUSED: (fields) => new ConnectionRefused(fields),
+  CONNECTION_RESET: (fields) => new ConnectionReset(fields),
+  ADDRESS_IN_USE: (fields) => new AddressInUse(fields),
+  MESSAGE_TOO_LARGE: (fields) => new MessageTooLarge(fields),
+  DEVICE_CLOSED: (fields) => new DeviceClosed(fields),
+  DEVICE_LOST: (fields) => new DeviceLost(fields),
+  INTERNAL: (fields) => new Internal(fields)
 }
 
 /**
@@ -207,7 +200,7 @@ export const fromBackend = (operation: string, error: unknown): TailscaleError =
   const text = error instanceof Error ? error.message : typeof error === "string" ? error : undefined
   const match = text === undefined ? null : backendMessage.exec(text)
   if (match && isBackendErrorCode(match[1])) {
-    return new TailscaleError({ reason: fromCode(match[1], match[2]!) })
+    return new TailscaleError({ reason: reasonFor[match[1]]({ message: match[2]!, cause: error }) })
   }
   return internal(`${operation}: ${text ?? "unexpected failure"}`, error)
 }

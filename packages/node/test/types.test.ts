@@ -3,6 +3,8 @@
  * (`tsc -p tsconfig.test.json`), so a drift fails the run; vitest only counts it.
  */
 import type { AuthState } from "@effect-tailscale/core/AuthState"
+import type { BackendErrorCode, RawLogLevel, RawNodeStatus } from "@effect-tailscale/core/Backend"
+import type * as Native from "@effect-tailscale/native"
 import type { NodeInfo } from "@effect-tailscale/core/NodeInfo"
 import type { Tailscale, TailscaleService } from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
@@ -70,5 +72,12 @@ describe("types", () => {
     expectTypeOf<ReturnType<typeof NodeTailscale.make>>().toEqualTypeOf<
       Effect.Effect<TailscaleService, TailscaleError, Scope.Scope>
     >()
+  })
+
+  it("the backend contract names the same codes, levels and statuses as the addon's declarations", () => {
+    // index.d.ts is generated from the Rust enums: adding a code there without core fails here.
+    expectTypeOf<BackendErrorCode>().toEqualTypeOf<Native.ErrorCode>()
+    expectTypeOf<RawLogLevel>().toEqualTypeOf<Native.LogLevel>()
+    expectTypeOf<RawNodeStatus["kind"]>().toEqualTypeOf<Native.NodeStatusKind>()
   })
 })
