@@ -22,6 +22,7 @@ use crate::ports::{PortTable, Protocol};
 use crate::tcp::{TcpListener, TcpStream};
 use crate::trust;
 use crate::udp::{UdpPool, UdpSocket};
+use crate::sync::Recover;
 
 /// How to join the tailnet. Every field is optional.
 #[napi(object)]
@@ -311,8 +312,7 @@ impl Device {
         }
         self.shared
             .device
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .clone()
             .ok_or_else(|| Failure::device_closed("device"))
     }
@@ -596,7 +596,7 @@ impl Device {
                 shared.span.record("closing", true);
                 shared.token.cancel();
                 shared.ports.clear();
-                let taken = shared.device.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let taken = shared.device.recover().take();
                 let deadline = Instant::now() + timeout;
                 let graceful = match taken {
                     Some(device) => stop(device, timeout).instrument(shared.span.clone()).await,
@@ -663,7 +663,7 @@ fn watch_runtime(shared: Weak<Shared>) {
             if !shared.registered.load(Ordering::Acquire) {
                 continue;
             }
-            let device = shared.device.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let device = shared.device.recover().clone();
             let Some(device) = device else { return };
             if let Some(cause) = health::runtime_gone(&device).await {
                 shared.lose(cause);

@@ -13,6 +13,7 @@ mod logout;
 mod node_info;
 mod ports;
 mod pump;
+mod sync;
 mod tcp;
 mod trust;
 mod udp;

@@ -31,6 +31,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::error::{Failure, Result};
+use crate::sync::{Recover, RecoverRw};
 
 /// A log record's level, as `tracing` names it.
 #[napi(string_enum = "UPPERCASE")]
@@ -141,7 +142,7 @@ where
 
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         keep_registration_refusal(event, &ctx);
-        let sinks = SINKS.read().unwrap_or_else(|p| p.into_inner());
+        let sinks = SINKS.read_recover();
         if sinks.is_empty() {
             return;
         }
@@ -164,7 +165,7 @@ where
                     && (level == *meta.level() || sink.filter.max_level_hint().is_some_and(|max| max >= level))
             })
             .filter(|sink| {
-                once.is_none_or(|notice| sink.said_once.lock().unwrap_or_else(|p| p.into_inner()).insert(notice))
+                once.is_none_or(|notice| sink.said_once.recover().insert(notice))
             })
             .collect();
         if takers.is_empty() {
@@ -289,7 +290,7 @@ impl SecretsGuard {
     pub fn register(secrets: impl IntoIterator<Item = String>) -> Self {
         // Short strings would redact ordinary text; real keys are far longer.
         let secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 8).collect();
-        let mut table = SECRETS.write().unwrap_or_else(|p| p.into_inner());
+        let mut table = SECRETS.write_recover();
         for secret in &secrets {
             *table.entry(secret.clone()).or_insert(0) += 1;
         }
@@ -299,7 +300,7 @@ impl SecretsGuard {
 
 impl Drop for SecretsGuard {
     fn drop(&mut self) {
-        let mut table = SECRETS.write().unwrap_or_else(|p| p.into_inner());
+        let mut table = SECRETS.write_recover();
         for secret in &self.0 {
             if let Some(count) = table.get_mut(secret) {
                 *count -= 1;
@@ -321,7 +322,7 @@ fn secret_by_name(name: &str) -> bool {
 /// `[redacted]`.
 pub fn redact(text: &str) -> String {
     let mut out = text.to_string();
-    for secret in SECRETS.read().unwrap_or_else(|p| p.into_inner()).keys() {
+    for secret in SECRETS.read_recover().keys() {
         if out.contains(secret.as_str()) {
             out = out.replace(secret.as_str(), REDACTED);
         }
@@ -399,7 +400,7 @@ pub fn parse_filter(directives: &str) -> Result<EnvFilter> {
 pub fn subscribe_logs(filter: String, handler: Handler) -> napi::Result<u32> {
     let parsed = parse_filter(&filter)?;
     let id = NEXT_SINK.fetch_add(1, Ordering::Relaxed);
-    let mut sinks = SINKS.write().unwrap_or_else(|p| p.into_inner());
+    let mut sinks = SINKS.write_recover();
     sinks.insert(
         id,
         Arc::new(Sink {
@@ -415,7 +416,7 @@ pub fn subscribe_logs(filter: String, handler: Handler) -> napi::Result<u32> {
 /// Stops delivering records to the sink `id`; the others keep theirs. Unknown ids are ignored.
 #[napi]
 pub fn unsubscribe_logs(id: u32) -> napi::Result<()> {
-    let mut sinks = SINKS.write().unwrap_or_else(|p| p.into_inner());
+    let mut sinks = SINKS.write_recover();
     if sinks.remove(&id).is_some() {
         update_level(&sinks)?;
     }

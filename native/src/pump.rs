@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Failure, Result};
+use crate::sync::Recover;
 
 pub enum Step<T> {
     Item(T),
@@ -130,14 +131,14 @@ impl<T> Inbox<T> {
                 Ok(None)
             }
             Step::Fail(failure) => {
-                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure.clone());
+                *self.failure.recover() = Some(failure.clone());
                 Err(failure)
             }
         }
     }
 
     fn stored_failure(&self) -> Option<Failure> {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.failure.recover().clone()
     }
 }
 

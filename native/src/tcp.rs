@@ -11,6 +11,7 @@ use crate::address::SocketAddress;
 use crate::error::{Failure, Result, SocketOp, from_netstack};
 use crate::ports::PortLease;
 use crate::pump::{self, Inbox, Step};
+use crate::sync::Recover;
 
 /// Chunks read ahead of JavaScript. Each holds at most one netstack buffer (16 KiB), often a
 /// few KiB; one `read()` takes all that are queued, so a busy stream needs fewer calls.
@@ -58,8 +59,7 @@ impl TcpStream {
 
     fn stream(&self) -> Result<Arc<netstack::TcpStream>> {
         self.stream
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .clone()
             .ok_or_else(|| Failure::device_closed("TCP stream"))
     }
@@ -123,7 +123,7 @@ impl TcpStream {
     #[napi]
     pub fn close(&self) {
         self.token.cancel();
-        self.stream.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.stream.recover().take();
     }
 }
 
@@ -193,7 +193,7 @@ impl TcpListener {
     #[napi]
     pub fn close(&self) {
         self.token.cancel();
-        self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.lease.recover().take();
     }
 }
 

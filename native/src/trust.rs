@@ -9,6 +9,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::error::{Failure, Result};
+use crate::sync::Recover;
 
 /// Certificates already added, so devices connecting with the same file add nothing more.
 static ADDED: Mutex<Option<HashSet<Vec<u8>>>> = Mutex::new(None);
@@ -23,7 +24,7 @@ pub fn trust_ca_file(field: &str, path: &str) -> Result<()> {
     if certs.is_empty() {
         return Err(Failure::invalid(field, path, "holds no PEM certificate"));
     }
-    let mut added = ADDED.lock().unwrap_or_else(|p| p.into_inner());
+    let mut added = ADDED.recover();
     let added = added.get_or_insert_with(HashSet::new);
     let new: Vec<CertificateDer<'static>> = certs.into_iter().filter(|cert| !added.contains(cert.as_ref())).collect();
     if new.is_empty() {

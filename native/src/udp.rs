@@ -21,6 +21,7 @@ use crate::address::{SocketAddress, socket_addr};
 use crate::error::{Code, Failure, Result, SocketOp, from_netstack};
 use crate::ports::PortLease;
 use crate::pump::{self, Inbox, Step};
+use crate::sync::Recover;
 
 /// The netstack's UDP buffer: a larger datagram can never be sent.
 pub const MAX_DATAGRAM: usize = 4096;
@@ -42,7 +43,7 @@ pub(crate) struct UdpPool {
 
 impl UdpPool {
     pub(crate) fn get(&self, addr: SocketAddr) -> Option<Arc<BoundUdp>> {
-        self.bound.lock().unwrap_or_else(|p| p.into_inner()).get(&addr).cloned()
+        self.bound.recover().get(&addr).cloned()
     }
 
     /// Keeps a newly bound socket for the device's lifetime; its pump stops with `device_token`.
@@ -65,14 +66,13 @@ impl UdpPool {
             }
         });
         self.bound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .insert(addr, Arc::clone(&bound));
         bound
     }
 
     pub(crate) fn clear(&self) {
-        self.bound.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.bound.recover().clear();
     }
 }
 
@@ -105,8 +105,7 @@ impl UdpSocket {
 
     fn bound(&self) -> Result<Arc<BoundUdp>> {
         self.bound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .clone()
             .ok_or_else(|| Failure::device_closed("UDP socket"))
     }
@@ -164,8 +163,8 @@ impl UdpSocket {
     #[napi]
     pub fn close(&self) {
         self.token.cancel();
-        self.bound.lock().unwrap_or_else(|p| p.into_inner()).take();
-        self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.bound.recover().take();
+        self.lease.recover().take();
     }
 }
 
