@@ -1,7 +1,6 @@
 //! The device: connect, addresses, lookups, auth state, sockets and shutdown.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -11,52 +10,19 @@ use tailscale::{AuthState as CrateAuthState, Config};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::address::{self, parse_ip, socket_addr};
+use crate::address::{parse_ip, socket_addr};
 use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
 use crate::health::{self, Health};
-use crate::keys::{self, OnBadFormat};
 use crate::logging::{self, SecretsGuard};
+use crate::control_probe::{connect_timed_out, probe_control, within};
 use crate::logout;
+use crate::options::{ConnectOptions, prepare};
 use crate::node_info::NodeInfo;
 use crate::ports::{PortTable, Protocol};
 use crate::tcp::{TcpListener, TcpStream};
 use crate::trust;
 use crate::udp::{UdpPool, UdpSocket};
 use crate::sync::Recover;
-
-/// How to join the tailnet. Every field is optional.
-#[napi(object)]
-#[derive(Default)]
-pub struct ConnectOptions {
-    /// Key file: created with mode 0600 when missing; never overwritten unless
-    /// `overwriteBadKeyFile` is set (the invalid bytes are then kept beside it, mode 0600, as
-    /// `<name>.invalid`, or `<name>.invalid.N` when that exists). A file in the format before
-    /// tailscale-rs 0.5 is rewritten in the current one, with the same keys.
-    pub key_file: Option<String>,
-    pub overwrite_bad_key_file: Option<bool>,
-    /// In-memory key state, as the JSON a key file holds (see `generateKeyState`). Without a key
-    /// file or key state the device gets a fresh identity that is not saved.
-    pub key_state: Option<String>,
-    pub auth_key: Option<String>,
-    /// Control server URL; default `https://controlplane.tailscale.com/`.
-    pub control_url: Option<String>,
-    /// Requested hostname; default: the OS hostname.
-    pub hostname: Option<String>,
-    /// ACL tags to request, each `tag:<name>`.
-    pub tags: Option<Vec<String>>,
-    /// Remove the node from the tailnet soon after it goes offline.
-    pub ephemeral: Option<bool>,
-    /// Sent to control as `Hostinfo.App` ("tailscale-rs (<clientName>)").
-    pub client_name: Option<String>,
-    /// Give up with `TIMEOUT` when control has not completed the handshake within this many
-    /// milliseconds. Default: wait as long as the crate does (forever).
-    pub connect_timeout_ms: Option<f64>,
-    /// A sink from `subscribeLogs`: this device's log records go there only.
-    pub log_sink: Option<u32>,
-    /// A PEM file of CA certificates to trust beside the public web roots, for a control server
-    /// (or DERP relay) with a private CA. Trusted by every device in this process from then on.
-    pub ca_file: Option<String>,
-}
 
 /// Whether this device may join the tailnet.
 #[napi(object)]
@@ -172,139 +138,6 @@ pub struct Device {
     shared: Arc<Shared>,
 }
 
-struct Prepared {
-    /// Everything but the key state, which `KeySource::load` fills in.
-    config: Config,
-    keys: KeySource,
-    auth_key: Option<String>,
-    connect_timeout: Option<Duration>,
-    log_sink: Option<u32>,
-    ca_file: Option<String>,
-}
-
-/// Where the device's identity comes from. Loading a key file can create it, so it happens only
-/// once every option is valid: a refused connect leaves no file.
-enum KeySource {
-    File(PathBuf, OnBadFormat),
-    State(tailscale::keys::PersistState),
-    Fresh,
-}
-
-impl KeySource {
-    fn load(self) -> Result<tailscale::keys::PersistState> {
-        match self {
-            KeySource::File(path, on_bad_format) => keys::load_or_create(&path, on_bad_format),
-            KeySource::State(state) => Ok(state),
-            KeySource::Fresh => Ok(keys::generate()),
-        }
-    }
-}
-
-fn prepare(options: ConnectOptions) -> Result<Prepared> {
-    let mut config = Config::default();
-
-    if let Some(url) = &options.control_url {
-        config.control_server_url = parse_control_url(url)?;
-    }
-
-    let hostname = match options.hostname {
-        Some(name) => {
-            address::validate_hostname("hostname", &name)?;
-            name
-        }
-        None => address::os_hostname(),
-    };
-    config.requested_hostname = Some(hostname);
-
-    let tags = options.tags.unwrap_or_default();
-    for (index, tag) in tags.iter().enumerate() {
-        address::validate_tag(&format!("tags[{index}]"), tag)?;
-    }
-    config.requested_tags = tags;
-    config.ephemeral = options.ephemeral.unwrap_or(false);
-
-    if let Some(name) = options.client_name {
-        if name.trim().is_empty() || name.chars().any(char::is_control) {
-            return Err(Failure::invalid("clientName", name, "must be non-empty printable text"));
-        }
-        config.client_name = Some(name);
-    }
-
-    let auth_key = match options.auth_key {
-        Some(key) if key.trim().is_empty() => {
-            return Err(Failure::invalid_secret("authKey", "must not be empty (omit it to log in interactively)"));
-        }
-        Some(key) if key.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            return Err(Failure::invalid_secret("authKey", "must not contain whitespace"));
-        }
-        other => other,
-    };
-
-    let keys = match (options.key_file, options.key_state) {
-        (Some(_), Some(_)) => {
-            return Err(Failure::invalid_secret("keyState", "give either keyFile or keyState, not both"));
-        }
-        (Some(path), None) => {
-            if path.is_empty() {
-                return Err(Failure::invalid("keyFile", path, "must be a file path"));
-            }
-            let on_bad = if options.overwrite_bad_key_file.unwrap_or(false) {
-                OnBadFormat::Overwrite
-            } else {
-                OnBadFormat::Error
-            };
-            KeySource::File(PathBuf::from(path), on_bad)
-        }
-        (None, Some(json)) => KeySource::State(keys::from_json(&json)?),
-        (None, None) => KeySource::Fresh,
-    };
-
-    let ca_file = match options.ca_file {
-        Some(path) if path.is_empty() => return Err(Failure::invalid("caFile", path, "must be a file path")),
-        other => other,
-    };
-
-    let connect_timeout = match options.connect_timeout_ms {
-        None => None,
-        Some(ms) if ms.is_finite() && ms > 0.0 => Some(Duration::from_millis(ms as u64)),
-        Some(ms) => return Err(Failure::invalid("connectTimeoutMs", ms, "must be a positive number of milliseconds")),
-    };
-
-    Ok(Prepared {
-        config,
-        keys,
-        auth_key,
-        connect_timeout,
-        log_sink: options.log_sink,
-        ca_file,
-    })
-}
-
-fn parse_control_url(text: &str) -> Result<url::Url> {
-    // Whatever stands before an `@` may be a password: never echo it.
-    let shown = match text.split_once('@') {
-        Some((before, after)) if before.contains("//") => format!("{}//…@{after}", before.split("//").next().unwrap_or("")),
-        _ => text.to_string(),
-    };
-    let url = url::Url::parse(text).map_err(|e| Failure::invalid("controlUrl", &shown, &format!("not a URL ({e})")))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(Failure::invalid_secret("controlUrl", "must not carry a user name or password"));
-    }
-    let text = shown.as_str();
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(Failure::invalid("controlUrl", text, "needs a host"));
-    }
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" => Err(Failure::invalid(
-            "controlUrl",
-            text,
-            "plain http is not supported: use https (trust a private CA with caFile)",
-        )),
-        _ => Err(Failure::invalid("controlUrl", text, "must be an http or https URL")),
-    }
-}
-
 impl Device {
     fn device(&self) -> Result<Arc<tailscale::Device>> {
         if let Some(lost) = self.shared.health.failure("device") {
@@ -317,18 +150,22 @@ impl Device {
             .ok_or_else(|| Failure::device_closed("device"))
     }
 
+    /// `future`'s output, unless the device is shut down (or lost) first: then that failure.
+    async fn unless_closed<T>(&self, future: impl Future<Output = T>) -> Result<T> {
+        tokio::select! {
+            biased;
+            () = self.shared.token.cancelled() => Err(self.shared.closed_failure()),
+            output = future => Ok(output),
+        }
+    }
+
     /// Runs one crate call, failing fast with `DEVICE_CLOSED` if the device closes meanwhile.
     async fn call<T, Fut>(&self, what: &str, call: impl FnOnce(Arc<tailscale::Device>) -> Fut) -> Result<T>
     where
         Fut: Future<Output = std::result::Result<T, tailscale::Error>>,
     {
         let device = self.device()?;
-        let token = self.shared.token.clone();
-        let result = tokio::select! {
-            biased;
-            () = token.cancelled() => return Err(self.shared.closed_failure()),
-            result = call(Arc::clone(&device)).instrument(self.shared.span.clone()) => result,
-        };
+        let result = self.unless_closed(call(Arc::clone(&device)).instrument(self.shared.span.clone())).await?;
         match result {
             Ok(value) => Ok(value),
             Err(error) => Err(self.checked_failure(&device, error, what).await),
@@ -505,11 +342,7 @@ impl Device {
         let addr = socket_addr("ip", &ip, "port", port, false)?;
         let lease = self.shared.ports.claim(Protocol::Tcp, addr)?;
         let device = self.device()?;
-        let listener = tokio::select! {
-            biased;
-            () = self.shared.token.cancelled() => return Err(self.shared.closed_failure().into()),
-            listener = device.tcp_listen(addr) => listener,
-        };
+        let listener = self.unless_closed(device.tcp_listen(addr)).await?;
         let listener = match listener {
             Ok(listener) => listener,
             Err(error) => return Err(self.checked_failure(&device, error, "tcpListen").await.into()),
@@ -527,11 +360,7 @@ impl Device {
     async fn tcp_connect_in_span(&self, ip: String, port: f64) -> napi::Result<TcpStream> {
         let remote = socket_addr("ip", &ip, "port", port, false)?;
         let device = self.device()?;
-        let stream = tokio::select! {
-            biased;
-            () = self.shared.token.cancelled() => return Err(self.shared.closed_failure().into()),
-            stream = device.tcp_connect(remote) => stream,
-        };
+        let stream = self.unless_closed(device.tcp_connect(remote)).await?;
         let stream = match stream {
             Ok(stream) => stream,
             Err(tailscale::Error::ConnectionReset) => {
@@ -557,11 +386,7 @@ impl Device {
             Some(bound) => bound,
             None => {
                 let device = self.device()?;
-                let socket = tokio::select! {
-                    biased;
-                    () = self.shared.token.cancelled() => return Err(self.shared.closed_failure().into()),
-                    socket = device.udp_bind(addr) => socket,
-                };
+                let socket = self.unless_closed(device.udp_bind(addr)).await?;
                 let socket = match socket {
                     Ok(socket) => socket,
                     Err(error) => return Err(self.checked_failure(&device, error, "udpBind").await.into()),
@@ -674,49 +499,6 @@ fn watch_runtime(shared: Weak<Shared>) {
     tokio::spawn(watch.instrument(span));
 }
 
-/// The crate's first control dial happens inside an actor whose failure is only logged, after
-/// which `Device::new` never returns. A TCP connection (and, for https, a TLS handshake) first
-/// turns the common cases (nobody listening, no route, unknown host, an untrusted certificate)
-/// into an immediate, typed error.
-async fn probe_control(url: &url::Url, deadline: Option<tokio::time::Instant>, limit: Option<Duration>) -> Result<()> {
-    let unreachable = |why: String| {
-        Failure::new(Code::ControlUnreachable, format!("connect: cannot reach the control server at {url}: {why}"))
-    };
-    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = url.port_or_known_default().unwrap_or(443);
-    let dial = tokio::net::TcpStream::connect((host.clone(), port));
-    let stream = within(deadline, dial)
-        .await
-        .ok_or_else(|| connect_timed_out(limit, &format!("no TCP connection to the control server at {url}")))?
-        .map_err(|e| unreachable(e.to_string()))?;
-    if url.scheme() != "https" {
-        return Ok(());
-    }
-    // The crate's own TLS check (its roots, its verifier): a certificate control's clients will
-    // not trust fails here at once with the reason, instead of the crate retrying in silence.
-    let name = ts_tls_util::ServerName::try_from(host.clone())
-        .map_err(|e| unreachable(format!("{host} is not a name TLS can verify ({e})")))?;
-    within(deadline, ts_tls_util::connect(name, stream))
-        .await
-        .ok_or_else(|| connect_timed_out(limit, &format!("the TLS handshake with the control server at {url} did not finish")))?
-        .map(drop)
-        .map_err(|e| unreachable(format!("TLS handshake failed: {e}")))
-}
-
-/// `connectTimeoutMs` passed: the one limit on connecting (core passes its own through).
-fn connect_timed_out(limit: Option<Duration>, pending: &str) -> Failure {
-    let ms = limit.map_or(0, |limit| limit.as_millis());
-    Failure::new(Code::Timeout, format!("connect: timed out after {ms} ms: {pending}"))
-}
-
-/// `future`, bounded by `deadline` when there is one; `None` when the deadline passed first.
-async fn within<T>(deadline: Option<tokio::time::Instant>, future: impl Future<Output = T>) -> Option<T> {
-    match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, future).await.ok(),
-        None => Some(future.await),
-    }
-}
-
 /// Waits (within the timeout) for calls that still hold the device to let go, then shuts it down.
 async fn stop(mut device: Arc<tailscale::Device>, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
@@ -732,72 +514,5 @@ async fn stop(mut device: Arc<tailscale::Device>, timeout: Duration) -> bool {
             }
             Err(_) => return false,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn options() -> ConnectOptions {
-        ConnectOptions::default()
-    }
-
-    fn failure(options: ConnectOptions) -> Failure {
-        match prepare(options) {
-            Err(failure) => failure,
-            Ok(_) => panic!("options should have been rejected"),
-        }
-    }
-
-    #[test]
-    fn defaults_use_os_hostname_and_fresh_keys() {
-        let prepared = prepare(options()).unwrap();
-        assert_eq!(prepared.config.requested_hostname, Some(address::os_hostname()));
-        assert!(!prepared.config.ephemeral);
-        assert!(prepared.auth_key.is_none());
-    }
-
-    #[test]
-    fn bad_inputs_name_the_field() {
-        let cases = [
-            (ConnectOptions { control_url: Some("not a url".into()), ..options() }, "controlUrl:"),
-            (ConnectOptions { control_url: Some("ftp://x".into()), ..options() }, "controlUrl:"),
-            (ConnectOptions { hostname: Some("bad host".into()), ..options() }, "hostname:"),
-            (ConnectOptions { tags: Some(vec!["tag:ok".into(), "nope".into()]), ..options() }, "tags[1]:"),
-            (ConnectOptions { auth_key: Some(" ".into()), ..options() }, "authKey:"),
-            (ConnectOptions { client_name: Some("".into()), ..options() }, "clientName:"),
-            (ConnectOptions { key_state: Some("{}".into()), ..options() }, "keyState:"),
-            (
-                ConnectOptions { key_file: Some("/tmp/x".into()), key_state: Some("{}".into()), ..options() },
-                "keyState:",
-            ),
-        ];
-        for (options, prefix) in cases {
-            let failure = failure(options);
-            assert_eq!(failure.code, Code::InvalidArgument);
-            assert!(failure.message.starts_with(prefix), "{} should start with {prefix}", failure.message);
-        }
-    }
-
-    #[test]
-    fn auth_key_is_never_echoed() {
-        let failure = failure(ConnectOptions { auth_key: Some("tskey-secret value".into()), ..options() });
-        assert!(!failure.message.contains("tskey-secret"), "{}", failure.message);
-    }
-
-    #[test]
-    fn control_url_credentials_are_never_echoed() {
-        for url in ["https://admin:hunter2@control.example/", "ftp://admin:hunter2@control.example/", "https://admin:hunter2@"] {
-            let message = parse_control_url(url).unwrap_err().message;
-            assert!(!message.contains("hunter2"), "{message}");
-        }
-    }
-
-    #[test]
-    fn control_is_https_only() {
-        let message = parse_control_url("http://127.0.0.1:9911").unwrap_err().message;
-        assert!(message.contains("plain http is not supported"), "{message}");
-        assert!(parse_control_url("https://controlplane.example/").is_ok());
     }
 }

@@ -4,6 +4,7 @@
 //! safe. Timeouts, scopes and every other policy live in `@effect-tailscale/core`.
 
 mod address;
+mod control_probe;
 mod device;
 mod error;
 mod health;
@@ -11,6 +12,7 @@ mod keys;
 mod logging;
 mod logout;
 mod node_info;
+mod options;
 mod ports;
 mod pump;
 mod sync;
@@ -25,7 +27,8 @@ fn init() {
     logging::route_worker_panics_to_log();
 }
 
-pub use device::{AuthState, ConnectOptions, Device};
+pub use device::{AuthState, Device};
+pub use options::ConnectOptions;
 pub use error::Code as ErrorCode;
 pub use logging::{LogLevel, LogRecord, subscribe_logs, unsubscribe_logs};
 pub use node_info::{NodeInfo, NodeStatus, NodeStatusKind};
