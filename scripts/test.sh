@@ -20,6 +20,9 @@ cargo test --locked --quiet -p effect-tailscale-native --target "$host"
 say "type-checking"
 pnpm -r --workspace-concurrency=1 run typecheck
 
+say "checking the API reference (docs/api.md): every public export documented, and up to date"
+node scripts/api-docs.mjs --check
+
 say "JavaScript tests (in a fresh network namespace)"
 bash scripts/isolated.sh pnpm -r --workspace-concurrency=1 run test
 

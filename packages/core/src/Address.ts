@@ -11,6 +11,7 @@ import * as NetAddress from "effect/net/NetAddress"
 import * as Result from "effect/Result"
 import { invalidArgument, type TailscaleError } from "./TailscaleError.ts"
 
+/** An IP address as text (`"100.64.0.1"`, `"fd7a:…"`) or as `effect/net` takes one. */
 export type IpInput = NetAddress.IpAddressInput
 
 /** Where to bind: the device's own IPv4 or IPv6 address, or an explicit one. */
@@ -22,6 +23,7 @@ export type DialTarget =
   | { readonly peer: string; readonly port: number; readonly family?: "ipv4" | "ipv6" | undefined }
   | { readonly ip: IpInput; readonly port: number }
 
+/** Parses `input` as an IP address, or fails with `InvalidArgument` naming `field`. */
 export const parseIp = (field: string, input: IpInput): Effect.Effect<NetAddress.IpAddress, TailscaleError> => {
   const parsed = NetAddress.ipFromInput(input)
   return Result.isSuccess(parsed)
@@ -29,6 +31,7 @@ export const parseIp = (field: string, input: IpInput): Effect.Effect<NetAddress
     : Effect.fail(invalidArgument(field, `not an IPv4 or IPv6 address (${describe(input)})`))
 }
 
+/** Checks a port (1..65535, or 0 when `allowZero`), or fails with `InvalidArgument` naming `field`. */
 export const parsePort = (field: string, port: number, allowZero = false): Effect.Effect<number, TailscaleError> =>
   Number.isInteger(port) && port >= (allowZero ? 0 : 1) && port <= 65535
     ? Effect.succeed(port)

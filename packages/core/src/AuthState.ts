@@ -6,9 +6,11 @@
  */
 import * as Data from "effect/Data"
 
+/** Whether control lets this device join: `Authorized`, or `NeedsLogin` with the approval URL. */
 export type AuthState = Data.TaggedEnum<{
   Authorized: {}
   NeedsLogin: { readonly url: string }
 }>
 
+/** Constructors and matchers for `AuthState` (`AuthState.Authorized()`, `AuthState.$match`). */
 export const AuthState = Data.taggedEnum<AuthState>()

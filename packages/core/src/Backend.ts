@@ -32,6 +32,7 @@ export const BackendErrorCodes = [
   "INTERNAL"
 ] as const
 
+/** One of `BackendErrorCodes`: the prefix of every backend rejection's message. */
 export type BackendErrorCode = typeof BackendErrorCodes[number]
 
 /** `ip` is an IPv4 dotted quad or an IPv6 address without brackets. */
@@ -40,6 +41,7 @@ export interface RawSocketAddress {
   readonly port: number
 }
 
+/** A node's connection to control, as the backend reports it. */
 export interface RawNodeStatus {
   readonly kind: "unknown" | "online" | "offline"
   /** When offline: ISO-8601 as reported by control (rounded to about ten minutes). */
@@ -81,18 +83,21 @@ export interface RawNodeInfo {
   readonly derpRegion?: number | undefined
 }
 
+/** Whether control authorized the device, and where a person can log it in if not. */
 export interface RawAuthState {
   readonly authorized: boolean
   /** When not authorized: where a person can approve the device. */
   readonly loginUrl?: string | undefined
 }
 
+/** A received UDP datagram and its sender. */
 export interface RawDatagram {
   readonly data: Uint8Array
   readonly ip: string
   readonly port: number
 }
 
+/** A TCP connection: `read` resolves with the next bytes (`null` at end of stream), `write` once every byte is taken. */
 export interface RawTcpStream {
   /** Next chunk; `null` once the peer has finished sending (end of stream). */
   read(): Promise<Uint8Array | null>
@@ -104,12 +109,14 @@ export interface RawTcpStream {
   close(): void
 }
 
+/** A TCP listener: `accept` resolves with the next connection. */
 export interface RawTcpListener {
   accept(): Promise<RawTcpStream>
   readonly localAddress: RawSocketAddress
   close(): void
 }
 
+/** A bound UDP socket. */
 export interface RawUdpSocket {
   recv(): Promise<RawDatagram>
   send(ip: string, port: number, data: Uint8Array): Promise<void>
@@ -117,6 +124,7 @@ export interface RawUdpSocket {
   close(): void
 }
 
+/** One device of a backend: addresses, lookups, sockets and shutdown, as promises. */
 export interface RawDevice {
   ipv4(): Promise<string>
   ipv6(): Promise<string>
@@ -143,6 +151,7 @@ export interface RawDevice {
   respawn?(): Promise<RawDevice>
 }
 
+/** Everything a device connects with, validated by core first. */
 export interface RawConnectOptions {
   /** Path of the key file: created when missing, never overwritten unless `overwriteBadKeyFile`. */
   readonly keyFile?: string | undefined
@@ -166,8 +175,10 @@ export interface RawConnectOptions {
   readonly logSink?: number | undefined
 }
 
+/** A log record's level, as `tracing` names it. */
 export type RawLogLevel = "ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE"
 
+/** One log record from the backend, already redacted. */
 export interface RawLogRecord {
   readonly level: RawLogLevel
   readonly target: string
@@ -175,6 +186,7 @@ export interface RawLogRecord {
   readonly fields: Readonly<Record<string, string>>
 }
 
+/** A subscription to the backend's log records; `unsubscribe` ends it. */
 export interface LogSubscription {
   /** Pass as `logSink` when connecting: that device's records then come here only. */
   readonly id: number
@@ -182,6 +194,7 @@ export interface LogSubscription {
   readonly unsubscribe: () => void
 }
 
+/** What core runs on: the native addon (`@effect-tailscale/node`) or the fake tailnet. */
 export interface Backend {
   connect(options: RawConnectOptions): Promise<RawDevice>
   /**

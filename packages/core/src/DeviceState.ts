@@ -13,6 +13,7 @@
  */
 import * as Data from "effect/Data"
 
+/** Where a device is: `Connecting`, `NeedsLogin`, `Running`, `Reconnecting` or `Stopped`. */
 export type DeviceState = Data.TaggedEnum<{
   Connecting: {}
   NeedsLogin: { readonly url: string }
@@ -21,4 +22,5 @@ export type DeviceState = Data.TaggedEnum<{
   Stopped: {}
 }>
 
+/** Constructors and matchers for `DeviceState`. */
 export const DeviceState = Data.taggedEnum<DeviceState>()

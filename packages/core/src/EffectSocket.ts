@@ -27,6 +27,7 @@ const writeError = (cause: TailscaleError) =>
 /** End of stream is a clean close (1000), as `Socket` reports it. */
 const endOfStream = new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000 }) })
 
+/** The stream as an `effect/socket` `Socket`, for code written against Effect's socket interface. */
 export const toSocket = (stream: TcpStream): Socket.Socket =>
   Socket.make({
     reader: Effect.succeed({

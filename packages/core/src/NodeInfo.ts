@@ -37,6 +37,7 @@ export const NodeStatus = Schema.Union([
     lastSeenEstimated: Timestamp
   })
 ])
+/** A node's connection to control: `Online`, `Offline` (with when it was last seen) or `Unknown`. */
 export type NodeStatus = typeof NodeStatus.Type
 
 type RawNodeStatus = typeof RawNodeStatus.Type
@@ -68,6 +69,7 @@ const NodeStatusFromRaw = RawNodeStatus.pipe(Schema.decodeTo(
   })
 ))
 
+/** A node of the tailnet (this device or a peer): ids, names, addresses, keys, tags and routes, decoded from the backend. */
 export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/NodeInfo")({
   /** Control's numeric node id. */
   id: Schema.Number,

@@ -49,16 +49,19 @@ import { TailscaleTimeouts, toMillis, within, withinBackendLimit } from "./Timeo
 import * as Metering from "./internal/metering.ts"
 import * as UdpSocket from "./UdpSocket.ts"
 
+/** Options every waiting call takes. */
 export interface CallOptions {
   /** Overrides the default from `TailscaleTimeouts` for this call. */
   readonly timeout?: Duration.Input | undefined
 }
 
+/** Where a UDP socket binds. */
 export interface BindOptions extends CallOptions {
   /** The device's own `"ipv4"` (default) or `"ipv6"` address, or an explicit one. */
   readonly address?: BindAddress | undefined
 }
 
+/** Where a TCP listener listens. */
 export interface ListenOptions extends CallOptions {
   /**
    * Only this one of the device's addresses: `"ipv4"`, `"ipv6"`, or the address itself.
@@ -81,6 +84,7 @@ const ephemeral = <A>(bind: (port: number) => Effect.Effect<A, TailscaleError>) 
   return attempt(32)
 }
 
+/** A device on the tailnet: its addresses and node, peer lookups, TCP and UDP sockets owned by scopes, its state, and shutdown. */
 export interface TailscaleService {
   /** This device's IPv4 tailnet address; waits for the first network map. */
   readonly ipv4: Effect.Effect<NetAddress.Ipv4Address, TailscaleError>
@@ -125,6 +129,7 @@ export interface TailscaleService {
   readonly shutdown: Effect.Effect<boolean>
 }
 
+/** The device in context: `yield* Tailscale`. Provided by `NodeTailscale.layer` (or the fake tailnet in tests). */
 export class Tailscale extends Context.Service<Tailscale, TailscaleService>()("@effect-tailscale/core/Tailscale") {}
 
 /** The identifier of a device declared with `named`. */
@@ -156,6 +161,7 @@ export const named = <const Name extends string>(name: Name): NamedTag<Name> =>
 export const asTailscale = <Name extends string>(tag: NamedTag<Name>): Layer.Layer<Tailscale, never, Named<Name>> =>
   Layer.effect(Tailscale, Effect.service(tag))
 
+/** How a device joins: identity (key file or key state), auth key, control URL, hostname, tags, and how it behaves when lost. */
 export interface TailscaleOptions {
   /** Key file: created (mode 0600) when missing; an invalid one is an error unless `overwriteBadKeyFile`. */
   readonly keyFile?: string | undefined

@@ -115,6 +115,7 @@ export class Internal extends Schema.TaggedError<Internal>()("Internal", ReasonF
   }
 }
 
+/** Every reason a `TailscaleError` can carry. */
 export const TailscaleErrorReason = Schema.Union([
   KeyFile,
   InvalidArgument,
@@ -131,8 +132,10 @@ export const TailscaleErrorReason = Schema.Union([
   Internal
 ])
 
+/** One of the reasons: match on `_tag`. */
 export type TailscaleErrorReason = typeof TailscaleErrorReason.Type
 
+/** The one error type of the service; `reason` says what happened (`Effect.catchReason` handles one). */
 export class TailscaleError extends Schema.TaggedError<TailscaleError>("@effect-tailscale/core/TailscaleError")(
   "TailscaleError",
   { reason: TailscaleErrorReason }
@@ -146,20 +149,25 @@ export class TailscaleError extends Schema.TaggedError<TailscaleError>("@effect-
   }
 }
 
+/** A `TailscaleError` for bad input in `field` (for backends and test doubles). */
 export const invalidArgument = (field: string, message: string): TailscaleError =>
   new TailscaleError({ reason: new InvalidArgument({ field, message: `${field}: ${message}` }) })
 
+/** A `TailscaleError` for `operation` not finishing within `after` (for backends and test doubles). */
 export const timeout = (operation: string, after: string): TailscaleError =>
   new TailscaleError({ reason: new Timeout({ operation, message: `${operation} did not finish within ${after}` }) })
 
+/** A `TailscaleError` for a call on a closed handle (for backends and test doubles). */
 export const deviceClosed = (what: string): TailscaleError =>
   new TailscaleError({ reason: new DeviceClosed({ message: `the ${what} is closed` }) })
 
+/** A `TailscaleError` for a call on a lost device (for backends and test doubles). */
 export const deviceLost = (what: string, cause: string): TailscaleError =>
   new TailscaleError({
     reason: new DeviceLost({ message: `${what}: the device's runtime has stopped (${cause}); it must be connected again` })
   })
 
+/** A `TailscaleError` for anything unexpected, keeping `cause`. */
 export const internal = (message: string, cause?: unknown): TailscaleError =>
   new TailscaleError({ reason: new Internal({ message, ...(cause === undefined ? {} : { cause }) }) })
 

@@ -17,28 +17,34 @@
  */
 import * as Metric from "effect/Metric"
 
+/** `tailscale_bytes_sent`: bytes written to TCP streams and sent in UDP datagrams. */
 export const bytesSent = Metric.counter("tailscale_bytes_sent", {
   description: "Bytes written to TCP streams and sent in UDP datagrams over the tailnet"
 })
 
+/** `tailscale_bytes_received`: bytes read from TCP streams and received in UDP datagrams. */
 export const bytesReceived = Metric.counter("tailscale_bytes_received", {
   description: "Bytes read from TCP streams and received in UDP datagrams over the tailnet"
 })
 
+/** `tailscale_connections_open`: TCP streams open now, dialed or accepted (up and down). */
 export const connectionsOpen = Metric.counter("tailscale_connections_open", {
   description: "TCP streams open now (dialed or accepted); goes up and down"
 })
 
+/** `tailscale_dials`: dials, with `outcome` `success` or the failure's reason. */
 export const dials = Metric.counter("tailscale_dials", {
   description: "TCP dials, by outcome (success, or the failure's reason)",
   incremental: true
 })
 
+/** `tailscale_lookups`: peer lookups, with `kind`. */
 export const lookups = Metric.counter("tailscale_lookups", {
   description: "Peer lookups, by kind (peerByName, peerByIp, peersWithRoute)",
   incremental: true
 })
 
+/** `tailscale_device_states`: how often the device entered each state. */
 export const deviceStates = Metric.frequency("tailscale_device_states", {
   description: "States the device entered"
 })

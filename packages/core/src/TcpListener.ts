@@ -16,6 +16,7 @@ import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError
 import * as TcpStream from "./TcpStream.ts"
 import { TailscaleTimeouts, within } from "./Timeouts.ts"
 
+/** A TCP listener on the device, owned by a scope: `accept` or the `connections` stream. */
 export interface TcpListener {
   readonly localAddress: RawSocketAddress
   /** The next incoming connection, owned by the caller's scope. Interrupting it loses nothing. */
@@ -31,6 +32,7 @@ export interface TcpListener {
   readonly raw: RawTcpListener
 }
 
+/** Wraps a backend listener for the current scope (for backends and test doubles). */
 export const fromRaw = (raw: RawTcpListener, meter: SocketMeter = unmetered) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.accept(), (error) => fromBackend("accept", error))

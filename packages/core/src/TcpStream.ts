@@ -20,6 +20,7 @@ import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
 import { TailscaleTimeouts, within } from "./Timeouts.ts"
 
+/** A TCP connection over the tailnet, owned by a scope: `read`/`write`, or `stream`/`sink`. */
 export interface TcpStream {
   readonly localAddress: RawSocketAddress
   readonly remoteAddress: RawSocketAddress

@@ -13,6 +13,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { timeout as timeoutError, type TailscaleError } from "./TailscaleError.ts"
 
+/** The limits a device applies to each kind of wait. */
 export interface Timeouts {
   /** Reaching control when the device starts. */
   readonly connect: Duration.Input
@@ -28,6 +29,7 @@ export interface Timeouts {
   readonly shutdown: Duration.Input
 }
 
+/** 30 s for control, the first netmap and dials; none for accept and read; 5 s for shutdown. */
 export const defaults: Timeouts = {
   connect: "30 seconds",
   netmap: "30 seconds",
@@ -37,6 +39,7 @@ export const defaults: Timeouts = {
   shutdown: "5 seconds"
 }
 
+/** The `Timeouts` in force: provide it to the layer that builds a device. */
 export const TailscaleTimeouts = Context.Reference<Timeouts>("@effect-tailscale/core/TailscaleTimeouts", {
   defaultValue: () => defaults
 })

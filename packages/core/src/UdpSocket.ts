@@ -18,11 +18,13 @@ import { TailscaleTimeouts, within } from "./Timeouts.ts"
 /** The most a datagram can carry through the crate's network stack. */
 export const maxDatagramBytes = 4096
 
+/** A received datagram: its bytes and who sent it. */
 export interface Datagram {
   readonly data: Uint8Array
   readonly from: { readonly ip: NetAddress.IpAddress; readonly port: number }
 }
 
+/** A UDP socket on the device, owned by a scope: `send`, `receive` or the `datagrams` stream. */
 export interface UdpSocket {
   readonly localAddress: RawSocketAddress
   readonly send: (to: { readonly ip: IpInput; readonly port: number }, data: Uint8Array | string) => Effect.Effect<
@@ -42,6 +44,7 @@ export interface UdpSocket {
 
 const encoder = new TextEncoder()
 
+/** Wraps a backend socket for the current scope (for backends and test doubles). */
 export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.recv(), (error) => fromBackend("receive", error))

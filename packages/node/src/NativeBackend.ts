@@ -10,6 +10,7 @@ import type * as Native from "@effect-tailscale/native"
 import * as Effect from "effect/Effect"
 import { createRequire } from "node:module"
 
+/** The addon's module, as `@effect-tailscale/native` declares it. */
 export type NativeModule = typeof Native
 
 const require_ = createRequire(import.meta.url)

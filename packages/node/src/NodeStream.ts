@@ -9,6 +9,7 @@
 import type { RawTcpStream } from "@effect-tailscale/core/Backend"
 import { Duplex } from "node:stream"
 
+/** A connected `net.Socket`-like `Duplex` over a tailnet TCP stream. */
 export class TailnetSocket extends Duplex {
   readonly remoteAddress: string
   readonly remotePort: number
@@ -125,4 +126,5 @@ export class TailnetSocket extends Duplex {
   }
 }
 
+/** A `TailnetSocket` over a backend stream. */
 export const toDuplex = (stream: RawTcpStream): TailnetSocket => new TailnetSocket(stream)

@@ -19,6 +19,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as NativeBackend from "./NativeBackend.ts"
 
+/** The options `make` and the layers take (core's `TailscaleOptions`). */
 export type NodeTailscaleOptions = TailscaleOptions
 
 /** Connects a device for the current scope. */
@@ -28,6 +29,7 @@ export const make = (options: NodeTailscaleOptions = {}): Effect.Effect<Tailscal
     return yield* Tailscale_.make(backend, options)
   })
 
+/** The `Tailscale` service over the native addon, connected with `options` for the layer's lifetime. */
 export const layer = (options: NodeTailscaleOptions = {}): Layer.Layer<Tailscale, TailscaleError> =>
   Layer.effect(Tailscale, make(options))
 

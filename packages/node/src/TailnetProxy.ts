@@ -26,6 +26,7 @@ import * as http from "node:http"
 import * as net from "node:net"
 import { toDuplex } from "./NodeStream.ts"
 
+/** Where the proxies listen. */
 export interface TailnetProxyService {
   /** The SOCKS5 server's port on 127.0.0.1. */
   readonly socksPort: number
@@ -37,10 +38,12 @@ export interface TailnetProxyService {
   readonly httpUrl: string
 }
 
+/** The running proxies in context. */
 export class TailnetProxy extends Context.Service<TailnetProxy, TailnetProxyService>()(
   "@effect-tailscale/node/TailnetProxy"
 ) {}
 
+/** Ports for the proxies (default: any free port). */
 export interface TailnetProxyOptions {
   /** Default 0: any free port. */
   readonly socksPort?: number | undefined
@@ -207,5 +210,6 @@ export const make = (options: TailnetProxyOptions = {}) =>
     } satisfies TailnetProxyService
   })
 
+/** The proxies for the `Tailscale` device in context, for the layer's lifetime. */
 export const layer = (options?: TailnetProxyOptions): Layer.Layer<TailnetProxy, TailscaleError, Tailscale> =>
   Layer.effect(TailnetProxy, make(options))

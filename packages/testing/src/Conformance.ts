@@ -18,6 +18,7 @@ import type * as Scope from "effect/Scope"
 import { FakeTailnet, layer as fakeTailnetLayer } from "./FakeTailnet.ts"
 import { connect, LocalTailnet, layer as localTailnetLayer } from "./LocalTailnet.ts"
 
+/** A peer on the tailnet with a TCP and a UDP echo. */
 export interface EchoPeer {
   readonly hostname: string
   readonly fqdn: string
@@ -26,6 +27,7 @@ export interface EchoPeer {
   readonly udpEchoPort: number
 }
 
+/** How a conformance device joins. */
 export interface JoinOptions {
   readonly authKey?: Redacted.Redacted<string> | undefined
   readonly withoutAuthKey?: boolean | undefined
@@ -33,6 +35,7 @@ export interface JoinOptions {
   readonly tags?: ReadonlyArray<string> | undefined
 }
 
+/** A tailnet the conformance suite runs on: it joins devices and knows an echo peer. */
 export interface TailnetProviderService {
   readonly name: string
   /** A device joined to the tailnet for the scope. */
@@ -57,6 +60,7 @@ export interface TailnetProviderService {
   readonly echoPeerDials: (address: string, data: string) => Effect.Effect<string, unknown>
 }
 
+/** The tailnet under test: `fakeProvider` or `localProvider`. */
 export class TailnetProvider extends Context.Service<TailnetProvider, TailnetProviderService>()(
   "@effect-tailscale/testing/TailnetProvider"
 ) {}

@@ -36,6 +36,7 @@ import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import { Channel, fail, type FakeStream, streamPair } from "./internal/fakeNet.ts"
 
+/** How the in-memory tailnet behaves: the auth key control requires, a seed, latency and faults. */
 export interface FakeTailnetOptions {
   /** Seeds node ids and keys. Default 1. */
   readonly seed?: number | undefined
@@ -69,6 +70,7 @@ interface Node {
   readonly streams: Set<FakeStream>
 }
 
+/** The in-memory tailnet: add devices, and inject faults (control down, a peer offline, resets, latency, loss, a lost device). */
 export interface FakeTailnetService {
   readonly authKey: string
   readonly domain: string
@@ -102,6 +104,7 @@ export interface FakeTailnetService {
   readonly loseDevice: (hostname: string, cause?: string) => Effect.Effect<void>
 }
 
+/** The in-memory tailnet in context. */
 export class FakeTailnet extends Context.Service<FakeTailnet, FakeTailnetService>()(
   "@effect-tailscale/testing/FakeTailnet"
 ) {}
@@ -126,6 +129,7 @@ const normalizeIp = (text: string) => {
   return Result.isSuccess(parsed) ? NetAddress.formatIp(parsed.success) : text
 }
 
+/** An in-memory tailnet for the current scope. */
 export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailnetService> =>
   Effect.gen(function*() {
     const runPromise = Effect.runPromiseWith(yield* Effect.context<never>())
@@ -426,6 +430,7 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
     return service
   })
 
+/** An in-memory tailnet for the layer's lifetime. */
 export const layer = (options?: FakeTailnetOptions): Layer.Layer<FakeTailnet> => Layer.effect(FakeTailnet, make(options))
 
 /** A `Tailscale` device on the `FakeTailnet` in context. */

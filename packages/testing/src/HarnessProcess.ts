@@ -14,6 +14,7 @@ import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 
+/** A started harness: its ready line, its stderr, and how to stop it. */
 export interface RunningHarness {
   /** The ready line, parsed but not validated (`LocalTailnet` decodes it with Schema). */
   readonly ready: unknown
@@ -24,6 +25,7 @@ export interface RunningHarness {
   readonly pid: number
 }
 
+/** How to start the harness. */
 export interface StartOptions {
   readonly args?: ReadonlyArray<string> | undefined
   readonly readyTimeoutMs?: number | undefined
@@ -105,6 +107,7 @@ export const ensureHarnessBuilt = async (binary: string = harnessBinary()): Prom
 
 const STDERR_LINES = 80
 
+/** Starts the loopback tailnet harness (inside a network namespace with only loopback) and waits for its ready line. */
 export const startHarness = async (options: StartOptions = {}): Promise<RunningHarness> => {
   assertLoopbackOnly()
   const binary = options.binary ?? harnessBinary()

@@ -40,13 +40,16 @@ export const HarnessInfo = Schema.Struct({
     httpPort: Schema.Number
   })
 })
+/** The harness's ready line, decoded. */
 export type HarnessInfo = typeof HarnessInfo.Type
 
+/** The loopback tailnet could not start, or a harness call failed. */
 export class LocalTailnetError extends Schema.TaggedError<LocalTailnetError>()("LocalTailnetError", {
   message: Schema.String,
   cause: Schema.optional(Schema.Defect())
 }) {}
 
+/** A node as the Go echo peer sees it. */
 export interface PeerView {
   readonly hostname: string
   readonly ipv4: string
@@ -54,11 +57,13 @@ export interface PeerView {
   readonly online: boolean
 }
 
+/** A byte count and its SHA-256, to compare transfers. */
 export interface Transfer {
   readonly bytes: number
   readonly sha256: string
 }
 
+/** The loopback tailnet: its addresses, the Go echo peer's view and actions, and control's admin API (restart, stop, logins). */
 export interface LocalTailnetService {
   readonly info: HarnessInfo
   /** Waits until the Go peer sees `ip` in its network map. */
@@ -96,6 +101,7 @@ export interface LocalTailnetService {
   readonly mapRequestsOf: (nodeKey: string) => Effect.Effect<{ readonly streaming: number; readonly lite: number }, LocalTailnetError>
 }
 
+/** The loopback tailnet in context. */
 export class LocalTailnet extends Context.Service<LocalTailnet, LocalTailnetService>()(
   "@effect-tailscale/testing/LocalTailnet"
 ) {}
@@ -103,6 +109,7 @@ export class LocalTailnet extends Context.Service<LocalTailnet, LocalTailnetServ
 const failure = (what: string) => (cause: unknown) =>
   new LocalTailnetError({ message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
 
+/** Starts the loopback tailnet for the current scope. */
 export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService, LocalTailnetError, Scope.Scope> =>
   Effect.gen(function*() {
     const harness = yield* Effect.acquireRelease(
@@ -163,9 +170,11 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
     return service
   })
 
+/** The loopback tailnet for the layer's lifetime. */
 export const layer = (options?: StartOptions): Layer.Layer<LocalTailnet, LocalTailnetError> =>
   Layer.effect(LocalTailnet, make(options))
 
+/** How a device joins the loopback tailnet (the control URL and CA are the tailnet's). */
 export interface DeviceOptions extends Omit<NodeTailscale.NodeTailscaleOptions, "controlUrl"> {
   /** Join without the tailnet's auth key (for interactive login). */
   readonly withoutAuthKey?: boolean | undefined
