@@ -13,7 +13,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as NetAddress from "effect/net/NetAddress"
-import * as Workloads from "@effect-tailscale/testing/internal/workloads"
+import * as Workloads from "@effect-tailscale/testing/Workloads"
 import { connect, LocalTailnet, layer as localTailnet } from "@effect-tailscale/testing/LocalTailnet"
 
 const args = process.argv.slice(2)

@@ -19,7 +19,7 @@ import * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
-import { knows } from "../src/internal/workloads.ts"
+import { knows } from "../src/Workloads.ts"
 
 /** Share of one core the whole process used (all threads, the addon's included) over `ms`. */
 const cpuShareOver = (ms: number) =>

@@ -21,7 +21,7 @@ import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { fakeProvider, localProvider, TailnetProvider } from "../src/Conformance.ts"
-import { knows } from "../src/internal/workloads.ts"
+import { knows } from "../src/Workloads.ts"
 
 /** Two of our devices on the tailnet, each able to reach the other. */
 const pair = (server: string, client: string) =>

@@ -14,7 +14,7 @@ import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as FakeTailnet from "../src/FakeTailnet.ts"
-import { knows } from "../src/internal/workloads.ts"
+import { knows } from "../src/Workloads.ts"
 import * as LocalTailnet from "../src/LocalTailnet.ts"
 
 const Office = Tailscale.named("office")

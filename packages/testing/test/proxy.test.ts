@@ -18,7 +18,7 @@ import type { Duplex } from "node:stream"
 import { WebSocket, WebSocketServer } from "ws"
 import * as net from "node:net"
 import { promisify } from "node:util"
-import { knows } from "../src/internal/workloads.ts"
+import { knows } from "../src/Workloads.ts"
 import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
 
 const curl = (...args: ReadonlyArray<string>) =>

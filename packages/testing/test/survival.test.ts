@@ -8,7 +8,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as NetAddress from "effect/net/NetAddress"
 import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
-import * as Workloads from "../src/internal/workloads.ts"
+import * as Workloads from "../src/Workloads.ts"
 
 const joined = (hostname: string) =>
   Effect.gen(function*() {

@@ -3,6 +3,8 @@
  * short-lived clients that dial a long-lived device and leave, control restarts. The survival
  * tests in `npm test` run them at sizes that killed the device before; `npm run stress` at full
  * size. Each returns what happened as plain figures.
+ *
+ * @since 0.1.0
  */
 import { DeviceState } from "@effect-tailscale/core/DeviceState"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
@@ -15,6 +17,7 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 
+/** What a workload did: attempts, successes, failures by kind, and whether the device still works. */
 export interface Tally {
   readonly attempted: number
   readonly succeeded: number
@@ -28,6 +31,7 @@ export interface Tally {
   readonly healthyAfter: boolean
 }
 
+/** A peer and port the workloads dial (an echo server). */
 export interface Target {
   readonly hostname: string
   readonly port: number
@@ -170,6 +174,7 @@ export const serveEcho = (device: TailscaleService, port: number) =>
     })).pipe(Effect.ignore))
   })
 
+/** How the device came through control restarts: how many, how many it recovered from, the slowest. */
 export interface Restarts {
   readonly attempted: number
   readonly recovered: number
