@@ -8,10 +8,20 @@
  *   4. Resident memory growth after 1,000 TCP connections and after 50 devices
  *   5. The fake tailnet's TCP throughput, for reference
  *   6. One call across the napi boundary (an empty write), which each round trip pays twice
+ *   7. The process's CPU use while idle after 5 devices were connected and shut down
+ *   8. The path each subject's traffic took (direct UDP or the DERP relay)
  *
  * for: the Effect service, the raw addon, a Rust program using the crate directly (the ceiling)
- * and a second Go tsnet node (what a user would pick instead). `--json` prints one JSON object
- * on the last line; `--runs N` (default 3) takes medians over N runs.
+ * and a second Go tsnet node (what a user would pick instead), the latter twice: on the direct
+ * UDP path it finds, and forced onto the DERP relay, the path tailscale-rs takes here. `--json`
+ * prints one JSON object on the last line; `--runs N` (default 3) takes medians over N runs.
+ *
+ * Every subject runs in its own process, with the one harness process serving them all: this
+ * file spawns itself with `--subject <name>` for the addon, the Effect service, the memory rounds,
+ * the idle-CPU check and the fake tailnet, the Rust baseline is its own program, and the Go nodes
+ * live in the harness. So no subject is measured in a process where another's devices were shut
+ * down. The path each subject took is read from the namespace's own counters (/proc/net/snmp):
+ * through the relay the tunnel is TCP segments, on a direct path UDP datagrams.
  */
 import type { RawDevice } from "@effect-tailscale/core/Backend"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
@@ -27,6 +37,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
@@ -43,8 +54,36 @@ const flag = (name: string, fallback: number) => {
 }
 const CONNECTIONS = flag("--connections", 1_000)
 const DEVICES = flag("--devices", 50)
-const root = join(dirname(fileURLToPath(import.meta.url)), "..")
+const SHUTDOWN_CYCLES = 5
+const IDLE_MS = 3_000
+const LOOKUP_WARMUP = 200
+const self = fileURLToPath(import.meta.url)
+const root = join(dirname(self), "..")
 const progress = (line: string) => !json && console.error(line)
+const subjectArg = args.includes("--subject") ? args[args.indexOf("--subject") + 1] : undefined
+
+/** Packets in this network namespace: the tunnel is UDP on a direct path, TCP through DERP. */
+interface Traffic {
+  udpDatagrams: number
+  tcpSegments: number
+}
+
+const netCounters = (): Traffic => {
+  const lines = readFileSync("/proc/net/snmp", "utf8").split("\n")
+  const row = (proto: string) => {
+    const [names, values] = lines.filter((line) => line.startsWith(`${proto}:`)).map((line) => line.split(/\s+/).slice(1))
+    return (name: string) => Number(values?.[names?.indexOf(name) ?? -1] ?? NaN)
+  }
+  const udp = row("Udp")
+  const tcp = row("Tcp")
+  return { udpDatagrams: udp("InDatagrams") + udp("OutDatagrams"), tcpSegments: tcp("InSegs") + tcp("OutSegs") }
+}
+const trafficSince = (before: Traffic): Traffic => {
+  const now = netCounters()
+  return { udpDatagrams: now.udpDatagrams - before.udpDatagrams, tcpSegments: now.tcpSegments - before.tcpSegments }
+}
+/** The 32 MiB echo alone is tens of thousands of packets either way; the rest is noise. */
+const pathOf = (traffic: Traffic) => (traffic.udpDatagrams > traffic.tcpSegments ? "direct" : "derp")
 
 interface Figures {
   tcpMBps: number
@@ -53,6 +92,10 @@ interface Figures {
   lookupsPerSec: number
   /** p50 µs of an empty write: one promise across the napi boundary and back (the addon only). */
   callUs?: number
+  /** Packets in the namespace while the subject measured. */
+  traffic?: Traffic
+  /** What the Go node's own status said about its path to the echo peer. */
+  reportedPath?: string
 }
 
 const percentile = (samples: Array<number>, p: number) => {
@@ -82,6 +125,7 @@ const measure = async (subject: Subject): Promise<Figures> => {
     const rtt = await subject.roundTripUdp()
     if (rtt !== undefined) rttUdp.push(rtt)
   }
+  for (let i = 0; i < LOOKUP_WARMUP; i++) await subject.lookup()
   const started = process.hrtime.bigint()
   for (let i = 0; i < LOOKUPS; i++) await subject.lookup()
   const lookupsPerSec = LOOKUPS / (microsSince(started) / 1e6)
@@ -190,40 +234,53 @@ const rustBaseline = (info: HarnessInfo): Promise<Figures> =>
     // scripts/bench.sh builds it for the host and says where.
     const binary = process.env.RUST_BASELINE ?? join(root, "target", "release", "tailscale-rust-baseline")
     const child = spawn(binary, [
-      info.controlUrl, info.authKey, info.peer.ipv4, String(info.peer.tcpEchoPort), String(info.peer.udpEchoPort),
+      info.plainControlUrl, info.authKey, info.peer.ipv4, String(info.peer.tcpEchoPort), String(info.peer.udpEchoPort),
       String(BULK), String(ROUNDS), String(LOOKUPS)
     ], { stdio: ["pipe", "pipe", "inherit"] })
     const lines = createInterface({ input: child.stdout! })
     let joined = false
+    let before = netCounters()
     lines.on("line", (line) => {
       const parsed = JSON.parse(line)
       if (!joined) {
         joined = true
-        adminRequest(info.adminUrl, `/wait-peer?ip=${parsed.ipv4}&timeout=30000`).then(() => child.stdin!.write("go\n"), reject)
+        adminRequest(info.adminUrl, `/wait-peer?ip=${parsed.ipv4}&timeout=30000`).then(() => {
+          before = netCounters()
+          child.stdin!.write("go\n")
+        }, reject)
         return
       }
       resolve({
         tcpMBps: parsed.tcpMBps,
         rttTcp: [parsed.rttP50Us.tcp, parsed.rttP99Us.tcp],
         rttUdp: [parsed.rttP50Us.udp, parsed.rttP99Us.udp],
-        lookupsPerSec: parsed.lookupsPerSec
+        lookupsPerSec: parsed.lookupsPerSec,
+        traffic: trafficSince(before)
       })
     })
     child.once("error", reject)
     child.once("exit", (code) => code !== 0 && reject(new Error(`the Rust baseline exited with ${code}`)))
   })
 
-const goBaseline = async (info: HarnessInfo): Promise<Omit<Figures, "lookupsPerSec">> => {
-  const parsed = JSON.parse(await adminRequest(info.adminUrl, `/bench-go?bytes=${BULK}&rounds=${ROUNDS}`))
+/** The Go node in the harness; `derp` makes it one that never binds UDP, so it uses the relay only. */
+const goBaseline = async (info: HarnessInfo, derp: boolean): Promise<Omit<Figures, "lookupsPerSec">> => {
+  const before = netCounters()
+  const parsed = JSON.parse(await adminRequest(info.adminUrl, `/bench-go?bytes=${BULK}&rounds=${ROUNDS}${derp ? "&derp=1" : ""}`))
   return {
     tcpMBps: parsed.tcpMBps,
     rttTcp: [parsed.rttP50Us.tcp, parsed.rttP99Us.tcp],
-    rttUdp: [parsed.rttP50Us.udp, parsed.rttP99Us.udp]
+    rttUdp: [parsed.rttP50Us.udp, parsed.rttP99Us.udp],
+    traffic: trafficSince(before),
+    reportedPath: parsed.path
   }
 }
 
 interface HarnessInfo {
+  /** https, with a certificate from the run's CA in `caFile`: what our devices use. */
   controlUrl: string
+  caFile: string
+  /** The same control over plain http, for the Rust baseline (which cannot take a CA). */
+  plainControlUrl: string
   authKey: string
   adminUrl: string
   peer: { ipv4: string; tcpEchoPort: number; udpEchoPort: number }
@@ -264,48 +321,149 @@ const fakeThroughput = () =>
     return BULK / (microsSince(started) / 1e6) / 1e6
   })))
 
-const main = async () => {
-  const harness = await startHarness()
-  const info = harness.ready as HarnessInfo
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** One subject measured inside this process (`--subject <name>`); the result goes to stdout. */
+const worker = async (name: string, info: HarnessInfo): Promise<unknown> => {
+  if (name === "fake") return median([await fakeThroughput(), await fakeThroughput(), await fakeThroughput()])
   const backend = await Effect.runPromise(NativeBackend.make())
   const target: Target = { ip: info.peer.ipv4, tcp: info.peer.tcpEchoPort, udp: info.peer.udpEchoPort }
   const connect = (hostname: string) =>
-    backend.connect({ controlUrl: info.controlUrl, authKey: info.authKey, hostname, ephemeral: true, connectTimeoutMs: 30_000 })
-  try {
-    const samples = { effect: [] as Array<Figures>, addon: [] as Array<Figures>, rust: [] as Array<Figures>, go: [] as Array<Omit<Figures, "lookupsPerSec">> }
-    const subjects: Array<readonly [string, (run: number) => Promise<void>]> = [
-      ["raw addon", async (run) => {
-        const device = await connect(`bench-addon-${run}`)
-        const ip = await device.ipv4()
-        await adminRequest(info.adminUrl, `/wait-peer?ip=${ip}&timeout=30000`)
-        const raw = await rawSubject(device, ip, target, 5500)
-        await raw.roundTripTcp() // first packets wait for the WireGuard handshake
-        samples.addon.push(await measure(raw))
-        await raw.close()
+    backend.connect({
+      controlUrl: info.controlUrl,
+      caFile: info.caFile,
+      authKey: info.authKey,
+      hostname,
+      ephemeral: true,
+      connectTimeoutMs: 30_000
+    })
+  const tag = `${process.pid}`
+  switch (name) {
+    case "addon": {
+      const device = await connect(`bench-addon-${tag}`)
+      const ip = await device.ipv4()
+      await adminRequest(info.adminUrl, `/wait-peer?ip=${ip}&timeout=30000`)
+      const raw = await rawSubject(device, ip, target, 5500)
+      await raw.roundTripTcp() // first packets wait for the WireGuard handshake
+      const before = netCounters()
+      const figures = await measure(raw)
+      figures.traffic = trafficSince(before)
+      await raw.close()
+      await device.shutdown(5000)
+      return figures
+    }
+    case "effect": {
+      const effectScope = await Effect.runPromise(Scope.make())
+      const service = await Effect.runPromise(Tailscale.make(backend, {
+        controlUrl: info.controlUrl,
+        caFile: info.caFile,
+        authKey: Redacted.make(info.authKey),
+        hostname: `bench-effect-${tag}`,
+        ephemeral: true,
+        logFilter: "off"
+      }).pipe(Scope.provide(effectScope)))
+      const effectIp = NetAddress.formatIp(await Effect.runPromise(service.ipv4))
+      await adminRequest(info.adminUrl, `/wait-peer?ip=${effectIp}&timeout=30000`)
+      const viaEffect = await effectSubject(service, target, 5501)
+      await viaEffect.roundTripTcp()
+      const before = netCounters()
+      const figures = await measure(viaEffect)
+      figures.traffic = trafficSince(before)
+      await viaEffect.close()
+      await Effect.runPromise(Scope.close(effectScope, Exit.void))
+      return figures
+    }
+    case "memory-connections": {
+      const memScope = await Effect.runPromise(Scope.make())
+      const memService = await Effect.runPromise(Tailscale.make(backend, {
+        controlUrl: info.controlUrl, caFile: info.caFile, authKey: Redacted.make(info.authKey), hostname: "bench-memory", ephemeral: true, logFilter: "off"
+      }).pipe(Scope.provide(memScope)))
+      await adminRequest(info.adminUrl, `/wait-peer?ip=${NetAddress.formatIp(await Effect.runPromise(memService.ipv4))}&timeout=30000`)
+      const connections = await growth(CONNECTIONS, () =>
+        Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+          const stream = yield* memService.dial({ ip: target.ip, port: target.tcp })
+          yield* stream.write(message)
+          yield* stream.read()
+        }))))
+      await Effect.runPromise(Scope.close(memScope, Exit.void))
+      return connections
+    }
+    case "memory-devices":
+      return growth(DEVICES, async (i) => {
+        const device = await connect(`bench-device-${tag}-${i < 0 ? `warm${-i}` : i}`)
+        await device.ipv4()
         await device.shutdown(5000)
+      })
+    case "idle-cpu": {
+      // What a process that opened and closed devices burns afterwards, doing nothing.
+      for (let i = 0; i < SHUTDOWN_CYCLES; i++) {
+        const device = await connect(`bench-idle-${tag}-${i}`)
+        await device.ipv4()
+        await device.shutdown(5000)
+      }
+      await sleep(500)
+      const started = process.hrtime.bigint()
+      const cpu = process.cpuUsage()
+      await sleep(IDLE_MS)
+      const used = process.cpuUsage(cpu)
+      return ((used.user + used.system) / microsSince(started)) * 100
+    }
+    default:
+      throw new Error(`unknown subject ${name}`)
+  }
+}
+
+/** Runs `--subject name` in a fresh Node process against the running harness; its last stdout line is the result. */
+const inOwnProcess = <A>(name: string, info: HarnessInfo): Promise<A> =>
+  new Promise((resolve, reject) => {
+    const passed = ["--connections", "--devices"].flatMap((f) => (args.includes(f) ? [f, args[args.indexOf(f) + 1]!] : []))
+    const child = spawn(process.execPath, [...process.execArgv, self, "--subject", name, ...passed, ...(json ? ["--json"] : [])], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, BENCH_HARNESS_INFO: JSON.stringify(info) }
+    })
+    let last = ""
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      if (line.trim() !== "") last = line
+    })
+    child.once("error", reject)
+    child.once("close", (code) => {
+      if (code !== 0) return reject(new Error(`the ${name} subject exited with ${code}`))
+      try {
+        resolve(JSON.parse(last) as A)
+      } catch (error) {
+        reject(error)
+      }
+    })
+  })
+
+type GoFigures = Omit<Figures, "lookupsPerSec">
+
+const main = async () => {
+  const harness = await startHarness()
+  const info = harness.ready as HarnessInfo
+  try {
+    const samples = {
+      effect: [] as Array<Figures>,
+      addon: [] as Array<Figures>,
+      rust: [] as Array<Figures>,
+      go: [] as Array<GoFigures>,
+      goDerp: [] as Array<GoFigures>
+    }
+    const subjects: Array<readonly [string, () => Promise<void>]> = [
+      ["raw addon", async () => {
+        samples.addon.push(await inOwnProcess<Figures>("addon", info))
       }],
-      ["Effect service", async (run) => {
-        const effectScope = await Effect.runPromise(Scope.make())
-        const service = await Effect.runPromise(Tailscale.make(backend, {
-          controlUrl: info.controlUrl,
-          authKey: Redacted.make(info.authKey),
-          hostname: `bench-effect-${run}`,
-          ephemeral: true,
-          logFilter: "off"
-        }).pipe(Scope.provide(effectScope)))
-        const effectIp = NetAddress.formatIp(await Effect.runPromise(service.ipv4))
-        await adminRequest(info.adminUrl, `/wait-peer?ip=${effectIp}&timeout=30000`)
-        const viaEffect = await effectSubject(service, target, 5501)
-        await viaEffect.roundTripTcp()
-        samples.effect.push(await measure(viaEffect))
-        await viaEffect.close()
-        await Effect.runPromise(Scope.close(effectScope, Exit.void))
+      ["Effect service", async () => {
+        samples.effect.push(await inOwnProcess<Figures>("effect", info))
       }],
       ["Rust crate directly", async () => {
         samples.rust.push(await rustBaseline(info))
       }],
-      ["Go tsnet node", async () => {
-        samples.go.push(await goBaseline(info))
+      ["Go tsnet node (direct)", async () => {
+        samples.go.push(await goBaseline(info, false))
+      }],
+      ["Go tsnet node (DERP only)", async () => {
+        samples.goDerp.push(await goBaseline(info, true))
       }]
     ]
     for (let run = 1; run <= runs; run++) {
@@ -313,57 +471,42 @@ const main = async () => {
       for (let i = 0; i < subjects.length; i++) {
         const [name, measureOne] = subjects[(i + run - 1) % subjects.length]!
         progress(`▸ run ${run}/${runs}: ${name}`)
-        await measureOne(run)
+        await measureOne()
       }
     }
 
-    progress(`  speed (medians): ${JSON.stringify({
-      tcpMBps: ["effect", "addon", "rust", "go"].map((k) => median((samples as Record<string, Array<{ tcpMBps: number }>>)[k]!.map((f) => f.tcpMBps)))
-    })}`)
+    const keys = ["effect", "addon", "rust", "go", "goDerp"] as const
+    progress(`  speed (medians): ${JSON.stringify({ tcpMBps: keys.map((k) => median(samples[k].map((f) => f.tcpMBps))) })}`)
     progress(`▸ memory: ${CONNECTIONS} TCP connections through the Effect service (each connect asks the crate's control actor, which the loopback tailnet's throttle holds up to 250 ms)`)
-    const memScope = await Effect.runPromise(Scope.make())
-    const memService = await Effect.runPromise(Tailscale.make(backend, {
-      controlUrl: info.controlUrl, authKey: Redacted.make(info.authKey), hostname: "bench-memory", ephemeral: true, logFilter: "off"
-    }).pipe(Scope.provide(memScope)))
-    await adminRequest(info.adminUrl, `/wait-peer?ip=${NetAddress.formatIp(await Effect.runPromise(memService.ipv4))}&timeout=30000`)
-    const connections = await growth(CONNECTIONS, () =>
-      Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-        const stream = yield* memService.dial({ ip: target.ip, port: target.tcp })
-        yield* stream.write(message)
-        yield* stream.read()
-      }))))
-    await Effect.runPromise(Scope.close(memScope, Exit.void))
-
+    const connections = await inOwnProcess<{ before: number; after: number; pct: number }>("memory-connections", info)
     progress(`▸ memory: ${DEVICES} devices created and shut down`)
-    const devices = await growth(DEVICES, async (i) => {
-      const device = await connect(`bench-device-${i < 0 ? `warm${-i}` : i}`)
-      await device.ipv4()
-      await device.shutdown(5000)
-    })
-
+    const devices = await inOwnProcess<{ before: number; after: number; pct: number }>("memory-devices", info)
+    progress(`▸ idle CPU over ${IDLE_MS / 1000} s after ${SHUTDOWN_CYCLES} devices were connected and shut down`)
+    const idleCpu = await inOwnProcess<number>("idle-cpu", info)
     progress("▸ fake tailnet TCP throughput")
-    const fake = median([await fakeThroughput(), await fakeThroughput(), await fakeThroughput()])
+    const fake = await inOwnProcess<number>("fake", info)
 
-    const pick = (figures: Array<{ tcpMBps: number; rttTcp: Array<number>; rttUdp: Array<number> }>, p: number, key: "rttTcp" | "rttUdp") =>
-      median(figures.map((f) => (f[key].length === 2 && p !== 0.5 ? f[key][1]! : percentile(f[key], p))))
-    const p50 = (figures: typeof samples.go, key: "rttTcp" | "rttUdp") =>
+    const p99 = (figures: Array<GoFigures>, key: "rttTcp" | "rttUdp") =>
+      median(figures.map((f) => (f[key].length === 2 ? f[key][1]! : percentile(f[key], 0.99))))
+    const p50 = (figures: Array<GoFigures>, key: "rttTcp" | "rttUdp") =>
       median(figures.map((f) => (f[key].length === 2 ? f[key][0]! : percentile(f[key], 0.5))))
+    const bySubject = (f: (figures: Array<GoFigures>) => number) =>
+      Object.fromEntries(keys.map((k) => [k, f(samples[k])])) as Record<(typeof keys)[number], number>
+    const path = Object.fromEntries(keys.map((k) => {
+      const traffic = samples[k].flatMap((f) => (f.traffic ? [f.traffic] : []))
+      const via = [...new Set(traffic.map(pathOf))].join("/")
+      const reported = [...new Set(samples[k].flatMap((f) => (f.reportedPath ? [f.reportedPath] : [])))].join("/")
+      return [k, {
+        via,
+        udpDatagrams: median(traffic.map((t) => t.udpDatagrams)),
+        tcpSegments: median(traffic.map((t) => t.tcpSegments)),
+        ...(reported === "" ? {} : { reported })
+      }]
+    }))
     const result = {
-      tcpMBps: {
-        effect: median(samples.effect.map((f) => f.tcpMBps)),
-        addon: median(samples.addon.map((f) => f.tcpMBps)),
-        rust: median(samples.rust.map((f) => f.tcpMBps)),
-        go: median(samples.go.map((f) => f.tcpMBps)),
-        fake
-      },
-      rttP50Us: {
-        tcp: { effect: p50(samples.effect, "rttTcp"), addon: p50(samples.addon, "rttTcp"), rust: p50(samples.rust, "rttTcp"), go: p50(samples.go, "rttTcp") },
-        udp: { effect: p50(samples.effect, "rttUdp"), addon: p50(samples.addon, "rttUdp"), rust: p50(samples.rust, "rttUdp"), go: p50(samples.go, "rttUdp") }
-      },
-      rttP99Us: {
-        tcp: { effect: pick(samples.effect, 0.99, "rttTcp"), addon: pick(samples.addon, 0.99, "rttTcp"), rust: pick(samples.rust, 0.99, "rttTcp"), go: pick(samples.go, 0.99, "rttTcp") },
-        udp: { effect: pick(samples.effect, 0.99, "rttUdp"), addon: pick(samples.addon, 0.99, "rttUdp"), rust: pick(samples.rust, 0.99, "rttUdp"), go: pick(samples.go, 0.99, "rttUdp") }
-      },
+      tcpMBps: { ...bySubject((f) => median(f.map((x) => x.tcpMBps))), fake },
+      rttP50Us: { tcp: bySubject((f) => p50(f, "rttTcp")), udp: bySubject((f) => p50(f, "rttUdp")) },
+      rttP99Us: { tcp: bySubject((f) => p99(f, "rttTcp")), udp: bySubject((f) => p99(f, "rttUdp")) },
       lookupsPerSec: {
         effect: median(samples.effect.map((f) => f.lookupsPerSec)),
         addon: median(samples.addon.map((f) => f.lookupsPerSec)),
@@ -372,7 +515,9 @@ const main = async () => {
       addonCallP50Us: median(samples.addon.map((f) => f.callUs ?? NaN)),
       rssGrowthPct: { connections: connections.pct, devices: devices.pct },
       rssMiB: { connections: [connections.before, connections.after], devices: [devices.before, devices.after] },
-      counts: { connections: CONNECTIONS, devices: DEVICES },
+      idleCpuPctAfterShutdowns: idleCpu,
+      path,
+      counts: { connections: CONNECTIONS, devices: DEVICES, shutdownsBeforeIdle: SHUTDOWN_CYCLES },
       runs
     }
     if (json) {
@@ -380,18 +525,19 @@ const main = async () => {
     } else {
       const f = (n: number) => (Number.isFinite(n) ? n.toFixed(n >= 100 ? 0 : 1) : "-")
       const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}x` : "-")
-      console.log(`\nmedians of ${runs} runs; ratios are against the Rust crate used directly (same run)\n`)
-      console.log("                         Effect    addon     Rust      Go")
-      console.log(`TCP MB/s (echo, 32 MiB)  ${[result.tcpMBps.effect, result.tcpMBps.addon, result.tcpMBps.rust, result.tcpMBps.go].map((n) => f(n).padStart(8)).join("  ")}   Effect/Rust ${ratio(result.tcpMBps.effect, result.tcpMBps.rust)}`)
+      const row = (values: Record<string, number>) => keys.map((k) => f(values[k] ?? NaN).padStart(8)).join("  ")
+      console.log(`\nmedians of ${runs} runs, each subject in its own process; ratios are against the Rust crate used directly (same run)\n`)
+      console.log("                         Effect     addon      Rust  Go direct   Go DERP")
+      console.log(`TCP MB/s (echo, 32 MiB)  ${row(result.tcpMBps)}   Effect/Rust ${ratio(result.tcpMBps.effect, result.tcpMBps.rust)}, Effect/Go DERP ${ratio(result.tcpMBps.effect, result.tcpMBps.goDerp)}`)
       for (const proto of ["tcp", "udp"] as const) {
-        const a = result.rttP50Us[proto]
-        const b = result.rttP99Us[proto]
-        console.log(`${proto.toUpperCase()} RTT p50 µs          ${[a.effect, a.addon, a.rust, a.go].map((n) => f(n).padStart(8)).join("  ")}   Effect/Rust ${ratio(a.effect, a.rust)}`)
-        console.log(`${proto.toUpperCase()} RTT p99 µs          ${[b.effect, b.addon, b.rust, b.go].map((n) => f(n).padStart(8)).join("  ")}`)
+        console.log(`${proto.toUpperCase()} RTT p50 µs          ${row(result.rttP50Us[proto])}   Effect/Rust ${ratio(result.rttP50Us[proto].effect, result.rttP50Us[proto].rust)}`)
+        console.log(`${proto.toUpperCase()} RTT p99 µs          ${row(result.rttP99Us[proto])}`)
       }
+      console.log(`path                     ${keys.map((k) => String(path[k]!.via).padStart(8)).join("  ")}`)
       console.log(`one addon call p50 µs    ${"".padStart(8)}  ${f(result.addonCallP50Us).padStart(8)}   (an empty write: each round trip pays two)`)
-      console.log(`peerByName per second    ${[result.lookupsPerSec.effect, result.lookupsPerSec.addon, result.lookupsPerSec.rust].map((n) => f(n).padStart(8)).join("  ")}`)
+      console.log(`peerByName per second    ${row(result.lookupsPerSec)}   Effect/addon ${ratio(result.lookupsPerSec.effect, result.lookupsPerSec.addon)}`)
       console.log(`RSS growth: ${f(connections.pct)}% after ${CONNECTIONS} connections (${f(connections.before)} → ${f(connections.after)} MiB), ${f(devices.pct)}% after ${DEVICES} devices (${f(devices.before)} → ${f(devices.after)} MiB)`)
+      console.log(`idle CPU after ${SHUTDOWN_CYCLES} device shutdowns: ${f(idleCpu)}% of a core`)
       console.log(`fake tailnet TCP: ${f(fake)} MB/s`)
     }
   } finally {
@@ -399,7 +545,13 @@ const main = async () => {
   }
 }
 
-main().then(
+const entry = subjectArg === undefined
+  ? main()
+  : worker(subjectArg, JSON.parse(process.env.BENCH_HARNESS_INFO ?? "null") as HarnessInfo).then((result) => {
+    console.log(JSON.stringify(result))
+  })
+
+entry.then(
   () => process.exit(0),
   (error: unknown) => {
     console.error(error)

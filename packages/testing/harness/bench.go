@@ -12,28 +12,60 @@ import (
 	"sync"
 	"time"
 
+	"tailscale.com/envknob"
 	"tailscale.com/ipn/store/mem"
 	"tailscale.com/tsnet"
 	"tailscale.com/types/logger"
 )
 
 // A second Go node, started on first use, measures what a user of Go's tsnet would get against
-// the same echo peer: the baseline the benchmarks compare our device with.
+// the same echo peer: the baseline the benchmarks compare our device with. With ?derp=1 a third
+// node, which never binds a UDP socket, does the same through the DERP relay only: the path
+// tailscale-rs takes inside the test namespace, where it advertises no endpoint.
 type goBench struct {
-	dir    string // inside the harness's work directory
-	once   sync.Once
-	server *tsnet.Server
-	err    error
+	dir      string // inside the harness's work directory
+	derpOnly bool
+	once     sync.Once
+	server   *tsnet.Server
+	err      error
+
+	derpOnce sync.Once
+	derp     *goBench
+}
+
+// alwaysDERP serializes the nodes that flip the process-wide TS_DEBUG_ALWAYS_USE_DERP knob.
+var alwaysDERP sync.Mutex
+
+// The relay-only sibling of b, made on first use.
+func (b *goBench) viaDERP() *goBench {
+	b.derpOnce.Do(func() { b.derp = &goBench{dir: b.dir + "-derp", derpOnly: true} })
+	return b.derp
 }
 
 func (b *goBench) start(controlURL, authKey string) (*tsnet.Server, error) {
 	b.once.Do(func() {
+		hostname := "go-bench"
+		if b.derpOnly {
+			hostname = "go-bench-derp"
+		}
 		b.server = &tsnet.Server{
-			Hostname: "go-bench", Dir: b.dir, Store: new(mem.Store), ControlURL: controlURL,
+			Hostname: hostname, Dir: b.dir, Store: new(mem.Store), ControlURL: controlURL,
 			AuthKey: authKey, Ephemeral: true, Logf: logger.Discard, UserLogf: logger.Discard,
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
+		if b.derpOnly {
+			// magicsock reads the knob (envknob.RegisterBool, updated by envknob.Setenv) each time
+			// it binds its UDP sockets, which a node does while it starts: set it only for that, so
+			// the echo peer and the direct node keep their sockets if they ever rebind.
+			alwaysDERP.Lock()
+			before := envknob.String("TS_DEBUG_ALWAYS_USE_DERP")
+			envknob.Setenv("TS_DEBUG_ALWAYS_USE_DERP", "true")
+			defer func() {
+				envknob.Setenv("TS_DEBUG_ALWAYS_USE_DERP", before)
+				alwaysDERP.Unlock()
+			}()
+		}
 		_, b.err = b.server.Up(ctx)
 	})
 	return b.server, b.err
@@ -48,9 +80,14 @@ func percentile(samples []float64, p float64) float64 {
 }
 
 // serveGoBench answers /bench-go?bytes=N&rounds=M with the Go node's TCP throughput to the
-// echo peer (MB/s of payload), and TCP and UDP round trips of 64-byte messages (µs).
-func serveGoBench(bench *goBench, controlURL, authKey string, p *peer) http.HandlerFunc {
+// echo peer (MB/s of payload), TCP and UDP round trips of 64-byte messages (µs), and the path
+// the node used to the peer ("direct" or "derp"). With &derp=1 the node sends through the relay only.
+func serveGoBench(direct *goBench, controlURL, authKey string, p *peer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		bench := direct
+		if r.FormValue("derp") == "1" {
+			bench = direct.viaDERP()
+		}
 		bytes, err1 := strconv.Atoi(r.FormValue("bytes"))
 		rounds, err2 := strconv.Atoi(r.FormValue("rounds"))
 		if err1 != nil || err2 != nil || bytes <= 0 || rounds <= 0 {
@@ -136,8 +173,36 @@ func measure(ctx context.Context, node *tsnet.Server, target peerInfo, bytes, ro
 		udpRTT = append(udpRTT, float64(time.Since(started).Microseconds()))
 	}
 	return map[string]any{
+		"path":     pathTo(ctx, node, target.IPv4),
 		"tcpMBps":  tcpMBps,
 		"rttP50Us": map[string]float64{"tcp": percentile(tcpRTT, 0.5), "udp": percentile(udpRTT, 0.5)},
 		"rttP99Us": map[string]float64{"tcp": percentile(tcpRTT, 0.99), "udp": percentile(udpRTT, 0.99)},
 	}, nil
+}
+
+// pathTo says how node reaches the peer with tailnet address ip: "direct" (a UDP endpoint),
+// "derp" (through the relay) or "unknown".
+func pathTo(ctx context.Context, node *tsnet.Server, ip string) string {
+	lc, err := node.LocalClient()
+	if err != nil {
+		return "unknown"
+	}
+	st, err := lc.Status(ctx)
+	if err != nil {
+		return "unknown"
+	}
+	for _, ps := range st.Peer {
+		for _, addr := range ps.TailscaleIPs {
+			if addr.String() != ip {
+				continue
+			}
+			switch {
+			case ps.CurAddr != "":
+				return "direct"
+			case ps.Relay != "":
+				return "derp"
+			}
+		}
+	}
+	return "unknown"
 }

@@ -23,13 +23,28 @@ export const forDevice = (device: string): DeviceMeter => {
   const received = Metric.withAttributes(TailscaleMetrics.bytesReceived, attributes)
   const open = Metric.withAttributes(TailscaleMetrics.connectionsOpen, attributes)
   const states = Metric.withAttributes(TailscaleMetrics.deviceStates, attributes)
+  // Made once per kind and outcome rather than on every call: lookups are a hot path.
+  const lookups = {
+    peerByName: Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peerByName" }), 1),
+    peerByIp: Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peerByIp" }), 1),
+    peersWithRoute: Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peersWithRoute" }), 1)
+  }
+  const dials = new Map<string, Effect.Effect<void>>()
+  const dial = (outcome: string) => {
+    let update = dials.get(outcome)
+    if (update === undefined) {
+      update = Metric.update(Metric.withAttributes(TailscaleMetrics.dials, { device, outcome }), 1)
+      dials.set(outcome, update)
+    }
+    return update
+  }
   return {
     sent: (bytes) => Metric.update(sent, bytes),
     received: (bytes) => Metric.update(received, bytes),
     opened: Metric.update(open, 1),
     closed: Metric.update(open, -1),
-    dial: (outcome) => Metric.update(Metric.withAttributes(TailscaleMetrics.dials, { device, outcome }), 1),
-    lookup: (kind) => Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind }), 1),
+    dial,
+    lookup: (kind) => lookups[kind],
     state: (tag) => Metric.update(states, tag)
   }
 }

@@ -145,15 +145,22 @@ export const supervise = (
     const state = yield* SubscriptionRef.make<DeviceState>(DeviceState.Connecting())
     let generation: Generation
     let gate = Deferred.makeUnsafe<Generation, TailscaleError>()
+    // What the open gate holds, so the calls made while it is open (nearly all of them) skip the
+    // wait on the deferred; undefined while the gate is closed.
+    let open: Effect.Effect<Generation> | undefined
     let stopping = false
     // The gate closes the moment a loss is known, before any socket of the lost device reports
     // it, so a call made after a `DeviceLost` already waits for the next device.
     const adopt = (raw: RawDevice) => {
       const next = makeGeneration(raw, options.shutdownMs)
       generation = next
-      Deferred.doneUnsafe(gate, Effect.succeed(next))
+      const ready = Effect.succeed(next)
+      if (Deferred.doneUnsafe(gate, ready)) open = ready
       void next.ended?.then((cause) => {
-        if (cause !== null && !stopping && generation === next) gate = Deferred.makeUnsafe()
+        if (cause !== null && !stopping && generation === next) {
+          open = undefined
+          gate = Deferred.makeUnsafe()
+        }
       })
       return next
     }
@@ -223,5 +230,6 @@ export const supervise = (
     }))
     yield* Effect.addFinalizer(() => shutdown)
 
-    return { current: Effect.suspend(() => Deferred.await(gate)), state, shutdown }
+    // A gate is completed once: while `open` is set, it is what `Deferred.await(gate)` gives.
+    return { current: Effect.suspend(() => open ?? Deferred.await(gate)), state, shutdown }
   })
