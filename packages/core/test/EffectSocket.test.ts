@@ -8,7 +8,7 @@ import { toDatagramSocket, toSocket, toSocketServer } from "../src/EffectSocket.
 import * as NetAddress from "effect/net/NetAddress"
 import * as Exit from "effect/Exit"
 import * as Tailscale from "../src/Tailscale.ts"
-import { deferred, memoryBackend, scriptedStream } from "./memoryBackend.ts"
+import { memoryBackend, scriptedStream } from "./memoryBackend.ts"
 
 const text = (data: Uint8Array) => new TextDecoder().decode(data)
 
@@ -50,7 +50,7 @@ describe("effect/socket adapters", () => {
   it.live("a SocketServer runs the handler per connection and closes each after it", () =>
     Effect.gen(function*() {
       const connections = [scriptedStream(), scriptedStream()]
-      const waiting = [deferred<RawTcpStream>(), deferred<RawTcpStream>(), deferred<RawTcpStream>()]
+      const waiting = [Promise.withResolvers<RawTcpStream>(), Promise.withResolvers<RawTcpStream>(), Promise.withResolvers<RawTcpStream>()]
       let accepted = 0
       const listener: RawTcpListener = {
         accept: () => waiting[accepted++]!.promise,
@@ -84,7 +84,7 @@ describe("effect/socket adapters", () => {
 
   it.effect("a UdpSocket is a DatagramSocket: addressed datagrams both ways, size errors typed", () =>
     Effect.gen(function*() {
-      const incoming = deferred<RawDatagram>()
+      const incoming = Promise.withResolvers<RawDatagram>()
       const sent: Array<string> = []
       const raw: RawUdpSocket = {
         recv: () => incoming.promise,

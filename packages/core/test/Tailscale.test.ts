@@ -14,7 +14,7 @@ import type { RawTcpListener } from "../src/Backend.ts"
 import * as Tailscale from "../src/Tailscale.ts"
 import { TailscaleError } from "../src/TailscaleError.ts"
 import { TailscaleTimeouts, defaults } from "../src/Timeouts.ts"
-import { deferred, memoryBackend, rawNode, scriptedStream, scriptedUdp } from "./memoryBackend.ts"
+import { memoryBackend, rawNode, scriptedStream, scriptedUdp } from "./memoryBackend.ts"
 
 const reasonOf = <A>(exit: Exit.Exit<A, TailscaleError>) => {
   if (Exit.isSuccess(exit)) throw new Error("expected a failure")
@@ -350,7 +350,7 @@ describe("TCP streams", () => {
 describe("TCP listeners", () => {
   it.effect("an interrupted accept keeps the connection for the next accept", () =>
     Effect.gen(function*() {
-      const incoming = deferred<ReturnType<typeof scriptedStream>["stream"]>()
+      const incoming = Promise.withResolvers<ReturnType<typeof scriptedStream>["stream"]>()
       let accepts = 0
       let listenerClosed = 0
       const listener: RawTcpListener = {
@@ -481,7 +481,7 @@ describe("giving up on a wait", () => {
 
   it.effect("a dial that times out closes the connection that arrives afterwards", () =>
     Effect.gen(function*() {
-      const late = deferred<ReturnType<typeof scriptedStream>["stream"]>()
+      const late = Promise.withResolvers<ReturnType<typeof scriptedStream>["stream"]>()
       const { backend } = memoryBackend({ tcpConnect: () => late.promise })
       const service = yield* Tailscale.make(backend)
       const fiber = yield* Effect.forkChild(Effect.exit(Effect.scoped(service.dial("100.64.0.1:7001"))))
@@ -496,7 +496,7 @@ describe("giving up on a wait", () => {
 
   it.effect("an interrupted dial closes the connection that arrives afterwards", () =>
     Effect.gen(function*() {
-      const late = deferred<ReturnType<typeof scriptedStream>["stream"]>()
+      const late = Promise.withResolvers<ReturnType<typeof scriptedStream>["stream"]>()
       const { backend } = memoryBackend({ tcpConnect: () => late.promise })
       const service = yield* Tailscale.make(backend)
       const fiber = yield* Effect.forkChild(Effect.scoped(service.dial({ ip: "100.64.0.1", port: 7001 })))

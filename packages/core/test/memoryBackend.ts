@@ -11,31 +11,15 @@ import type {
   RawUdpSocket
 } from "../src/Backend.ts"
 
-export interface Deferred<A> {
-  readonly promise: Promise<A>
-  readonly resolve: (value: A) => void
-  readonly reject: (error: unknown) => void
-}
-
-export const deferred = <A>(): Deferred<A> => {
-  let resolve!: (value: A) => void
-  let reject!: (error: unknown) => void
-  const promise = new Promise<A>((ok, fail) => {
-    resolve = ok
-    reject = fail
-  })
-  return { promise, resolve, reject }
-}
-
 /** A stream whose reads are answered by the test, in order. */
 export const scriptedStream = () => {
-  const reads: Array<Deferred<Uint8Array | null>> = []
+  const reads: Array<PromiseWithResolvers<Uint8Array | null>> = []
   const written: Array<Uint8Array> = []
   let readCalls = 0
   let closeCalls = 0
   const nextRead = () => {
     const index = readCalls++
-    reads[index] ??= deferred()
+    reads[index] ??= Promise.withResolvers()
     return reads[index]!.promise
   }
   const stream: RawTcpStream = {
@@ -54,7 +38,7 @@ export const scriptedStream = () => {
     written,
     /** Answers the n-th read (0-based), creating it if nobody asked yet. */
     answer: (index: number, value: Uint8Array | null) => {
-      reads[index] ??= deferred()
+      reads[index] ??= Promise.withResolvers()
       reads[index]!.resolve(value)
     },
     get readCalls() {
@@ -68,7 +52,7 @@ export const scriptedStream = () => {
 
 /** A UDP socket whose one datagram the test delivers. */
 export const scriptedUdp = () => {
-  const incoming = deferred<RawDatagram>()
+  const incoming = Promise.withResolvers<RawDatagram>()
   let recvCalls = 0
   let closeCalls = 0
   const socket: RawUdpSocket = {

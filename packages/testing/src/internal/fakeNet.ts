@@ -2,7 +2,7 @@
  * The in-memory network behind `FakeTailnet`: TCP stream pairs with backpressure and end of
  * stream, and UDP queues with the crate's size limit. Backend-shaped (promises), no Effect.
  */
-import type { RawDatagram, RawSocketAddress, RawTcpStream } from "@effect-tailscale/core/Backend"
+import type { RawSocketAddress, RawTcpStream } from "@effect-tailscale/core/Backend"
 
 export const fail = (code: string, message: string) => new Error(`${code}: ${message}`)
 
@@ -151,4 +151,3 @@ export const streamPair = (
   return [end(toClient, toServer, client, server), end(toServer, toClient, server, client)]
 }
 
-export type Datagram = RawDatagram
