@@ -1,4 +1,8 @@
 //! The device: connect, addresses, lookups, auth state, sockets and shutdown.
+//!
+//! One module because every call goes through the same `Shared` state (the crate's device, the
+//! shutdown token, health, ports); options, the control probe, sockets, health and logout live in
+//! their own modules.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +17,8 @@ use tracing::Instrument;
 use crate::address::{parse_ip, socket_addr};
 use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
 use crate::health::{self, Health};
-use crate::logging::{self, SecretsGuard};
+use crate::logging;
+use crate::redact::SecretsGuard;
 use crate::control_probe::{connect_timed_out, probe_control, within};
 use crate::logout;
 use crate::options::{ConnectOptions, prepare};

@@ -15,6 +15,7 @@ mod node_info;
 mod options;
 mod ports;
 mod pump;
+mod redact;
 mod sync;
 mod tcp;
 mod trust;

@@ -1,6 +1,10 @@
 /**
  * The `Tailscale` service: one tailnet device, its addresses, peers and sockets.
  *
+ * One module on purpose: the interface documents each call, and `make` builds each call beside it
+ * from the same helpers (timeouts, decoding, metering); option checks, supervision and sockets
+ * live in their own modules.
+ *
  * ```ts
  * const program = Effect.gen(function*() {
  *   const tailscale = yield* Tailscale
@@ -31,13 +35,13 @@ import {
   type IpInput,
   parseDialTarget,
   parseIp,
-  parsePort,
-  shown
+  parsePort
 } from "./Address.ts"
 import { AuthState } from "./AuthState.ts"
-import type { Backend, RawConnectOptions } from "./Backend.ts"
+import type { Backend } from "./Backend.ts"
 import type { DeviceState } from "./DeviceState.ts"
 import * as Logs from "./internal/logs.ts"
+import { validateOptions } from "./internal/options.ts"
 import { open, openDevice } from "./internal/owned.ts"
 import { dualStack } from "./internal/dualListener.ts"
 import { defaultReconnectSchedule, type Generation, supervise } from "./internal/supervisor.ts"
@@ -199,58 +203,6 @@ export interface TailscaleOptions {
   readonly reconnectSchedule?: Schedule.Schedule<unknown, TailscaleError> | undefined
 }
 
-const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/
-const TAG = /^tag:[A-Za-z][A-Za-z0-9-]{0,62}$/
-/** Tailscale's auth keys are under 100 characters; anything this long is a mistake, not a key. */
-const MAX_AUTH_KEY = 512
-
-const validateOptions = (options: TailscaleOptions): Effect.Effect<RawConnectOptions, TailscaleError> =>
-  Effect.gen(function*() {
-    if (options.hostname !== undefined && !HOSTNAME.test(options.hostname)) {
-      return yield* Effect.fail(invalidArgument(
-        "hostname",
-        `must be a single DNS label of at most 63 letters, digits and hyphens (got ${shown(options.hostname)})`
-      ))
-    }
-    for (const [index, tag] of (options.tags ?? []).entries()) {
-      if (!TAG.test(tag)) {
-        return yield* Effect.fail(invalidArgument(`tags[${index}]`, `must look like tag:name (got ${shown(tag)})`))
-      }
-    }
-    let controlUrl: string | undefined
-    if (options.controlUrl !== undefined) {
-      const text = String(options.controlUrl)
-      const url = URL.canParse(text) ? new URL(text) : undefined
-      if (url !== undefined && (url.username !== "" || url.password !== "")) {
-        // Never echo it: the URL carries credentials.
-        return yield* Effect.fail(invalidArgument("controlUrl", "must not carry a user name or password"))
-      }
-      if (url === undefined || !/^https?:$/.test(url.protocol)) {
-        // What looks like credentials before an `@` is never echoed either.
-        const safe = text.replace(/\/\/[^/@]*@/, "//…@")
-        return yield* Effect.fail(invalidArgument("controlUrl", `must be an http(s) URL (got ${shown(safe)})`))
-      }
-      controlUrl = text
-    }
-    if (options.authKey !== undefined && Redacted.value(options.authKey).length > MAX_AUTH_KEY) {
-      return yield* Effect.fail(invalidArgument("authKey", `longer than ${MAX_AUTH_KEY} characters; not an auth key`))
-    }
-    if (options.keyFile !== undefined && options.keyState !== undefined) {
-      return yield* Effect.fail(invalidArgument("keyState", "give either keyFile or keyState, not both"))
-    }
-    return {
-      keyFile: options.keyFile,
-      overwriteBadKeyFile: options.overwriteBadKeyFile,
-      keyState: options.keyState === undefined ? undefined : Redacted.value(options.keyState),
-      authKey: options.authKey === undefined ? undefined : Redacted.value(options.authKey),
-      controlUrl,
-      hostname: options.hostname,
-      tags: options.tags,
-      ephemeral: options.ephemeral,
-      clientName: options.clientName,
-      caFile: options.caFile
-    }
-  })
 
 /**
  * Connects a device through `backend` and builds the service. The device belongs to the scope:

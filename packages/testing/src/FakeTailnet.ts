@@ -1,7 +1,9 @@
 /**
  * A deterministic tailnet in memory, for testing code that uses the `Tailscale` service without
  * a network or the native addon. It implements core's `Backend`, so all of core's real code
- * (decoding, errors, timeouts, sockets, adapters) runs on it.
+ * (decoding, errors, timeouts, sockets, adapters) runs on it. One module: the tailnet's state
+ * (nodes, ports, faults) is shared by every device it builds; the byte-level plumbing is in
+ * `internal/fakeNet.ts`.
  *
  * - Deterministic: node N gets 100.64.0.N and the matching fd7a:115c:a1e0:ab12:4843:cd96:6240:N
  *   address (as Tailscale's test control server assigns them), names under `domain`, and ids
