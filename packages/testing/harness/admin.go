@@ -67,18 +67,7 @@ func startAdmin(ctl *control, p *peer, authKey, workDir string) string {
 	})
 	// Blocks until the node with ?nodekey= (nodekey:<hex>) has no streaming map poll open.
 	mux.HandleFunc("GET /wait-disconnected", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := timeoutContext(r)
-		defer cancel()
-		node := r.FormValue("nodekey")
-		for !ctl.sessions.disconnected(node) {
-			select {
-			case <-ctx.Done():
-				http.Error(w, "timed out waiting for "+node+" to disconnect", http.StatusGatewayTimeout)
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		writeJSON(w, map[string]bool{"disconnected": true})
+		waitForNode(w, r, "disconnected", ctl.sessions.disconnected)
 	})
 	// Control going away and coming back on the same address with the same state: stop drops
 	// the listener and every connection, start listens again, restart does both with ?downMs=
@@ -109,18 +98,7 @@ func startAdmin(ctl *control, p *peer, authKey, workDir string) string {
 	})
 	// Blocks until the node with ?nodekey= (nodekey:<hex>) has logged out (logouts.go).
 	mux.HandleFunc("GET /wait-logged-out", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := timeoutContext(r)
-		defer cancel()
-		node := r.FormValue("nodekey")
-		for !ctl.logouts.loggedOut(node) {
-			select {
-			case <-ctx.Done():
-				http.Error(w, "timed out waiting for "+node+" to log out", http.StatusGatewayTimeout)
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-		writeJSON(w, map[string]bool{"loggedOut": true})
+		waitForNode(w, r, "loggedOut", ctl.logouts.loggedOut)
 	})
 	mux.HandleFunc("GET /map-requests", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ctl.counts.snapshot())
@@ -347,4 +325,20 @@ func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(v)
+}
+
+// waitForNode answers once done(?nodekey=) holds, as {"<what>": true}, or 504 at ?timeout= (ms).
+func waitForNode(w http.ResponseWriter, r *http.Request, what string, done func(nodeKey string) bool) {
+	ctx, cancel := timeoutContext(r)
+	defer cancel()
+	node := r.FormValue("nodekey")
+	for !done(node) {
+		select {
+		case <-ctx.Done():
+			http.Error(w, "timed out waiting for "+node+": "+what, http.StatusGatewayTimeout)
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	writeJSON(w, map[string]bool{what: true})
 }

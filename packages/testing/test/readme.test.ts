@@ -16,29 +16,18 @@ const block = (readme: string, marker: string, file = "examples/readme.ts") => {
 }
 
 describe("README", () => {
-  it("shows the FakeTailnet example as it is (the file runs as a test of its own)", async () => {
-    const readme = await readFile(join(root, "README.md"), "utf8")
-    const file = "packages/testing/test/readme-fake.test.ts"
-    assert.strictEqual(block(readme, "example", file), await readFile(join(root, file), "utf8"))
-  })
-
-  it("shows the HTTP client and caller identity example as it is (the file runs as a test of its own)", async () => {
-    const readme = await readFile(join(root, "README.md"), "utf8")
-    const file = "packages/testing/test/readme-tailnet-apps.test.ts"
-    assert.strictEqual(block(readme, "example", file), await readFile(join(root, file), "utf8"))
-  })
-
-  it("shows the metrics example as it is (the file runs as a test of its own)", async () => {
-    const readme = await readFile(join(root, "README.md"), "utf8")
-    const file = "packages/testing/test/readme-metrics.test.ts"
-    assert.strictEqual(block(readme, "example", file), await readFile(join(root, file), "utf8"))
-  })
-
-  it("shows the named devices example as it is (the file runs as a test of its own)", async () => {
-    const readme = await readFile(join(root, "README.md"), "utf8")
-    const file = "packages/testing/test/readme-named-devices.test.ts"
-    assert.strictEqual(block(readme, "example", file), await readFile(join(root, file), "utf8"))
-  })
+  // Each of these files runs as a test of its own; the README must show it as it is.
+  for (const [what, file] of [
+    ["the FakeTailnet example", "packages/testing/test/readme-fake.test.ts"],
+    ["the HTTP client and caller identity example", "packages/testing/test/readme-tailnet-apps.test.ts"],
+    ["the metrics example", "packages/testing/test/readme-metrics.test.ts"],
+    ["the named devices example", "packages/testing/test/readme-named-devices.test.ts"]
+  ] as const) {
+    it(`shows ${what} as it is`, async () => {
+      const readme = await readFile(join(root, "README.md"), "utf8")
+      assert.strictEqual(block(readme, "example", file), await readFile(join(root, file), "utf8"))
+    })
+  }
 
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
     it.effect("shows examples/readme.ts as it is, and its output", () =>
