@@ -87,8 +87,7 @@ const onLoopback = Effect.gen(function*() {
     const server = http.createServer((request, response) => {
       response.end(`hello ${request.socket.remoteAddress}, this is demo`)
     })
-    const stop = NodeHttp.serve(listener.raw, server)
-    yield* Effect.addFinalizer(() => Effect.sync(stop))
+    yield* NodeHttp.serve(listener, server)
     return yield* tailnet.fetchFromPeer(`http://${ipv4}:8080/`)
   }))
   const httpFromPeer = fetched.status === 200 && fetched.body === `hello ${peerInfo.ipv4}, this is demo`

@@ -29,7 +29,6 @@ export interface TcpListener {
   readonly connections: Stream.Stream<TcpStream.TcpStream, TailscaleError, Scope.Scope>
   /** Stops listening; accepted connections stay open. Idempotent. */
   readonly close: Effect.Effect<void>
-  readonly raw: RawTcpListener
 }
 
 /** Wraps a backend listener for the current scope (for backends and test doubles). */
@@ -53,8 +52,7 @@ export const fromRaw = (raw: RawTcpListener, meter: SocketMeter = unmetered) =>
       localAddress: raw.localAddress,
       accept,
       connections: Stream.fromEffectRepeat(accept()),
-      close,
-      raw
+      close
     }
     return listener
   })

@@ -45,8 +45,6 @@ export interface TcpStream {
   readonly sink: Sink.Sink<void, Uint8Array | string, never, TailscaleError>
   /** Sends FIN after the queued data. Pending calls fail with `DeviceClosed`. Idempotent. */
   readonly close: Effect.Effect<void>
-  /** The backend handle, for adapters (Node streams, `effect/socket`). */
-  readonly raw: RawTcpStream
 }
 
 const encoder = new TextEncoder()
@@ -107,8 +105,7 @@ export const fromRaw = (raw: RawTcpStream, meter: SocketMeter = unmetered) =>
       writeAll,
       stream,
       sink: Sink.forEach(write),
-      close,
-      raw
+      close
     }
     return stream_
   })

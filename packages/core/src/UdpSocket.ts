@@ -39,7 +39,6 @@ export interface UdpSocket {
   readonly datagrams: Stream.Stream<Datagram, TailscaleError>
   /** Idempotent; pending calls fail with `DeviceClosed`. */
   readonly close: Effect.Effect<void>
-  readonly raw: RawUdpSocket
 }
 
 const encoder = new TextEncoder()
@@ -78,8 +77,7 @@ export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
       send,
       receive,
       datagrams: Stream.fromEffectRepeat(receive()),
-      close,
-      raw
+      close
     }
     return socket
   })

@@ -7,6 +7,9 @@
  * @since 0.1.0
  */
 import type { RawTcpStream } from "@effect-tailscale/core/Backend"
+import type { TcpStream } from "@effect-tailscale/core/TcpStream"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Duplex } from "node:stream"
 
 /** A connected `net.Socket`-like `Duplex` over a tailnet TCP stream. */
@@ -126,5 +129,27 @@ export class TailnetSocket extends Duplex {
   }
 }
 
-/** A `TailnetSocket` over a backend stream. */
+/** A `TailnetSocket` over a backend stream (for backends; services hand out `TcpStream`s). */
 export const toDuplex = (stream: RawTcpStream): TailnetSocket => new TailnetSocket(stream)
+
+/**
+ * A `TailnetSocket` over a stream from `dial` or `accept`. It reads and writes through the
+ * stream's own calls, so nothing is lost to a read that was interrupted earlier; `onClose` runs
+ * once, after the socket closed the stream (e.g. to close the scope that owns it).
+ */
+export const fromTcpStream = (stream: TcpStream, onClose: () => void = () => {}): Effect.Effect<TailnetSocket> =>
+  Effect.map(Effect.context<never>(), (context) => {
+    const run = Effect.runPromiseWith(context)
+    let closed = false
+    return new TailnetSocket({
+      read: () => run(Effect.map(stream.read(), Option.getOrNull)),
+      write: (data) => run(stream.write(data)),
+      localAddress: stream.localAddress,
+      remoteAddress: stream.remoteAddress,
+      close: () => {
+        if (closed) return
+        closed = true
+        void run(stream.close).finally(onClose)
+      }
+    })
+  })

@@ -36,14 +36,13 @@ export const make = (port: number): Effect.Effect<HttpServer.HttpServer["Service
     const tailscale = yield* Tailscale
     const listener = yield* tailscale.listen(port)
     const server = http.createServer()
-    const stop = serve(listener.raw, server)
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        stop()
         server.close()
         server.closeAllConnections()
       })
     )
+    yield* serve(listener, server)
     return HttpServer.make({
       address: NetAddress.inetAddressFromIpStringUnsafe(listener.localAddress.ip, listener.localAddress.port),
       serve: (app, middleware) =>

@@ -24,7 +24,7 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as http from "node:http"
 import * as net from "node:net"
-import { toDuplex } from "./NodeStream.ts"
+import { fromTcpStream } from "./NodeStream.ts"
 
 /** Where the proxies listen. */
 export interface TailnetProxyService {
@@ -63,7 +63,7 @@ interface Answer {
 const makeSplice = (tailscale: TailscaleService, scope: Scope.Scope): Splice => (target, client, head, answer) => {
   const connection = Effect.gen(function*() {
     const stream = yield* tailscale.dial(target as `${string}:${number}`)
-    const tailnet = toDuplex(stream.raw)
+    const tailnet = yield* fromTcpStream(stream)
     answer.connected()
     if (head.length > 0) tailnet.write(head)
     client.pipe(tailnet)

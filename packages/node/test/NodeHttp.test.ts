@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as http from "node:http"
+import * as TcpListener from "@effect-tailscale/core/TcpListener"
 import { serve, TailnetAgent } from "../src/NodeHttp.ts"
 import { toDuplex } from "../src/NodeStream.ts"
 import { memoryListener, streamPair } from "./pipe.ts"
@@ -49,8 +50,8 @@ describe("Node adapters", () => {
       const server = http.createServer(() => {
         // Never answers.
       })
-      const stop = serve(listener, server)
-      const agent = new TailnetAgent((_host, _port) => connect())
+      yield* serve(yield* TcpListener.fromRaw(listener), server)
+      const agent = new TailnetAgent((_host, _port) => connect().then(toDuplex))
       const failure = yield* Effect.flip(
         Effect.callback<void, Error>((resume) => {
           const request = http.request({ host: "db", port: 80, agent, timeout: 150 })
@@ -61,10 +62,9 @@ describe("Node adapters", () => {
         })
       )
       assert.strictEqual(failure.message, "timed out")
-      stop()
       agent.destroy()
       server.close()
-    }))
+    }).pipe(Effect.scoped))
 
   it.live("an http.Server served on a tailnet listener answers http.request through the TailnetAgent", () =>
     Effect.gen(function*() {
@@ -75,11 +75,11 @@ describe("Node adapters", () => {
         request.on("data", (chunk: Buffer) => (body += chunk.toString()))
         request.on("end", () => response.end(`${request.method} ${request.url} ${body}`))
       })
-      const stop = serve(listener, server)
+      yield* serve(yield* TcpListener.fromRaw(listener), server)
       const dialed: Array<string> = []
       const agent = new TailnetAgent(async (host, port) => {
         dialed.push(`${host}:${port}`)
-        return connect()
+        return toDuplex(await connect())
       })
       try {
         for (const path of ["/one", "/two"]) {
@@ -89,12 +89,11 @@ describe("Node adapters", () => {
         assert.strictEqual(dialed[0], "echo-peer:8080")
         assert.isAtMost(dialed.length, 2)
       } finally {
-        stop()
         agent.destroy()
         listener.close()
         server.close()
       }
-    }))
+    }).pipe(Effect.scoped))
 
   it.live("a dial failure reaches http.request as an error", () =>
     Effect.gen(function*() {

@@ -202,8 +202,7 @@ describe("loopback tailnet", () => {
         const server = http.createServer((request, response) => {
           response.end(`hello ${request.url} from ${request.socket.remoteAddress}`)
         })
-        const stop = NodeHttp.serve(listener.raw, server)
-        yield* Effect.addFinalizer(() => Effect.sync(stop))
+        yield* NodeHttp.serve(listener, server)
         const fetched = yield* tailnet.fetchFromPeer(`http://${ipv4}:8080/page`)
         assert.strictEqual(fetched.status, 200)
         assert.strictEqual(fetched.body, `hello /page from ${tailnet.info.peer.ipv4}`)

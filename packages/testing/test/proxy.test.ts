@@ -112,12 +112,11 @@ describe("proxy", () => {
         const httpServer = http.createServer()
         const wss = new WebSocketServer({ server: httpServer })
         wss.on("connection", (socket) => socket.on("message", (data) => socket.send(`echo: ${String(data)}`)))
-        const stop = NodeHttp.serve(listener.raw, httpServer)
         yield* Effect.addFinalizer(() => Effect.sync(() => {
-          stop()
           wss.close()
           httpServer.close()
         }))
+        yield* NodeHttp.serve(listener, httpServer)
 
         const socketTo = yield* NodeHttp.makeSocketFactory.pipe(Effect.provideService(Tailscale, client))
         const reply = yield* Effect.promise(() =>
