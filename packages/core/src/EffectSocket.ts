@@ -51,7 +51,7 @@ export const toSocket = (stream: TcpStream): Socket.Socket =>
  * fiber and closes it when the handler ends. A failing handler is logged, not fatal.
  */
 export const toSocketServer = (listener: TcpListener): SocketServer.SocketServer["Service"] => ({
-  address: NetAddress.inetAddressFromIpStringUnsafe(listener.localAddress.ip, listener.localAddress.port),
+  address: listener.localAddress,
   run: <R, E, _>(handler: (socket: Socket.Socket) => Effect.Effect<_, E, R>) =>
     Effect.scoped(Effect.gen(function*() {
       const scope = yield* Effect.scope
@@ -125,7 +125,7 @@ export const toDatagramSocket = (socket: UdpSocket): DatagramSocket.DatagramSock
           address: NetAddress.inetAddressUnsafe(datagram.from.ip, datagram.from.port)
         }] as const)
       ),
-      address: NetAddress.inetAddressFromIpStringUnsafe(socket.localAddress.ip, socket.localAddress.port),
+      address: socket.localAddress,
       dropped: () => 0,
       joinMulticast: () =>
         Effect.fail(

@@ -16,6 +16,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { NodeInfo } from "./NodeInfo.ts"
@@ -60,4 +61,4 @@ const streams = cachedPerConnection()
 
 /** The peer at the other end of `stream` (a connection accepted on, or dialed over, the tailnet). */
 export const ofStream = (stream: TcpStream): Effect.Effect<NodeInfo, UnknownCaller | TailscaleError, Tailscale> =>
-  streams(stream, stream.remoteAddress.ip)
+  streams(stream, NetAddress.formatIp(stream.remoteAddress.address))

@@ -6,10 +6,12 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as NetAddress from "effect/net/NetAddress"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type { RawSocketAddress, RawTcpListener } from "./Backend.ts"
+import type { RawTcpListener } from "./Backend.ts"
 import { type SocketMeter, unmetered } from "./internal/metering.ts"
+import { inetFromRaw } from "./internal/inet.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
@@ -18,7 +20,8 @@ import { TailscaleTimeouts, within } from "./Timeouts.ts"
 
 /** A TCP listener on the device, owned by a scope: `accept` or the `connections` stream. */
 export interface TcpListener {
-  readonly localAddress: RawSocketAddress
+  /** Where it listens or is bound: the device's tailnet address and port. */
+  readonly localAddress: NetAddress.InetAddress
   /** The next incoming connection, owned by the caller's scope. Interrupting it loses nothing. */
   readonly accept: (options?: { readonly timeout?: Duration.Input | undefined }) => Effect.Effect<
     TcpStream.TcpStream,
@@ -49,7 +52,7 @@ export const fromRaw = (raw: RawTcpListener, meter: SocketMeter = unmetered) =>
       })
 
     const listener: TcpListener = {
-      localAddress: raw.localAddress,
+      localAddress: inetFromRaw(raw.localAddress),
       accept,
       connections: Stream.fromEffectRepeat(accept()),
       close

@@ -9,12 +9,14 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Cause from "effect/Cause"
-import type { RawSocketAddress, RawTcpStream } from "./Backend.ts"
+import type { RawTcpStream } from "./Backend.ts"
 import { type SocketMeter, unmetered } from "./internal/metering.ts"
+import { inetFromRaw } from "./internal/inet.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
@@ -22,8 +24,10 @@ import { TailscaleTimeouts, within } from "./Timeouts.ts"
 
 /** A TCP connection over the tailnet, owned by a scope: `read`/`write`, or `stream`/`sink`. */
 export interface TcpStream {
-  readonly localAddress: RawSocketAddress
-  readonly remoteAddress: RawSocketAddress
+  /** This end of the connection: the device's tailnet address and port. */
+  readonly localAddress: NetAddress.InetAddress
+  /** The peer's end: its tailnet address and port. */
+  readonly remoteAddress: NetAddress.InetAddress
   /** The next chunk, or `None` once the peer has finished sending. Interrupting it loses nothing. */
   readonly read: (options?: { readonly timeout?: Duration.Input | undefined }) => Effect.Effect<
     Option.Option<Uint8Array>,
@@ -98,8 +102,8 @@ export const fromRaw = (raw: RawTcpStream, meter: SocketMeter = unmetered) =>
     )
 
     const stream_: TcpStream = {
-      localAddress: raw.localAddress,
-      remoteAddress: raw.remoteAddress,
+      localAddress: inetFromRaw(raw.localAddress),
+      remoteAddress: inetFromRaw(raw.remoteAddress),
       read,
       write,
       writeAll,

@@ -8,8 +8,9 @@ import * as Effect from "effect/Effect"
 import type * as NetAddress from "effect/net/NetAddress"
 import * as Stream from "effect/Stream"
 import { formatIp, type IpInput, parseIp, parsePort } from "./Address.ts"
-import type { RawSocketAddress, RawUdpSocket } from "./Backend.ts"
+import type { RawUdpSocket } from "./Backend.ts"
 import { type SocketMeter, unmetered } from "./internal/metering.ts"
+import { inetFromRaw } from "./internal/inet.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
@@ -26,7 +27,8 @@ export interface Datagram {
 
 /** A UDP socket on the device, owned by a scope: `send`, `receive` or the `datagrams` stream. */
 export interface UdpSocket {
-  readonly localAddress: RawSocketAddress
+  /** Where it listens or is bound: the device's tailnet address and port. */
+  readonly localAddress: NetAddress.InetAddress
   readonly send: (to: { readonly ip: IpInput; readonly port: number }, data: Uint8Array | string) => Effect.Effect<
     void,
     TailscaleError
@@ -73,7 +75,7 @@ export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
       })
 
     const socket: UdpSocket = {
-      localAddress: raw.localAddress,
+      localAddress: inetFromRaw(raw.localAddress),
       send,
       receive,
       datagrams: Stream.fromEffectRepeat(receive()),

@@ -9,6 +9,7 @@
 import type { RawTcpStream } from "@effect-tailscale/core/Backend"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import * as Effect from "effect/Effect"
+import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import { Duplex } from "node:stream"
 
@@ -144,8 +145,8 @@ export const fromTcpStream = (stream: TcpStream, onClose: () => void = () => {})
     return new TailnetSocket({
       read: () => run(Effect.map(stream.read(), Option.getOrNull)),
       write: (data) => run(stream.write(data)),
-      localAddress: stream.localAddress,
-      remoteAddress: stream.remoteAddress,
+      localAddress: { ip: NetAddress.formatIp(stream.localAddress.address), port: stream.localAddress.port },
+      remoteAddress: { ip: NetAddress.formatIp(stream.remoteAddress.address), port: stream.remoteAddress.port },
       close: () => {
         if (closed) return
         closed = true

@@ -25,7 +25,6 @@ import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as Option from "effect/Option"
 import * as Layer from "effect/Layer"
-import * as NetAddress from "effect/net/NetAddress"
 import type * as Scope from "effect/Scope"
 import * as http from "node:http"
 import { serve } from "./NodeHttp.ts"
@@ -44,7 +43,7 @@ export const make = (port: number): Effect.Effect<HttpServer.HttpServer["Service
     )
     yield* serve(listener, server)
     return HttpServer.make({
-      address: NetAddress.inetAddressFromIpStringUnsafe(listener.localAddress.ip, listener.localAddress.port),
+      address: listener.localAddress,
       serve: (app, middleware) =>
         Effect.gen(function*() {
           const handler = yield* PlatformHttpServer.makeHandler(app, {
