@@ -56,7 +56,7 @@ const CONNECTIONS = flag("--connections", 1_000)
 const DEVICES = flag("--devices", 50)
 const SHUTDOWN_CYCLES = 5
 const IDLE_MS = 3_000
-const LOOKUP_WARMUP = 200
+const LOOKUP_WARMUP = 2_000
 const self = fileURLToPath(import.meta.url)
 const root = join(dirname(self), "..")
 const progress = (line: string) => !json && console.error(line)

@@ -1,5 +1,4 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -7,24 +6,13 @@ import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Tracer from "effect/Tracer"
 import type { RawTcpListener } from "../src/Backend.ts"
 import * as Tailscale from "../src/Tailscale.ts"
-import { TailscaleError } from "../src/TailscaleError.ts"
 import { TailscaleTimeouts, defaults } from "../src/Timeouts.ts"
-import { memoryBackend, rawNode, scriptedStream, scriptedUdp } from "./memoryBackend.ts"
-
-const reasonOf = <A>(exit: Exit.Exit<A, TailscaleError>) => {
-  if (Exit.isSuccess(exit)) throw new Error("expected a failure")
-  const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")
-  if (error === undefined || error._tag !== "Fail") throw new Error(`expected a typed failure: ${exit.cause}`)
-  return error.error.reason
-}
-
-const bytes = (text: string) => new TextEncoder().encode(text)
-const text = (data: Uint8Array) => new TextDecoder().decode(data)
+import { memoryBackend, scriptedStream } from "./memoryBackend.ts"
+import { reasonOf } from "./helpers.ts"
 
 describe("Tailscale.make", () => {
   it.effect("connects with the options, unwrapping secrets only for the backend", () =>
@@ -98,73 +86,6 @@ describe("Tailscale.make", () => {
       assert.strictEqual(bigKey._tag === "InvalidArgument" ? bigKey.field : bigKey._tag, "authKey")
       assert.isBelow(bigKey.message.length, 200)
       assert.strictEqual(calls.connect.length, 0)
-    }))
-})
-
-describe("errors from the backend", () => {
-  it.effect.each([
-    ["KEY_FILE", "KeyFile", false],
-    ["INVALID_ARGUMENT", "InvalidArgument", false],
-    ["CONTROL_UNREACHABLE", "ControlUnreachable", true],
-    ["NOT_AUTHORIZED", "NotAuthorized", false],
-    ["TIMEOUT", "Timeout", true],
-    ["CONNECTION_REFUSED", "ConnectionRefused", true],
-    ["CONNECTION_RESET", "ConnectionReset", true],
-    ["ADDRESS_IN_USE", "AddressInUse", false],
-    ["MESSAGE_TOO_LARGE", "MessageTooLarge", false],
-    ["DEVICE_CLOSED", "DeviceClosed", false],
-    ["INTERNAL", "Internal", false]
-  ] as const)("%s becomes the %s reason", ([code, tag, retryable]) =>
-    Effect.gen(function*() {
-      const { backend } = memoryBackend({
-        peerByName: async () => {
-          throw new Error(`${code}: peerByName: something happened`)
-        }
-      })
-      const service = yield* Tailscale.make(backend)
-      const exit = yield* Effect.exit(service.peerByName("echo-peer"))
-      const reason = reasonOf(exit)
-      assert.strictEqual(reason._tag, tag)
-      assert.strictEqual(reason.message, "peerByName: something happened")
-      assert.strictEqual(reason.isRetryable, retryable)
-    }))
-
-  it.effect("an unrecognised rejection is Internal, keeping the original as its cause", () =>
-    Effect.gen(function*() {
-      const original = new TypeError("weird")
-      const { backend } = memoryBackend({
-        ipv4: async () => {
-          throw original
-        }
-      })
-      const service = yield* Tailscale.make(backend)
-      const reason = reasonOf(yield* Effect.exit(service.ipv4))
-      assert.strictEqual(reason._tag, "Internal")
-      assert.strictEqual(reason._tag === "Internal" ? reason.cause : undefined, original)
-    }))
-
-  it.effect("is handled by reason with Effect.catchReason", () =>
-    Effect.gen(function*() {
-      const { backend } = memoryBackend({
-        tcpConnect: async () => {
-          throw new Error("CONNECTION_REFUSED: TCP connect: refused")
-        }
-      })
-      const service = yield* Tailscale.make(backend)
-      const result = yield* service.dial("100.64.0.1:7001").pipe(
-        Effect.as("connected"),
-        Effect.catchReason("TailscaleError", "ConnectionRefused", (reason) => Effect.succeed(reason.message))
-      )
-      assert.strictEqual(result, "TCP connect: refused")
-    }))
-
-  it.effect("a node that does not decode is Internal and names the field", () =>
-    Effect.gen(function*() {
-      const { backend } = memoryBackend({ selfNode: async () => rawNode({ tailnetIpv4: "100.64.0.300/32" }) })
-      const service = yield* Tailscale.make(backend)
-      const reason = reasonOf(yield* Effect.exit(service.self))
-      assert.strictEqual(reason._tag, "Internal")
-      assert.include(reason.message, "tailnetIpv4")
     }))
 })
 
@@ -250,222 +171,6 @@ describe("queries", () => {
     }))
 })
 
-describe("TCP streams", () => {
-  it.effect("read, write and end of stream", () =>
-    Effect.gen(function*() {
-      const script = scriptedStream()
-      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
-      const service = yield* Tailscale.make(backend)
-      const stream = yield* service.dial({ peer: "echo-peer", port: 7001 })
-      yield* stream.write("hi")
-      yield* stream.writeAll([bytes("a"), "b"])
-      assert.deepStrictEqual(script.written.map(text), ["hi", "a", "b"])
-      script.answer(0, bytes("one"))
-      script.answer(1, null)
-      assert.strictEqual(text(Option.getOrThrow(yield* stream.read())), "one")
-      assert.isTrue(Option.isNone(yield* stream.read()))
-    }))
-
-  it.effect("an interrupted read loses nothing: the next read gets the data", () =>
-    Effect.gen(function*() {
-      const script = scriptedStream()
-      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
-      const service = yield* Tailscale.make(backend)
-      const stream = yield* service.dial("100.64.0.1:7001")
-      const first = yield* Effect.forkChild(stream.read())
-      yield* Effect.yieldNow
-      yield* Fiber.interrupt(first)
-      script.answer(0, bytes("kept"))
-      assert.strictEqual(text(Option.getOrThrow(yield* stream.read())), "kept")
-      assert.strictEqual(script.readCalls, 1, "the interrupted call was reused, not repeated")
-    }))
-
-  it.effect("a read times out without losing the chunk that arrives later", () =>
-    Effect.gen(function*() {
-      const script = scriptedStream()
-      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
-      const service = yield* Tailscale.make(backend)
-      const stream = yield* service.dial("100.64.0.1:7001")
-      const fiber = yield* Effect.forkChild(Effect.exit(stream.read({ timeout: "1 second" })))
-      yield* TestClock.adjust("1 second")
-      assert.strictEqual(reasonOf(yield* Fiber.join(fiber))._tag, "Timeout")
-      script.answer(0, bytes("late"))
-      assert.strictEqual(text(Option.getOrThrow(yield* stream.read())), "late")
-    }))
-
-  it.effect("is a Stream of chunks that ends at end of stream", () =>
-    Effect.gen(function*() {
-      const script = scriptedStream()
-      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
-      const service = yield* Tailscale.make(backend)
-      const stream = yield* service.dial("100.64.0.1:7001")
-      script.answer(0, bytes("a"))
-      script.answer(1, bytes("b"))
-      script.answer(2, null)
-      const chunks = yield* Stream.runCollect(stream.stream)
-      assert.deepStrictEqual(chunks.map(text), ["a", "b"])
-    }))
-
-  it.effect("closes once when its scope closes, and fails later calls with DeviceClosed", () =>
-    Effect.gen(function*() {
-      const script = scriptedStream()
-      const { backend } = memoryBackend({ tcpConnect: async () => script.stream })
-      const service = yield* Tailscale.make(backend)
-      const scope = yield* Scope.make()
-      const stream = yield* service.dial("100.64.0.1:7001").pipe(Scope.provide(scope))
-      yield* stream.close
-      yield* Scope.close(scope, Exit.void)
-      assert.strictEqual(script.closeCalls, 1)
-      assert.strictEqual(reasonOf(yield* Effect.exit(stream.read()))._tag, "DeviceClosed")
-      assert.strictEqual(reasonOf(yield* Effect.exit(stream.write("x")))._tag, "DeviceClosed")
-    }))
-
-  it.effect.each([
-    ["300.1.1.1:80", "not an IPv4 address"],
-    ["fd7a:115c:a1e0::1:80", "needs brackets"],
-    ["[fe80::1%lo]:7001", "scoped"],
-    ["[not-ip]:80", "not an IPv6 address"],
-    ["bad_name!:80", "neither an IP address nor a peer's DNS name"]
-  ] as const)("dial(%j) is InvalidArgument saying what is wrong, before any lookup", ([target, why]) =>
-    Effect.gen(function*() {
-      const { backend, calls } = memoryBackend()
-      const service = yield* Tailscale.make(backend)
-      const reason = reasonOf(yield* Effect.exit(Effect.scoped(service.dial(target as `${string}:${number}`))))
-      assert.strictEqual(reason._tag, "InvalidArgument")
-      assert.include(reason.message, why)
-      assert.notInclude(calls.device, "peerByName")
-    }))
-
-  it.effect("dialing an unknown peer name is InvalidArgument naming the peer", () =>
-    Effect.gen(function*() {
-      const { backend, calls } = memoryBackend()
-      const service = yield* Tailscale.make(backend)
-      const reason = reasonOf(yield* Effect.exit(Effect.scoped(service.dial("ghost:80"))))
-      assert.strictEqual(reason._tag, "InvalidArgument")
-      assert.include(reason.message, "ghost")
-      assert.notInclude(calls.device, "tcpConnect")
-    }))
-})
-
-describe("TCP listeners", () => {
-  it.effect("an interrupted accept keeps the connection for the next accept", () =>
-    Effect.gen(function*() {
-      const incoming = Promise.withResolvers<ReturnType<typeof scriptedStream>["stream"]>()
-      let accepts = 0
-      let listenerClosed = 0
-      const listener: RawTcpListener = {
-        accept: () => {
-          accepts++
-          return incoming.promise
-        },
-        localAddress: { ip: "100.64.0.2", port: 9000 },
-        close: () => {
-          listenerClosed++
-        }
-      }
-      const seen: Array<string> = []
-      const { backend } = memoryBackend({
-        tcpListen: async (ip, port) => {
-          seen.push(`${ip}:${port}`)
-          return listener
-        }
-      })
-      const service = yield* Tailscale.make(backend)
-      const scope = yield* Scope.make()
-      const bound = yield* service.listen(9000, { address: "ipv4" }).pipe(Scope.provide(scope))
-      assert.deepStrictEqual(seen, ["100.64.0.2:9000"], "binds only the named family")
-      const first = yield* Effect.forkChild(Effect.scoped(bound.accept()))
-      yield* Effect.yieldNow
-      yield* Fiber.interrupt(first)
-      const connection = scriptedStream()
-      incoming.resolve(connection.stream)
-      const accepted = yield* bound.accept().pipe(Scope.provide(scope))
-      assert.strictEqual(accepted.remoteAddress.port, 7001)
-      assert.strictEqual(accepts, 1)
-      yield* Scope.close(scope, Exit.void)
-      assert.strictEqual(listenerClosed, 1)
-      assert.strictEqual(connection.closeCalls, 1)
-    }))
-})
-
-describe("TCP listeners on both families", () => {
-  it.effect("listen binds both of the device's addresses by default and closes both", () =>
-    Effect.gen(function*() {
-      const seen: Array<string> = []
-      let closed = 0
-      const { backend } = memoryBackend({
-        tcpListen: async (ip, port) => {
-          seen.push(`${ip}:${port}`)
-          return { accept: () => new Promise(() => {}), localAddress: { ip, port }, close: () => void closed++ }
-        }
-      })
-      const service = yield* Tailscale.make(backend)
-      yield* Effect.scoped(service.listen(9000))
-      assert.strictEqual(seen.length, 2)
-      assert.strictEqual(seen[0], "100.64.0.2:9000")
-      assert.match(seen[1]!, /^fd7a:.*:9000$/)
-      assert.strictEqual(closed, 2)
-    }))
-})
-
-describe("logs", () => {
-  it.effect("arrive as Effect log records with their fields", () =>
-    Effect.gen(function*() {
-      const { backend } = memoryBackend({}, [
-        { level: "WARN", target: "ts_runtime::x", message: "careful", fields: { peer: "a" } }
-      ])
-      const messages: Array<unknown> = []
-      const { Logger, References } = yield* Effect.promise(() => import("effect"))
-      const capture = Logger.make((options) => {
-        const annotations = options.fiber.getRef(References.CurrentLogAnnotations)
-        messages.push({ message: options.message, level: options.logLevel, annotations })
-      })
-      yield* Effect.scoped(Tailscale.make(backend, { logFilter: "warn" })).pipe(
-        Effect.provide(Logger.layer([capture]))
-      )
-      assert.deepStrictEqual(messages, [
-        { message: ["careful"], level: "Warn", annotations: { peer: "a", target: "ts_runtime::x" } }
-      ])
-    }))
-})
-
-describe("NodeInfo status", () => {
-  it.effect("is a tagged union: Online, Unknown, or Offline with when it was last seen", () =>
-    Effect.gen(function*() {
-      const { decodeNodeInfo } = yield* Effect.promise(() => import("../src/NodeInfo.ts"))
-      assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { kind: "online" } }))).status, { _tag: "Online" })
-      assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { kind: "unknown" } }))).status, { _tag: "Unknown" })
-      const offline = (yield* decodeNodeInfo(rawNode({
-        status: { kind: "offline", lastSeenControl: "2026-01-01T00:00:00Z", lastSeenEstimated: "2026-01-01T00:04:00Z" }
-      }))).status
-      assert.strictEqual(offline._tag, "Offline")
-      if (offline._tag !== "Offline") return
-      assert.strictEqual(DateTime.formatIso(Option.getOrThrow(offline.lastSeenControl)), "2026-01-01T00:00:00.000Z")
-      assert.strictEqual(DateTime.formatIso(offline.lastSeenEstimated), "2026-01-01T00:04:00.000Z")
-      const neverSeenByControl = (yield* decodeNodeInfo(rawNode({
-        status: { kind: "offline", lastSeenEstimated: "2026-01-01T00:04:00Z" }
-      }))).status
-      assert.isTrue(neverSeenByControl._tag === "Offline" && Option.isNone(neverSeenByControl.lastSeenControl))
-      const bad = yield* Effect.exit(decodeNodeInfo(rawNode({ status: { kind: "asleep" } as never })))
-      assert.strictEqual(reasonOf(bad)._tag, "Internal")
-    }))
-})
-
-describe("NodeInfo decoding cache", () => {
-  it.effect("equal nodes decode once to the same value; a changed node decodes anew", () =>
-    Effect.gen(function*() {
-      const { cachedDecoder } = yield* Effect.promise(() => import("../src/NodeInfo.ts"))
-      const decode = cachedDecoder(2)
-      const first = yield* decode(rawNode())
-      assert.strictEqual(yield* decode(rawNode()), first)
-      const changed = yield* decode(rawNode({ status: { kind: "offline", lastSeenEstimated: "2026-01-01T00:00:00Z" } }))
-      assert.notStrictEqual(changed, first)
-      assert.strictEqual(changed.status._tag, "Offline")
-      yield* decode(rawNode({ hostname: "third" }))
-      assert.notStrictEqual(yield* decode(rawNode()), first, "the oldest entry was evicted at capacity 2")
-    }))
-})
-
 describe("giving up on a wait", () => {
   it.effect("connecting: the backend owns the limit; one that ignores it is ended 2 s after it", () =>
     Effect.gen(function*() {
@@ -542,33 +247,24 @@ describe("giving up on a wait", () => {
     }))
 })
 
-describe("UDP sockets", () => {
-  it.effect("an interrupted receive loses nothing, and the socket closes once with its scope", () =>
+describe("logs", () => {
+  it.effect("arrive as Effect log records with their fields", () =>
     Effect.gen(function*() {
-      const udp = scriptedUdp()
-      const bound: Array<string> = []
-      const { backend } = memoryBackend({
-        udpBind: async (ip, port) => {
-          bound.push(`[${ip}]:${port}`)
-          return udp.socket
-        }
+      const { backend } = memoryBackend({}, [
+        { level: "WARN", target: "ts_runtime::x", message: "careful", fields: { peer: "a" } }
+      ])
+      const messages: Array<unknown> = []
+      const { Logger, References } = yield* Effect.promise(() => import("effect"))
+      const capture = Logger.make((options) => {
+        const annotations = options.fiber.getRef(References.CurrentLogAnnotations)
+        messages.push({ message: options.message, level: options.logLevel, annotations })
       })
-      const service = yield* Tailscale.make(backend)
-      const scope = yield* Scope.make()
-      const socket = yield* service.bindUdp(5300, { address: "ipv6" }).pipe(Scope.provide(scope))
-      assert.deepStrictEqual(bound, ["[fd7a:115c:a1e0::2]:5300"], "\"ipv6\" binds the device's own IPv6")
-      const first = yield* Effect.forkChild(socket.receive())
-      yield* Effect.yieldNow
-      yield* Fiber.interrupt(first)
-      udp.incoming.resolve({ data: bytes("kept"), ip: "100.64.0.1", port: 7002 })
-      const datagram = yield* socket.receive()
-      assert.strictEqual(text(datagram.data), "kept")
-      assert.strictEqual(NetAddress.formatIp(datagram.from.ip), "100.64.0.1")
-      assert.strictEqual(udp.recvCalls, 1, "the interrupted call was reused, not repeated")
-      yield* Scope.close(scope, Exit.void)
-      yield* socket.close
-      assert.strictEqual(udp.closeCalls, 1)
-      assert.strictEqual(reasonOf(yield* Effect.exit(socket.receive()))._tag, "DeviceClosed")
+      yield* Effect.scoped(Tailscale.make(backend, { logFilter: "warn" })).pipe(
+        Effect.provide(Logger.layer([capture]))
+      )
+      assert.deepStrictEqual(messages, [
+        { message: ["careful"], level: "Warn", annotations: { peer: "a", target: "ts_runtime::x" } }
+      ])
     }))
 })
 

@@ -1,0 +1,72 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Tailscale from "../src/Tailscale.ts"
+import { memoryBackend, rawNode } from "./memoryBackend.ts"
+import { reasonOf } from "./helpers.ts"
+
+describe("errors from the backend", () => {
+  it.effect.each([
+    ["KEY_FILE", "KeyFile", false],
+    ["INVALID_ARGUMENT", "InvalidArgument", false],
+    ["CONTROL_UNREACHABLE", "ControlUnreachable", true],
+    ["NOT_AUTHORIZED", "NotAuthorized", false],
+    ["TIMEOUT", "Timeout", true],
+    ["CONNECTION_REFUSED", "ConnectionRefused", true],
+    ["CONNECTION_RESET", "ConnectionReset", true],
+    ["ADDRESS_IN_USE", "AddressInUse", false],
+    ["MESSAGE_TOO_LARGE", "MessageTooLarge", false],
+    ["DEVICE_CLOSED", "DeviceClosed", false],
+    ["INTERNAL", "Internal", false]
+  ] as const)("%s becomes the %s reason", ([code, tag, retryable]) =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({
+        peerByName: async () => {
+          throw new Error(`${code}: peerByName: something happened`)
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      const exit = yield* Effect.exit(service.peerByName("echo-peer"))
+      const reason = reasonOf(exit)
+      assert.strictEqual(reason._tag, tag)
+      assert.strictEqual(reason.message, "peerByName: something happened")
+      assert.strictEqual(reason.isRetryable, retryable)
+    }))
+
+  it.effect("an unrecognised rejection is Internal, keeping the original as its cause", () =>
+    Effect.gen(function*() {
+      const original = new TypeError("weird")
+      const { backend } = memoryBackend({
+        ipv4: async () => {
+          throw original
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      const reason = reasonOf(yield* Effect.exit(service.ipv4))
+      assert.strictEqual(reason._tag, "Internal")
+      assert.strictEqual(reason._tag === "Internal" ? reason.cause : undefined, original)
+    }))
+
+  it.effect("is handled by reason with Effect.catchReason", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({
+        tcpConnect: async () => {
+          throw new Error("CONNECTION_REFUSED: TCP connect: refused")
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      const result = yield* service.dial("100.64.0.1:7001").pipe(
+        Effect.as("connected"),
+        Effect.catchReason("TailscaleError", "ConnectionRefused", (reason) => Effect.succeed(reason.message))
+      )
+      assert.strictEqual(result, "TCP connect: refused")
+    }))
+
+  it.effect("a node that does not decode is Internal and names the field", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({ selfNode: async () => rawNode({ tailnetIpv4: "100.64.0.300/32" }) })
+      const service = yield* Tailscale.make(backend)
+      const reason = reasonOf(yield* Effect.exit(service.self))
+      assert.strictEqual(reason._tag, "Internal")
+      assert.include(reason.message, "tailnetIpv4")
+    }))
+})
