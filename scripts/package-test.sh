@@ -90,3 +90,17 @@ node -e '
   if (!/^100\./.test(result.ipv4)) fail("no tailnet address")
   if (result.build.profile !== "release") fail("the installed addon is not the release build")
 ' "$result"
+
+say "without its platform package, the harness says which package is missing"
+rm -rf "$project"/node_modules/.pnpm/@effect-tailscale+tailnet-harness-*
+message="$(cd "$project" && node --input-type=module -e '
+  const { harnessBinary } = await import("@effect-tailscale/testing/HarnessProcess")
+  try {
+    console.log(`found ${harnessBinary()}`)
+  } catch (error) {
+    console.log(error.message)
+  }')"
+case "$message" in
+  *"@effect-tailscale/tailnet-harness-$(node -p 'process.platform + "-" + process.arch') is missing"*) echo "  $message" | cut -c1-160 >&2 ;;
+  *) echo "error: expected the missing harness package to be named, got: $message" >&2; exit 1 ;;
+esac
