@@ -86,7 +86,11 @@ const makeSplice = (tailscale: TailscaleService, scope: Scope.Scope): Splice => 
     Effect.scoped,
     Effect.catch((error: TailscaleError) => Effect.sync(() => answer.failed(error.reason._tag)))
   )
-  Effect.runFork(Effect.ensuring(connection, Effect.sync(() => client.destroy())).pipe(Scope.provide(scope)))
+  // A refusal was sent with end(): let it flush; anything else still open is torn down.
+  const release = Effect.sync(() => {
+    if (!client.writableEnded) client.destroy()
+  })
+  Effect.runFork(Effect.ensuring(connection, release).pipe(Scope.provide(scope)))
 }
 
 /** SOCKS5 reply codes (RFC 1928) for the reasons a dial fails. */
