@@ -5,6 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 cd "$ROOT"
 bash scripts/setup.sh
+require_tool curl "test the tailnet proxy with a real client"
 
 say "checking that the committed addon declarations match the Rust source"
 if ! git diff --quiet -- native/index.d.ts native/index.js 2>/dev/null; then
