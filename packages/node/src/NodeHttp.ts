@@ -7,8 +7,9 @@
  * @since 0.1.0
  */
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
-import { TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import type { TcpListener } from "@effect-tailscale/core/TcpListener"
+import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
@@ -18,10 +19,21 @@ import type { Duplex } from "node:stream"
 import { fromTcpStream, type TailnetSocket } from "./NodeStream.ts"
 
 /** The listener, or the device under it, has closed or was lost: serving ends, nothing failed. */
-const listenerGone = (error: unknown) =>
-  error instanceof TailscaleError
-    ? error.reason._tag === "DeviceClosed" || error.reason._tag === "DeviceLost"
-    : error instanceof Error && /^(DEVICE_CLOSED|DEVICE_LOST): /.test(error.message)
+const listenerGone = (error: TailscaleError) => error.reason._tag === "DeviceClosed" || error.reason._tag === "DeviceLost"
+
+/**
+ * A socket over the stream `open` makes in a scope of its own, a child of `scope`: closing the
+ * socket closes that scope (and the stream), and so does a failed open.
+ */
+const ownSocket = <E>(scope: Scope.Scope, open: Effect.Effect<TcpStream, E, Scope.Scope>) =>
+  Effect.gen(function*() {
+    const connection = yield* Scope.fork(scope)
+    const stream = yield* open.pipe(
+      Scope.provide(connection),
+      Effect.onError(() => Scope.close(connection, Exit.void))
+    )
+    return yield* fromTcpStream(stream, () => void Effect.runFork(Scope.close(connection, Exit.void)))
+  })
 
 /**
  * Hands every connection accepted on `listener` to `server` (as its "connection" event) until the
@@ -33,13 +45,7 @@ const listenerGone = (error: unknown) =>
 export const serve = (listener: TcpListener, server: net.Server | http.Server): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
-    const acceptOne = Effect.gen(function*() {
-      const connection = yield* Scope.fork(scope)
-      const stream = yield* listener.accept().pipe(
-        Scope.provide(connection),
-        Effect.onError(() => Scope.close(connection, Exit.void))
-      )
-      const socket = yield* fromTcpStream(stream, () => void Effect.runFork(Scope.close(connection, Exit.void)))
+    const acceptOne = Effect.map(ownSocket(scope, listener.accept()), (socket) => {
       server.emit("connection", socket)
     })
     const report = (error: TailscaleError) =>
@@ -87,18 +93,7 @@ export const makeSocketFactory: Effect.Effect<TailnetConnect, never, Tailscale |
   const tailscale = yield* Tailscale
   const scope = yield* Effect.scope
   const runPromise = Effect.runPromiseWith(yield* Effect.context<never>())
-  return (host, port) =>
-    runPromise(
-      Effect.gen(function*() {
-        // Each connection gets its own scope, closed when its socket closes.
-        const connection = yield* Scope.fork(scope)
-        const stream = yield* tailscale.dial({ ...hostTarget(host), port }).pipe(
-          Scope.provide(connection),
-          Effect.onError(() => Scope.close(connection, Exit.void))
-        )
-        return yield* fromTcpStream(stream, () => void runPromise(Scope.close(connection, Exit.void)))
-      })
-    )
+  return (host, port) => runPromise(ownSocket(scope, tailscale.dial({ ...hostTarget(host), port })))
 })
 
 /**
