@@ -2,7 +2,7 @@
 //! CA. The crate verifies TLS against its compiled-in web roots only; our patch to `ts_tls_util`
 //! (docs/upstream.md) lets us add to them. The addition is process-wide, as the crate's roots are.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use rustls_pki_types::CertificateDer;
@@ -12,7 +12,7 @@ use crate::error::{Failure, Result};
 use crate::sync::Recover;
 
 /// Certificates already added, so devices connecting with the same file add nothing more.
-static ADDED: Mutex<Option<HashSet<Vec<u8>>>> = Mutex::new(None);
+static ADDED: Mutex<BTreeSet<Vec<u8>>> = Mutex::new(BTreeSet::new());
 
 /// Trusts every certificate in the PEM file at `path`, beside the web roots, for TLS connections
 /// made from now on in this process.
@@ -25,7 +25,6 @@ pub fn trust_ca_file(field: &str, path: &str) -> Result<()> {
         return Err(Failure::invalid(field, path, "holds no PEM certificate"));
     }
     let mut added = ADDED.recover();
-    let added = added.get_or_insert_with(HashSet::new);
     let new: Vec<CertificateDer<'static>> = certs.into_iter().filter(|cert| !added.contains(cert.as_ref())).collect();
     if new.is_empty() {
         return Ok(());
