@@ -1,33 +1,29 @@
-//! The device: connect, addresses, lookups, auth state, sockets and shutdown.
-//!
-//! One module because every call goes through the same `Shared` state (the crate's device, the
-//! shutdown token, health, ports); options, the control probe, sockets, health and logout live in
-//! their own modules.
+//! The device's calls as JavaScript sees them: connect, addresses, lookups, auth state, sockets
+//! and shutdown. Each goes through the shared state in `lifecycle.rs`; options, the control
+//! probe, sockets, health and logout live in their own modules.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use napi_derive::napi;
-use tailscale::{AuthState as CrateAuthState, Config};
-use tokio_util::sync::CancellationToken;
+use tailscale::AuthState as CrateAuthState;
 use tracing::Instrument;
 
 use crate::address::{parse_ip, socket_addr};
 use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
-use crate::health::{self, Health};
+use crate::health;
+use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, start, stop};
 use crate::logging;
-use crate::redact::SecretsGuard;
-use crate::control_probe::{connect_timed_out, probe_control, within};
 use crate::logout;
-use crate::options::{ConnectOptions, prepare};
 use crate::node_info::NodeInfo;
-use crate::ports::{PortTable, Protocol};
+use crate::options::{ConnectOptions, prepare};
+use crate::ports::Protocol;
+use crate::sync::Recover;
 use crate::tcp::{TcpListener, TcpStream};
 use crate::trust;
-use crate::udp::{UdpPool, UdpSocket};
-use crate::sync::Recover;
+use crate::udp::UdpSocket;
 
 /// Whether this device may join the tailnet.
 #[napi(object)]
@@ -36,106 +32,6 @@ pub struct AuthState {
     /// When not authorized: the URL where a person can approve this device.
     pub login_url: Option<String>,
 }
-
-struct Shared {
-    device: Mutex<Option<Arc<tailscale::Device>>>,
-    token: CancellationToken,
-    ports: Arc<PortTable>,
-    udp: UdpPool,
-    shutdown_result: tokio::sync::OnceCell<bool>,
-    /// Set once control has given the device an address.
-    registered: AtomicBool,
-    health: Health,
-    /// What `respawn` builds a new device from: the same options and key state.
-    recipe: Recipe,
-    /// Everything this device does runs in it, so its log records reach its own sink.
-    span: tracing::Span,
-    /// The auth key and private keys, redacted from every log record while the device lives.
-    _secrets: SecretsGuard,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Shared {
-    /// An ephemeral device that control registered logs out when it shuts down; a lost one does
-    /// not, as a device built again from its keys (`respawn`) may be using the node.
-    fn logs_out(&self) -> bool {
-        self.recipe.config.ephemeral && self.registered.load(Ordering::Acquire) && self.health.cause().is_none()
-    }
-
-    /// `DEVICE_LOST` when the runtime is gone, otherwise `DEVICE_CLOSED`.
-    fn closed_failure(&self) -> Failure {
-        self.health.failure("device").unwrap_or_else(|| Failure::device_closed("device"))
-    }
-
-    /// Marks the device lost and ends its pending calls and sockets. Ignored once shut down.
-    fn lose(&self, cause: String) {
-        if self.token.is_cancelled() {
-            return;
-        }
-        if self.health.mark_lost(cause) {
-            tracing::warn!(cause = self.health.cause().unwrap_or_default(), "device lost: the crate's runtime has stopped");
-        }
-        self.token.cancel();
-    }
-}
-
-/// Everything `Device::new` needs, kept so a lost device can be built again.
-struct Recipe {
-    config: Config,
-    auth_key: Option<String>,
-    connect_timeout: Option<Duration>,
-    log_sink: Option<u32>,
-}
-
-impl Recipe {
-    fn duplicate(&self) -> Recipe {
-        let config = &self.config;
-        Recipe {
-            config: Config {
-                key_state: config.key_state.clone(),
-                client_name: config.client_name.clone(),
-                control_server_url: config.control_server_url.clone(),
-                requested_hostname: config.requested_hostname.clone(),
-                requested_tags: config.requested_tags.clone(),
-                ephemeral: config.ephemeral,
-            },
-            auth_key: self.auth_key.clone(),
-            connect_timeout: self.connect_timeout,
-            log_sink: self.log_sink,
-        }
-    }
-
-    /// What must never reach a log: the auth key and the private keys, with and without their
-    /// `privkey:`-style prefix.
-    fn secrets(&self) -> Vec<String> {
-        let state = &self.config.key_state;
-        let keys = [state.node_key.to_string(), state.machine_key.to_string(), state.network_lock_key.to_string()];
-        let bare = keys.iter().filter_map(|key| key.split_once(':').map(|(_, hex)| hex.to_string())).collect::<Vec<_>>();
-        self.auth_key.iter().cloned().chain(keys).chain(bare).collect()
-    }
-}
-
-impl Drop for Shared {
-    /// A safety net for a device that was garbage-collected without `shutdown()`: stop it in
-    /// the background so an ephemeral node still leaves the tailnet. Never blocks.
-    fn drop(&mut self) {
-        let taken = self.device.get_mut().unwrap_or_else(|p| p.into_inner()).take();
-        let Some(device) = taken.and_then(|device| Arc::try_unwrap(device).ok()) else { return };
-        let logout = self.logs_out().then(|| self.recipe.duplicate());
-        self.runtime.spawn(
-            async move {
-                device.shutdown(Some(Duration::from_secs(5))).await;
-                if let Some(recipe) = logout {
-                    logout::log_out(&recipe.config, recipe.auth_key.as_deref(), LOGOUT_MIN).await;
-                }
-            }
-            .instrument(self.span.clone()),
-        );
-    }
-}
-
-/// How long logging out may take when the shutdown timeout has no time left.
-const LOGOUT_MIN: Duration = Duration::from_secs(2);
 
 /// A Tailscale device inside this process.
 #[napi]
@@ -234,7 +130,7 @@ impl Device {
             connect_timeout: prepared.connect_timeout,
             log_sink: prepared.log_sink,
         };
-        Ok(start(recipe, false).await?)
+        Ok(Device { shared: start(recipe, false).await? })
     }
 
     /// A new device built like this one (same options, same key state, so the same node and
@@ -244,7 +140,7 @@ impl Device {
         // Control accepted this identity before: a runtime that stops from now on is a loss, not
         // a refused registration.
         let registered = self.shared.registered.load(Ordering::Acquire);
-        Ok(start(self.shared.recipe.duplicate(), registered).await?)
+        Ok(Device { shared: start(self.shared.recipe.duplicate(), registered).await? })
     }
 
     /// Resolves with the cause once the crate's runtime behind this device is gone (every call
@@ -442,82 +338,5 @@ impl Device {
             })
             .await;
         Ok(*graceful)
-    }
-}
-
-/// Connects a device from `recipe` and starts watching its runtime.
-async fn start(recipe: Recipe, registered: bool) -> Result<Device> {
-    logging::install();
-    let secrets = SecretsGuard::register(recipe.secrets());
-    let span = logging::device_span(recipe.log_sink);
-    let control = recipe.config.control_server_url.clone();
-    let deadline = recipe.connect_timeout.map(|t| tokio::time::Instant::now() + t);
-    probe_control(&control, deadline, recipe.connect_timeout).await?;
-    // The crate spawns the device's actors here: they log inside `span` from now on.
-    let create = tailscale::Device::new(&recipe.config, recipe.auth_key.clone()).instrument(span.clone());
-    let created = within(deadline, create)
-        .await
-        .ok_or_else(|| connect_timed_out(recipe.connect_timeout, &format!("the control server at {control} did not complete the handshake")))?;
-    let device = created.map_err(|e| from_device(e, "connect"))?;
-    let shared = Arc::new(Shared {
-        device: Mutex::new(Some(Arc::new(device))),
-        token: CancellationToken::new(),
-        ports: Arc::new(PortTable::default()),
-        udp: UdpPool::default(),
-        shutdown_result: tokio::sync::OnceCell::new(),
-        registered: AtomicBool::new(registered),
-        health: Health::default(),
-        recipe,
-        span,
-        _secrets: secrets,
-        runtime: tokio::runtime::Handle::current(),
-    });
-    watch_runtime(Arc::downgrade(&shared));
-    Ok(Device { shared })
-}
-
-/// Probes the runtime once a second until the device is shut down, dropped or found lost, so
-/// a lost device ends its pending reads and accepts even when nobody calls it.
-fn watch_runtime(shared: Weak<Shared>) {
-    let span = shared.upgrade().map(|s| s.span.clone()).unwrap_or_else(tracing::Span::none);
-    let watch = async move {
-        loop {
-            let Some(token) = shared.upgrade().map(|s| s.token.clone()) else { return };
-            tokio::select! {
-                () = token.cancelled() => return,
-                () = tokio::time::sleep(health::PROBE_INTERVAL) => {}
-            }
-            let Some(shared) = shared.upgrade() else { return };
-            // Before control has assigned an address, a stopped runtime means a rejected
-            // registration, which `device_failure` reports as NOT_AUTHORIZED.
-            if !shared.registered.load(Ordering::Acquire) {
-                continue;
-            }
-            let device = shared.device.recover().clone();
-            let Some(device) = device else { return };
-            if let Some(cause) = health::runtime_gone(&device).await {
-                shared.lose(cause);
-                return;
-            }
-        }
-    };
-    tokio::spawn(watch.instrument(span));
-}
-
-/// Waits (within the timeout) for calls that still hold the device to let go, then shuts it down.
-async fn stop(mut device: Arc<tailscale::Device>, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match Arc::try_unwrap(device) {
-            Ok(owned) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                return owned.shutdown(Some(left)).await;
-            }
-            Err(shared) if Instant::now() < deadline => {
-                device = shared;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err(_) => return false,
-        }
     }
 }

@@ -9,6 +9,7 @@ mod device;
 mod error;
 mod health;
 mod keys;
+mod lifecycle;
 mod logging;
 mod logout;
 mod node_info;
