@@ -157,11 +157,12 @@ export const joinReachable = (hostname: string) =>
 export const udpEcho = (device: TailscaleService, peer: EchoPeer, localPort: number, payload: string) =>
   Effect.scoped(Effect.gen(function*() {
     const socket = yield* device.bindUdp(localPort)
-    for (let attempt = 0; attempt < 20; attempt++) {
-      yield* socket.send({ ip: peer.ipv4, port: peer.udpEchoPort }, payload)
-      const reply = yield* Effect.option(socket.receive({ timeout: "1 second" }))
-      if (Option.isSome(reply)) return Option.some(new TextDecoder().decode(reply.value.data))
-    }
-    return Option.none<string>()
+    const attempt = Effect.andThen(
+      socket.send({ ip: peer.ipv4, port: peer.udpEchoPort }, payload),
+      Effect.option(socket.receive({ timeout: "1 second" }))
+    )
+    // 20 attempts at most: the first and 19 repeats, each waiting a second for the echo.
+    const reply = yield* Effect.repeat(attempt, { until: Option.isSome, times: 19 })
+    return Option.map(reply, (datagram) => new TextDecoder().decode(datagram.data))
   }))
 

@@ -9,6 +9,7 @@
 import { DeviceState } from "@effect-tailscale/core/DeviceState"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
 import { timeout, TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as NetAddress from "effect/net/NetAddress"
@@ -45,6 +46,9 @@ const describeFailure = (exit: Exit.Exit<unknown, unknown>): { readonly typed: b
   return { typed: false, reason: error instanceof Error ? error.message : exit.cause.toString().slice(0, 120) }
 }
 
+/** 0, 1, ... `count - 1`: the indices of a workload's calls or rounds. */
+const indices = (count: number) => Array.from({ length: count }, (_, index) => index)
+
 /** Runs `count` calls at once and counts how each ended. */
 const tally = (
   count: number,
@@ -52,11 +56,7 @@ const tally = (
   healthy: Effect.Effect<boolean>
 ): Effect.Effect<Tally> =>
   Effect.gen(function*() {
-    const exits = yield* Effect.forEach(
-      Array.from({ length: count }, (_, index) => index),
-      (index) => Effect.exit(call(index)),
-      { concurrency: "unbounded" }
-    )
+    const exits = yield* Effect.forEach(indices(count), (index) => Effect.exit(call(index)), { concurrency: "unbounded" })
     const reasons: Record<string, number> = {}
     let succeeded = 0
     let typedFailures = 0
@@ -126,25 +126,26 @@ export const churn = (
   progress: (line: string) => void = () => {}
 ) =>
   Effect.gen(function*() {
-    const exits: Array<Exit.Exit<void, unknown>> = []
-    for (let index = 0; index < count; index++) {
-      const started = Date.now()
-      const marks: Array<string> = []
-      const mark = (what: string) => Effect.sync(() => marks.push(`${what} ${Date.now() - started} ms`))
-      const exit = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
-        const client = yield* join(index)
-        const ip = NetAddress.formatIp(yield* client.ipv4)
-        yield* mark("joined")
-        // Until control has told the server about the client, the server drops its packets
-        // and the client's SYNs wait for retransmission (1 s, 2 s, 4 s, ...).
-        yield* knows(serverDevice, ip)
-        yield* mark("known")
-        yield* echoOnce(client, server, `client ${index}`)
-        yield* mark("echoed")
-      })))
-      exits.push(exit)
-      progress(`client ${index}: ${marks.join(", ")}, left ${Date.now() - started} ms${Exit.isFailure(exit) ? " (failed)" : ""}`)
-    }
+    // One client after another (Effect.forEach is sequential by default).
+    const exits = yield* Effect.forEach(indices(count), (index) =>
+      Effect.gen(function*() {
+        const started = Date.now()
+        const marks: Array<string> = []
+        const mark = (what: string) => Effect.sync(() => marks.push(`${what} ${Date.now() - started} ms`))
+        const exit = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+          const client = yield* join(index)
+          const ip = NetAddress.formatIp(yield* client.ipv4)
+          yield* mark("joined")
+          // Until control has told the server about the client, the server drops its packets
+          // and the client's SYNs wait for retransmission (1 s, 2 s, 4 s, ...).
+          yield* knows(serverDevice, ip)
+          yield* mark("known")
+          yield* echoOnce(client, server, `client ${index}`)
+          yield* mark("echoed")
+        })))
+        progress(`client ${index}: ${marks.join(", ")}, left ${Date.now() - started} ms${Exit.isFailure(exit) ? " (failed)" : ""}`)
+        return exit
+      }))
     return yield* tally(count, (index) => exits[index]!, isHealthy(serverDevice, peer))
   })
 
@@ -163,13 +164,8 @@ export const serveEcho = (device: TailscaleService, port: number) =>
     yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
       const connection = yield* Scope.make()
       const stream = yield* listener.accept().pipe(Scope.provide(connection))
-      const echo = Effect.gen(function*() {
-        while (true) {
-          const chunk = yield* stream.read()
-          if (Option.isNone(chunk)) return
-          yield* stream.write(chunk.value)
-        }
-      })
+      // Every chunk read goes back, until the peer finishes sending.
+      const echo = Stream.run(stream.stream, stream.sink)
       yield* Effect.forkScoped(echo.pipe(Effect.ignore, Effect.ensuring(Scope.close(connection, Exit.void))))
     })).pipe(Effect.ignore))
   })
@@ -193,26 +189,24 @@ export const controlRestarts = (
   limitMs = 60_000
 ) =>
   Effect.gen(function*() {
-    let recovered = 0
-    let maxRecoveryMs = 0
-    for (let round = 0; round < count; round++) {
-      const started = Date.now()
-      yield* restart
-      const back = yield* Effect.gen(function*() {
-        // Past the loss first (when there is one), so a Running from before it does not count.
-        yield* device.states.pipe(
-          Stream.filter(DeviceState.$is("Reconnecting")),
-          Stream.runHead,
-          Effect.timeout("10 seconds"),
-          Effect.ignore
-        )
-        yield* device.states.pipe(Stream.filter(DeviceState.$is("Running")), Stream.runHead)
-        yield* Effect.retry(echoOnce(device, target, `restart ${round}`), { times: 5 })
-      }).pipe(Effect.timeout(limitMs), Effect.exit)
-      if (Exit.isSuccess(back)) {
-        recovered++
-        maxRecoveryMs = Math.max(maxRecoveryMs, Date.now() - started)
-      }
-    }
-    return { attempted: count, recovered, maxRecoveryMs }
+    // One restart after another; each round's recovery time, or None when it did not recover.
+    const recoveries = yield* Effect.forEach(indices(count), (round) =>
+      Effect.gen(function*() {
+        const started = Date.now()
+        yield* restart
+        const back = yield* Effect.gen(function*() {
+          // Past the loss first (when there is one), so a Running from before it does not count.
+          yield* device.states.pipe(
+            Stream.filter(DeviceState.$is("Reconnecting")),
+            Stream.runHead,
+            Effect.timeout("10 seconds"),
+            Effect.ignore
+          )
+          yield* device.states.pipe(Stream.filter(DeviceState.$is("Running")), Stream.runHead)
+          yield* Effect.retry(echoOnce(device, target, `restart ${round}`), { times: 5 })
+        }).pipe(Effect.timeout(limitMs), Effect.exit)
+        return Exit.isSuccess(back) ? Option.some(Date.now() - started) : Option.none<number>()
+      }))
+    const recovered = Arr.getSomes(recoveries)
+    return { attempted: count, recovered: recovered.length, maxRecoveryMs: Math.max(0, ...recovered) }
   })

@@ -14,7 +14,7 @@ import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { fakeProvider, joinReachable, localProvider, TailnetProvider, udpEcho } from "../src/Conformance.ts"
-import { reasonTag } from "./reasons.ts"
+import { failureText, reasonTag } from "./reasons.ts"
 
 
 /** The state tags in order, each run of repeats (Reconnecting attempts) kept once. */
@@ -183,7 +183,7 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           const exit = yield* Effect.exit(device.ipv4.pipe(Effect.timeout("20 seconds")))
           assert.strictEqual(reasonTag(exit), "NotAuthorized")
           // What control said (testcontrol's words, which the fake copies), not a guess.
-          assert.include(Exit.isFailure(exit) ? exit.cause.toString() : "", "refused this device's registration: invalid authkey")
+          assert.include(failureText(exit), "refused this device's registration: invalid authkey")
         }))
 
       it.effect("an ephemeral device leaves when its scope closes", () =>

@@ -16,6 +16,7 @@ import * as Option from "effect/Option"
 import * as FakeTailnet from "../src/FakeTailnet.ts"
 import { knows } from "../src/Workloads.ts"
 import * as LocalTailnet from "../src/LocalTailnet.ts"
+import { failureText } from "./reasons.ts"
 
 const Office = Tailscale.named("office")
 const Home = Tailscale.named("home")
@@ -59,7 +60,8 @@ const namedDevices = (name: string, devices: Layer.Layer<Devices, TailscaleError
           )
           // Nobody listens on office:9: refused by office itself, which proves the request went there.
           assert.isTrue(Exit.isFailure(exit))
-          assert.include(Exit.isFailure(exit) ? String(exit.cause) : "", "ConnectionRefused")
+          // The HTTP client's error wraps the TailscaleError: its reason is in the text.
+          assert.include(failureText(exit), "ConnectionRefused")
         }))
     })
   })

@@ -1,3 +1,4 @@
+/** What the testing package's tests share to look at a failure: its reason, and its text. */
 import * as Exit from "effect/Exit"
 
 /** The `reason` tag of a failed exit's `TailscaleError` ("success" when it succeeded). */
@@ -7,3 +8,6 @@ export const reasonTag = <A, E>(exit: Exit.Exit<A, E>): string => {
   const error = failure?._tag === "Fail" ? (failure.error as { reason?: { _tag: string } }) : undefined
   return error?.reason?._tag ?? exit.cause.toString()
 }
+
+/** A failed exit's cause as text, to find a message in ("" when it succeeded). */
+export const failureText = <A, E>(exit: Exit.Exit<A, E>): string => (Exit.isFailure(exit) ? exit.cause.toString() : "")

@@ -6,6 +6,11 @@ import type { RawSocketAddress, RawTcpStream } from "@effect-tailscale/core/Back
 
 export const fail = (code: string, message: string) => new Error(`${code}: ${message}`)
 
+/** The largest UDP datagram, as in tailscale-rs's network stack. */
+export const MAX_DATAGRAM_BYTES = 4096
+/** Datagrams a UDP socket queues before it drops more. */
+export const UDP_QUEUE = 32
+
 /** A FIFO whose `take` waits; `close` wakes every waiter with `DEVICE_CLOSED`. */
 export class Channel<A> {
   private items: Array<A> = []

@@ -1,0 +1,343 @@
+/**
+ * One device of `FakeTailnet`: the `RawDevice` its backend hands to core on each connect. It
+ * owns what passes between a device and its tailnet: registration (auth key, interactive login),
+ * lookups, the sockets of the device's node, and the device's end (shutdown, loss, a respawn on
+ * the same node). It keeps no tailnet state of its own: that comes in as `TailnetState`, which
+ * `FakeTailnet.ts` makes and its fault switches change, so the public module stays options,
+ * service and layers. Backend-shaped (promises), no Effect, like the byte plumbing in `fakeNet.ts`.
+ */
+import type {
+  RawAuthState,
+  RawConnectOptions,
+  RawDevice,
+  RawNodeInfo,
+  RawSocketAddress,
+  RawTcpListener,
+  RawUdpSocket
+} from "@effect-tailscale/core/Backend"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Result from "effect/Result"
+import { Channel, fail, type FakeStream, MAX_DATAGRAM_BYTES, streamPair, UDP_QUEUE } from "./fakeNet.ts"
+
+/** A datagram in a UDP socket's queue, with the sender's address. */
+export interface Datagram {
+  readonly data: Uint8Array
+  readonly ip: string
+  readonly port: number
+}
+
+/** A node of the tailnet: its identity, and the sockets its device has open. */
+export interface FakeNode {
+  readonly id: number
+  readonly stableId: string
+  readonly hostname: string
+  readonly ipv4: string
+  readonly ipv6: string
+  readonly nodeKey: string
+  readonly machineKey: string
+  readonly discoKey: string
+  readonly tags: ReadonlyArray<string>
+  readonly ephemeral: boolean
+  offline: boolean
+  /** By `"<own ip>|<port>"`: the IPv4 and IPv6 address each have their ports. */
+  readonly listeners: Map<string, Channel<FakeStream>>
+  readonly udp: Map<number, Channel<Datagram>>
+  readonly streams: Set<FakeStream>
+}
+
+/**
+ * What a device reads and changes of its tailnet, shared by every device of one `FakeTailnet`.
+ * The mutable fields are the fault switches `FakeTailnet`'s service sets, and counters.
+ */
+export interface TailnetState {
+  /** MagicDNS suffix. */
+  readonly domain: string
+  /** The auth key control accepts. */
+  readonly authKey: string
+  /** Bytes one direction of a TCP connection buffers before writes wait. */
+  readonly capacity: number
+  /** Every node by id, in join order. */
+  readonly nodes: Map<number, FakeNode>
+  /** Login URLs waiting for `completeLogin`, each with what approving it does. */
+  readonly logins: Map<string, () => void>
+  /** Each connected device's way to be lost, by node. */
+  readonly losers: Map<FakeNode, (cause: string) => void>
+  /** While down, connecting fails and waits for control never end. */
+  controlDown: boolean
+  /** Devices without an auth key wait for a login instead of being refused. */
+  requireLogin: boolean
+  /** Drops every `n`th datagram (0: none). */
+  udpLossEvery: number
+  /** Datagrams sent so far on the tailnet, which `udpLossEvery` counts. */
+  datagramsSent: number
+  /** The local port of the next outgoing TCP connection. */
+  ephemeralPort: number
+  /** Waits the tailnet's latency (on Effect's `Clock`). */
+  readonly delay: () => Promise<void>
+  /** `bytes` seeded random bytes as hex: ids, keys and login URLs. */
+  readonly randomHex: (bytes: number) => string
+  /** Adds a node for a device control accepted. */
+  readonly register: (connect: RawConnectOptions) => FakeNode
+}
+
+/** The node as core's backend reports a node. */
+export const nodeInfo = (node: FakeNode, domain: string): RawNodeInfo => ({
+  id: node.id,
+  stableId: node.stableId,
+  hostname: node.hostname,
+  fqdn: `${node.hostname}.${domain}.`,
+  tailnet: domain,
+  capabilityVersion: 130,
+  status: node.offline
+    ? { kind: "offline", lastSeenEstimated: new Date(0).toISOString() }
+    : { kind: "online" },
+  nodeCapabilities: {},
+  tags: node.tags,
+  tailnetIpv4: `${node.ipv4}/32`,
+  tailnetIpv6: `${node.ipv6}/128`,
+  nodeKey: node.nodeKey,
+  nodeKeyExpiry: "0001-01-01T00:00:00Z",
+  machineKey: node.machineKey,
+  discoKey: node.discoKey,
+  acceptedRoutes: [`${node.ipv4}/32`, `${node.ipv6}/128`],
+  underlayAddresses: [],
+  derpRegion: 900
+})
+
+const normalizeIp = (text: string) => {
+  const parsed = NetAddress.ipFromString(text)
+  return Result.isSuccess(parsed) ? NetAddress.formatIp(parsed.success) : text
+}
+
+const byIp = (state: TailnetState, ip: string) =>
+  [...state.nodes.values()].find((node) => node.ipv4 === ip || node.ipv6 === ip)
+
+const never = <A>() => new Promise<A>(() => {})
+
+const deviceClosed = () => fail("DEVICE_CLOSED", "the device is closed")
+
+/** `ip` as one of the node's own addresses, normalized; any other address is `INVALID_ARGUMENT`. */
+const bindable = (node: FakeNode, ip: string) => {
+  const normalized = normalizeIp(ip)
+  if (normalized !== node.ipv4 && normalized !== node.ipv6) {
+    throw fail("INVALID_ARGUMENT", `ip: ${ip} is not an address of this device`)
+  }
+  return normalized
+}
+
+type Registration = { readonly _tag: "Ok"; readonly node: FakeNode } | { readonly _tag: "Refused" }
+
+/** A device's registration, and its login URL while it waits for a person to approve it. */
+interface Pending {
+  readonly result: Promise<Registration>
+  loginUrl: string | undefined
+}
+
+/**
+ * Registration: the same node for a device built again, immediate with the right key, refused
+ * with a wrong one, and with none either refused or (with requireLogin) waiting for a person to
+ * approve a login URL.
+ */
+const registration = (state: TailnetState, connect: RawConnectOptions, existing: FakeNode | undefined): Pending => {
+  if (existing !== undefined) {
+    existing.offline = false
+    return { result: Promise.resolve({ _tag: "Ok", node: existing }), loginUrl: undefined }
+  }
+  if (connect.authKey === state.authKey) {
+    return { result: Promise.resolve({ _tag: "Ok", node: state.register(connect) }), loginUrl: undefined }
+  }
+  if (connect.authKey === undefined && state.requireLogin) {
+    const url = `https://login.fake/a/${state.randomHex(10)}`
+    const pending: Pending = {
+      loginUrl: url,
+      result: new Promise((resolve) =>
+        state.logins.set(url, () => {
+          pending.loginUrl = undefined
+          resolve({ _tag: "Ok", node: state.register(connect) })
+        })
+      )
+    }
+    return pending
+  }
+  return { result: Promise.resolve({ _tag: "Refused" }), loginUrl: undefined }
+}
+
+/** A TCP listener on the node: dials to `ip:port` wait in its queue for `accept`. */
+const listenTcp = (node: FakeNode, ip: string, port: number): RawTcpListener => {
+  const endpoint = `${bindable(node, ip)}|${port}`
+  if (node.listeners.has(endpoint)) throw fail("ADDRESS_IN_USE", `TCP ${ip}:${port} is already bound on this device`)
+  const incoming = new Channel<FakeStream>()
+  node.listeners.set(endpoint, incoming)
+  let listenerClosed = false
+  return {
+    accept: () => incoming.take(),
+    localAddress: { ip, port },
+    close: () => {
+      if (listenerClosed) return
+      listenerClosed = true
+      // A device built again after a loss may listen on the same endpoint by now.
+      if (node.listeners.get(endpoint) === incoming) node.listeners.delete(endpoint)
+      incoming.close(fail("DEVICE_CLOSED", "the TCP listener is closed"))
+    }
+  }
+}
+
+/** Dials `ip:port` from the node: a stream pair whose far end waits in the target's listener. */
+const dialTcp = async (state: TailnetState, node: FakeNode, ip: string, port: number): Promise<FakeStream> => {
+  const target = byIp(state, normalizeIp(ip))
+  // Nobody there, or offline: SYNs go unanswered, as on a real tailnet; the caller's
+  // dial timeout ends the wait.
+  if (target === undefined || target.offline || node.offline) return never()
+  await state.delay()
+  const incoming = target.listeners.get(`${normalizeIp(ip)}|${port}`)
+  if (incoming === undefined) {
+    throw fail("CONNECTION_REFUSED", `TCP connect: the peer refused the connection to ${ip}:${port}`)
+  }
+  const local: RawSocketAddress = { ip: ip.includes(":") ? node.ipv6 : node.ipv4, port: state.ephemeralPort++ }
+  const [ours, theirs] = streamPair(local, { ip: normalizeIp(ip), port }, {
+    capacity: state.capacity,
+    delay: state.delay
+  })
+  node.streams.add(ours)
+  target.streams.add(theirs)
+  incoming.push(theirs)
+  return ours
+}
+
+/** A UDP socket on the node; what it sends goes through the tailnet's latency and loss. */
+const bindUdp = (state: TailnetState, node: FakeNode, ip: string, port: number): RawUdpSocket => {
+  const address = bindable(node, ip)
+  if (node.udp.has(port)) throw fail("ADDRESS_IN_USE", `UDP ${ip}:${port} is already bound on this device`)
+  const inbox = new Channel<Datagram>()
+  node.udp.set(port, inbox)
+  let socketClosed = false
+  return {
+    recv: () => inbox.take(),
+    send: async (toIp, toPort, data) => {
+      if (socketClosed || node.udp.get(port) !== inbox) throw fail("DEVICE_CLOSED", "the UDP socket is closed")
+      if (data.length > MAX_DATAGRAM_BYTES) {
+        throw fail("MESSAGE_TOO_LARGE", `UDP send: ${data.length} bytes is more than the ${MAX_DATAGRAM_BYTES} a datagram can hold`)
+      }
+      const to = normalizeIp(toIp)
+      if (to.includes(":") !== address.includes(":")) {
+        throw fail("INVALID_ARGUMENT", "UDP send: address family mismatch")
+      }
+      await state.delay()
+      state.datagramsSent++
+      if (state.udpLossEvery > 0 && state.datagramsSent % state.udpLossEvery === 0) return
+      const target = byIp(state, to)
+      const queue = target && !target.offline ? target.udp.get(toPort) : undefined
+      if (queue && queue.size < UDP_QUEUE) queue.push({ data: new Uint8Array(data), ip: address, port })
+    },
+    localAddress: { ip, port },
+    close: () => {
+      if (socketClosed) return
+      socketClosed = true
+      if (node.udp.get(port) === inbox) node.udp.delete(port)
+      inbox.close(fail("DEVICE_CLOSED", "the UDP socket is closed"))
+    }
+  }
+}
+
+/** Closes every stream, listener and UDP socket of the node. */
+const closeSockets = (node: FakeNode) => {
+  for (const stream of node.streams) stream.close()
+  for (const listener of node.listeners.values()) listener.close(deviceClosed())
+  for (const socket of node.udp.values()) socket.close(deviceClosed())
+  node.streams.clear()
+  node.listeners.clear()
+  node.udp.clear()
+}
+
+/** Connects a device to the tailnet; given the node of a lost device, builds that device again. */
+export const connectDevice = async (
+  state: TailnetState,
+  connect: RawConnectOptions,
+  existing?: FakeNode
+): Promise<RawDevice> => {
+  if (state.controlDown) throw fail("CONTROL_UNREACHABLE", "connect: the control server is down")
+  const pending = registration(state, connect, existing)
+
+  let closed: Promise<boolean> | undefined
+  let registered: FakeNode | undefined
+  let lostCause: string | undefined
+  let settleEnded: (cause: string | null) => void = () => {}
+  const ended = new Promise<string | null>((resolve) => (settleEnded = resolve))
+  const lose = (cause: string) => {
+    if (closed || lostCause !== undefined || registered === undefined) return
+    lostCause = cause
+    closeSockets(registered)
+    registered.offline = true
+    state.losers.delete(registered)
+    settleEnded(cause)
+  }
+  const stop = (): boolean => {
+    if (pending.loginUrl !== undefined) state.logins.delete(pending.loginUrl)
+    if (registered === undefined || lostCause !== undefined) return true
+    state.losers.delete(registered)
+    closeSockets(registered)
+    if (registered.ephemeral) state.nodes.delete(registered.id)
+    else registered.offline = true
+    return true
+  }
+  void pending.result.then((result) => {
+    if (result._tag !== "Ok") return
+    registered = result.node
+    state.losers.set(registered, lose)
+    if (closed) stop() // shut down before registration finished
+  })
+  /** This device's node, once registered; the device's state decides how a call fails or waits. */
+  const self = async (what: string): Promise<FakeNode> => {
+    if (lostCause !== undefined) {
+      throw fail("DEVICE_LOST", `${what}: the device's runtime has stopped (${lostCause}); it must be connected again`)
+    }
+    if (closed) throw deviceClosed()
+    if (state.controlDown) return never()
+    const result = await pending.result
+    if (closed) throw deviceClosed()
+    if (result._tag === "Refused") {
+      throw fail("NOT_AUTHORIZED", `${what}: control refused this device's registration: invalid authkey`)
+    }
+    return result.node
+  }
+  const peers = (node: FakeNode) => [...state.nodes.values()].filter((peer) => peer !== node)
+  const info = (node: FakeNode) => nodeInfo(node, state.domain)
+
+  return {
+    ipv4: async () => (await self("ipv4")).ipv4,
+    ipv6: async () => (await self("ipv6")).ipv6,
+    selfNode: async () => info(await self("selfNode")),
+    authState: async (): Promise<RawAuthState> => {
+      if (closed) throw deviceClosed()
+      if (pending.loginUrl !== undefined) return { authorized: false, loginUrl: pending.loginUrl }
+      await self("authState")
+      return { authorized: true }
+    },
+    peerByName: async (name) => {
+      const node = await self("peerByName")
+      const wanted = name.replace(/\.$/, "")
+      const peer = peers(node).find((p) => p.hostname === wanted || `${p.hostname}.${state.domain}` === wanted)
+      return peer ? info(peer) : null
+    },
+    peerByIp: async (ip) => {
+      const node = await self("peerByIp")
+      const peer = byIp(state, normalizeIp(ip))
+      return peer && peer !== node ? info(peer) : null
+    },
+    peersWithRoute: async (ip) => {
+      const node = await self("peersWithRoute")
+      const peer = byIp(state, normalizeIp(ip))
+      return peer && peer !== node ? [info(peer)] : []
+    },
+    tcpListen: async (ip, port) => listenTcp(await self("tcpListen"), ip, port),
+    tcpConnect: async (ip, port) => dialTcp(state, await self("tcpConnect"), ip, port),
+    udpBind: async (ip, port) => bindUdp(state, await self("udpBind"), ip, port),
+    shutdown: (_timeoutMs) => {
+      closed ??= Promise.resolve(stop())
+      settleEnded(lostCause ?? null)
+      return closed
+    },
+    waitLost: () => ended,
+    respawn: () => connectDevice(state, connect, registered)
+  }
+}
