@@ -253,14 +253,32 @@ export const make: (
     )
   )
 
-  const withDevice = <A>(operation: string, run: (device: Generation) => Promise<A>) =>
-    Effect.flatMap(
-      supervised.current,
-      (device) => Effect.tryPromise({ try: () => run(device), catch: (error) => fromBackend(operation, error) })
-    )
+  const attempt = <A>(operation: string, device: Generation, run: (device: Generation) => Promise<A>) =>
+    Effect.tryPromise({ try: () => run(device), catch: (error) => fromBackend(operation, error) })
 
+  /** A call that may wait for the first network map, within `limit`. */
   const call = <A>(operation: string, limit: Duration.Input, run: (device: Generation) => Promise<A>) =>
-    withDevice(operation, run).pipe(within(operation, limit))
+    Effect.flatMap(supervised.current, (device) => attempt(operation, device, run).pipe(within(operation, limit)))
+
+  // The crate's own node and its peer table each wait for the first network map, then answer
+  // from memory: the limit bounds that wait, so a device past it skips the timer (lookups are a
+  // hot path, and the timer was most of their cost).
+  const netmapCall = <A>(
+    part: "self" | "peers",
+    operation: string,
+    limit: Duration.Input,
+    run: (device: Generation) => Promise<A>
+  ): Effect.Effect<A, TailscaleError> =>
+    Effect.flatMap(supervised.current, (device): Effect.Effect<A, TailscaleError> => {
+      if (device.netmap[part]) return attempt(operation, device, run)
+      return attempt(operation, device, run).pipe(
+        within(operation, limit),
+        Effect.map((value) => {
+          device.netmap[part] = true
+          return value
+        })
+      )
+    })
 
   const netmapLimit = (options?: CallOptions) => options?.timeout ?? timeouts.netmap
 
@@ -271,9 +289,9 @@ export const make: (
       : Effect.fail(internal(`${family}: the backend sent ${JSON.stringify(text)}`))
   }
   const ownIpv4 = (limit: Duration.Input) =>
-    call("ipv4", limit, (d) => d.raw.ipv4()).pipe(Effect.flatMap(decodeAddress("ipv4", NetAddress.ipv4FromString)))
+    netmapCall("self", "ipv4", limit, (d) => d.raw.ipv4()).pipe(Effect.flatMap(decodeAddress("ipv4", NetAddress.ipv4FromString)))
   const ownIpv6 = (limit: Duration.Input) =>
-    call("ipv6", limit, (d) => d.raw.ipv6()).pipe(Effect.flatMap(decodeAddress("ipv6", NetAddress.ipv6FromString)))
+    netmapCall("self", "ipv6", limit, (d) => d.raw.ipv6()).pipe(Effect.flatMap(decodeAddress("ipv6", NetAddress.ipv6FromString)))
 
   const bindIp = (address: BindAddress | undefined, limit: Duration.Input) =>
     address === undefined || address === "ipv4" || address === "ipv6"
@@ -293,10 +311,10 @@ export const make: (
   // DNS names are case-insensitive, but the crate matches names exactly: try as given, then in
   // lower case (how control normalizes them).
   const lookupName = (operation: string, limit: Duration.Input, name: string) =>
-    call(operation, limit, (d) => d.raw.peerByName(name)).pipe(
+    netmapCall("peers", operation, limit, (d) => d.raw.peerByName(name)).pipe(
       Effect.flatMap((found) =>
         found === null && name !== name.toLowerCase()
-          ? call(operation, limit, (d) => d.raw.peerByName(name.toLowerCase()))
+          ? netmapCall("peers", operation, limit, (d) => d.raw.peerByName(name.toLowerCase()))
           : Effect.succeed(found)
       )
     )
@@ -314,7 +332,7 @@ export const make: (
   const service: TailscaleService = {
     ipv4: ownIpv4(timeouts.netmap).pipe(Effect.withSpan("Tailscale.ipv4")),
     ipv6: ownIpv6(timeouts.netmap).pipe(Effect.withSpan("Tailscale.ipv6")),
-    self: call("self", timeouts.netmap, (d) => d.raw.selfNode()).pipe(
+    self: netmapCall("self", "self", timeouts.netmap, (d) => d.raw.selfNode()).pipe(
       Effect.flatMap(decodeNodeInfo),
       Effect.withSpan("Tailscale.self")
     ),
@@ -333,13 +351,13 @@ export const make: (
     peerByIp: Effect.fn("Tailscale.peerByIp")(function*(input: IpInput, options?: CallOptions) {
       const ip = yield* parseIp("ip", input)
       yield* meter.lookup("peerByIp")
-      const raw = yield* call("peerByIp", netmapLimit(options), (d) => d.raw.peerByIp(formatIp(ip)))
+      const raw = yield* netmapCall("peers", "peerByIp", netmapLimit(options), (d) => d.raw.peerByIp(formatIp(ip)))
       return yield* decodeOptional(raw)
     }),
     peersWithRoute: Effect.fn("Tailscale.peersWithRoute")(function*(input: IpInput, options?: CallOptions) {
       const ip = yield* parseIp("ip", input)
       yield* meter.lookup("peersWithRoute")
-      const raw = yield* call("peersWithRoute", netmapLimit(options), (d) => d.raw.peersWithRoute(formatIp(ip)))
+      const raw = yield* netmapCall("peers", "peersWithRoute", netmapLimit(options), (d) => d.raw.peersWithRoute(formatIp(ip)))
       return yield* Effect.forEach(raw, decodeNodeInfo)
     }),
     dial: Effect.fn("Tailscale.dial")(function*(target: DialTarget, options?: CallOptions) {

@@ -59,7 +59,10 @@ export interface FakeTailnetService {
   readonly requireLogin: (on: boolean) => Effect.Effect<void>
   /** Approves a login URL that a device reported through `authState`. */
   readonly completeLogin: (url: string) => Effect.Effect<boolean>
-  /** While down, connecting fails with `ControlUnreachable` and waits for control never end. */
+  /**
+   * While down, connecting fails with `ControlUnreachable` and a device still waiting for its
+   * registration waits until its timeout; registered devices go on from their network map.
+   */
   readonly setControlDown: (down: boolean) => Effect.Effect<void>
   /** An offline node shows as offline to its peers and cannot be reached. */
   readonly setOffline: (hostname: string, offline: boolean) => Effect.Effect<void>

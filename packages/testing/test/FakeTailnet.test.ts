@@ -48,17 +48,21 @@ describe("FakeTailnet", () => {
       assert.strictEqual(c.status._tag, "Offline", "non-ephemeral c stays, offline")
     }))
 
-  it.effect("control down: connecting is ControlUnreachable, waits for control end in their timeout", () =>
+  it.effect("control down: connecting is ControlUnreachable, a registration ends in its timeout, registered devices go on", () =>
     Effect.gen(function*() {
       const tailnet = yield* FakeTailnet.make()
       yield* tailnet.setControlDown(true)
       assert.strictEqual(reasonTag(yield* Effect.exit(tailnet.addDevice())), "ControlUnreachable")
       yield* tailnet.setControlDown(false)
-      const device = yield* tailnet.addDevice({ hostname: "a" })
+      const a = yield* tailnet.addDevice({ hostname: "a" })
+      yield* tailnet.addDevice({ hostname: "b" })
+      yield* tailnet.requireLogin(true)
+      const waiting = yield* tailnet.addDevice({ hostname: "c", withoutAuthKey: true })
       yield* tailnet.setControlDown(true)
-      const waiting = yield* Effect.forkChild(Effect.exit(device.peerByName("b")))
+      assert.isTrue(Option.isSome(yield* a.peerByName("b")), "a registered device answers from its network map")
+      const lookup = yield* Effect.forkChild(Effect.exit(waiting.peerByName("a")))
       yield* TestClock.adjust("30 seconds")
-      assert.strictEqual(reasonTag(yield* Fiber.join(waiting)), "Timeout")
+      assert.strictEqual(reasonTag(yield* Fiber.join(lookup)), "Timeout")
     }))
 
   it.effect("an offline peer shows as offline and a dial to it ends in the dial timeout", () =>

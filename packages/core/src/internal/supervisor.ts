@@ -28,6 +28,12 @@ export interface Generation {
   readonly udp: (raw: RawUdpSocket) => RawUdpSocket
   /** Shuts this backend device down once; later calls return the first result. */
   readonly stop: () => Promise<boolean>
+  /**
+   * Which of the crate's netmap waits this device is past: its own node (addresses, `self`) and
+   * its peers. Each is set by the first call of that kind that succeeds; from then on such calls
+   * answer from memory.
+   */
+  readonly netmap: { self: boolean; peers: boolean }
 }
 
 export interface SuperviseOptions {
@@ -133,7 +139,7 @@ const makeGeneration = (raw: RawDevice, shutdownMs: number): Generation => {
     }
   }
   const stop = () => (stopped ??= raw.shutdown(shutdownMs).catch(() => false))
-  return { raw, ended, stream, listener, udp, stop }
+  return { raw, ended, stream, listener, udp, stop, netmap: { self: false, peers: false } }
 }
 
 /** Supervises `first` for the current scope; the scope's end shuts down whichever device is current. */
@@ -173,6 +179,7 @@ export const supervise = (
         const auth = yield* Effect.tryPromise(() => current.raw.authState())
         if (!auth.authorized && auth.loginUrl !== undefined) yield* setState(DeviceState.NeedsLogin({ url: auth.loginUrl }))
         yield* Effect.tryPromise(() => current.raw.ipv4())
+        current.netmap.self = true
         if (current === generation) yield* setState(DeviceState.Running())
       }).pipe(Effect.ignore)
 

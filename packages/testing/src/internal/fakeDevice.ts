@@ -62,7 +62,10 @@ export interface TailnetState {
   readonly logins: Map<string, () => void>
   /** Each connected device's way to be lost, by node. */
   readonly losers: Map<FakeNode, (cause: string) => void>
-  /** While down, connecting fails and waits for control never end. */
+  /**
+   * While down, connecting fails and a device that is not registered yet waits forever; a
+   * registered one goes on from its network map, as the crate's devices do.
+   */
   controlDown: boolean
   /** Devices without an auth key wait for a login instead of being refused. */
   requireLogin: boolean
@@ -292,7 +295,7 @@ export const connectDevice = async (
       throw fail("DEVICE_LOST", `${what}: the device's runtime has stopped (${lostCause}); it must be connected again`)
     }
     if (closed) throw deviceClosed()
-    if (state.controlDown) return never()
+    if (state.controlDown && registered === undefined) return never()
     const result = await pending.result
     if (closed) throw deviceClosed()
     if (result._tag === "Refused") {
