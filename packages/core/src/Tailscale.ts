@@ -1,9 +1,10 @@
 /**
  * The `Tailscale` service: one tailnet device, its addresses, peers and sockets.
  *
- * One module on purpose: the interface documents each call, and `make` builds each call beside it
- * from the same helpers (timeouts, decoding, metering); option checks, supervision and sockets
- * live in their own modules.
+ * The interface documents each call; `make` builds the addresses, lookups and state here, from
+ * the same helpers (timeouts, decoding, metering). Option checks (`internal/options.ts`),
+ * supervision (`internal/supervisor.ts`) and the socket calls (`internal/sockets.ts`) live in
+ * their own modules.
  *
  * ```ts
  * const program = Effect.gen(function*() {
@@ -28,22 +29,14 @@ import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import {
-  type BindAddress,
-  type DialTarget,
-  formatIp,
-  type IpInput,
-  parseDialTarget,
-  parseIp,
-  parsePort
-} from "./Address.ts"
+import { type BindAddress, type DialTarget, formatIp, type IpInput, parseIp } from "./Address.ts"
 import { AuthState } from "./AuthState.ts"
 import type { Backend } from "./Backend.ts"
 import type { DeviceState } from "./DeviceState.ts"
 import * as Logs from "./internal/logs.ts"
 import { validateOptions } from "./internal/options.ts"
-import { open, openDevice } from "./internal/owned.ts"
-import { dualStack } from "./internal/dualListener.ts"
+import { openDevice } from "./internal/owned.ts"
+import { makeSockets } from "./internal/sockets.ts"
 import { defaultReconnectSchedule, type Generation, supervise } from "./internal/supervisor.ts"
 import { cachedDecoder, type NodeInfo } from "./NodeInfo.ts"
 import { fromBackend, internal, invalidArgument, TailscaleError } from "./TailscaleError.ts"
@@ -55,7 +48,10 @@ import * as UdpSocket from "./UdpSocket.ts"
 
 /** Options every waiting call takes. */
 export interface CallOptions {
-  /** Overrides the default from `TailscaleTimeouts` for this call. */
+  /**
+   * Overrides the default from `TailscaleTimeouts` for this call. For lookups it bounds the wait
+   * for the device's first network map; once the device has one, they answer from it at once.
+   */
   readonly timeout?: Duration.Input | undefined
 }
 
@@ -72,20 +68,6 @@ export interface ListenOptions extends CallOptions {
    * Default: both, so peers reach the listener over either family.
    */
   readonly address?: BindAddress | undefined
-}
-
-/** The IANA dynamic range, where `listen(0)` picks a port. */
-const EPHEMERAL_FIRST = 49152
-const EPHEMERAL_COUNT = 65536 - EPHEMERAL_FIRST
-
-/** `listen(0)`: a free port from the dynamic range, tried at random until one is not in use. */
-const ephemeral = <A>(bind: (port: number) => Effect.Effect<A, TailscaleError>) => {
-  const attempt = (tries: number): Effect.Effect<A, TailscaleError> =>
-    bind(EPHEMERAL_FIRST + Math.floor(Math.random() * EPHEMERAL_COUNT)).pipe(
-      Effect.catchReason("TailscaleError", "AddressInUse", (reason) =>
-        tries > 1 ? attempt(tries - 1) : Effect.fail(new TailscaleError({ reason })))
-    )
-  return attempt(32)
 }
 
 /** A device on the tailnet: its addresses and node, peer lookups, TCP and UDP sockets owned by scopes, its state, and shutdown. */
@@ -293,21 +275,6 @@ export const make: (
   const ownIpv6 = (limit: Duration.Input) =>
     netmapCall("self", "ipv6", limit, (d) => d.raw.ipv6()).pipe(Effect.flatMap(decodeAddress("ipv6", NetAddress.ipv6FromString)))
 
-  const bindIp = (address: BindAddress | undefined, limit: Duration.Input) =>
-    address === undefined || address === "ipv4" || address === "ipv6"
-      ? (address === "ipv6" ? ownIpv6(limit) : ownIpv4(limit))
-      : Effect.gen(function*() {
-        // The network stack would take any address and never deliver to it.
-        const ip = yield* parseIp("address", address)
-        const own = [formatIp(yield* ownIpv4(limit)), formatIp(yield* ownIpv6(limit))]
-        if (!own.includes(formatIp(ip))) {
-          return yield* Effect.fail(
-            invalidArgument("address", `${formatIp(ip)} is not an address of this device (it has ${own.join(" and ")})`)
-          )
-        }
-        return ip
-      })
-
   // DNS names are case-insensitive, but the crate matches names exactly: try as given, then in
   // lower case (how control normalizes them).
   const lookupName = (operation: string, limit: Duration.Input, name: string) =>
@@ -328,6 +295,14 @@ export const make: (
   const decodeNodeInfo = cachedDecoder()
   const decodeOptional = (raw: unknown) =>
     raw === null || raw === undefined ? Effect.succeedNone : Effect.asSome(decodeNodeInfo(raw))
+  const sockets = makeSockets({
+    supervised,
+    timeouts,
+    meter,
+    ownIpv4,
+    ownIpv6,
+    peerNamed: (name) => lookupName("dial", "Infinity", name).pipe(Effect.flatMap(decodeOptional))
+  })
 
   const service: TailscaleService = {
     ipv4: ownIpv4(timeouts.netmap).pipe(Effect.withSpan("Tailscale.ipv4")),
@@ -360,82 +335,7 @@ export const make: (
       const raw = yield* netmapCall("peers", "peersWithRoute", netmapLimit(options), (d) => d.raw.peersWithRoute(formatIp(ip)))
       return yield* Effect.forEach(raw, decodeNodeInfo)
     }),
-    dial: Effect.fn("Tailscale.dial")(function*(target: DialTarget, options?: CallOptions) {
-      const limit = options?.timeout ?? timeouts.dial
-      const parsed = yield* parseDialTarget(target)
-      const connect = Effect.gen(function*() {
-        let ip: NetAddress.IpAddress
-        if (parsed._tag === "Ip") {
-          ip = parsed.ip
-        } else {
-          const peer = yield* lookupName("dial", "Infinity", parsed.name).pipe(
-            Effect.flatMap(decodeOptional)
-          )
-          if (Option.isNone(peer)) {
-            return yield* Effect.fail(invalidArgument("peer", `no peer called ${JSON.stringify(parsed.name)} on this tailnet`))
-          }
-          ip = parsed.family === "ipv6" ? peer.value.ipv6 : peer.value.ipv4
-        }
-        const device = yield* supervised.current
-        const raw = yield* open(() => device.raw.tcpConnect(formatIp(ip), parsed.port), (error) => fromBackend("dial", error))
-        return device.stream(raw)
-      })
-      // The connection is owned by the scope the moment it exists, even if interrupted here.
-      return yield* Effect.uninterruptibleMask((restore) =>
-        restore(connect.pipe(within("dial", limit))).pipe(
-          Effect.flatMap((raw) => TcpStream.fromRaw(raw, meter)),
-          Effect.onExit((exit) =>
-            meter.dial(Exit.isSuccess(exit) ? "success" : Option.match(Exit.findErrorOption(exit), {
-              onNone: () => "interrupted",
-              onSome: (error) => error.reason._tag
-            }))
-          )
-        )
-      )
-    }),
-    listen: Effect.fn("Tailscale.listen")(function*(port: number, options?: ListenOptions) {
-      const limit = options?.timeout ?? timeouts.netmap
-      const valid = yield* parsePort("port", port, true)
-      // Interruptible only while waiting: a listener that exists is always owned or closed.
-      return yield* Effect.uninterruptibleMask((restore) => {
-        const listenOn = (ip: NetAddress.IpAddress, at: number) =>
-          Effect.flatMap(restore(supervised.current), (device) =>
-            restore(open(() => device.raw.tcpListen(formatIp(ip), at), (error) => fromBackend("listen", error))).pipe(
-              Effect.map(device.listener)
-            ))
-        // Both of the device's addresses unless one is named, as a `net.Server` listens on both.
-        const bind = (at: number) =>
-          options?.address !== undefined
-            ? Effect.flatMap(restore(bindIp(options.address, limit)), (ip) => listenOn(ip, at))
-            : Effect.gen(function*() {
-              const ipv4 = yield* restore(ownIpv4(limit))
-              const ipv6 = yield* restore(ownIpv6(limit))
-              const first = yield* listenOn(ipv4, at)
-              const second = yield* Effect.onError(listenOn(ipv6, at), () => Effect.sync(() => first.close()))
-              return dualStack(first, second)
-            })
-        return (valid === 0 ? ephemeral(bind) : bind(valid)).pipe(
-          Effect.flatMap((raw) => TcpListener.fromRaw(raw, meter))
-        )
-      })
-    }),
-    bindUdp: Effect.fn("Tailscale.bindUdp")(function*(port: number, options?: BindOptions) {
-      if (port === 0) {
-        return yield* Effect.fail(
-          invalidArgument("port", "UDP needs an explicit port (1..65535): tailscale-rs has no ephemeral UDP ports")
-        )
-      }
-      const valid = yield* parsePort("port", port)
-      const ip = yield* bindIp(options?.address, options?.timeout ?? timeouts.netmap)
-      return yield* Effect.uninterruptibleMask((restore) =>
-        restore(Effect.flatMap(supervised.current, (device) =>
-          open(() => device.raw.udpBind(formatIp(ip), valid), (error) => fromBackend("bindUdp", error)).pipe(
-            Effect.map(device.udp)
-          ))).pipe(
-          Effect.flatMap((raw) => UdpSocket.fromRaw(raw, meter))
-        )
-      )
-    }),
+    ...sockets,
     state: SubscriptionRef.get(supervised.state),
     states: SubscriptionRef.changes(supervised.state).pipe(
       Stream.takeUntil((state) => state._tag === "Stopped")

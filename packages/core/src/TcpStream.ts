@@ -70,13 +70,19 @@ export const fromRaw = (raw: RawTcpStream, meter: SocketMeter = unmetered) =>
     }))
     yield* Effect.addFinalizer(() => close)
 
+    // Reads and writes are the hot path of every round trip: plain combinators, no generators.
+    const takeChunk = (limit: Duration.Input) =>
+      pending.take.pipe(
+        within("read", limit),
+        Effect.flatMap((chunk) =>
+          chunk ? Effect.as(meter.received(chunk.length), Option.some(chunk)) : Effect.succeedNone
+        )
+      )
     const read = (options?: { readonly timeout?: Duration.Input | undefined }) =>
-      Effect.gen(function*() {
-        if (isClosed()) return yield* Effect.fail(deviceClosed("TCP stream"))
-        const limit = options?.timeout ?? (yield* TailscaleTimeouts).read
-        const chunk = yield* pending.take.pipe(within("read", limit))
-        if (chunk) yield* meter.received(chunk.length)
-        return Option.fromNullishOr(chunk)
+      Effect.suspend(() => {
+        if (isClosed()) return Effect.fail(deviceClosed("TCP stream"))
+        const limit = options?.timeout
+        return limit === undefined ? Effect.flatMap(TailscaleTimeouts, (timeouts) => takeChunk(timeouts.read)) : takeChunk(limit)
       })
 
     const write = (data: Uint8Array | string) => {

@@ -51,27 +51,33 @@ export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
     const pending = yield* Pending.make(() => raw.recv(), (error) => fromBackend("receive", error))
     const { close, isClosed } = yield* own(raw)
 
+    // Sends and receives are the hot path of every exchange: plain combinators, no generators.
     const send = (to: { readonly ip: IpInput; readonly port: number }, data: Uint8Array | string) =>
-      Effect.gen(function*() {
-        const ip = yield* parseIp("to.ip", to.ip)
-        const port = yield* parsePort("to.port", to.port)
-        if (isClosed()) return yield* Effect.fail(deviceClosed("UDP socket"))
-        const bytes = typeof data === "string" ? encoder.encode(data) : data
-        yield* Effect.tryPromise({
-          try: () => raw.send(formatIp(ip), port, bytes),
-          catch: (error) => fromBackend("send", error)
-        })
-        yield* meter.sent(bytes.length)
-      })
+      Effect.flatMap(parseIp("to.ip", to.ip), (ip) =>
+        Effect.flatMap(parsePort("to.port", to.port), (port) => {
+          if (isClosed()) return Effect.fail(deviceClosed("UDP socket"))
+          const bytes = typeof data === "string" ? encoder.encode(data) : data
+          return Effect.tryPromise({
+            try: () => raw.send(formatIp(ip), port, bytes),
+            catch: (error) => fromBackend("send", error)
+          }).pipe(Effect.andThen(meter.sent(bytes.length)))
+        }))
 
+    const takeDatagram = (limit: Duration.Input) =>
+      pending.take.pipe(
+        within("receive", limit),
+        Effect.flatMap((datagram) =>
+          Effect.flatMap(parseIp("from.ip", datagram.ip), (ip) =>
+            Effect.as(meter.received(datagram.data.length), { data: datagram.data, from: { ip, port: datagram.port } }))
+        )
+      )
     const receive = (options?: { readonly timeout?: Duration.Input | undefined }) =>
-      Effect.gen(function*() {
-        if (isClosed()) return yield* Effect.fail(deviceClosed("UDP socket"))
-        const limit = options?.timeout ?? (yield* TailscaleTimeouts).read
-        const datagram = yield* pending.take.pipe(within("receive", limit))
-        yield* meter.received(datagram.data.length)
-        const ip = yield* parseIp("from.ip", datagram.ip)
-        return { data: datagram.data, from: { ip, port: datagram.port } }
+      Effect.suspend(() => {
+        if (isClosed()) return Effect.fail(deviceClosed("UDP socket"))
+        const limit = options?.timeout
+        return limit === undefined
+          ? Effect.flatMap(TailscaleTimeouts, (timeouts) => takeDatagram(timeouts.read))
+          : takeDatagram(limit)
       })
 
     const socket: UdpSocket = {
