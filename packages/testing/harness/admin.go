@@ -206,9 +206,8 @@ func dialAndEcho(w http.ResponseWriter, r *http.Request, p *peer, hashOnly bool)
 			return
 		}
 	}
-	conn, err := dialFromPeer(ctx, p, r.FormValue("addr"))
-	if err != nil {
-		http.Error(w, "dial: "+err.Error(), http.StatusBadGateway)
+	conn, ok := dialFromPeer(ctx, w, p, r.FormValue("addr"))
+	if !ok {
 		return
 	}
 	defer conn.Close()
@@ -248,9 +247,8 @@ func sendPattern(w http.ResponseWriter, r *http.Request, p *peer) {
 		http.Error(w, "n must be a non-negative integer", http.StatusBadRequest)
 		return
 	}
-	conn, err := dialFromPeer(ctx, p, r.FormValue("addr"))
-	if err != nil {
-		http.Error(w, "dial: "+err.Error(), http.StatusBadGateway)
+	conn, ok := dialFromPeer(ctx, w, p, r.FormValue("addr"))
+	if !ok {
 		return
 	}
 	defer conn.Close()
@@ -266,16 +264,18 @@ func sendPattern(w http.ResponseWriter, r *http.Request, p *peer) {
 	writeJSON(w, map[string]any{"bytes": n, "sha256": hex.EncodeToString(hash.Sum(nil))})
 }
 
-// dialFromPeer has the Go peer dial addr over the tailnet, bounded by ctx's deadline.
-func dialFromPeer(ctx context.Context, p *peer, addr string) (net.Conn, error) {
+// dialFromPeer has the Go peer dial addr over the tailnet, bounded by ctx's deadline; on
+// failure it answers the request with the error and returns false.
+func dialFromPeer(ctx context.Context, w http.ResponseWriter, p *peer, addr string) (net.Conn, bool) {
 	conn, err := p.server.Dial(ctx, "tcp", addr)
 	if err != nil {
-		return nil, err
+		http.Error(w, "dial: "+err.Error(), http.StatusBadGateway)
+		return nil, false
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(deadline)
 	}
-	return conn, nil
+	return conn, true
 }
 
 // fetch has the Go peer GET ?url= over the tailnet.
