@@ -22,6 +22,8 @@
  * live in the harness. So no subject is measured in a process where another's devices were shut
  * down. The path each subject took is read from the namespace's own counters (/proc/net/snmp):
  * through the relay the tunnel is TCP segments, on a direct path UDP datagrams.
+ *
+ * One file on purpose: the parent and the subject processes it spawns are the same program.
  */
 import type { RawDevice } from "@effect-tailscale/core/Backend"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
