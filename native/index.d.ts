@@ -252,6 +252,13 @@ export interface PublicKeys {
   networkLockKey: string
 }
 
+/**
+ * Tasks alive in the addon's async runtime, where every device's actors, sockets and pending
+ * calls run (this call counts as one). Once every device has shut down it is back where it was
+ * before them: a leak check.
+ */
+export declare function runtimeTasks(): Promise<number>
+
 /** An `ip` (IPv4 dotted quad or IPv6 without brackets) and a port. */
 export interface SocketAddress {
   ip: string

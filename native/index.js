@@ -847,5 +847,6 @@ module.exports.loadKeyFile = nativeBinding.loadKeyFile
 module.exports.LogLevel = nativeBinding.LogLevel
 module.exports.NodeStatusKind = nativeBinding.NodeStatusKind
 module.exports.publicKeys = nativeBinding.publicKeys
+module.exports.runtimeTasks = nativeBinding.runtimeTasks
 module.exports.subscribeLogs = nativeBinding.subscribeLogs
 module.exports.unsubscribeLogs = nativeBinding.unsubscribeLogs

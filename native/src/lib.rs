@@ -101,3 +101,12 @@ pub fn build_info() -> BuildInfo {
         profile: env!("ADDON_PROFILE").to_string(),
     }
 }
+
+/// Tasks alive in the addon's async runtime, where every device's actors, sockets and pending
+/// calls run (this call counts as one). Once every device has shut down it is back where it was
+/// before them: a leak check.
+#[napi]
+pub async fn runtime_tasks() -> u32 {
+    let alive = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    u32::try_from(alive).unwrap_or(u32::MAX)
+}

@@ -50,6 +50,14 @@ export type BuildInfo = ReturnType<NativeModule["buildInfo"]>
 export const buildInfo = (specifier?: string): Effect.Effect<BuildInfo, TailscaleError> =>
   Effect.map(load(specifier), (native) => native.buildInfo())
 
+/**
+ * Tasks alive in the addon's async runtime (every device's actors, sockets and pending calls;
+ * this call counts as one). Once every device has shut down it is back where it was before
+ * them, so a test can check that device lifecycles leave nothing running.
+ */
+export const runtimeTasks = (specifier?: string): Effect.Effect<number, TailscaleError> =>
+  Effect.flatMap(load(specifier), (native) => Effect.promise(() => native.runtimeTasks()))
+
 /** The addon as a `Backend`; logs (at debug level) which build was loaded. */
 export const make = (specifier?: string): Effect.Effect<Backend, TailscaleError> =>
   Effect.tap(load(specifier), (native) => {
