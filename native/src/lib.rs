@@ -21,6 +21,8 @@ mod sync;
 mod tcp;
 mod trust;
 mod udp;
+#[cfg(test)]
+mod upstream_tests;
 
 use napi_derive::napi;
 
