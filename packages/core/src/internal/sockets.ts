@@ -138,6 +138,6 @@ export const makeSockets = (
           Effect.flatMap((raw) => UdpSocket.fromRaw(raw, meter))
         )
       )
-    }),
+    })
   }
 }
