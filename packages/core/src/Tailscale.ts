@@ -238,28 +238,30 @@ export const make: (
   const attempt = <A>(operation: string, device: Generation, run: (device: Generation) => Promise<A>) =>
     Effect.tryPromise({ try: () => run(device), catch: (error) => fromBackend(operation, error) })
 
-  /** A call that may wait for the first network map, within `limit`. */
+  /** A call that may wait, for a rebuilt device or the first network map, within `limit`. */
   const call = <A>(operation: string, limit: Duration.Input, run: (device: Generation) => Promise<A>) =>
-    Effect.flatMap(supervised.current, (device) => attempt(operation, device, run).pipe(within(operation, limit)))
+    Effect.flatMap(supervised.current, (device) => attempt(operation, device, run)).pipe(within(operation, limit))
 
   // The crate's own node and its peer table each wait for the first network map, then answer
-  // from memory: the limit bounds that wait, so a device past it skips the timer (lookups are a
-  // hot path, and the timer was most of their cost).
+  // from memory: the limit bounds that wait (and one for a rebuilt device), so a call to a
+  // device that is up and past it skips the timer (lookups are a hot path, and the timer was
+  // most of their cost).
   const netmapCall = <A>(
     part: "self" | "peers",
     operation: string,
     limit: Duration.Input,
     run: (device: Generation) => Promise<A>
   ): Effect.Effect<A, TailscaleError> =>
-    Effect.flatMap(supervised.current, (device): Effect.Effect<A, TailscaleError> => {
-      if (device.netmap[part]) return attempt(operation, device, run)
-      return attempt(operation, device, run).pipe(
-        within(operation, limit),
-        Effect.map((value) => {
-          device.netmap[part] = true
-          return value
-        })
-      )
+    Effect.suspend(() => {
+      const ready = supervised.now()
+      if (ready !== undefined && ready.netmap[part]) return attempt(operation, ready, run)
+      return Effect.flatMap(supervised.current, (device) =>
+        attempt(operation, device, run).pipe(
+          Effect.map((value) => {
+            device.netmap[part] = true
+            return value
+          })
+        )).pipe(within(operation, limit))
     })
 
   const netmapLimit = (options?: CallOptions) => options?.timeout ?? timeouts.netmap

@@ -6,7 +6,9 @@ import * as Fiber from "effect/Fiber"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
+import { DeviceState } from "@effect-tailscale/core/DeviceState"
 import * as FakeTailnet from "../src/FakeTailnet.ts"
 import * as TailscaleMock from "../src/TailscaleMock.ts"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
@@ -62,6 +64,21 @@ describe("FakeTailnet", () => {
       assert.isTrue(Option.isSome(yield* a.peerByName("b")), "a registered device answers from its network map")
       const lookup = yield* Effect.forkChild(Effect.exit(waiting.peerByName("a")))
       yield* TestClock.adjust("30 seconds")
+      assert.strictEqual(reasonTag(yield* Fiber.join(lookup)), "Timeout")
+    }))
+
+  it.effect("a lookup made while a lost device is being built again ends in its timeout", () =>
+    Effect.gen(function*() {
+      const tailnet = yield* FakeTailnet.make()
+      const a = yield* tailnet.addDevice({ hostname: "a" })
+      yield* tailnet.addDevice({ hostname: "b" })
+      assert.isTrue(Option.isSome(yield* a.peerByName("b")), "past the first network map")
+      // The rebuild cannot reach control, so the device stays lost.
+      yield* tailnet.setControlDown(true)
+      yield* tailnet.loseDevice("a")
+      yield* a.states.pipe(Stream.filter(DeviceState.$is("Reconnecting")), Stream.runHead)
+      const lookup = yield* Effect.forkChild(Effect.exit(a.peerByName("b", { timeout: "5 seconds" })))
+      yield* TestClock.adjust("5 seconds")
       assert.strictEqual(reasonTag(yield* Fiber.join(lookup)), "Timeout")
     }))
 

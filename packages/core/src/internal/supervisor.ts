@@ -49,6 +49,8 @@ export interface SuperviseOptions {
 export interface Supervised {
   /** The device to call now; waits while a lost one is being built again. */
   readonly current: Effect.Effect<Generation, TailscaleError>
+  /** The device, when calls can reach it without waiting (`current` would not wait). */
+  readonly now: () => Generation | undefined
   readonly state: SubscriptionRef.SubscriptionRef<DeviceState>
   /** Stops supervising and shuts the device down; `true` when it stopped gracefully. Idempotent. */
   readonly shutdown: Effect.Effect<boolean>
@@ -154,6 +156,7 @@ export const supervise = (
     // What the open gate holds, so the calls made while it is open (nearly all of them) skip the
     // wait on the deferred; undefined while the gate is closed.
     let open: Effect.Effect<Generation> | undefined
+    let openGeneration: Generation | undefined
     let stopping = false
     // The gate closes the moment a loss is known, before any socket of the lost device reports
     // it, so a call made after a `DeviceLost` already waits for the next device.
@@ -161,10 +164,14 @@ export const supervise = (
       const next = makeGeneration(raw, options.shutdownMs)
       generation = next
       const ready = Effect.succeed(next)
-      if (Deferred.doneUnsafe(gate, ready)) open = ready
+      if (Deferred.doneUnsafe(gate, ready)) {
+        open = ready
+        openGeneration = next
+      }
       void next.ended?.then((cause) => {
         if (cause !== null && !stopping && generation === next) {
           open = undefined
+          openGeneration = undefined
           gate = Deferred.makeUnsafe()
         }
       })
@@ -238,5 +245,5 @@ export const supervise = (
     yield* Effect.addFinalizer(() => shutdown)
 
     // A gate is completed once: while `open` is set, it is what `Deferred.await(gate)` gives.
-    return { current: Effect.suspend(() => open ?? Deferred.await(gate)), state, shutdown }
+    return { current: Effect.suspend(() => open ?? Deferred.await(gate)), now: () => openGeneration, state, shutdown }
   })
