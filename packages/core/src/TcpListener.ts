@@ -12,11 +12,11 @@ import * as Stream from "effect/Stream"
 import type { RawTcpListener } from "./Backend.ts"
 import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { inetFromRaw } from "./internal/inet.ts"
+import { withinCallLimit } from "./internal/limits.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
 import * as TcpStream from "./TcpStream.ts"
-import { TailscaleTimeouts, within } from "./Timeouts.ts"
 
 /** A TCP listener on the device, owned by a scope: `accept` or the `connections` stream. */
 export interface TcpListener {
@@ -43,11 +43,12 @@ export const fromRaw = (raw: RawTcpListener, meter: SocketMeter = unmetered) =>
     const accept = (options?: { readonly timeout?: Duration.Input | undefined }) =>
       Effect.gen(function*() {
         if (isClosed()) return yield* Effect.fail(deviceClosed("TCP listener"))
-        const limit = options?.timeout ?? (yield* TailscaleTimeouts).accept
         // Take ownership without a gap: the connection is closed with the scope even if the
         // fiber is interrupted right after the accept.
         return yield* Effect.uninterruptibleMask((restore) =>
-          restore(pending.take.pipe(within("accept", limit))).pipe(Effect.flatMap((stream) => TcpStream.fromRaw(stream, meter)))
+          restore(pending.take.pipe(withinCallLimit("accept", "accept", options?.timeout))).pipe(
+            Effect.flatMap((stream) => TcpStream.fromRaw(stream, meter))
+          )
         )
       })
 

@@ -17,10 +17,10 @@ import * as Cause from "effect/Cause"
 import type { RawTcpStream } from "./Backend.ts"
 import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { inetFromRaw } from "./internal/inet.ts"
+import { withinCallLimit } from "./internal/limits.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
-import { TailscaleTimeouts, within } from "./Timeouts.ts"
 
 /** A TCP connection over the tailnet, owned by a scope: `read`/`write`, or `stream`/`sink`. */
 export interface TcpStream {
@@ -71,19 +71,17 @@ export const fromRaw = (raw: RawTcpStream, meter: SocketMeter = unmetered) =>
     yield* Effect.addFinalizer(() => close)
 
     // Reads and writes are the hot path of every round trip: plain combinators, no generators.
-    const takeChunk = (limit: Duration.Input) =>
-      pending.take.pipe(
-        within("read", limit),
-        Effect.flatMap((chunk) =>
-          chunk ? Effect.as(meter.received(chunk.length), Option.some(chunk)) : Effect.succeedNone
-        )
-      )
     const read = (options?: { readonly timeout?: Duration.Input | undefined }) =>
-      Effect.suspend(() => {
-        if (isClosed()) return Effect.fail(deviceClosed("TCP stream"))
-        const limit = options?.timeout
-        return limit === undefined ? Effect.flatMap(TailscaleTimeouts, (timeouts) => takeChunk(timeouts.read)) : takeChunk(limit)
-      })
+      Effect.suspend(() =>
+        isClosed()
+          ? Effect.fail(deviceClosed("TCP stream"))
+          : pending.take.pipe(
+            withinCallLimit("read", "read", options?.timeout),
+            Effect.flatMap((chunk) =>
+              chunk ? Effect.as(meter.received(chunk.length), Option.some(chunk)) : Effect.succeedNone
+            )
+          )
+      )
 
     const write = (data: Uint8Array | string) => {
       if (isClosed()) return Effect.fail(deviceClosed("TCP stream"))

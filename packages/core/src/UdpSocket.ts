@@ -11,10 +11,10 @@ import { formatIp, type IpInput, parseIp, parsePort } from "./Address.ts"
 import type { RawUdpSocket } from "./Backend.ts"
 import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { inetFromRaw } from "./internal/inet.ts"
+import { withinCallLimit } from "./internal/limits.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
-import { TailscaleTimeouts, within } from "./Timeouts.ts"
 
 /** The most a datagram can carry through the crate's network stack. */
 export const maxDatagramBytes = 4096
@@ -63,22 +63,18 @@ export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
           }).pipe(Effect.andThen(meter.sent(bytes.length)))
         }))
 
-    const takeDatagram = (limit: Duration.Input) =>
-      pending.take.pipe(
-        within("receive", limit),
-        Effect.flatMap((datagram) =>
-          Effect.flatMap(parseIp("from.ip", datagram.ip), (ip) =>
-            Effect.as(meter.received(datagram.data.length), { data: datagram.data, from: { ip, port: datagram.port } }))
-        )
-      )
     const receive = (options?: { readonly timeout?: Duration.Input | undefined }) =>
-      Effect.suspend(() => {
-        if (isClosed()) return Effect.fail(deviceClosed("UDP socket"))
-        const limit = options?.timeout
-        return limit === undefined
-          ? Effect.flatMap(TailscaleTimeouts, (timeouts) => takeDatagram(timeouts.read))
-          : takeDatagram(limit)
-      })
+      Effect.suspend(() =>
+        isClosed()
+          ? Effect.fail(deviceClosed("UDP socket"))
+          : pending.take.pipe(
+            withinCallLimit("receive", "read", options?.timeout),
+            Effect.flatMap((datagram) =>
+              Effect.flatMap(parseIp("from.ip", datagram.ip), (ip) =>
+                Effect.as(meter.received(datagram.data.length), { data: datagram.data, from: { ip, port: datagram.port } }))
+            )
+          )
+      )
 
     const socket: UdpSocket = {
       localAddress: inetFromRaw(raw.localAddress),
