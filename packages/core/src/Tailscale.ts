@@ -255,13 +255,11 @@ export const make: (
     Effect.suspend(() => {
       const ready = supervised.now()
       if (ready !== undefined && ready.netmap[part]) return attempt(operation, ready, run)
-      return Effect.flatMap(supervised.current, (device) =>
-        attempt(operation, device, run).pipe(
-          Effect.map((value) => {
-            device.netmap[part] = true
-            return value
-          })
-        )).pipe(within(operation, limit))
+      return call(operation, limit, (device) =>
+        run(device).then((value) => {
+          device.netmap[part] = true
+          return value
+        }))
     })
 
   const netmapLimit = (options?: CallOptions) => options?.timeout ?? timeouts.netmap

@@ -153,10 +153,9 @@ export const supervise = (
     const state = yield* SubscriptionRef.make<DeviceState>(DeviceState.Connecting())
     let generation: Generation
     let gate = Deferred.makeUnsafe<Generation, TailscaleError>()
-    // What the open gate holds, so the calls made while it is open (nearly all of them) skip the
-    // wait on the deferred; undefined while the gate is closed.
-    let open: Effect.Effect<Generation> | undefined
-    let openGeneration: Generation | undefined
+    // What the open gate holds (and the same as an effect), so the calls made while it is open
+    // (nearly all of them) skip the wait on the deferred; undefined while the gate is closed.
+    let open: { readonly generation: Generation; readonly effect: Effect.Effect<Generation> } | undefined
     let stopping = false
     // The gate closes the moment a loss is known, before any socket of the lost device reports
     // it, so a call made after a `DeviceLost` already waits for the next device.
@@ -164,14 +163,10 @@ export const supervise = (
       const next = makeGeneration(raw, options.shutdownMs)
       generation = next
       const ready = Effect.succeed(next)
-      if (Deferred.doneUnsafe(gate, ready)) {
-        open = ready
-        openGeneration = next
-      }
+      if (Deferred.doneUnsafe(gate, ready)) open = { generation: next, effect: ready }
       void next.ended?.then((cause) => {
         if (cause !== null && !stopping && generation === next) {
           open = undefined
-          openGeneration = undefined
           gate = Deferred.makeUnsafe()
         }
       })
@@ -245,5 +240,10 @@ export const supervise = (
     yield* Effect.addFinalizer(() => shutdown)
 
     // A gate is completed once: while `open` is set, it is what `Deferred.await(gate)` gives.
-    return { current: Effect.suspend(() => open ?? Deferred.await(gate)), now: () => openGeneration, state, shutdown }
+    return {
+      current: Effect.suspend(() => open?.effect ?? Deferred.await(gate)),
+      now: () => open?.generation,
+      state,
+      shutdown
+    }
   })
