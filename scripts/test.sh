@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `npm test`: sets up everything, then runs every test: Rust unit tests, type checks, and the
-# JavaScript suites (unit, addon, loopback-tailnet integration) inside a fresh network namespace.
+# `npm test`: sets up everything, then runs every test: the style gate (scripts/lint.sh), Rust
+# unit tests, type checks, and the JavaScript suites (unit, addon, loopback-tailnet integration)
+# inside a fresh network namespace.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 cd "$ROOT"
@@ -13,6 +14,8 @@ if ! git diff --quiet -- native/index.d.ts native/index.js 2>/dev/null; then
   echo "error: native/index.d.ts or native/index.js is stale; commit the regenerated files" >&2
   exit 1
 fi
+
+bash scripts/lint.sh
 
 say "Rust unit tests"
 host="$(rustc -vV | sed -n 's/^host: //p')"
