@@ -73,7 +73,9 @@ interface Traffic {
 const netCounters = (): Traffic => {
   const lines = readFileSync("/proc/net/snmp", "utf8").split("\n")
   const row = (proto: string) => {
-    const [names, values] = lines.filter((line) => line.startsWith(`${proto}:`)).map((line) => line.split(/\s+/).slice(1))
+    const [names, values] = lines.filter((line) => line.startsWith(`${proto}:`)).map((line) =>
+      line.split(/\s+/).slice(1)
+    )
     return (name: string) => Number(values?.[names?.indexOf(name) ?? -1] ?? NaN)
   }
   const udp = row("Udp")
@@ -165,7 +167,9 @@ const rawSubject = async (device: RawDevice, ownIp: string, target: Target, udpP
       const chunk = new Uint8Array(64 * 1024).fill(42)
       const started = process.hrtime.bigint()
       const writing = (async () => {
-        for (let sent = 0; sent < bytes; sent += chunk.length) await stream.write(chunk.subarray(0, Math.min(chunk.length, bytes - sent)))
+        for (let sent = 0; sent < bytes; sent += chunk.length) {
+          await stream.write(chunk.subarray(0, Math.min(chunk.length, bytes - sent)))
+        }
       })()
       await readExactly(bytes)
       await writing
@@ -236,8 +240,14 @@ const rustBaseline = (info: HarnessInfo): Promise<Figures> =>
     // scripts/bench.sh builds it for the host and says where.
     const binary = process.env.RUST_BASELINE ?? join(root, "target", "release", "tailscale-rust-baseline")
     const child = spawn(binary, [
-      info.plainControlUrl, info.authKey, info.peer.ipv4, String(info.peer.tcpEchoPort), String(info.peer.udpEchoPort),
-      String(BULK), String(ROUNDS), String(LOOKUPS)
+      info.plainControlUrl,
+      info.authKey,
+      info.peer.ipv4,
+      String(info.peer.tcpEchoPort),
+      String(info.peer.udpEchoPort),
+      String(BULK),
+      String(ROUNDS),
+      String(LOOKUPS)
     ], { stdio: ["pipe", "pipe", "inherit"] })
     const lines = createInterface({ input: child.stdout! })
     let joined = false
@@ -267,7 +277,9 @@ const rustBaseline = (info: HarnessInfo): Promise<Figures> =>
 /** The Go node in the harness; `derp` makes it one that never binds UDP, so it uses the relay only. */
 const goBaseline = async (info: HarnessInfo, derp: boolean): Promise<Omit<Figures, "lookupsPerSec">> => {
   const before = netCounters()
-  const parsed = JSON.parse(await adminRequest(info.adminUrl, `/bench-go?bytes=${BULK}&rounds=${ROUNDS}${derp ? "&derp=1" : ""}`))
+  const parsed = JSON.parse(
+    await adminRequest(info.adminUrl, `/bench-go?bytes=${BULK}&rounds=${ROUNDS}${derp ? "&derp=1" : ""}`)
+  )
   return {
     tcpMBps: parsed.tcpMBps,
     rttTcp: [parsed.rttP50Us.tcp, parsed.rttP99Us.tcp],
@@ -356,14 +368,16 @@ const worker = async (name: string, info: HarnessInfo): Promise<unknown> => {
     }
     case "effect": {
       const effectScope = await Effect.runPromise(Scope.make())
-      const service = await Effect.runPromise(Tailscale.make(backend, {
-        controlUrl: info.controlUrl,
-        caFile: info.caFile,
-        authKey: Redacted.make(info.authKey),
-        hostname: `bench-effect-${tag}`,
-        ephemeral: true,
-        logFilter: "off"
-      }).pipe(Scope.provide(effectScope)))
+      const service = await Effect.runPromise(
+        Tailscale.make(backend, {
+          controlUrl: info.controlUrl,
+          caFile: info.caFile,
+          authKey: Redacted.make(info.authKey),
+          hostname: `bench-effect-${tag}`,
+          ephemeral: true,
+          logFilter: "off"
+        }).pipe(Scope.provide(effectScope))
+      )
       const effectIp = NetAddress.formatIp(await Effect.runPromise(service.ipv4))
       await adminRequest(info.adminUrl, `/wait-peer?ip=${effectIp}&timeout=30000`)
       const viaEffect = await effectSubject(service, target, 5501)
@@ -377,10 +391,20 @@ const worker = async (name: string, info: HarnessInfo): Promise<unknown> => {
     }
     case "memory-connections": {
       const memScope = await Effect.runPromise(Scope.make())
-      const memService = await Effect.runPromise(Tailscale.make(backend, {
-        controlUrl: info.controlUrl, caFile: info.caFile, authKey: Redacted.make(info.authKey), hostname: "bench-memory", ephemeral: true, logFilter: "off"
-      }).pipe(Scope.provide(memScope)))
-      await adminRequest(info.adminUrl, `/wait-peer?ip=${NetAddress.formatIp(await Effect.runPromise(memService.ipv4))}&timeout=30000`)
+      const memService = await Effect.runPromise(
+        Tailscale.make(backend, {
+          controlUrl: info.controlUrl,
+          caFile: info.caFile,
+          authKey: Redacted.make(info.authKey),
+          hostname: "bench-memory",
+          ephemeral: true,
+          logFilter: "off"
+        }).pipe(Scope.provide(memScope))
+      )
+      await adminRequest(
+        info.adminUrl,
+        `/wait-peer?ip=${NetAddress.formatIp(await Effect.runPromise(memService.ipv4))}&timeout=30000`
+      )
       const connections = await growth(CONNECTIONS, () =>
         Effect.runPromise(Effect.scoped(Effect.gen(function*() {
           const stream = yield* memService.dial({ ip: target.ip, port: target.tcp })
@@ -418,8 +442,17 @@ const worker = async (name: string, info: HarnessInfo): Promise<unknown> => {
 /** Runs `--subject name` in a fresh Node process against the running harness; its last stdout line is the result. */
 const inOwnProcess = <A>(name: string, info: HarnessInfo): Promise<A> =>
   new Promise((resolve, reject) => {
-    const passed = ["--connections", "--devices"].flatMap((f) => (args.includes(f) ? [f, args[args.indexOf(f) + 1]!] : []))
-    const child = spawn(process.execPath, [...process.execArgv, self, "--subject", name, ...passed, ...(json ? ["--json"] : [])], {
+    const passed = ["--connections", "--devices"].flatMap((
+      f
+    ) => (args.includes(f) ? [f, args[args.indexOf(f) + 1]!] : []))
+    const child = spawn(process.execPath, [
+      ...process.execArgv,
+      self,
+      "--subject",
+      name,
+      ...passed,
+      ...(json ? ["--json"] : [])
+    ], {
       stdio: ["ignore", "pipe", "inherit"],
       env: { ...process.env, BENCH_HARNESS_INFO: JSON.stringify(info) }
     })
@@ -478,8 +511,12 @@ const main = async () => {
     }
 
     const keys = ["effect", "addon", "rust", "go", "goDerp"] as const
-    progress(`  speed (medians): ${JSON.stringify({ tcpMBps: keys.map((k) => median(samples[k].map((f) => f.tcpMBps))) })}`)
-    progress(`▸ memory: ${CONNECTIONS} TCP connections through the Effect service (each connect asks the crate's control actor, which the loopback tailnet's throttle holds up to 250 ms)`)
+    progress(
+      `  speed (medians): ${JSON.stringify({ tcpMBps: keys.map((k) => median(samples[k].map((f) => f.tcpMBps))) })}`
+    )
+    progress(
+      `▸ memory: ${CONNECTIONS} TCP connections through the Effect service (each connect asks the crate's control actor, which the loopback tailnet's throttle holds up to 250 ms)`
+    )
     const connections = await inOwnProcess<{ before: number; after: number; pct: number }>("memory-connections", info)
     progress(`▸ memory: ${DEVICES} devices created and shut down`)
     const devices = await inOwnProcess<{ before: number; after: number; pct: number }>("memory-devices", info)
@@ -528,17 +565,39 @@ const main = async () => {
       const f = (n: number) => (Number.isFinite(n) ? n.toFixed(n >= 100 ? 0 : 1) : "-")
       const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}x` : "-")
       const row = (values: Record<string, number>) => keys.map((k) => f(values[k] ?? NaN).padStart(8)).join("  ")
-      console.log(`\nmedians of ${runs} runs, each subject in its own process; ratios are against the Rust crate used directly (same run)\n`)
+      console.log(
+        `\nmedians of ${runs} runs, each subject in its own process; ratios are against the Rust crate used directly (same run)\n`
+      )
       console.log("                         Effect     addon      Rust  Go direct   Go DERP")
-      console.log(`TCP MB/s (echo, 32 MiB)  ${row(result.tcpMBps)}   Effect/Rust ${ratio(result.tcpMBps.effect, result.tcpMBps.rust)}, Effect/Go DERP ${ratio(result.tcpMBps.effect, result.tcpMBps.goDerp)}`)
+      console.log(
+        `TCP MB/s (echo, 32 MiB)  ${row(result.tcpMBps)}   Effect/Rust ${
+          ratio(result.tcpMBps.effect, result.tcpMBps.rust)
+        }, Effect/Go DERP ${ratio(result.tcpMBps.effect, result.tcpMBps.goDerp)}`
+      )
       for (const proto of ["tcp", "udp"] as const) {
-        console.log(`${proto.toUpperCase()} RTT p50 µs          ${row(result.rttP50Us[proto])}   Effect/Rust ${ratio(result.rttP50Us[proto].effect, result.rttP50Us[proto].rust)}`)
+        console.log(
+          `${proto.toUpperCase()} RTT p50 µs          ${row(result.rttP50Us[proto])}   Effect/Rust ${
+            ratio(result.rttP50Us[proto].effect, result.rttP50Us[proto].rust)
+          }`
+        )
         console.log(`${proto.toUpperCase()} RTT p99 µs          ${row(result.rttP99Us[proto])}`)
       }
       console.log(`path                     ${keys.map((k) => String(path[k]!.via).padStart(8)).join("  ")}`)
-      console.log(`one addon call p50 µs    ${"".padStart(8)}  ${f(result.addonCallP50Us).padStart(8)}   (an empty write: each round trip pays two)`)
-      console.log(`peerByName per second    ${row(result.lookupsPerSec)}   Effect/addon ${ratio(result.lookupsPerSec.effect, result.lookupsPerSec.addon)}`)
-      console.log(`RSS growth: ${f(connections.pct)}% after ${CONNECTIONS} connections (${f(connections.before)} → ${f(connections.after)} MiB), ${f(devices.pct)}% after ${DEVICES} devices (${f(devices.before)} → ${f(devices.after)} MiB)`)
+      console.log(
+        `one addon call p50 µs    ${"".padStart(8)}  ${
+          f(result.addonCallP50Us).padStart(8)
+        }   (an empty write: each round trip pays two)`
+      )
+      console.log(
+        `peerByName per second    ${row(result.lookupsPerSec)}   Effect/addon ${
+          ratio(result.lookupsPerSec.effect, result.lookupsPerSec.addon)
+        }`
+      )
+      console.log(
+        `RSS growth: ${f(connections.pct)}% after ${CONNECTIONS} connections (${f(connections.before)} → ${
+          f(connections.after)
+        } MiB), ${f(devices.pct)}% after ${DEVICES} devices (${f(devices.before)} → ${f(devices.after)} MiB)`
+      )
       console.log(`idle CPU after ${SHUTDOWN_CYCLES} device shutdowns: ${f(idleCpu)}% of a core`)
       console.log(`fake tailnet TCP: ${f(fake)} MB/s`)
     }

@@ -11,10 +11,10 @@
  * afterwards. `--json` ends with one JSON line; sizes: `--dials N --lookups N --clients N
  * --restarts N`.
  */
+import { connect, layer as localTailnet, LocalTailnet } from "@effect-tailscale/testing/LocalTailnet"
+import * as Workloads from "@effect-tailscale/testing/Workloads"
 import * as Effect from "effect/Effect"
 import * as NetAddress from "effect/net/NetAddress"
-import * as Workloads from "@effect-tailscale/testing/Workloads"
-import { connect, LocalTailnet, layer as localTailnet } from "@effect-tailscale/testing/LocalTailnet"
 
 const args = process.argv.slice(2)
 const json = args.includes("--json")
@@ -52,10 +52,20 @@ const program = Effect.gen(function*() {
       return device
     })
 
-  const dials = yield* Effect.scoped(Effect.flatMap(join("stress-dials"), (device) =>
-    timed("dials", Effect.map(Workloads.concurrentDials(device, echoPeer, size("--dials", 1_000)), summary))))
-  const lookups = yield* Effect.scoped(Effect.flatMap(join("stress-lookups"), (device) =>
-    timed("lookups", Effect.map(Workloads.concurrentLookups(device, echoPeer, size("--lookups", 10_000)), summary))))
+  const dials = yield* Effect.scoped(
+    Effect.flatMap(
+      join("stress-dials"),
+      (device) =>
+        timed("dials", Effect.map(Workloads.concurrentDials(device, echoPeer, size("--dials", 1_000)), summary))
+    )
+  )
+  const lookups = yield* Effect.scoped(
+    Effect.flatMap(
+      join("stress-lookups"),
+      (device) =>
+        timed("lookups", Effect.map(Workloads.concurrentLookups(device, echoPeer, size("--lookups", 10_000)), summary))
+    )
+  )
   const churn = yield* Effect.scoped(Effect.gen(function*() {
     const server = yield* join("stress-server")
     const serverKey = (yield* server.self).nodeKey

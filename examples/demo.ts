@@ -6,10 +6,10 @@
  * that tailnet instead and does what it can there. `--json` prints the results as one JSON
  * object on the last line.
  */
-import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import type { Tailscale } from "@effect-tailscale/core/Tailscale"
 import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
-import { LocalTailnet, connect, layer as localTailnet } from "@effect-tailscale/testing/LocalTailnet"
+import { connect, layer as localTailnet, LocalTailnet } from "@effect-tailscale/testing/LocalTailnet"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"

@@ -12,10 +12,12 @@ const program = Effect.gen(function*() {
   const stream = yield* tailscale.dial("echo-peer:7001")
   yield* stream.write("ping")
   const reply = yield* stream.read({ timeout: "20 seconds" })
-  yield* Console.log(`echo-peer replied: ${Option.match(reply, {
-    onNone: () => "nothing",
-    onSome: (bytes) => new TextDecoder().decode(bytes)
-  })}`)
+  yield* Console.log(`echo-peer replied: ${
+    Option.match(reply, {
+      onNone: () => "nothing",
+      onSome: (bytes) => new TextDecoder().decode(bytes)
+    })
+  }`)
 })
 
 // TS_AUTH_KEY, TS_CONTROL_URL, TS_HOSTNAME, TS_KEY_FILE, TS_EPHEMERAL and SSL_CERT_FILE come from the environment.

@@ -16,10 +16,7 @@ pub struct SocketAddress {
 
 impl From<SocketAddr> for SocketAddress {
     fn from(addr: SocketAddr) -> Self {
-        SocketAddress {
-            ip: addr.ip().to_string(),
-            port: u32::from(addr.port()),
-        }
+        SocketAddress { ip: addr.ip().to_string(), port: u32::from(addr.port()) }
     }
 }
 
@@ -71,11 +68,7 @@ pub fn validate_tag(field: &str, tag: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(Failure::invalid(
-            field,
-            tag,
-            "must look like tag:name (a letter, then letters, digits or hyphens)",
-        ))
+        Err(Failure::invalid(field, tag, "must look like tag:name (a letter, then letters, digits or hyphens)"))
     }
 }
 

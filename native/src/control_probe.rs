@@ -10,7 +10,11 @@ use crate::error::{Code, Failure, Result};
 /// which `Device::new` never returns. A TCP connection (and, for https, a TLS handshake) first
 /// turns the common cases (nobody listening, no route, unknown host, an untrusted certificate)
 /// into an immediate, typed error.
-pub(crate) async fn probe_control(url: &url::Url, deadline: Option<tokio::time::Instant>, limit: Option<Duration>) -> Result<()> {
+pub(crate) async fn probe_control(
+    url: &url::Url,
+    deadline: Option<tokio::time::Instant>,
+    limit: Option<Duration>,
+) -> Result<()> {
     let unreachable = |why: String| {
         Failure::new(Code::ControlUnreachable, format!("connect: cannot reach the control server at {url}: {why}"))
     };
@@ -30,7 +34,9 @@ pub(crate) async fn probe_control(url: &url::Url, deadline: Option<tokio::time::
         .map_err(|e| unreachable(format!("{host} is not a name TLS can verify ({e})")))?;
     within(deadline, ts_tls_util::connect(name, stream))
         .await
-        .ok_or_else(|| connect_timed_out(limit, &format!("the TLS handshake with the control server at {url} did not finish")))?
+        .ok_or_else(|| {
+            connect_timed_out(limit, &format!("the TLS handshake with the control server at {url} did not finish"))
+        })?
         .map(drop)
         .map_err(|e| unreachable(format!("TLS handshake failed: {e}")))
 }

@@ -44,11 +44,7 @@ impl Device {
         if let Some(lost) = self.shared.health.failure("device") {
             return Err(lost);
         }
-        self.shared
-            .device
-            .recover()
-            .clone()
-            .ok_or_else(|| Failure::device_closed("device"))
+        self.shared.device.recover().clone().ok_or_else(|| Failure::device_closed("device"))
     }
 
     /// `future`'s output, unless the device is shut down (or lost) first: then that failure.
@@ -188,15 +184,9 @@ impl Device {
         Ok(match state {
             CrateAuthState::Authorized => {
                 self.mark_registered();
-                AuthState {
-                    authorized: true,
-                    login_url: None,
-                }
+                AuthState { authorized: true, login_url: None }
             }
-            CrateAuthState::NotAuthorized(url) => AuthState {
-                authorized: false,
-                login_url: Some(url.to_string()),
-            },
+            CrateAuthState::NotAuthorized(url) => AuthState { authorized: false, login_url: Some(url.to_string()) },
         })
     }
 
@@ -206,9 +196,7 @@ impl Device {
         if name.trim_end_matches('.').is_empty() {
             return Err(Failure::invalid("name", name, "must be a hostname or FQDN").into());
         }
-        let peer = self
-            .call("peerByName", |d| async move { d.peer_by_name(&name).await })
-            .await?;
+        let peer = self.call("peerByName", |d| async move { d.peer_by_name(&name).await }).await?;
         Ok(peer.as_ref().map(NodeInfo::from))
     }
 
@@ -216,9 +204,7 @@ impl Device {
     #[napi]
     pub async fn peer_by_ip(&self, ip: String) -> napi::Result<Option<NodeInfo>> {
         let ip = parse_ip("ip", &ip)?;
-        let peer = self
-            .call("peerByIp", |d| async move { d.peer_by_tailnet_ip(ip).await })
-            .await?;
+        let peer = self.call("peerByIp", |d| async move { d.peer_by_tailnet_ip(ip).await }).await?;
         Ok(peer.as_ref().map(NodeInfo::from))
     }
 
@@ -226,9 +212,7 @@ impl Device {
     #[napi]
     pub async fn peers_with_route(&self, ip: String) -> napi::Result<Vec<NodeInfo>> {
         let ip = parse_ip("ip", &ip)?;
-        let peers = self
-            .call("peersWithRoute", |d| async move { d.peers_with_route(ip).await })
-            .await?;
+        let peers = self.call("peersWithRoute", |d| async move { d.peers_with_route(ip).await }).await?;
         Ok(peers.iter().map(NodeInfo::from).collect())
     }
 
@@ -312,7 +296,9 @@ impl Device {
         let timeout = match timeout_ms {
             None => Duration::from_secs(5),
             Some(ms) if ms.is_finite() && ms >= 0.0 => Duration::from_millis(ms as u64),
-            Some(ms) => return Err(Failure::invalid("timeoutMs", ms, "must be a finite number of milliseconds >= 0").into()),
+            Some(ms) => {
+                return Err(Failure::invalid("timeoutMs", ms, "must be a finite number of milliseconds >= 0").into());
+            }
         };
         let shared = Arc::clone(&self.shared);
         let graceful = self
@@ -330,7 +316,9 @@ impl Device {
                 };
                 if shared.logs_out() {
                     let left = deadline.saturating_duration_since(Instant::now()).max(LOGOUT_MIN);
-                    logout::log_out(&shared.recipe.config, shared.recipe.auth_key.as_deref(), left).instrument(shared.span.clone()).await;
+                    logout::log_out(&shared.recipe.config, shared.recipe.auth_key.as_deref(), left)
+                        .instrument(shared.span.clone())
+                        .await;
                 }
                 // Only now: closing a UDP socket while the netstack runs can crash it (udp.rs).
                 shared.udp.clear();

@@ -65,18 +65,12 @@ pub type Result<T> = std::result::Result<T, Failure>;
 
 impl Failure {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     /// Bad input: names the field, shows the value (never use for secrets) and says why.
     pub fn invalid(field: &str, value: impl fmt::Display, why: &str) -> Self {
-        Self::new(
-            Code::InvalidArgument,
-            format!("{field}: {why} (got {})", Quoted(value)),
-        )
+        Self::new(Code::InvalidArgument, format!("{field}: {why} (got {})", Quoted(value)))
     }
 
     /// Bad input whose value must not be echoed (auth keys, key material).
@@ -152,10 +146,9 @@ pub fn from_netstack(error: netstack::Error, op: SocketOp) -> Failure {
             Code::ConnectionRefused,
             format!("{what}: the peer refused the connection (reset during the handshake)"),
         ),
-        E::ConnectionReset => Failure::new(
-            Code::ConnectionReset,
-            format!("{what}: the connection was reset by the peer"),
-        ),
+        E::ConnectionReset => {
+            Failure::new(Code::ConnectionReset, format!("{what}: the connection was reset by the peer"))
+        }
         error @ E::BadRequest(_) => from_bad_request(error, what),
         E::Internal(kind) => from_netstack_internal(kind, op),
     }
@@ -174,9 +167,7 @@ fn from_bad_request(error: netstack::Error, what: &str) -> Failure {
     } else if error == netstack::Error::wrong_ip_version() {
         Failure::new(
             Code::InvalidArgument,
-            format!(
-                "{what}: address family mismatch (an IPv4 socket cannot reach an IPv6 address, or the reverse)"
-            ),
+            format!("{what}: address family mismatch (an IPv4 socket cannot reach an IPv6 address, or the reverse)"),
         )
     } else if error == netstack::Error::unaddressable() {
         Failure::new(
@@ -192,15 +183,13 @@ fn from_netstack_internal(kind: netstack::InternalErrorKind, op: SocketOp) -> Fa
     use netstack::InternalErrorKind as K;
     let what = op.describe();
     match kind {
-        K::InternalChannelClosed => Failure::new(
-            Code::DeviceClosed,
-            format!("{what}: the device's network stack has stopped"),
-        ),
+        K::InternalChannelClosed => {
+            Failure::new(Code::DeviceClosed, format!("{what}: the device's network stack has stopped"))
+        }
         // A send or receive on a socket the peer has torn down.
-        K::InvalidSocketState if matches!(op, SocketOp::Send | SocketOp::Recv) => Failure::new(
-            Code::ConnectionReset,
-            format!("{what}: the connection is no longer open"),
-        ),
+        K::InvalidSocketState if matches!(op, SocketOp::Send | SocketOp::Recv) => {
+            Failure::new(Code::ConnectionReset, format!("{what}: the connection is no longer open"))
+        }
         other => Failure::internal(format!("{what}: network stack error ({other})")),
     }
 }
@@ -213,10 +202,9 @@ pub fn from_device(error: tailscale::Error, what: &str) -> Failure {
         E::ConnectionReset => Failure::new(Code::ConnectionReset, format!("{what}: connection reset")),
         E::KeyFileRead => Failure::new(Code::KeyFile, format!("{what}: could not read or parse the key file")),
         E::KeyFileWrite => Failure::new(Code::KeyFile, format!("{what}: could not write the key file")),
-        E::Internal(K::InternalChannelClosed) => Failure::new(
-            Code::DeviceClosed,
-            format!("{what}: the device's network stack has stopped"),
-        ),
+        E::Internal(K::InternalChannelClosed) => {
+            Failure::new(Code::DeviceClosed, format!("{what}: the device's network stack has stopped"))
+        }
         E::Internal(K::BadRequest) => Failure::new(Code::InvalidArgument, format!("{what}: bad request")),
         E::Internal(kind) => Failure::internal(format!("{what}: internal error ({kind})")),
     }
@@ -231,9 +219,18 @@ mod tests {
     fn codes_read_as_their_names_in_upper_snake_case() {
         // What napi exports to index.d.ts is the variant name in UPPER_SNAKE: the prefix must be too.
         let all = [
-            Code::KeyFile, Code::InvalidArgument, Code::ControlUnreachable, Code::NotAuthorized, Code::Timeout,
-            Code::ConnectionRefused, Code::ConnectionReset, Code::AddressInUse, Code::MessageTooLarge,
-            Code::DeviceClosed, Code::DeviceLost, Code::Internal,
+            Code::KeyFile,
+            Code::InvalidArgument,
+            Code::ControlUnreachable,
+            Code::NotAuthorized,
+            Code::Timeout,
+            Code::ConnectionRefused,
+            Code::ConnectionReset,
+            Code::AddressInUse,
+            Code::MessageTooLarge,
+            Code::DeviceClosed,
+            Code::DeviceLost,
+            Code::Internal,
         ];
         for code in all {
             let name = format!("{code:?}");
@@ -251,10 +248,7 @@ mod tests {
     #[test]
     fn message_starts_with_code() {
         let failure = Failure::invalid("hostname", "bad host", "must be a DNS label");
-        assert_eq!(
-            failure.to_string(),
-            "INVALID_ARGUMENT: hostname: must be a DNS label (got \"bad host\")"
-        );
+        assert_eq!(failure.to_string(), "INVALID_ARGUMENT: hostname: must be a DNS label (got \"bad host\")");
     }
 
     #[test]
@@ -271,10 +265,7 @@ mod tests {
 
     #[test]
     fn closed_stack_is_device_closed() {
-        assert_eq!(
-            from_netstack(E::Internal(K::InternalChannelClosed), SocketOp::Send).code,
-            Code::DeviceClosed
-        );
+        assert_eq!(from_netstack(E::Internal(K::InternalChannelClosed), SocketOp::Send).code, Code::DeviceClosed);
         assert_eq!(
             from_device(tailscale::Error::Internal(tailscale::InternalErrorKind::InternalChannelClosed), "x").code,
             Code::DeviceClosed

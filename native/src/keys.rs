@@ -30,10 +30,7 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<PersistState, String> {
 }
 
 pub fn to_json(state: &PersistState) -> String {
-    serde_json::to_string(&KeyFile {
-        key_state: state.clone(),
-    })
-    .expect("key state always serializes")
+    serde_json::to_string(&KeyFile { key_state: state.clone() }).expect("key state always serializes")
 }
 
 /// Parses in-memory key state given as the key file's JSON.
@@ -41,10 +38,9 @@ pub fn from_json(json: &str) -> Result<PersistState> {
     match parse(json.as_bytes()) {
         Ok(state) => Ok(state),
         // serde's message may quote the input, which holds private keys: keep only the position.
-        Err(reason) => Err(Failure::invalid_secret(
-            "keyState",
-            &format!("not valid key state JSON ({})", strip_quoted(&reason)),
-        )),
+        Err(reason) => {
+            Err(Failure::invalid_secret("keyState", &format!("not valid key state JSON ({})", strip_quoted(&reason))))
+        }
     }
 }
 
@@ -112,7 +108,10 @@ fn keep_private(path: &Path) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
         Failure::new(
             Code::KeyFile,
-            format!("key file {shown} can be read by others (mode {:o}) and could not be made private: {e}", mode & 0o777),
+            format!(
+                "key file {shown} can be read by others (mode {:o}) and could not be made private: {e}",
+                mode & 0o777
+            ),
         )
     })?;
     tracing::warn!(key_file = %shown, was = format!("{:o}", mode & 0o777), "key file could be read by others; made it private (0600)");
@@ -127,10 +126,7 @@ fn keep_private(_: &Path) -> Result<()> {
 fn ensure_parent(path: &Path) -> Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|e| {
-            Failure::new(
-                Code::KeyFile,
-                format!("could not create the key file's directory {}: {e}", dir.display()),
-            )
+            Failure::new(Code::KeyFile, format!("could not create the key file's directory {}: {e}", dir.display()))
         }),
         _ => Ok(()),
     }
@@ -155,9 +151,10 @@ fn private_options() -> std::fs::OpenOptions {
 fn create_new(path: &Path, state: &PersistState) -> Result<()> {
     ensure_parent(path)?;
     let shown = path.display();
-    let mut file = private_options().create_new(true).open(path).map_err(|e| {
-        Failure::new(Code::KeyFile, format!("could not create key file {shown}: {e}"))
-    })?;
+    let mut file = private_options()
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Failure::new(Code::KeyFile, format!("could not create key file {shown}: {e}")))?;
     file.write_all(to_json(state).as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| Failure::new(Code::KeyFile, format!("could not write key file {shown}: {e}")))
@@ -223,7 +220,7 @@ fn strip_quoted(reason: &str) -> String {
         match (in_quote, c) {
             (None, '"' | '`') => {
                 in_quote = Some(c);
-                out.push_str("…");
+                out.push('…');
             }
             (Some(q), c) if c == q => in_quote = None,
             (Some(_), _) => {}

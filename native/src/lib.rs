@@ -32,10 +32,10 @@ fn init() {
 }
 
 pub use device::{AuthState, Device};
-pub use options::ConnectOptions;
 pub use error::Code as ErrorCode;
 pub use logging::{LogLevel, LogRecord, subscribe_logs, unsubscribe_logs};
 pub use node_info::{NodeInfo, NodeStatus, NodeStatusKind};
+pub use options::ConnectOptions;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::{Datagram, UdpSocket};
 
@@ -51,11 +51,8 @@ pub fn generate_key_state() -> String {
 /// unless `overwriteBadFormat` is true.
 #[napi]
 pub async fn load_key_file(path: String, overwrite_bad_format: Option<bool>) -> napi::Result<String> {
-    let on_bad = if overwrite_bad_format.unwrap_or(false) {
-        keys::OnBadFormat::Overwrite
-    } else {
-        keys::OnBadFormat::Error
-    };
+    let on_bad =
+        if overwrite_bad_format.unwrap_or(false) { keys::OnBadFormat::Overwrite } else { keys::OnBadFormat::Error };
     let state = tokio::task::spawn_blocking(move || keys::load_or_create(std::path::Path::new(&path), on_bad))
         .await
         .map_err(|e| error::Failure::internal(format!("loadKeyFile: {e}")))??;
@@ -76,11 +73,7 @@ pub struct PublicKeys {
 #[napi]
 pub fn public_keys(key_state: String) -> napi::Result<PublicKeys> {
     let keys = keys::public_keys(&keys::from_json(&key_state)?);
-    Ok(PublicKeys {
-        machine_key: keys.machine_key,
-        node_key: keys.node_key,
-        network_lock_key: keys.network_lock_key,
-    })
+    Ok(PublicKeys { machine_key: keys.machine_key, node_key: keys.node_key, network_lock_key: keys.network_lock_key })
 }
 
 /// How this binary was built.

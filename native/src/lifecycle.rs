@@ -56,7 +56,10 @@ impl Shared {
             return;
         }
         if self.health.mark_lost(cause) {
-            tracing::warn!(cause = self.health.cause().unwrap_or_default(), "device lost: the crate's runtime has stopped");
+            tracing::warn!(
+                cause = self.health.cause().unwrap_or_default(),
+                "device lost: the crate's runtime has stopped"
+            );
         }
         self.token.cancel();
     }
@@ -93,7 +96,8 @@ impl Recipe {
     fn secrets(&self) -> Vec<String> {
         let state = &self.config.key_state;
         let keys = [state.node_key.to_string(), state.machine_key.to_string(), state.network_lock_key.to_string()];
-        let bare = keys.iter().filter_map(|key| key.split_once(':').map(|(_, hex)| hex.to_string())).collect::<Vec<_>>();
+        let bare =
+            keys.iter().filter_map(|key| key.split_once(':').map(|(_, hex)| hex.to_string())).collect::<Vec<_>>();
         self.auth_key.iter().cloned().chain(keys).chain(bare).collect()
     }
 }
@@ -130,9 +134,12 @@ pub(crate) async fn start(recipe: Recipe, registered: bool) -> Result<Arc<Shared
     probe_control(&control, deadline, recipe.connect_timeout).await?;
     // The crate spawns the device's actors here: they log inside `span` from now on.
     let create = tailscale::Device::new(&recipe.config, recipe.auth_key.clone()).instrument(span.clone());
-    let created = within(deadline, create)
-        .await
-        .ok_or_else(|| connect_timed_out(recipe.connect_timeout, &format!("the control server at {control} did not complete the handshake")))?;
+    let created = within(deadline, create).await.ok_or_else(|| {
+        connect_timed_out(
+            recipe.connect_timeout,
+            &format!("the control server at {control} did not complete the handshake"),
+        )
+    })?;
     let device = created.map_err(|e| from_device(e, "connect"))?;
     let shared = Arc::new(Shared {
         device: Mutex::new(Some(Arc::new(device))),

@@ -165,9 +165,7 @@ where
                 sink.filter.enabled(meta, ctx.clone())
                     && (level == *meta.level() || sink.filter.max_level_hint().is_some_and(|max| max >= level))
             })
-            .filter(|sink| {
-                once.is_none_or(|notice| sink.said_once.recover().insert(notice))
-            })
+            .filter(|sink| once.is_none_or(|notice| sink.said_once.recover().insert(notice)))
             .collect();
         if takers.is_empty() {
             return;
@@ -210,7 +208,8 @@ where
     }
     let mut fields = Fields::default();
     event.record(&mut fields);
-    let Some(reason) = fields.others.get("error").and_then(|error| error.split_once(REFUSED)).map(|(_, why)| why) else {
+    let Some(reason) = fields.others.get("error").and_then(|error| error.split_once(REFUSED)).map(|(_, why)| why)
+    else {
         return;
     };
     let device = ctx.event_scope(event).and_then(|scope| scope.into_iter().find(|span| span.name() == DEVICE_SPAN));
@@ -309,9 +308,7 @@ fn update_level(sinks: &BTreeMap<u32, Arc<Sink>>) -> Result<()> {
         .max()
         .unwrap_or(LevelFilter::OFF)
         .max(LevelFilter::ERROR);
-    level_handle()?
-        .reload(most)
-        .map_err(|e| Failure::internal(format!("could not apply the log filter ({e})")))
+    level_handle()?.reload(most).map_err(|e| Failure::internal(format!("could not apply the log filter ({e})")))
 }
 
 pub fn parse_filter(directives: &str) -> Result<EnvFilter> {
@@ -328,14 +325,7 @@ pub fn subscribe_logs(filter: String, handler: Handler) -> napi::Result<u32> {
     let parsed = parse_filter(&filter)?;
     let id = NEXT_SINK.fetch_add(1, Ordering::Relaxed);
     let mut sinks = SINKS.write_recover();
-    sinks.insert(
-        id,
-        Arc::new(Sink {
-            filter: parsed,
-            handler,
-            said_once: Mutex::new(HashSet::new()),
-        }),
-    );
+    sinks.insert(id, Arc::new(Sink { filter: parsed, handler, said_once: Mutex::new(HashSet::new()) }));
     update_level(&sinks)?;
     Ok(id)
 }
@@ -348,19 +338,6 @@ pub fn unsubscribe_logs(id: u32) -> napi::Result<()> {
         update_level(&sinks)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filters_parse_or_name_the_field() {
-        assert!(parse_filter("info,ts_runtime=debug").is_ok());
-        let failure = parse_filter("info,=[bad").unwrap_err();
-        assert!(failure.message.starts_with("filter:"), "{}", failure.message);
-    }
-
 }
 
 /// The crate's actors run on napi's Tokio workers and catch their own panics, but the default
@@ -386,4 +363,16 @@ pub fn route_worker_panics_to_log() {
             tracing::warn!(target: "panic", %location, "{message}");
         }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_or_name_the_field() {
+        assert!(parse_filter("info,ts_runtime=debug").is_ok());
+        let failure = parse_filter("info,=[bad").unwrap_err();
+        assert!(failure.message.starts_with("filter:"), "{}", failure.message);
+    }
 }

@@ -16,7 +16,12 @@ pub async fn log_out(config: &tailscale::Config, auth_key: Option<&str>, limit: 
     };
     match tokio::time::timeout(limit, attempt).await {
         Ok(Ok(())) => tracing::debug!("logged out of control"),
-        Ok(Err(error)) => tracing::warn!(%error, "could not log out of control; control removes this ephemeral node after its inactivity timeout"),
-        Err(_) => tracing::warn!(limit_ms = limit.as_millis() as u64, "logging out of control timed out; control removes this ephemeral node after its inactivity timeout"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not log out of control; control removes this ephemeral node after its inactivity timeout")
+        }
+        Err(_) => tracing::warn!(
+            limit_ms = limit.as_millis() as u64,
+            "logging out of control timed out; control removes this ephemeral node after its inactivity timeout"
+        ),
     }
 }

@@ -70,16 +70,12 @@ impl From<&Node> for NodeInfo {
     fn from(node: &Node) -> Self {
         use ts_control::NodeStatus as S;
         let status = match &node.status {
-            S::Unknown => NodeStatus {
-                kind: NodeStatusKind::Unknown,
-                last_seen_control: None,
-                last_seen_estimated: None,
-            },
-            S::Online => NodeStatus {
-                kind: NodeStatusKind::Online,
-                last_seen_control: None,
-                last_seen_estimated: None,
-            },
+            S::Unknown => {
+                NodeStatus { kind: NodeStatusKind::Unknown, last_seen_control: None, last_seen_estimated: None }
+            }
+            S::Online => {
+                NodeStatus { kind: NodeStatusKind::Online, last_seen_control: None, last_seen_estimated: None }
+            }
             S::Offline(seen) => NodeStatus {
                 kind: NodeStatusKind::Offline,
                 last_seen_control: seen.control.as_ref().map(iso),
@@ -94,11 +90,7 @@ impl From<&Node> for NodeInfo {
             tailnet: node.tailnet.clone(),
             capability_version: u32::from(u16::from(node.capability_version)),
             status,
-            node_capabilities: node
-                .node_capabilities
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            node_capabilities: node.node_capabilities.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             tags: node.tags.clone(),
             tailnet_ipv4: node.tailnet_address.ipv4.to_string(),
             tailnet_ipv6: node.tailnet_address.ipv6.to_string(),

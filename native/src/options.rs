@@ -143,20 +143,15 @@ pub(crate) fn prepare(options: ConnectOptions) -> Result<Prepared> {
         Some(ms) => return Err(Failure::invalid("connectTimeoutMs", ms, "must be a positive number of milliseconds")),
     };
 
-    Ok(Prepared {
-        config,
-        keys,
-        auth_key,
-        connect_timeout,
-        log_sink: options.log_sink,
-        ca_file,
-    })
+    Ok(Prepared { config, keys, auth_key, connect_timeout, log_sink: options.log_sink, ca_file })
 }
 
 fn parse_control_url(text: &str) -> Result<url::Url> {
     // Whatever stands before an `@` may be a password: never echo it.
     let shown = match text.split_once('@') {
-        Some((before, after)) if before.contains("//") => format!("{}//…@{after}", before.split("//").next().unwrap_or("")),
+        Some((before, after)) if before.contains("//") => {
+            format!("{}//…@{after}", before.split("//").next().unwrap_or(""))
+        }
         _ => text.to_string(),
     };
     let url = url::Url::parse(text).map_err(|e| Failure::invalid("controlUrl", &shown, &format!("not a URL ({e})")))?;
@@ -232,7 +227,9 @@ mod tests {
 
     #[test]
     fn control_url_credentials_are_never_echoed() {
-        for url in ["https://admin:hunter2@control.example/", "ftp://admin:hunter2@control.example/", "https://admin:hunter2@"] {
+        for url in
+            ["https://admin:hunter2@control.example/", "ftp://admin:hunter2@control.example/", "https://admin:hunter2@"]
+        {
             let message = parse_control_url(url).unwrap_err().message;
             assert!(!message.contains("hunter2"), "{message}");
         }

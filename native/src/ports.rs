@@ -32,15 +32,9 @@ impl PortTable {
                 Protocol::Tcp => "TCP",
                 Protocol::Udp => "UDP",
             };
-            return Err(Failure::new(
-                Code::AddressInUse,
-                format!("{name} {addr} is already bound on this device"),
-            ));
+            return Err(Failure::new(Code::AddressInUse, format!("{name} {addr} is already bound on this device")));
         }
-        Ok(PortLease {
-            table: Arc::clone(self),
-            key: (protocol, addr),
-        })
+        Ok(PortLease { table: Arc::clone(self), key: (protocol, addr) })
     }
 
     pub fn clear(&self) {
@@ -50,11 +44,7 @@ impl PortTable {
 
 impl Drop for PortLease {
     fn drop(&mut self) {
-        self.table
-            .bound
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&self.key);
+        self.table.bound.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.key);
     }
 }
 

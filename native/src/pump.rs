@@ -58,12 +58,7 @@ where
         }
     };
     tokio::spawn(tracing::Instrument::in_current_span(pump));
-    Inbox {
-        rx: tokio::sync::Mutex::new(rx),
-        ended: AtomicBool::new(false),
-        failure: Mutex::new(None),
-        what,
-    }
+    Inbox { rx: tokio::sync::Mutex::new(rx), ended: AtomicBool::new(false), failure: Mutex::new(None), what }
 }
 
 impl<T> Inbox<T> {
@@ -202,7 +197,7 @@ mod tests {
     #[tokio::test]
     async fn cancel_fails_a_pending_next() {
         let token = CancellationToken::new();
-        let inbox: Inbox<u8> = spawn("test source", token.clone(), 1, || std::future::pending());
+        let inbox: Inbox<u8> = spawn("test source", token.clone(), 1, std::future::pending);
         let cancel = async {
             tokio::task::yield_now().await;
             token.cancel();

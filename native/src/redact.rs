@@ -80,7 +80,6 @@ fn redact_after(text: &str, prefix: &str) -> String {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

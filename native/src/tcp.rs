@@ -58,10 +58,7 @@ impl TcpStream {
     }
 
     fn stream(&self) -> Result<Arc<netstack::TcpStream>> {
-        self.stream
-            .recover()
-            .clone()
-            .ok_or_else(|| Failure::device_closed("TCP stream"))
+        self.stream.recover().clone().ok_or_else(|| Failure::device_closed("TCP stream"))
     }
 
     async fn write_all(&self, data: &[u8]) -> Result<()> {
@@ -158,13 +155,7 @@ impl TcpListener {
                 }
             }
         });
-        TcpListener {
-            inbox,
-            token,
-            device_token: device_token.clone(),
-            lease: Mutex::new(Some(lease)),
-            local,
-        }
+        TcpListener { inbox, token, device_token: device_token.clone(), lease: Mutex::new(Some(lease)), local }
     }
 }
 

@@ -30,8 +30,9 @@ pub fn trust_ca_file(field: &str, path: &str) -> Result<()> {
         return Ok(());
     }
     let ders: Vec<Vec<u8>> = new.iter().map(|cert| cert.to_vec()).collect();
-    ts_tls_util::add_trust_anchors(new)
-        .map_err(|e| Failure::invalid(field, path, &format!("holds a certificate that cannot be a trust anchor ({e})")))?;
+    ts_tls_util::add_trust_anchors(new).map_err(|e| {
+        Failure::invalid(field, path, &format!("holds a certificate that cannot be a trust anchor ({e})"))
+    })?;
     added.extend(ders);
     Ok(())
 }

@@ -65,9 +65,7 @@ impl UdpPool {
                 }),
             }
         });
-        self.bound
-            .recover()
-            .insert(addr, Arc::clone(&bound));
+        self.bound.recover().insert(addr, Arc::clone(&bound));
         bound
     }
 
@@ -104,10 +102,7 @@ impl UdpSocket {
     }
 
     fn bound(&self) -> Result<Arc<BoundUdp>> {
-        self.bound
-            .recover()
-            .clone()
-            .ok_or_else(|| Failure::device_closed("UDP socket"))
+        self.bound.recover().clone().ok_or_else(|| Failure::device_closed("UDP socket"))
     }
 
     async fn send_to(&self, to: SocketAddr, data: &[u8]) -> Result<()> {

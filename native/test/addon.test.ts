@@ -38,7 +38,9 @@ describe("addon without a tailnet", () => {
 
   it("refuses plain-http control, pointing at https and caFile", async () => {
     expect(await rejection(native.Device.connect({ controlUrl: "http://127.0.0.1:9", hostname: "plain" })))
-      .toMatch(/^INVALID_ARGUMENT: controlUrl: plain http is not supported: use https \(trust a private CA with caFile\)/)
+      .toMatch(
+        /^INVALID_ARGUMENT: controlUrl: plain http is not supported: use https \(trust a private CA with caFile\)/
+      )
   })
 
   it("loads a key file written by the previous release with the same keys", async () => {
@@ -90,7 +92,7 @@ describe("addon without a tailnet", () => {
 
   it("leaves a corrupt key file untouched and says so", async () => {
     const path = join(await tempDir(), "keys.json")
-    const corrupt = Buffer.from('{"key_state":{"node_key":"privkey:0011"')
+    const corrupt = Buffer.from("{\"key_state\":{\"node_key\":\"privkey:0011\"")
     await writeFile(path, corrupt)
     await chmod(path, 0o640)
     const message = await rejection(native.loadKeyFile(path))
@@ -222,21 +224,23 @@ describe("addon on the loopback tailnet", () => {
     expect(await pendingAccept).toMatch(/^DEVICE_CLOSED: /)
     expect(await pendingRecv).toMatch(/^DEVICE_CLOSED: /)
     // One call at a time: a rejection nobody awaits yet would count as unhandled.
-    for (const call of [
-      () => device.ipv4(),
-      () => device.ipv6(),
-      () => device.selfNode(),
-      () => device.peerByIp(info.peer.ipv4),
-      () => device.peersWithRoute(info.peer.ipv4),
-      () => device.authState(),
-      () => device.peerByName("echo-peer"),
-      () => device.tcpConnect(info.peer.ipv4, 7001),
-      () => device.tcpListen(ipv4, 9300),
-      () => device.udpBind(ipv4, 9300),
-      () => udp.send(info.peer.ipv4, 7002, Buffer.from("x")),
-      () => stream.read(),
-      () => stream.write(Buffer.from("x"))
-    ]) {
+    for (
+      const call of [
+        () => device.ipv4(),
+        () => device.ipv6(),
+        () => device.selfNode(),
+        () => device.peerByIp(info.peer.ipv4),
+        () => device.peersWithRoute(info.peer.ipv4),
+        () => device.authState(),
+        () => device.peerByName("echo-peer"),
+        () => device.tcpConnect(info.peer.ipv4, 7001),
+        () => device.tcpListen(ipv4, 9300),
+        () => device.udpBind(ipv4, 9300),
+        () => udp.send(info.peer.ipv4, 7002, Buffer.from("x")),
+        () => stream.read(),
+        () => stream.write(Buffer.from("x"))
+      ]
+    ) {
       expect(await rejection(call())).toMatch(/^DEVICE_CLOSED: /)
     }
     listener.close()
@@ -249,7 +253,15 @@ describe("addon on the loopback tailnet", () => {
     const script = `
       const native = require(${JSON.stringify(join(import.meta.dirname, "..", "index.js"))});
       (async () => {
-        const device = await native.Device.connect(${JSON.stringify({ controlUrl: info.controlUrl, caFile: info.caFile, authKey: info.authKey, hostname: "addon-exit", ephemeral: true })});
+        const device = await native.Device.connect(${
+      JSON.stringify({
+        controlUrl: info.controlUrl,
+        caFile: info.caFile,
+        authKey: info.authKey,
+        hostname: "addon-exit",
+        ephemeral: true
+      })
+    });
         const ip = await device.ipv4();
         const listener = await device.tcpListen(ip, 9400);
         listener.accept().catch(() => {});

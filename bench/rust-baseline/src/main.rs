@@ -5,6 +5,8 @@
 //! <bulk-bytes> <rounds> <lookups>`. Prints `{"ipv4": ...}` once joined, waits for a line on
 //! stdin (the caller makes sure the peer sees us), then prints one JSON line of results.
 
+#![allow(clippy::print_stdout, reason = "its results are its standard output")]
+
 use std::io::BufRead;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -24,10 +26,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let peer: IpAddr = peer.parse()?;
     let (bulk, rounds, lookups): (usize, usize, usize) = (bulk.parse()?, rounds.parse()?, lookups.parse()?);
 
-    let mut config = tailscale::Config::default();
-    config.control_server_url = control.parse()?;
-    config.requested_hostname = Some("rust-baseline".into());
-    config.ephemeral = true;
+    let config = tailscale::Config {
+        control_server_url: control.parse()?,
+        requested_hostname: Some("rust-baseline".into()),
+        ephemeral: true,
+        ..Default::default()
+    };
     let device = tailscale::Device::new(&config, Some(auth_key.clone())).await?;
     let ipv4 = device.ipv4_addr().await?;
     println!("{}", serde_json::json!({ "ipv4": ipv4.to_string() }));

@@ -47,7 +47,8 @@ const describe = (input: unknown): string => {
   return String(input)
 }
 
-const DNS_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/
+const DNS_NAME =
+  /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/
 
 /** Shows at most 64 characters of what the caller gave, so a huge input makes a short message. */
 export const shown = (text: string): string => JSON.stringify(text.length > 64 ? `${text.slice(0, 64)}…` : text)
@@ -60,9 +61,14 @@ export const shown = (text: string): string => JSON.stringify(text.length > 64 ?
 const parseHost = (
   text: string,
   bracketed: boolean
-): Effect.Effect<{ readonly _tag: "Ip"; readonly ip: NetAddress.IpAddress } | { readonly _tag: "Name" }, TailscaleError> => {
+): Effect.Effect<
+  { readonly _tag: "Ip"; readonly ip: NetAddress.IpAddress } | { readonly _tag: "Name" },
+  TailscaleError
+> => {
   if (text.includes("%")) {
-    return Effect.fail(invalidArgument("target", `${shown(text)} is a scoped (link-local) IPv6 address; tailnet addresses have no scope`))
+    return Effect.fail(
+      invalidArgument("target", `${shown(text)} is a scoped (link-local) IPv6 address; tailnet addresses have no scope`)
+    )
   }
   const ip = NetAddress.ipFromString(text)
   if (Result.isSuccess(ip)) return Effect.succeed({ _tag: "Ip", ip: ip.success })
@@ -96,7 +102,10 @@ export const parseDialTarget = (
       const host = bracketed ? hostText.slice(1, -1) : hostText
       if (!bracketed && host.includes(":")) {
         return yield* Effect.fail(
-          invalidArgument("target", `an IPv6 address needs brackets, as in "[fd7a:115c:a1e0::1]:80" (got ${shown(target)})`)
+          invalidArgument(
+            "target",
+            `an IPv6 address needs brackets, as in "[fd7a:115c:a1e0::1]:80" (got ${shown(target)})`
+          )
         )
       }
       const port = yield* parsePort("port", Number(portText))

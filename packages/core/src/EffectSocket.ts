@@ -22,8 +22,7 @@ import type { TcpStream } from "./TcpStream.ts"
 import type { UdpSocket } from "./UdpSocket.ts"
 
 const readError = (cause: TailscaleError) => new Socket.SocketError({ reason: new Socket.SocketReadError({ cause }) })
-const writeError = (cause: TailscaleError) =>
-  new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
+const writeError = (cause: TailscaleError) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
 /** End of stream is a clean close (1000), as `Socket` reports it. */
 const endOfStream = new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000 }) })
 
@@ -110,7 +109,10 @@ export const toDatagramSocket = (socket: UdpSocket): DatagramSocket.DatagramSock
     }
     return socket.send({ ip: target.address, port: target.port }, datagram.payload).pipe(
       Effect.mapError((error) =>
-        datagramError(error, (kind) => new DatagramSocket.DatagramSocketWriteError({ kind, address: target, cause: error }))
+        datagramError(
+          error,
+          (kind) => new DatagramSocket.DatagramSocketWriteError({ kind, address: target, cause: error })
+        )
       )
     )
   }
@@ -120,10 +122,12 @@ export const toDatagramSocket = (socket: UdpSocket): DatagramSocket.DatagramSock
         Effect.mapError((error) =>
           datagramError(error, (kind) => new DatagramSocket.DatagramSocketReadError({ kind, cause: error }))
         ),
-        Effect.map((datagram) => [{
-          payload: datagram.data,
-          address: NetAddress.inetAddressUnsafe(datagram.from.ip, datagram.from.port)
-        }] as const)
+        Effect.map((datagram) =>
+          [{
+            payload: datagram.data,
+            address: NetAddress.inetAddressUnsafe(datagram.from.ip, datagram.from.port)
+          }] as const
+        )
       ),
       address: socket.localAddress,
       dropped: () => 0,

@@ -63,7 +63,11 @@ const NodeStatusFromRaw = RawNodeStatus.pipe(Schema.decodeTo(
         case "Online":
           return { kind: "online" }
         case "Offline":
-          return { kind: "offline", lastSeenControl: status.lastSeenControl, lastSeenEstimated: status.lastSeenEstimated }
+          return {
+            kind: "offline",
+            lastSeenControl: status.lastSeenControl,
+            lastSeenEstimated: status.lastSeenEstimated
+          }
       }
     }
   })

@@ -17,13 +17,13 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Layer from "effect/Layer"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
+import type * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -34,17 +34,18 @@ import { AuthState } from "./AuthState.ts"
 import type { Backend } from "./Backend.ts"
 import type { DeviceState } from "./DeviceState.ts"
 import * as Logs from "./internal/logs.ts"
+import * as Metering from "./internal/metering.ts"
 import { validateOptions } from "./internal/options.ts"
 import { openDevice } from "./internal/owned.ts"
 import { makeSockets } from "./internal/sockets.ts"
 import { defaultReconnectSchedule, type Generation, supervise } from "./internal/supervisor.ts"
 import { cachedDecoder, type NodeInfo } from "./NodeInfo.ts"
-import { fromBackend, internal, invalidArgument, TailscaleError } from "./TailscaleError.ts"
-import * as TcpListener from "./TcpListener.ts"
-import * as TcpStream from "./TcpStream.ts"
+import type { TailscaleError } from "./TailscaleError.ts"
+import { fromBackend, internal, invalidArgument } from "./TailscaleError.ts"
+import type * as TcpListener from "./TcpListener.ts"
+import type * as TcpStream from "./TcpStream.ts"
 import { TailscaleTimeouts, toMillis, within, withinBackendLimit } from "./Timeouts.ts"
-import * as Metering from "./internal/metering.ts"
-import * as UdpSocket from "./UdpSocket.ts"
+import type * as UdpSocket from "./UdpSocket.ts"
 
 /** Options every waiting call takes. */
 export interface CallOptions {
@@ -85,7 +86,10 @@ export interface TailscaleService {
   /** The peer that owns a tailnet IP. */
   readonly peerByIp: (ip: IpInput, options?: CallOptions) => Effect.Effect<Option.Option<NodeInfo>, TailscaleError>
   /** The peers whose routes are the most specific match for `ip` (several for redundant subnet routers). */
-  readonly peersWithRoute: (ip: IpInput, options?: CallOptions) => Effect.Effect<ReadonlyArray<NodeInfo>, TailscaleError>
+  readonly peersWithRoute: (
+    ip: IpInput,
+    options?: CallOptions
+  ) => Effect.Effect<ReadonlyArray<NodeInfo>, TailscaleError>
   /** A TCP connection to `"peer:port"`, `"ip:port"`, `{ peer, port }` or `{ ip, port }`, owned by the scope. */
   readonly dial: (
     target: DialTarget,
@@ -185,7 +189,6 @@ export interface TailscaleOptions {
   readonly reconnectSchedule?: Schedule.Schedule<unknown, TailscaleError> | undefined
 }
 
-
 /**
  * Connects a device through `backend` and builds the service. The device belongs to the scope:
  * it is shut down (within the shutdown timeout) when the scope closes, whatever the exit.
@@ -271,9 +274,13 @@ export const make: (
       : Effect.fail(internal(`${family}: the backend sent ${JSON.stringify(text)}`))
   }
   const ownIpv4 = (limit: Duration.Input) =>
-    netmapCall("self", "ipv4", limit, (d) => d.raw.ipv4()).pipe(Effect.flatMap(decodeAddress("ipv4", NetAddress.ipv4FromString)))
+    netmapCall("self", "ipv4", limit, (d) => d.raw.ipv4()).pipe(
+      Effect.flatMap(decodeAddress("ipv4", NetAddress.ipv4FromString))
+    )
   const ownIpv6 = (limit: Duration.Input) =>
-    netmapCall("self", "ipv6", limit, (d) => d.raw.ipv6()).pipe(Effect.flatMap(decodeAddress("ipv6", NetAddress.ipv6FromString)))
+    netmapCall("self", "ipv6", limit, (d) => d.raw.ipv6()).pipe(
+      Effect.flatMap(decodeAddress("ipv6", NetAddress.ipv6FromString))
+    )
 
   // DNS names are case-insensitive, but the crate matches names exactly: try as given, then in
   // lower case (how control normalizes them).
@@ -332,7 +339,12 @@ export const make: (
     peersWithRoute: Effect.fn("Tailscale.peersWithRoute")(function*(input: IpInput, options?: CallOptions) {
       const ip = yield* parseIp("ip", input)
       yield* meter.lookup("peersWithRoute")
-      const raw = yield* netmapCall("peers", "peersWithRoute", netmapLimit(options), (d) => d.raw.peersWithRoute(formatIp(ip)))
+      const raw = yield* netmapCall(
+        "peers",
+        "peersWithRoute",
+        netmapLimit(options),
+        (d) => d.raw.peersWithRoute(formatIp(ip))
+      )
       return yield* Effect.forEach(raw, decodeNodeInfo)
     }),
     ...sockets,

@@ -164,7 +164,9 @@ export const deviceClosed = (what: string): TailscaleError =>
 /** A `TailscaleError` for a call on a lost device (for backends and test doubles). */
 export const deviceLost = (what: string, cause: string): TailscaleError =>
   new TailscaleError({
-    reason: new DeviceLost({ message: `${what}: the device's runtime has stopped (${cause}); it must be connected again` })
+    reason: new DeviceLost({
+      message: `${what}: the device's runtime has stopped (${cause}); it must be connected again`
+    })
   })
 
 /** A `TailscaleError` for anything unexpected, keeping `cause`. */
@@ -183,7 +185,9 @@ const subjectOf = (message: string) => /^([\w[\]. ]+): /.exec(message)?.[1] ?? "
 
 /** The reason for each backend code. */
 const reasonFor: {
-  readonly [C in BackendErrorCode]: (fields: { readonly message: string; readonly cause: unknown }) => TailscaleErrorReason
+  readonly [C in BackendErrorCode]: (
+    fields: { readonly message: string; readonly cause: unknown }
+  ) => TailscaleErrorReason
 } = {
   KEY_FILE: (fields) => new KeyFile(fields),
   INVALID_ARGUMENT: (fields) => new InvalidArgument({ ...fields, field: subjectOf(fields.message) }),

@@ -7,17 +7,17 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
-import * as Cause from "effect/Cause"
 import type { RawTcpStream } from "./Backend.ts"
-import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { inetFromRaw } from "./internal/inet.ts"
 import { withinCallLimit } from "./internal/limits.ts"
+import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
@@ -63,11 +63,14 @@ export const fromRaw = (raw: RawTcpStream, meter: SocketMeter = unmetered) =>
     yield* meter.opened
     let counted = true
     // Closed on request or with the scope, whichever is first: counted as open until then.
-    const close = Effect.andThen(owned.close, Effect.suspend(() => {
-      if (!counted) return Effect.void
-      counted = false
-      return meter.closed
-    }))
+    const close = Effect.andThen(
+      owned.close,
+      Effect.suspend(() => {
+        if (!counted) return Effect.void
+        counted = false
+        return meter.closed
+      })
+    )
     yield* Effect.addFinalizer(() => close)
 
     // Reads and writes are the hot path of every round trip: plain combinators, no generators.

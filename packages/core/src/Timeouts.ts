@@ -11,7 +11,7 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { timeout as timeoutError, type TailscaleError } from "./TailscaleError.ts"
+import { type TailscaleError, timeout as timeoutError } from "./TailscaleError.ts"
 
 /** The limits a device applies to each kind of wait. */
 export interface Timeouts {
@@ -45,17 +45,18 @@ export const TailscaleTimeouts = Context.Reference<Timeouts>("@effect-tailscale/
 })
 
 /** Fails with a `Timeout` reason naming `operation` when `self` takes longer than `limit`. */
-export const within = (operation: string, limit: Duration.Input) =>
-<A, R>(self: Effect.Effect<A, TailscaleError, R>): Effect.Effect<A, TailscaleError, R> => {
-  const duration = Duration.fromInputUnsafe(limit)
-  if (!Duration.isFinite(duration)) return self
-  return self.pipe(
-    Effect.timeoutOrElse({
-      duration,
-      orElse: () => Effect.fail(timeoutError(operation, Duration.format(duration)))
-    })
-  )
-}
+export const within =
+  (operation: string, limit: Duration.Input) =>
+  <A, R>(self: Effect.Effect<A, TailscaleError, R>): Effect.Effect<A, TailscaleError, R> => {
+    const duration = Duration.fromInputUnsafe(limit)
+    if (!Duration.isFinite(duration)) return self
+    return self.pipe(
+      Effect.timeoutOrElse({
+        duration,
+        orElse: () => Effect.fail(timeoutError(operation, Duration.format(duration)))
+      })
+    )
+  }
 
 /**
  * `within`, for a wait the backend itself bounds by `limit` (connecting): the backend's own

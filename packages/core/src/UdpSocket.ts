@@ -9,9 +9,9 @@ import type * as NetAddress from "effect/net/NetAddress"
 import * as Stream from "effect/Stream"
 import { formatIp, type IpInput, parseIp, parsePort } from "./Address.ts"
 import type { RawUdpSocket } from "./Backend.ts"
-import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { inetFromRaw } from "./internal/inet.ts"
 import { withinCallLimit } from "./internal/limits.ts"
+import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
@@ -71,7 +71,10 @@ export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
             withinCallLimit("receive", "read", options?.timeout),
             Effect.flatMap((datagram) =>
               Effect.flatMap(parseIp("from.ip", datagram.ip), (ip) =>
-                Effect.as(meter.received(datagram.data.length), { data: datagram.data, from: { ip, port: datagram.port } }))
+                Effect.as(meter.received(datagram.data.length), {
+                  data: datagram.data,
+                  from: { ip, port: datagram.port }
+                }))
             )
           )
       )

@@ -3,11 +3,11 @@
  */
 export * as Address from "./Address.ts"
 export * as AuthState from "./AuthState.ts"
-export * as EffectSocket from "./EffectSocket.ts"
 export * as Backend from "./Backend.ts"
+export * as EffectSocket from "./EffectSocket.ts"
 export * as NodeInfo from "./NodeInfo.ts"
-export * as Tailscale from "./Tailscale.ts"
 export * as TailnetCaller from "./TailnetCaller.ts"
+export * as Tailscale from "./Tailscale.ts"
 export * as TailscaleError from "./TailscaleError.ts"
 export * as TailscaleMetrics from "./TailscaleMetrics.ts"
 export * as TcpListener from "./TcpListener.ts"

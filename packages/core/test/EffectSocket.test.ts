@@ -1,12 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
 import type { RawDatagram, RawTcpListener, RawTcpStream, RawUdpSocket } from "../src/Backend.ts"
 import { toDatagramSocket, toSocket, toSocketServer } from "../src/EffectSocket.ts"
-import * as NetAddress from "effect/net/NetAddress"
-import * as Exit from "effect/Exit"
 import * as Tailscale from "../src/Tailscale.ts"
 import { memoryBackend, scriptedStream } from "./memoryBackend.ts"
 
@@ -50,7 +50,11 @@ describe("effect/socket adapters", () => {
   it.live("a SocketServer runs the handler per connection and closes each after it", () =>
     Effect.gen(function*() {
       const connections = [scriptedStream(), scriptedStream()]
-      const waiting = [Promise.withResolvers<RawTcpStream>(), Promise.withResolvers<RawTcpStream>(), Promise.withResolvers<RawTcpStream>()]
+      const waiting = [
+        Promise.withResolvers<RawTcpStream>(),
+        Promise.withResolvers<RawTcpStream>(),
+        Promise.withResolvers<RawTcpStream>()
+      ]
       let accepted = 0
       const listener: RawTcpListener = {
         accept: () => waiting[accepted++]!.promise,

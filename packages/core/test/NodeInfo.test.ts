@@ -2,15 +2,19 @@ import { assert, describe, it } from "@effect/vitest"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { rawNode } from "./memoryBackend.ts"
 import { reasonOf } from "./helpers.ts"
+import { rawNode } from "./memoryBackend.ts"
 
 describe("NodeInfo status", () => {
   it.effect("is a tagged union: Online, Unknown, or Offline with when it was last seen", () =>
     Effect.gen(function*() {
       const { decodeNodeInfo } = yield* Effect.promise(() => import("../src/NodeInfo.ts"))
-      assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { kind: "online" } }))).status, { _tag: "Online" })
-      assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { kind: "unknown" } }))).status, { _tag: "Unknown" })
+      assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { kind: "online" } }))).status, {
+        _tag: "Online"
+      })
+      assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { kind: "unknown" } }))).status, {
+        _tag: "Unknown"
+      })
       const offline = (yield* decodeNodeInfo(rawNode({
         status: { kind: "offline", lastSeenControl: "2026-01-01T00:00:00Z", lastSeenEstimated: "2026-01-01T00:04:00Z" }
       }))).status

@@ -10,9 +10,9 @@ import { TestClock } from "effect/testing"
 import * as Tracer from "effect/Tracer"
 import type { RawTcpListener } from "../src/Backend.ts"
 import * as Tailscale from "../src/Tailscale.ts"
-import { TailscaleTimeouts, defaults } from "../src/Timeouts.ts"
-import { memoryBackend, scriptedStream } from "./memoryBackend.ts"
+import { defaults, TailscaleTimeouts } from "../src/Timeouts.ts"
 import { reasonOf } from "./helpers.ts"
+import { memoryBackend, scriptedStream } from "./memoryBackend.ts"
 
 describe("Tailscale.make", () => {
   it.effect("connects with the options, unwrapping secrets only for the backend", () =>
@@ -58,12 +58,14 @@ describe("Tailscale.make", () => {
       assert.strictEqual(calls.unsubscribed, 1)
     }))
 
-  it.effect.each([
-    [{ hostname: "bad host" }, "hostname"],
-    [{ tags: ["tag:ok", "nope"] }, "tags[1]"],
-    [{ controlUrl: "ftp://x" }, "controlUrl"],
-    [{ keyFile: "/k", keyState: Redacted.make("{}") }, "keyState"]
-  ] as const)("rejects %j before connecting", ([options, field]) =>
+  it.effect.each(
+    [
+      [{ hostname: "bad host" }, "hostname"],
+      [{ tags: ["tag:ok", "nope"] }, "tags[1]"],
+      [{ controlUrl: "ftp://x" }, "controlUrl"],
+      [{ keyFile: "/k", keyState: Redacted.make("{}") }, "keyState"]
+    ] as const
+  )("rejects %j before connecting", ([options, field]) =>
     Effect.gen(function*() {
       const { backend, calls } = memoryBackend()
       const reason = reasonOf(yield* Effect.exit(Tailscale.make(backend, options)))
@@ -82,7 +84,9 @@ describe("Tailscale.make", () => {
       )
       assert.strictEqual(withPassword._tag, "InvalidArgument")
       assert.notInclude(withPassword.message, "hunter2")
-      const bigKey = reasonOf(yield* Effect.exit(Tailscale.make(backend, { authKey: Redacted.make("k".repeat(1_000_000)) })))
+      const bigKey = reasonOf(
+        yield* Effect.exit(Tailscale.make(backend, { authKey: Redacted.make("k".repeat(1_000_000)) }))
+      )
       assert.strictEqual(bigKey._tag === "InvalidArgument" ? bigKey.field : bigKey._tag, "authKey")
       assert.isBelow(bigKey.message.length, 200)
       assert.strictEqual(calls.connect.length, 0)
@@ -104,7 +108,10 @@ describe("queries", () => {
       assert.deepStrictEqual(Option.getOrNull(peer.derpRegion), 900)
       assert.isTrue(peer.isOnline)
       assert.isTrue(Option.isNone(yield* service.peerByName("nobody")))
-      assert.strictEqual((yield* service.peerByIp([100, 64, 0, 1])).pipe(Option.map((n) => n.hostname), Option.getOrNull), "echo-peer")
+      assert.strictEqual(
+        (yield* service.peerByIp([100, 64, 0, 1])).pipe(Option.map((n) => n.hostname), Option.getOrNull),
+        "echo-peer"
+      )
       assert.lengthOf(yield* service.peersWithRoute("100.64.0.1"), 1)
       assert.deepStrictEqual(yield* service.authState, { _tag: "NeedsLogin", url: "https://login.example/a" })
     }))
@@ -133,12 +140,21 @@ describe("queries", () => {
       yield* service.peerByIp(NetAddress.ipFromStringUnsafe("100.64.0.9"))
       assert.deepStrictEqual(seen, ["fd7a:115c:a1e0::1", "100.64.0.9"])
       const before = calls.device.length
-      for (const bad of [service.peerByIp("100.64.0.300"), service.peerByIp([1, 2, 3] as unknown as [number, number, number, number]), service.peerByName("")]) {
+      for (
+        const bad of [
+          service.peerByIp("100.64.0.300"),
+          service.peerByIp([1, 2, 3] as unknown as [number, number, number, number]),
+          service.peerByName("")
+        ]
+      ) {
         assert.strictEqual(reasonOf(yield* Effect.exit(bad))._tag, "InvalidArgument")
       }
       assert.strictEqual(reasonOf(yield* Effect.exit(Effect.scoped(service.listen(70000))))._tag, "InvalidArgument")
       assert.strictEqual(reasonOf(yield* Effect.exit(Effect.scoped(service.bindUdp(0))))._tag, "InvalidArgument")
-      assert.strictEqual(reasonOf(yield* Effect.exit(Effect.scoped(service.dial("no-port" as `${string}:${number}`))))._tag, "InvalidArgument")
+      assert.strictEqual(
+        reasonOf(yield* Effect.exit(Effect.scoped(service.dial("no-port" as `${string}:${number}`))))._tag,
+        "InvalidArgument"
+      )
       assert.strictEqual(calls.device.length, before)
     }))
 

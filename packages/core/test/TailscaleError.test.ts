@@ -1,23 +1,25 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Tailscale from "../src/Tailscale.ts"
-import { memoryBackend, rawNode } from "./memoryBackend.ts"
 import { reasonOf } from "./helpers.ts"
+import { memoryBackend, rawNode } from "./memoryBackend.ts"
 
 describe("errors from the backend", () => {
-  it.effect.each([
-    ["KEY_FILE", "KeyFile", false],
-    ["INVALID_ARGUMENT", "InvalidArgument", false],
-    ["CONTROL_UNREACHABLE", "ControlUnreachable", true],
-    ["NOT_AUTHORIZED", "NotAuthorized", false],
-    ["TIMEOUT", "Timeout", true],
-    ["CONNECTION_REFUSED", "ConnectionRefused", true],
-    ["CONNECTION_RESET", "ConnectionReset", true],
-    ["ADDRESS_IN_USE", "AddressInUse", false],
-    ["MESSAGE_TOO_LARGE", "MessageTooLarge", false],
-    ["DEVICE_CLOSED", "DeviceClosed", false],
-    ["INTERNAL", "Internal", false]
-  ] as const)("%s becomes the %s reason", ([code, tag, retryable]) =>
+  it.effect.each(
+    [
+      ["KEY_FILE", "KeyFile", false],
+      ["INVALID_ARGUMENT", "InvalidArgument", false],
+      ["CONTROL_UNREACHABLE", "ControlUnreachable", true],
+      ["NOT_AUTHORIZED", "NotAuthorized", false],
+      ["TIMEOUT", "Timeout", true],
+      ["CONNECTION_REFUSED", "ConnectionRefused", true],
+      ["CONNECTION_RESET", "ConnectionReset", true],
+      ["ADDRESS_IN_USE", "AddressInUse", false],
+      ["MESSAGE_TOO_LARGE", "MessageTooLarge", false],
+      ["DEVICE_CLOSED", "DeviceClosed", false],
+      ["INTERNAL", "Internal", false]
+    ] as const
+  )("%s becomes the %s reason", ([code, tag, retryable]) =>
     Effect.gen(function*() {
       const { backend } = memoryBackend({
         peerByName: async () => {

@@ -7,8 +7,8 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Tailscale from "../src/Tailscale.ts"
-import { memoryBackend, scriptedStream } from "./memoryBackend.ts"
 import { bytes, reasonOf, text } from "./helpers.ts"
+import { memoryBackend, scriptedStream } from "./memoryBackend.ts"
 
 describe("TCP streams", () => {
   it.effect("read, write and end of stream", () =>
@@ -80,13 +80,15 @@ describe("TCP streams", () => {
       assert.strictEqual(reasonOf(yield* Effect.exit(stream.write("x")))._tag, "DeviceClosed")
     }))
 
-  it.effect.each([
-    ["300.1.1.1:80", "not an IPv4 address"],
-    ["fd7a:115c:a1e0::1:80", "needs brackets"],
-    ["[fe80::1%lo]:7001", "scoped"],
-    ["[not-ip]:80", "not an IPv6 address"],
-    ["bad_name!:80", "neither an IP address nor a peer's DNS name"]
-  ] as const)("dial(%j) is InvalidArgument saying what is wrong, before any lookup", ([target, why]) =>
+  it.effect.each(
+    [
+      ["300.1.1.1:80", "not an IPv4 address"],
+      ["fd7a:115c:a1e0::1:80", "needs brackets"],
+      ["[fe80::1%lo]:7001", "scoped"],
+      ["[not-ip]:80", "not an IPv6 address"],
+      ["bad_name!:80", "neither an IP address nor a peer's DNS name"]
+    ] as const
+  )("dial(%j) is InvalidArgument saying what is wrong, before any lookup", ([target, why]) =>
     Effect.gen(function*() {
       const { backend, calls } = memoryBackend()
       const service = yield* Tailscale.make(backend)

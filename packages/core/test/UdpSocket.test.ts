@@ -5,8 +5,8 @@ import * as Fiber from "effect/Fiber"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Scope from "effect/Scope"
 import * as Tailscale from "../src/Tailscale.ts"
-import { memoryBackend, scriptedUdp } from "./memoryBackend.ts"
 import { bytes, reasonOf, text } from "./helpers.ts"
+import { memoryBackend, scriptedUdp } from "./memoryBackend.ts"
 
 describe("UDP sockets", () => {
   it.effect("an interrupted receive loses nothing, and the socket closes once with its scope", () =>

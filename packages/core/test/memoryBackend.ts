@@ -2,11 +2,11 @@
 import type {
   Backend,
   RawConnectOptions,
+  RawDatagram,
   RawDevice,
   RawLogRecord,
   RawNodeInfo,
   RawTcpListener,
-  RawDatagram,
   RawTcpStream,
   RawUdpSocket
 } from "../src/Backend.ts"
@@ -108,6 +108,7 @@ export interface Calls {
 /** A backend whose device methods can be overridden per test; every call is counted. */
 export const memoryBackend = (overrides: Partial<RawDevice> = {}, logs: Array<RawLogRecord> = []) => {
   const calls: Calls = { connect: [], device: [], shutdown: 0, unsubscribed: 0 }
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any function's own type, returned unchanged
   const track = <F extends (...args: Array<any>) => any>(name: string, f: F): F =>
     ((...args: Array<unknown>) => {
       calls.device.push(name)
@@ -118,16 +119,25 @@ export const memoryBackend = (overrides: Partial<RawDevice> = {}, logs: Array<Ra
     ipv6: track("ipv6", overrides.ipv6 ?? (async () => "fd7a:115c:a1e0::2")),
     selfNode: track("selfNode", overrides.selfNode ?? (async () => rawNode({ hostname: "me", id: 2 }))),
     authState: track("authState", overrides.authState ?? (async () => ({ authorized: true }))),
-    peerByName: track("peerByName", overrides.peerByName ?? (async (name) => (name.startsWith("echo-peer") ? rawNode() : null))),
+    peerByName: track(
+      "peerByName",
+      overrides.peerByName ?? (async (name) => (name.startsWith("echo-peer") ? rawNode() : null))
+    ),
     peerByIp: track("peerByIp", overrides.peerByIp ?? (async (ip) => (ip === "100.64.0.1" ? rawNode() : null))),
     peersWithRoute: track("peersWithRoute", overrides.peersWithRoute ?? (async () => [rawNode()])),
-    tcpListen: track("tcpListen", overrides.tcpListen ?? (async (): Promise<RawTcpListener> => {
-      throw new Error("INTERNAL: no listener scripted")
-    })),
+    tcpListen: track(
+      "tcpListen",
+      overrides.tcpListen ?? (async (): Promise<RawTcpListener> => {
+        throw new Error("INTERNAL: no listener scripted")
+      })
+    ),
     tcpConnect: track("tcpConnect", overrides.tcpConnect ?? (async () => scriptedStream().stream)),
-    udpBind: track("udpBind", overrides.udpBind ?? (async (): Promise<RawUdpSocket> => {
-      throw new Error("INTERNAL: no UDP socket scripted")
-    })),
+    udpBind: track(
+      "udpBind",
+      overrides.udpBind ?? (async (): Promise<RawUdpSocket> => {
+        throw new Error("INTERNAL: no UDP socket scripted")
+      })
+    ),
     shutdown: async () => {
       calls.shutdown++
       return true

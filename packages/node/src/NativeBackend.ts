@@ -22,10 +22,11 @@ export const load = (specifier = "@effect-tailscale/native"): Effect.Effect<Nati
     catch: (error) =>
       new TailscaleError({
         reason: new NativeUnavailable({
-          message: `the native addon could not be loaded for ${process.platform}-${process.arch} (${
-            error instanceof Error ? error.message.split("\n")[0] : String(error)
-          }). Install @effect-tailscale/native with its platform package, or build it from source ` +
-            "with `pnpm --filter @effect-tailscale/native build` (needs Rust).",
+          message:
+            `the native addon could not be loaded for ${process.platform}-${process.arch} (${
+              error instanceof Error ? error.message.split("\n")[0] : String(error)
+            }). Install @effect-tailscale/native with its platform package, or build it from source ` +
+            "with `pnpm --filter @effect-tailscale/native build` (needs Rust)."
         })
       })
   })

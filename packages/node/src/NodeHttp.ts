@@ -19,7 +19,8 @@ import type { Duplex } from "node:stream"
 import { fromTcpStream, type TailnetSocket } from "./NodeStream.ts"
 
 /** The listener, or the device under it, has closed or was lost: serving ends, nothing failed. */
-const listenerGone = (error: TailscaleError) => error.reason._tag === "DeviceClosed" || error.reason._tag === "DeviceLost"
+const listenerGone = (error: TailscaleError) =>
+  error.reason._tag === "DeviceClosed" || error.reason._tag === "DeviceLost"
 
 /**
  * A socket over the stream `open` makes in a scope of its own, a child of `scope`: closing the
@@ -42,7 +43,10 @@ const ownSocket = <E>(scope: Scope.Scope, open: Effect.Effect<TcpStream, E, Scop
  * event when it has a listener for it, else a process warning, never an unhandled `error` that
  * would end the process. Each connection lives until its socket closes, or the scope does.
  */
-export const serve = (listener: TcpListener, server: net.Server | http.Server): Effect.Effect<void, never, Scope.Scope> =>
+export const serve = (
+  listener: TcpListener,
+  server: net.Server | http.Server
+): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     const acceptOne = Effect.map(ownSocket(scope, listener.accept()), (socket) => {

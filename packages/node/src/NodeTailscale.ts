@@ -23,7 +23,9 @@ import * as NativeBackend from "./NativeBackend.ts"
 export type NodeTailscaleOptions = TailscaleOptions
 
 /** Connects a device for the current scope. */
-export const make = (options: NodeTailscaleOptions = {}): Effect.Effect<TailscaleService, TailscaleError, Scope.Scope> =>
+export const make = (
+  options: NodeTailscaleOptions = {}
+): Effect.Effect<TailscaleService, TailscaleError, Scope.Scope> =>
   Effect.gen(function*() {
     const backend = yield* NativeBackend.make()
     return yield* Tailscale_.make(backend, options)

@@ -16,21 +16,23 @@
  * @since 0.1.0
  */
 import type { NodeInfo } from "@effect-tailscale/core/NodeInfo"
-import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import * as TailnetCaller from "@effect-tailscale/core/TailnetCaller"
+import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import * as PlatformHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Effect from "effect/Effect"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
-import * as Option from "effect/Option"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as http from "node:http"
 import { serve } from "./NodeHttp.ts"
 
 /** An `HttpServer` listening on `port` of both of the device's tailnet addresses, for the scope. */
-export const make = (port: number): Effect.Effect<HttpServer.HttpServer["Service"], TailscaleError, Tailscale | Scope.Scope> =>
+export const make = (
+  port: number
+): Effect.Effect<HttpServer.HttpServer["Service"], TailscaleError, Tailscale | Scope.Scope> =>
   Effect.gen(function*() {
     const tailscale = yield* Tailscale
     const listener = yield* tailscale.listen(port)

@@ -162,7 +162,9 @@ const listen = (server: net.Server, port: number, what: string) =>
   Effect.callback<number, TailscaleError>((resume) => {
     server.once("error", (error) =>
       resume(Effect.fail(
-        new TailscaleError({ reason: new AddressInUse({ message: `${what} cannot listen on 127.0.0.1:${port}: ${error.message}` }) })
+        new TailscaleError({
+          reason: new AddressInUse({ message: `${what} cannot listen on 127.0.0.1:${port}: ${error.message}` })
+        })
       )))
     server.listen(port, "127.0.0.1", () => resume(Effect.succeed((server.address() as net.AddressInfo).port)))
   })

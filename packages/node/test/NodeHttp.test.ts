@@ -1,7 +1,7 @@
+import * as TcpListener from "@effect-tailscale/core/TcpListener"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as http from "node:http"
-import * as TcpListener from "@effect-tailscale/core/TcpListener"
 import { serve, TailnetAgent } from "../src/NodeHttp.ts"
 import { toDuplex } from "../src/NodeStream.ts"
 import { memoryListener, streamPair } from "./pipe.ts"

@@ -13,10 +13,10 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { FakeTailnet, layer as fakeTailnetLayer } from "./FakeTailnet.ts"
-import { connect, LocalTailnet, layer as localTailnetLayer } from "./LocalTailnet.ts"
+import { connect, layer as localTailnetLayer, LocalTailnet } from "./LocalTailnet.ts"
 
 /** A peer on the tailnet with a TCP and a UDP echo. */
 export interface EchoPeer {
@@ -39,7 +39,10 @@ export interface JoinOptions {
 export interface TailnetProviderService {
   readonly name: string
   /** A device joined to the tailnet for the scope. */
-  readonly join: (hostname: string, options?: JoinOptions) => Effect.Effect<TailscaleService, TailscaleError, Scope.Scope>
+  readonly join: (
+    hostname: string,
+    options?: JoinOptions
+  ) => Effect.Effect<TailscaleService, TailscaleError, Scope.Scope>
   /** A peer with a TCP echo and a UDP echo. */
   readonly echoPeer: EchoPeer
   /** Waits until the echo peer can reach `ip` (on a real tailnet, netmaps take a moment). */
@@ -100,7 +103,13 @@ export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
     return {
       name: "FakeTailnet",
       join: (hostname, options) => tailnet.addDevice({ hostname, ephemeral: true, ...options }),
-      echoPeer: { hostname: "echo-peer", fqdn: `echo-peer.${tailnet.domain}.`, ipv4, tcpEchoPort: 7001, udpEchoPort: 7002 },
+      echoPeer: {
+        hostname: "echo-peer",
+        fqdn: `echo-peer.${tailnet.domain}.`,
+        ipv4,
+        tcpEchoPort: 7001,
+        udpEchoPort: 7002
+      },
       reachable: () => Effect.void,
       requireLogin: tailnet.requireLogin,
       completeLogin: (url) => Effect.asVoid(tailnet.completeLogin(url)),
@@ -129,7 +138,13 @@ export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect
       name: "LocalTailnet",
       // Only the tailnet: the device belongs to the caller's scope, not the layer's.
       join: (hostname, options) => connect({ hostname, ...options }).pipe(Effect.provideService(LocalTailnet, tailnet)),
-      echoPeer: { hostname: peer.hostname, fqdn: peer.fqdn, ipv4: peer.ipv4, tcpEchoPort: peer.tcpEchoPort, udpEchoPort: peer.udpEchoPort },
+      echoPeer: {
+        hostname: peer.hostname,
+        fqdn: peer.fqdn,
+        ipv4: peer.ipv4,
+        tcpEchoPort: peer.tcpEchoPort,
+        udpEchoPort: peer.udpEchoPort
+      },
       reachable: (ip) => Effect.asVoid(tailnet.waitForPeer(ip)),
       requireLogin: tailnet.requireLogin,
       completeLogin: tailnet.completeLogin,
@@ -165,4 +180,3 @@ export const udpEcho = (device: TailscaleService, peer: EchoPeer, localPort: num
     const reply = yield* Effect.repeat(attempt, { until: Option.isSome, times: 19 })
     return Option.map(reply, (datagram) => new TextDecoder().decode(datagram.data))
   }))
-

@@ -16,7 +16,13 @@
  * @since 0.1.0
  */
 import type { Backend, RawConnectOptions, RawNodeInfo } from "@effect-tailscale/core/Backend"
-import { type Named, type NamedTag, Tailscale, type TailscaleOptions, type TailscaleService } from "@effect-tailscale/core/Tailscale"
+import {
+  type Named,
+  type NamedTag,
+  Tailscale,
+  type TailscaleOptions,
+  type TailscaleService
+} from "@effect-tailscale/core/Tailscale"
 import * as Tailscale_ from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import * as Context from "effect/Context"
@@ -185,7 +191,8 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
   })
 
 /** An in-memory tailnet for the layer's lifetime. */
-export const layer = (options?: FakeTailnetOptions): Layer.Layer<FakeTailnet> => Layer.effect(FakeTailnet, make(options))
+export const layer = (options?: FakeTailnetOptions): Layer.Layer<FakeTailnet> =>
+  Layer.effect(FakeTailnet, make(options))
 
 /** A `Tailscale` device on the `FakeTailnet` in context. */
 export const device = (

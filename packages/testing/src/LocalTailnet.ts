@@ -98,7 +98,9 @@ export interface LocalTailnetService {
   /** Waits until the node with `nodeKey` (`nodekey:<hex>`) has logged out of control. */
   readonly waitLoggedOut: (nodeKey: string, timeoutMs?: number) => Effect.Effect<void, LocalTailnetError>
   /** The map requests control has seen from the node with `nodeKey` (`nodekey:<hex>`). */
-  readonly mapRequestsOf: (nodeKey: string) => Effect.Effect<{ readonly streaming: number; readonly lite: number }, LocalTailnetError>
+  readonly mapRequestsOf: (
+    nodeKey: string
+  ) => Effect.Effect<{ readonly streaming: number; readonly lite: number }, LocalTailnetError>
 }
 
 /** The loopback tailnet in context. */
@@ -131,7 +133,8 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
     const service: LocalTailnetService = {
       info,
       waitForPeer: (ip) => json<PeerView>(`/wait-peer?ip=${q(ip)}&timeout=30000`),
-      waitForPeerGone: (ip, timeoutMs = 60_000) => Effect.asVoid(admin(`/wait-peer-gone?ip=${q(ip)}&timeout=${timeoutMs}`)),
+      waitForPeerGone: (ip, timeoutMs = 60_000) =>
+        Effect.asVoid(admin(`/wait-peer-gone?ip=${q(ip)}&timeout=${timeoutMs}`)),
       waitForDisconnect: (nodeKey, timeoutMs = 15_000) =>
         Effect.asVoid(admin(`/wait-disconnected?nodekey=${q(nodeKey)}&timeout=${timeoutMs}`)),
       peers: json<Array<PeerView>>("/peers"),

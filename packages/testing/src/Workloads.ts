@@ -8,7 +8,7 @@
  */
 import { DeviceState } from "@effect-tailscale/core/DeviceState"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
-import { timeout, TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import { TailscaleError, timeout } from "@effect-tailscale/core/TailscaleError"
 import * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -56,7 +56,9 @@ const tally = (
   healthy: Effect.Effect<boolean>
 ): Effect.Effect<Tally> =>
   Effect.gen(function*() {
-    const exits = yield* Effect.forEach(indices(count), (index) => Effect.exit(call(index)), { concurrency: "unbounded" })
+    const exits = yield* Effect.forEach(indices(count), (index) => Effect.exit(call(index)), {
+      concurrency: "unbounded"
+    })
     const reasons: Record<string, number> = {}
     let succeeded = 0
     let typedFailures = 0
@@ -143,7 +145,11 @@ export const churn = (
           yield* echoOnce(client, server, `client ${index}`)
           yield* mark("echoed")
         })))
-        progress(`client ${index}: ${marks.join(", ")}, left ${Date.now() - started} ms${Exit.isFailure(exit) ? " (failed)" : ""}`)
+        progress(
+          `client ${index}: ${marks.join(", ")}, left ${Date.now() - started} ms${
+            Exit.isFailure(exit) ? " (failed)" : ""
+          }`
+        )
         return exit
       }))
     return yield* tally(count, (index) => exits[index]!, isHealthy(serverDevice, peer))
@@ -154,20 +160,25 @@ export const knows = (device: TailscaleService, ip: string) =>
   device.peerByIp(ip).pipe(
     Effect.filterOrFail(Option.isSome, () => new Error(`${ip} is not a peer yet`)),
     Effect.retry(Schedule.spaced("100 millis")),
-    Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.fail(timeout("waiting for a new peer", "30 seconds")) })
+    Effect.timeoutOrElse({
+      duration: "30 seconds",
+      orElse: () => Effect.fail(timeout("waiting for a new peer", "30 seconds"))
+    })
   )
 
 /** Echoes every connection on `port` until the scope closes; each connection closes at its end. */
 export const serveEcho = (device: TailscaleService, port: number) =>
   Effect.gen(function*() {
     const listener = yield* device.listen(port)
-    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
-      const connection = yield* Scope.make()
-      const stream = yield* listener.accept().pipe(Scope.provide(connection))
-      // Every chunk read goes back, until the peer finishes sending.
-      const echo = Stream.run(stream.stream, stream.sink)
-      yield* Effect.forkScoped(echo.pipe(Effect.ignore, Effect.ensuring(Scope.close(connection, Exit.void))))
-    })).pipe(Effect.ignore))
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.gen(function*() {
+        const connection = yield* Scope.make()
+        const stream = yield* listener.accept().pipe(Scope.provide(connection))
+        // Every chunk read goes back, until the peer finishes sending.
+        const echo = Stream.run(stream.stream, stream.sink)
+        yield* Effect.forkScoped(echo.pipe(Effect.ignore, Effect.ensuring(Scope.close(connection, Exit.void))))
+      })).pipe(Effect.ignore)
+    )
   })
 
 /** How the device came through control restarts: how many, how many it recovered from, the slowest. */

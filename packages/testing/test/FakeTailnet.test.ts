@@ -1,4 +1,6 @@
 /** The fake's own behaviour: determinism, control plane, faults. No real sleeps (TestClock). */
+import { DeviceState } from "@effect-tailscale/core/DeviceState"
+import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -8,12 +10,9 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
-import { DeviceState } from "@effect-tailscale/core/DeviceState"
 import * as FakeTailnet from "../src/FakeTailnet.ts"
 import * as TailscaleMock from "../src/TailscaleMock.ts"
-import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import { reasonTag } from "./reasons.ts"
-
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 

@@ -16,7 +16,6 @@ import * as Stream from "effect/Stream"
 import { fakeProvider, joinReachable, localProvider, TailnetProvider, udpEcho } from "../src/Conformance.ts"
 import { failureText, reasonTag } from "./reasons.ts"
 
-
 /** The state tags in order, each run of repeats (Reconnecting attempts) kept once. */
 const tagRuns = (states: Iterable<{ readonly _tag: string }>) =>
   [...states].map((state) => state._tag).filter((tag, index, tags) => tag !== tags[index - 1])
@@ -87,9 +86,14 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           const peer = provider.echoPeer
           const upper = Option.getOrThrow(yield* device.peerByName(peer.hostname.toUpperCase()))
           assert.strictEqual(NetAddress.formatIp(upper.ipv4), peer.ipv4)
-          const stream = yield* device.dial(`${peer.hostname.toUpperCase()}:${peer.tcpEchoPort}`, { timeout: "30 seconds" })
+          const stream = yield* device.dial(`${peer.hostname.toUpperCase()}:${peer.tcpEchoPort}`, {
+            timeout: "30 seconds"
+          })
           yield* stream.write("case")
-          assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(yield* stream.read({ timeout: "20 seconds" }))), "case")
+          assert.strictEqual(
+            new TextDecoder().decode(Option.getOrThrow(yield* stream.read({ timeout: "20 seconds" }))),
+            "case"
+          )
         }))
 
       it.effect("listen accepts on both of the device's addresses, and port 0 picks a free port", () =>
@@ -137,7 +141,9 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           const peer = provider.echoPeer
           const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" })
           // Nobody reads the echo, so the write soon waits for room and is cut by the timeout.
-          const cut = yield* Effect.exit(stream.write(new Uint8Array(32 * 1024 * 1024)).pipe(Effect.timeout("500 millis")))
+          const cut = yield* Effect.exit(
+            stream.write(new Uint8Array(32 * 1024 * 1024)).pipe(Effect.timeout("500 millis"))
+          )
           assert.isTrue(Exit.isFailure(cut))
           assert.strictEqual(reasonTag(yield* Effect.exit(stream.write("more"))), "DeviceClosed")
           assert.strictEqual(reasonTag(yield* Effect.exit(stream.read())), "DeviceClosed")
@@ -146,7 +152,9 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
       it.effect("a port nobody listens on is ConnectionRefused", () =>
         Effect.gen(function*() {
           const { device, provider } = yield* joinReachable("conformance-refused")
-          const exit = yield* Effect.exit(device.dial({ ip: provider.echoPeer.ipv4, port: 7999 }, { timeout: "20 seconds" }))
+          const exit = yield* Effect.exit(
+            device.dial({ ip: provider.echoPeer.ipv4, port: 7999 }, { timeout: "20 seconds" })
+          )
           assert.strictEqual(reasonTag(exit), "ConnectionRefused")
         }))
 
@@ -210,7 +218,9 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           const before = yield* device.self
           const states = yield* Effect.forkChild(Stream.runCollect(device.states))
           for (let round = 1; round <= 3; round++) {
-            const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" })
+            const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, {
+              timeout: "30 seconds"
+            })
               .pipe(Scope.provide(scope))
             yield* stream.write(`round ${round}`)
             const echoed = yield* stream.read({ timeout: "20 seconds" })
@@ -222,12 +232,24 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
             const after = yield* device.self
             assert.strictEqual(after.nodeKey, before.nodeKey)
             assert.strictEqual(NetAddress.formatIp(yield* device.ipv4), ipv4)
-            yield* device.states.pipe(Stream.filter((state) => state._tag === "Running"), Stream.runHead)
+            yield* device.states.pipe(
+              Stream.filter((state) =>
+                state._tag === "Running"
+              ),
+              Stream.runHead
+            )
           }
           yield* Scope.close(scope, Exit.void)
           const seen = tagRuns(yield* Fiber.join(states))
           assert.deepStrictEqual(seen.slice(seen.indexOf("Running")), [
-            "Running", "Reconnecting", "Running", "Reconnecting", "Running", "Reconnecting", "Running", "Stopped"
+            "Running",
+            "Reconnecting",
+            "Running",
+            "Reconnecting",
+            "Running",
+            "Reconnecting",
+            "Running",
+            "Stopped"
           ])
         }), { timeout: 120_000 })
 
@@ -237,24 +259,32 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           const { device } = yield* joinReachable("conformance-no-reconnect").pipe(
             Effect.provideService(TailnetProvider, {
               ...provider,
-              join: (hostname, options) => provider.join(hostname, { ...options, reconnect: false })
+              join: (hostname, options) =>
+                provider.join(hostname, { ...options, reconnect: false })
             })
           )
           const listener = yield* device.listen(9600)
-          const accepting = yield* Effect.forkChild(Effect.exit(Effect.scoped(listener.accept({ timeout: "15 seconds" }))))
+          const accepting = yield* Effect.forkChild(
+            Effect.exit(Effect.scoped(listener.accept({ timeout: "15 seconds" })))
+          )
           yield* provider.loseDevice("conformance-no-reconnect")
           assert.strictEqual(reasonTag(yield* Fiber.join(accepting)), "DeviceLost")
           yield* device.states.pipe(Stream.runDrain, Effect.timeout("15 seconds"))
           assert.strictEqual((yield* device.state)._tag, "Stopped")
           assert.strictEqual(reasonTag(yield* Effect.exit(device.peerByName(provider.echoPeer.hostname))), "DeviceLost")
-          assert.strictEqual(reasonTag(yield* Effect.exit(device.dial({ ip: provider.echoPeer.ipv4, port: 7001 }))), "DeviceLost")
+          assert.strictEqual(
+            reasonTag(yield* Effect.exit(device.dial({ ip: provider.echoPeer.ipv4, port: 7001 }))),
+            "DeviceLost"
+          )
         }), { timeout: 60_000 })
 
       it.effect("interactive login, then authorized", () =>
         Effect.gen(function*() {
           const provider = yield* TailnetProvider
           yield* provider.requireLogin(true)
-          yield* Effect.addFinalizer(() => Effect.ignore(provider.requireLogin(false)))
+          yield* Effect.addFinalizer(() =>
+            Effect.ignore(provider.requireLogin(false))
+          )
           // The fake asks for a login when no key is given; the loopback tailnet (testcontrol
           // with a required key) asks for one on top of the key. Both report a URL first.
           const device = yield* provider.join(
@@ -262,12 +292,20 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
             provider.name === "FakeTailnet" ? { withoutAuthKey: true } : {}
           )
           const states = yield* Effect.forkChild(
-            device.states.pipe(Stream.takeUntil((state) => state._tag === "Running"), Stream.runCollect)
+            device.states.pipe(
+              Stream.takeUntil((state) =>
+                state._tag === "Running"
+              ),
+              Stream.runCollect
+            )
           )
           const state = yield* device.authState
           assert.strictEqual(state._tag, "NeedsLogin")
           const reported = yield* device.states.pipe(Stream.filter((s) => s._tag === "NeedsLogin"), Stream.runHead)
-          assert.deepStrictEqual(Option.map(reported, (s) => s._tag === "NeedsLogin" && s.url), Option.some(state._tag === "NeedsLogin" && state.url))
+          assert.deepStrictEqual(
+            Option.map(reported, (s) => s._tag === "NeedsLogin" && s.url),
+            Option.some(state._tag === "NeedsLogin" && state.url)
+          )
           yield* provider.completeLogin(state._tag === "NeedsLogin" ? state.url : "")
           assert.isTrue(NetAddress.isIpv4Address(yield* device.ipv4))
           assert.strictEqual((yield* device.authState)._tag, "Authorized")

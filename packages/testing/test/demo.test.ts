@@ -4,7 +4,7 @@ import * as Effect from "effect/Effect"
 import { execFile } from "node:child_process"
 import { join } from "node:path"
 import { promisify } from "node:util"
-import { LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
+import { layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
 
 const examples = join(import.meta.dirname, "..", "..", "..", "examples")
 
@@ -19,7 +19,12 @@ const runDemo = async (env: NodeJS.ProcessEnv): Promise<Record<string, unknown>>
   return JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>
 }
 
-const withoutTailnetEnv = { TS_AUTH_KEY: undefined, TS_CONTROL_URL: undefined, TS_HOSTNAME: undefined, SSL_CERT_FILE: undefined }
+const withoutTailnetEnv = {
+  TS_AUTH_KEY: undefined,
+  TS_CONTROL_URL: undefined,
+  TS_HOSTNAME: undefined,
+  SSL_CERT_FILE: undefined
+}
 
 describe("demo", () => {
   it("starts a loopback tailnet, talks TCP, UDP and HTTP with the Go peer, and reports it as JSON", async () => {
@@ -41,21 +46,25 @@ describe("demo", () => {
   }, 120_000)
 
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
-    it.effect("joins the tailnet TS_AUTH_KEY and TS_CONTROL_URL name, and looks up its peer there", () =>
-      Effect.gen(function*() {
-        const tailnet = yield* LocalTailnet
-        const result = yield* Effect.promise(() =>
-          runDemo({
-            TS_AUTH_KEY: tailnet.info.authKey,
-            TS_CONTROL_URL: tailnet.info.controlUrl,
-            SSL_CERT_FILE: tailnet.info.caFile,
-            TS_HOSTNAME: "demo-env",
-            TS_EPHEMERAL: "true"
-          })
-        )
-        assert.deepStrictEqual(result.peer, { name: tailnet.info.peer.hostname, ipv4: tailnet.info.peer.ipv4 })
-        assert.match(String(result.ipv4), /^100\./)
-        assert.deepInclude(result, { ok: true, shutdownGraceful: true })
-      }), 120_000)
+    it.effect(
+      "joins the tailnet TS_AUTH_KEY and TS_CONTROL_URL name, and looks up its peer there",
+      () =>
+        Effect.gen(function*() {
+          const tailnet = yield* LocalTailnet
+          const result = yield* Effect.promise(() =>
+            runDemo({
+              TS_AUTH_KEY: tailnet.info.authKey,
+              TS_CONTROL_URL: tailnet.info.controlUrl,
+              SSL_CERT_FILE: tailnet.info.caFile,
+              TS_HOSTNAME: "demo-env",
+              TS_EPHEMERAL: "true"
+            })
+          )
+          assert.deepStrictEqual(result.peer, { name: tailnet.info.peer.hostname, ipv4: tailnet.info.peer.ipv4 })
+          assert.match(String(result.ipv4), /^100\./)
+          assert.deepInclude(result, { ok: true, shutdownGraceful: true })
+        }),
+      120_000
+    )
   })
 })

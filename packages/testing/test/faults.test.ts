@@ -2,23 +2,23 @@
  * Our layers under faults on the loopback tailnet: what a device leaves behind once it is gone.
  * This file runs alone in its process, so the process's CPU figures are the devices' own.
  */
-import { assert, describe, layer } from "@effect/vitest"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import * as NativeBackend from "@effect-tailscale/node/NativeBackend"
 import * as TailnetHttpServer from "@effect-tailscale/node/TailnetHttpServer"
+import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { readdirSync, readFileSync, readlinkSync } from "node:fs"
+import * as Exit from "effect/Exit"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
-import * as NativeBackend from "@effect-tailscale/node/NativeBackend"
-import * as Exit from "effect/Exit"
-import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import * as Scope from "effect/Scope"
-import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
+import { readdirSync, readFileSync, readlinkSync } from "node:fs"
+import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
 import { knows } from "../src/Workloads.ts"
 
 /** Share of one core the whole process used (all threads, the addon's included) over `ms`. */
@@ -88,108 +88,142 @@ describe("faults", () => {
         assert.isBelow(share, 0.1, `idle process CPU after 5 shut-down devices: ${(share * 100).toFixed(1)}% of a core`)
       }), { timeout: 120_000 })
 
-    it.effect("20 device lifecycles and 10 interrupted builds leave no socket to control, file descriptor or task behind", () =>
-      Effect.gen(function*() {
-        const tailnet = yield* LocalTailnet
-        const controlPort = Number(new URL(tailnet.info.controlUrl).port)
-        const settle = Effect.sleep("1500 millis")
-        const before = openHandles(controlPort)
-        const tasksBefore = yield* NativeBackend.runtimeTasks()
-        for (let cycle = 0; cycle < 20; cycle++) {
-          yield* Effect.scoped(Effect.flatMap(connect({ hostname: `faults-cycle-${cycle}` }), (device) => device.ipv4))
-        }
-        yield* settle
-        const afterCycles = openHandles(controlPort)
-        const tasksAfterCycles = yield* NativeBackend.runtimeTasks()
-        for (let attempt = 0; attempt < 10; attempt++) {
-          // Interrupted while the device is being built: the device that arrives is shut down.
-          yield* Effect.scoped(connect({ hostname: `faults-interrupted-${attempt}` })).pipe(
-            Effect.timeout(`${5 + attempt * 10} millis`),
-            Effect.ignore
+    it.effect(
+      "20 device lifecycles and 10 interrupted builds leave no socket to control, file descriptor or task behind",
+      () =>
+        Effect.gen(function*() {
+          const tailnet = yield* LocalTailnet
+          const controlPort = Number(new URL(tailnet.info.controlUrl).port)
+          const settle = Effect.sleep("1500 millis")
+          const before = openHandles(controlPort)
+          const tasksBefore = yield* NativeBackend.runtimeTasks()
+          for (let cycle = 0; cycle < 20; cycle++) {
+            yield* Effect.scoped(
+              Effect.flatMap(connect({ hostname: `faults-cycle-${cycle}` }), (device) => device.ipv4)
+            )
+          }
+          yield* settle
+          const afterCycles = openHandles(controlPort)
+          const tasksAfterCycles = yield* NativeBackend.runtimeTasks()
+          for (let attempt = 0; attempt < 10; attempt++) {
+            // Interrupted while the device is being built: the device that arrives is shut down.
+            yield* Effect.scoped(connect({ hostname: `faults-interrupted-${attempt}` })).pipe(
+              Effect.timeout(`${5 + attempt * 10} millis`),
+              Effect.ignore
+            )
+          }
+          yield* Effect.sleep("6 seconds")
+          const afterInterrupted = openHandles(controlPort)
+          const tasksAfterInterrupted = yield* NativeBackend.runtimeTasks()
+          console.log(
+            `lifecycles: before ${JSON.stringify(before)}, after 20 cycles ${JSON.stringify(afterCycles)}, ` +
+              `after 10 interrupted builds ${JSON.stringify(afterInterrupted)}; runtime tasks ${tasksBefore}, ` +
+              `${tasksAfterCycles}, ${tasksAfterInterrupted}`
           )
-        }
-        yield* Effect.sleep("6 seconds")
-        const afterInterrupted = openHandles(controlPort)
-        const tasksAfterInterrupted = yield* NativeBackend.runtimeTasks()
-        console.log(`lifecycles: before ${JSON.stringify(before)}, after 20 cycles ${JSON.stringify(afterCycles)}, ` +
-          `after 10 interrupted builds ${JSON.stringify(afterInterrupted)}; runtime tasks ${tasksBefore}, ` +
-          `${tasksAfterCycles}, ${tasksAfterInterrupted}`)
-        // A shut-down device whose actors kept running held its whole state (it was 12 tasks a
-        // device). A little slack for a call of the previous test still finishing.
-        assert.isAtMost(tasksAfterCycles, tasksBefore + 2, "tasks left running after 20 device lifecycles")
-        assert.isAtMost(tasksAfterInterrupted, tasksBefore + 2, "tasks left running after 10 interrupted builds")
-        assert.strictEqual(afterCycles.toControl, before.toControl)
-        assert.strictEqual(afterInterrupted.toControl, before.toControl)
-        assert.isAtMost(afterInterrupted.fds, before.fds)
-      }), { timeout: 120_000 })
+          // A shut-down device whose actors kept running held its whole state (it was 12 tasks a
+          // device). A little slack for a call of the previous test still finishing.
+          assert.isAtMost(tasksAfterCycles, tasksBefore + 2, "tasks left running after 20 device lifecycles")
+          assert.isAtMost(tasksAfterInterrupted, tasksBefore + 2, "tasks left running after 10 interrupted builds")
+          assert.strictEqual(afterCycles.toControl, before.toControl)
+          assert.strictEqual(afterInterrupted.toControl, before.toControl)
+          assert.isAtMost(afterInterrupted.fds, before.fds)
+        }),
+      { timeout: 120_000 }
+    )
 
-    it.effect("two devices log at once: each logger gets its own device's records, and closing one never silences the other", () =>
-      Effect.gen(function*() {
-        const tailnet = yield* LocalTailnet
-        const a = capture()
-        const b = capture()
-        const scopeB = yield* Scope.make()
-        const deviceA = yield* connect({ hostname: "faults-log-a", logFilter: "debug" }).pipe(
-          Effect.provide(Logger.layer([a.logger]))
-        )
-        // At the default level too: a device's span must exist whatever the filter.
-        yield* connect({ hostname: "faults-log-b", logFilter: "warn" }).pipe(
-          Effect.provide(Logger.layer([b.logger])),
-          Scope.provide(scopeB)
-        )
-        // The crate's start-up warning, once per device, reaches that device's logger only.
-        const startup = (records: ReadonlyArray<Captured>) =>
-          records.filter((record) => record.message.startsWith("tailscale-rs is early software")).length
-        assert.strictEqual(startup(a.records), 1)
-        assert.strictEqual(startup(b.records), 1)
-        yield* Scope.close(scopeB, Exit.void)
-        const before = a.records.length
-        // A keeps logging: a dial makes its network stack and runtime log at debug.
-        yield* tailnet.waitForPeer(NetAddress.formatIp(yield* deviceA.ipv4))
-        const { peer } = tailnet.info
-        yield* Effect.scoped(deviceA.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" }))
-        yield* Effect.sleep("200 millis")
-        assert.isAbove(a.records.length, before, "device A's records stopped when device B closed")
-      }), { timeout: 60_000 })
-
-    it.effect("at the default level each device's records still reach only its own logger", () =>
-      Effect.gen(function*() {
-        const a = capture()
-        const b = capture()
-        yield* connect({ hostname: "faults-warn-a", logFilter: "warn" }).pipe(Effect.provide(Logger.layer([a.logger])))
-        yield* connect({ hostname: "faults-warn-b", logFilter: "warn" }).pipe(Effect.provide(Logger.layer([b.logger])))
-        const startup = (records: ReadonlyArray<Captured>) =>
-          records.filter((record) => record.message.startsWith("tailscale-rs is early software")).length
-        assert.deepStrictEqual([startup(a.records), startup(b.records)], [1, 1])
-      }), { timeout: 60_000 })
-
-    it.effect("a clean run logs no error, the crate's start-up warning once, and each test-build notice at most once", () =>
-      Effect.gen(function*() {
-        const tailnet = yield* LocalTailnet
-        const all = capture()
-        yield* Effect.scoped(Effect.gen(function*() {
-          const device = yield* connect({ hostname: "faults-clean", logFilter: "warn" })
-          yield* tailnet.waitForPeer(NetAddress.formatIp(yield* device.ipv4))
+    it.effect(
+      "two devices log at once: each logger gets its own device's records, and closing one never silences the other",
+      () =>
+        Effect.gen(function*() {
+          const tailnet = yield* LocalTailnet
+          const a = capture()
+          const b = capture()
+          const scopeB = yield* Scope.make()
+          const deviceA = yield* connect({ hostname: "faults-log-a", logFilter: "debug" }).pipe(
+            Effect.provide(Logger.layer([a.logger]))
+          )
+          // At the default level too: a device's span must exist whatever the filter.
+          yield* connect({ hostname: "faults-log-b", logFilter: "warn" }).pipe(
+            Effect.provide(Logger.layer([b.logger])),
+            Scope.provide(scopeB)
+          )
+          // The crate's start-up warning, once per device, reaches that device's logger only.
+          const startup = (records: ReadonlyArray<Captured>) =>
+            records.filter((record) => record.message.startsWith("tailscale-rs is early software")).length
+          assert.strictEqual(startup(a.records), 1)
+          assert.strictEqual(startup(b.records), 1)
+          yield* Scope.close(scopeB, Exit.void)
+          const before = a.records.length
+          // A keeps logging: a dial makes its network stack and runtime log at debug.
+          yield* tailnet.waitForPeer(NetAddress.formatIp(yield* deviceA.ipv4))
           const { peer } = tailnet.info
-          const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" })
-          yield* stream.write("clean")
-          yield* stream.read({ timeout: "20 seconds" })
-          // Long enough for the DERP reconnects that used to repeat the TLS notices.
-          yield* Effect.sleep("3 seconds")
-        })).pipe(Effect.provide(Logger.layer([all.logger])))
-        // Records of the shutdown arrive after the scope has closed.
-        yield* Effect.sleep("1 second")
-        const crate = all.records.filter((record) => "target" in record.annotations)
-        const count = (message: string) => crate.filter((record) => record.message === message).length
-        assert.deepStrictEqual(crate.filter((record) => record.level === "Error").map((record) => record.message), [])
-        assert.strictEqual(
-          count("tailscale-rs is early software in active development, expect more bugs and missing features than usual."),
-          1
-        )
-        for (const notice of ["connecting insecure TLS", "fetching control key over insecure http", "using insecure TLS for tests"]) {
-          assert.isAtMost(count(notice), 1, notice)
-        }
-      }), { timeout: 60_000 })
+          yield* Effect.scoped(deviceA.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" }))
+          yield* Effect.sleep("200 millis")
+          assert.isAbove(a.records.length, before, "device A's records stopped when device B closed")
+        }),
+      { timeout: 60_000 }
+    )
+
+    it.effect(
+      "at the default level each device's records still reach only its own logger",
+      () =>
+        Effect.gen(function*() {
+          const a = capture()
+          const b = capture()
+          yield* connect({ hostname: "faults-warn-a", logFilter: "warn" }).pipe(
+            Effect.provide(Logger.layer([a.logger]))
+          )
+          yield* connect({ hostname: "faults-warn-b", logFilter: "warn" }).pipe(
+            Effect.provide(Logger.layer([b.logger]))
+          )
+          const startup = (records: ReadonlyArray<Captured>) =>
+            records.filter((record) => record.message.startsWith("tailscale-rs is early software")).length
+          assert.deepStrictEqual([startup(a.records), startup(b.records)], [1, 1])
+        }),
+      { timeout: 60_000 }
+    )
+
+    it.effect(
+      "a clean run logs no error, the crate's start-up warning once, and each test-build notice at most once",
+      () =>
+        Effect.gen(function*() {
+          const tailnet = yield* LocalTailnet
+          const all = capture()
+          yield* Effect.scoped(Effect.gen(function*() {
+            const device = yield* connect({ hostname: "faults-clean", logFilter: "warn" })
+            yield* tailnet.waitForPeer(NetAddress.formatIp(yield* device.ipv4))
+            const { peer } = tailnet.info
+            const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, {
+              timeout: "30 seconds"
+            })
+            yield* stream.write("clean")
+            yield* stream.read({ timeout: "20 seconds" })
+            // Long enough for the DERP reconnects that used to repeat the TLS notices.
+            yield* Effect.sleep("3 seconds")
+          })).pipe(Effect.provide(Logger.layer([all.logger])))
+          // Records of the shutdown arrive after the scope has closed.
+          yield* Effect.sleep("1 second")
+          const crate = all.records.filter((record) => "target" in record.annotations)
+          const count = (message: string) => crate.filter((record) => record.message === message).length
+          assert.deepStrictEqual(crate.filter((record) => record.level === "Error").map((record) => record.message), [])
+          assert.strictEqual(
+            count(
+              "tailscale-rs is early software in active development, expect more bugs and missing features than usual."
+            ),
+            1
+          )
+          for (
+            const notice of [
+              "connecting insecure TLS",
+              "fetching control key over insecure http",
+              "using insecure TLS for tests"
+            ]
+          ) {
+            assert.isAtMost(count(notice), 1, notice)
+          }
+        }),
+      { timeout: 60_000 }
+    )
 
     it.effect("at trace level, no record carries the auth key or a private key", () =>
       Effect.gen(function*() {
@@ -198,7 +232,11 @@ describe("faults", () => {
         const state = yield* Effect.orDie(keyState)
         const all = capture()
         yield* Effect.scoped(Effect.gen(function*() {
-          const device = yield* connect({ hostname: "faults-secrets", logFilter: "trace", keyState: Redacted.make(state) })
+          const device = yield* connect({
+            hostname: "faults-secrets",
+            logFilter: "trace",
+            keyState: Redacted.make(state)
+          })
           yield* tailnet.waitForPeer(NetAddress.formatIp(yield* device.ipv4))
           const { peer } = tailnet.info
           const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" })
@@ -213,36 +251,40 @@ describe("faults", () => {
         console.log(`secrets scan: ${all.records.length} records, no secret found`)
       }), { timeout: 60_000 })
 
-    it.effect("shutting a device down under an HTTP server with a client connected ends serving quietly", () =>
-      Effect.gen(function*() {
-        const unhandled: Array<unknown> = []
-        const record = (error: unknown) => void unhandled.push(error)
-        process.on("unhandledRejection", record)
-        process.on("uncaughtException", record)
-        yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            process.off("unhandledRejection", record)
-            process.off("uncaughtException", record)
-          })
-        )
-        const server = yield* connect({ hostname: "faults-http" })
-        const serverIp = NetAddress.formatIp(yield* server.ipv4)
-        yield* Layer.build(
-          HttpServer.serve(Effect.succeed(HttpServerResponse.text("hello"))).pipe(
-            Layer.provide(TailnetHttpServer.layer(8080)),
-            Layer.provide(Layer.succeed(Tailscale, server))
+    it.effect(
+      "shutting a device down under an HTTP server with a client connected ends serving quietly",
+      () =>
+        Effect.gen(function*() {
+          const unhandled: Array<unknown> = []
+          const record = (error: unknown) => void unhandled.push(error)
+          process.on("unhandledRejection", record)
+          process.on("uncaughtException", record)
+          yield* Effect.addFinalizer(() =>
+            Effect.sync(() => {
+              process.off("unhandledRejection", record)
+              process.off("uncaughtException", record)
+            })
           )
-        )
-        const client = yield* connect({ hostname: "faults-http-client" })
-        yield* knows(server, NetAddress.formatIp(yield* client.ipv4))
-        const stream = yield* client.dial({ ip: serverIp, port: 8080 }, { timeout: "30 seconds" })
-        yield* stream.write("GET / HTTP/1.1\r\nHost: faults-http\r\n\r\n")
-        const reply = yield* stream.read({ timeout: "20 seconds" })
-        assert.include(new TextDecoder().decode(Option.getOrThrow(reply)), "hello")
-        // The keep-alive connection stays open while the server's device goes away.
-        assert.isTrue(yield* server.shutdown)
-        yield* Effect.sleep("500 millis")
-        assert.deepStrictEqual(unhandled.map(String), [])
-      }), { timeout: 120_000 })
+          const server = yield* connect({ hostname: "faults-http" })
+          const serverIp = NetAddress.formatIp(yield* server.ipv4)
+          yield* Layer.build(
+            HttpServer.serve(Effect.succeed(HttpServerResponse.text("hello"))).pipe(
+              Layer.provide(TailnetHttpServer.layer(8080)),
+              Layer.provide(Layer.succeed(Tailscale, server))
+            )
+          )
+          const client = yield* connect({ hostname: "faults-http-client" })
+          yield* knows(server, NetAddress.formatIp(yield* client.ipv4))
+          const stream = yield* client.dial({ ip: serverIp, port: 8080 }, { timeout: "30 seconds" })
+          yield* stream.write("GET / HTTP/1.1\r\nHost: faults-http\r\n\r\n")
+          const reply = yield* stream.read({ timeout: "20 seconds" })
+          assert.include(new TextDecoder().decode(Option.getOrThrow(reply)), "hello")
+          // The keep-alive connection stays open while the server's device goes away.
+          assert.isTrue(yield* server.shutdown)
+          yield* Effect.sleep("500 millis")
+          assert.deepStrictEqual(unhandled.map(String), [])
+        }),
+      { timeout: 120_000 }
+    )
   })
 })

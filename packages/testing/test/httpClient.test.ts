@@ -4,11 +4,11 @@
  * name, MagicDNS name and tailnet IP. On the loopback tailnet the client also reaches the Go
  * peer's server, and a raw stream handler learns who dialed it.
  */
-import { assert, describe, layer } from "@effect/vitest"
-import { Tailscale, type TailscaleService } from "@effect-tailscale/core/Tailscale"
 import * as TailnetCaller from "@effect-tailscale/core/TailnetCaller"
+import { Tailscale, type TailscaleService } from "@effect-tailscale/core/Tailscale"
 import * as TailnetHttpClient from "@effect-tailscale/node/TailnetHttpClient"
 import * as TailnetHttpServer from "@effect-tailscale/node/TailnetHttpServer"
+import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as HttpBody from "effect/http/HttpBody"
@@ -149,7 +149,9 @@ describe("http client", () => {
           const device = yield* provider.join("go-http-client")
           yield* provider.reachable(NetAddress.formatIp(yield* device.ipv4))
           for (const host of [provider.echoPeer.hostname, provider.echoPeer.ipv4]) {
-            const text = yield* client(device)(HttpClient.get(`http://${host}:7003/`).pipe(Effect.flatMap((r) => r.text)))
+            const text = yield* client(device)(
+              HttpClient.get(`http://${host}:7003/`).pipe(Effect.flatMap((r) => r.text))
+            )
             assert.strictEqual(text, "hello from echo-peer\n")
           }
         }))
@@ -180,7 +182,9 @@ const callerIdentity = (name: string, provider: Layer.Layer<TailnetProvider, unk
           assert.strictEqual(caller.hostname, provider.echoPeer.hostname)
           assert.strictEqual(NetAddress.formatIp(caller.ipv4), provider.echoPeer.ipv4)
           assert.strictEqual(reply, expected)
-          const unknown = yield* Effect.flip(TailnetCaller.lookup("100.64.99.99").pipe(Effect.provideService(Tailscale, device)))
+          const unknown = yield* Effect.flip(
+            TailnetCaller.lookup("100.64.99.99").pipe(Effect.provideService(Tailscale, device))
+          )
           assert.strictEqual(unknown._tag, "UnknownCaller")
         }))
     })

@@ -5,19 +5,19 @@
  * addon and the Effect service) and a Go tsnet peer, on a real control server and DERP relay on
  * loopback, inside the network namespace `npm test` creates.
  */
-import { assert, describe, layer } from "@effect/vitest"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
-import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
-import * as TailnetHttpServer from "@effect-tailscale/node/TailnetHttpServer"
-import * as HttpServer from "effect/http/HttpServer"
-import * as HttpServerRequest from "effect/http/HttpServerRequest"
-import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
 import { defaults, TailscaleTimeouts } from "@effect-tailscale/core/Timeouts"
+import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
+import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
+import * as TailnetHttpServer from "@effect-tailscale/node/TailnetHttpServer"
+import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as HttpServer from "effect/http/HttpServer"
+import * as HttpServerRequest from "effect/http/HttpServerRequest"
+import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Logger from "effect/Logger"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
@@ -31,7 +31,7 @@ import * as http from "node:http"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
+import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
 import { failureText, reasonTag } from "./reasons.ts"
 
 const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex")
@@ -77,7 +77,11 @@ describe("loopback tailnet", () => {
     it.effect("control's private CA: ControlUnreachable at once, naming the issuer, until caFile trusts it", () =>
       Effect.gen(function*() {
         const tailnet = yield* LocalTailnet
-        const over = { controlUrl: tailnet.info.controlUrl, authKey: Redacted.make(tailnet.info.authKey), logFilter: "off" }
+        const over = {
+          controlUrl: tailnet.info.controlUrl,
+          authKey: Redacted.make(tailnet.info.authKey),
+          logFilter: "off"
+        }
         const started = Date.now()
         const refused = yield* Effect.exit(NodeTailscale.make({ ...over, hostname: "private-ca-untrusted" }))
         assert.isBelow(Date.now() - started, 5_000)
@@ -215,9 +219,12 @@ describe("loopback tailnet", () => {
           return HttpServerResponse.text(`effect says hi to ${request.url}`)
         })
         yield* HttpServer.serveEffect(app).pipe(
-          Effect.provideService(HttpServer.HttpServer, yield* TailnetHttpServer.make(8081).pipe(
-            Effect.provideService(Tailscale, device)
-          ))
+          Effect.provideService(
+            HttpServer.HttpServer,
+            yield* TailnetHttpServer.make(8081).pipe(
+              Effect.provideService(Tailscale, device)
+            )
+          )
         )
         const fetched = yield* tailnet.fetchFromPeer(`http://${ipv4}:8081/effect`)
         assert.deepStrictEqual(fetched, { status: 200, body: "effect says hi to /effect" })
@@ -232,8 +239,11 @@ describe("loopback tailnet", () => {
             const request = http.get({ host, port: tailnet.info.peer.httpPort, path: "/", agent }, (response) => {
               const chunks: Array<Buffer> = []
               response.on("data", (chunk: Buffer) => chunks.push(chunk))
-              response.on("end", () =>
-                resume(Effect.succeed({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() })))
+              response.on(
+                "end",
+                () =>
+                  resume(Effect.succeed({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() }))
+              )
             })
             request.on("error", (error) => resume(Effect.fail(error)))
           })

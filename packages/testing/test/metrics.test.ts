@@ -1,6 +1,6 @@
 /** TailscaleMetrics on both tailnets: bytes, open connections, dials by outcome, lookups, states. */
-import { assert, describe, layer } from "@effect/vitest"
 import * as TailscaleMetrics from "@effect-tailscale/core/TailscaleMetrics"
+import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Layer from "effect/Layer"
@@ -23,7 +23,9 @@ const metrics = (name: string, provider: Layer.Layer<TailnetProvider, unknown>) 
           const { device: tailscale, provider: tailnet } = yield* joinReachable(hostname).pipe(Scope.provide(scope))
           const peer = tailnet.echoPeer
 
-          const stream = yield* tailscale.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" })
+          const stream = yield* tailscale.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, {
+            timeout: "30 seconds"
+          })
             .pipe(Scope.provide(scope))
           assert.strictEqual(yield* count(TailscaleMetrics.connectionsOpen, device), 1)
           const payload = "m".repeat(1000)
@@ -36,7 +38,9 @@ const metrics = (name: string, provider: Layer.Layer<TailnetProvider, unknown>) 
           assert.strictEqual(yield* count(TailscaleMetrics.bytesSent, device), 1000)
           assert.strictEqual(yield* count(TailscaleMetrics.bytesReceived, device), 1000)
 
-          yield* Effect.exit(tailscale.dial({ ip: peer.ipv4, port: 1 }, { timeout: "20 seconds" }).pipe(Scope.provide(scope)))
+          yield* Effect.exit(
+            tailscale.dial({ ip: peer.ipv4, port: 1 }, { timeout: "20 seconds" }).pipe(Scope.provide(scope))
+          )
           for (let i = 0; i < 3; i++) yield* tailscale.peerByName(peer.hostname)
 
           assert.strictEqual(yield* count(TailscaleMetrics.dials, { ...device, outcome: "success" }), 1)

@@ -3,10 +3,10 @@
  * tailnets: one serves, the other dials it by name, and code written for `Tailscale` (the HTTP
  * client) runs on a named device through `asTailscale`.
  */
-import { assert, describe, layer } from "@effect/vitest"
 import * as Tailscale from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import * as TailnetHttpClient from "@effect-tailscale/node/TailnetHttpClient"
+import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as HttpClient from "effect/http/HttpClient"
@@ -14,8 +14,8 @@ import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as FakeTailnet from "../src/FakeTailnet.ts"
-import { knows } from "../src/Workloads.ts"
 import * as LocalTailnet from "../src/LocalTailnet.ts"
+import { knows } from "../src/Workloads.ts"
 import { failureText } from "./reasons.ts"
 
 const Office = Tailscale.named("office")

@@ -4,28 +4,33 @@
  * plain SOCKS5 client gets the TCP echo and the protocol's error codes; a `ws` client reaches a
  * WebSocket server on another of our devices through the socket factory.
  */
-import { assert, describe, layer } from "@effect/vitest"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
 import * as TailnetProxy from "@effect-tailscale/node/TailnetProxy"
+import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Scope from "effect/Scope"
 import * as NetAddress from "effect/net/NetAddress"
-import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
+import * as Scope from "effect/Scope"
 import { execFile } from "node:child_process"
 import * as http from "node:http"
-import type { Duplex } from "node:stream"
-import { WebSocket, WebSocketServer } from "ws"
 import * as net from "node:net"
+import type { Duplex } from "node:stream"
 import { promisify } from "node:util"
+import { WebSocket, WebSocketServer } from "ws"
+import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
 import { knows } from "../src/Workloads.ts"
-import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
 
 const curl = (...args: ReadonlyArray<string>) =>
   Effect.promise(() =>
     promisify(execFile)("curl", ["--silent", "--show-error", "--max-time", "30", ...args]).then(
       ({ stdout }) => ({ ok: true as const, stdout }),
-      (error: { code?: number; stderr?: string }) => ({ ok: false as const, stdout: "", code: error.code, stderr: error.stderr })
+      (error: { code?: number; stderr?: string }) => ({
+        ok: false as const,
+        stdout: "",
+        code: error.code,
+        stderr: error.stderr
+      })
     )
   )
 
@@ -63,7 +68,10 @@ const socks5 = (port: number, host: string, targetPort: number, payload: string)
 
 describe("proxy", () => {
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
-    const withProxy = <A, E>(hostname: string, body: (proxy: TailnetProxy.TailnetProxyService) => Effect.Effect<A, E, LocalTailnet>) =>
+    const withProxy = <A, E>(
+      hostname: string,
+      body: (proxy: TailnetProxy.TailnetProxyService) => Effect.Effect<A, E, LocalTailnet>
+    ) =>
       Effect.gen(function*() {
         const tailnet = yield* LocalTailnet
         const device = yield* connect({ hostname })
@@ -81,7 +89,11 @@ describe("proxy", () => {
           assert.deepStrictEqual(viaSocks, { ok: true, stdout: "hello from echo-peer\n" })
           const viaConnect = yield* curl("--proxytunnel", "--proxy", proxy.httpUrl, url)
           assert.deepStrictEqual(viaConnect, { ok: true, stdout: "hello from echo-peer\n" })
-          const byIp = yield* curl("--proxy", proxy.socksUrl, `http://${tailnet.info.peer.ipv4}:${tailnet.info.peer.httpPort}/`)
+          const byIp = yield* curl(
+            "--proxy",
+            proxy.socksUrl,
+            `http://${tailnet.info.peer.ipv4}:${tailnet.info.peer.httpPort}/`
+          )
           assert.deepStrictEqual(byIp, { ok: true, stdout: "hello from echo-peer\n" })
         })))
 
@@ -89,7 +101,12 @@ describe("proxy", () => {
       withProxy("proxy-socks", (proxy) =>
         Effect.gen(function*() {
           const tailnet = yield* LocalTailnet
-          const echo = yield* socks5(proxy.socksPort, tailnet.info.peer.hostname, tailnet.info.peer.tcpEchoPort, "through socks")
+          const echo = yield* socks5(
+            proxy.socksPort,
+            tailnet.info.peer.hostname,
+            tailnet.info.peer.tcpEchoPort,
+            "through socks"
+          )
           assert.deepStrictEqual(echo, { code: 0, echoed: "through socks" })
           const refused = yield* socks5(proxy.socksPort, tailnet.info.peer.ipv4, 1, "x")
           assert.strictEqual(refused.code, 0x05, "connection refused")
@@ -112,22 +129,27 @@ describe("proxy", () => {
         const httpServer = http.createServer()
         const wss = new WebSocketServer({ server: httpServer })
         wss.on("connection", (socket) => socket.on("message", (data) => socket.send(`echo: ${String(data)}`)))
-        yield* Effect.addFinalizer(() => Effect.sync(() => {
-          wss.close()
-          httpServer.close()
-        }))
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            wss.close()
+            httpServer.close()
+          })
+        )
         yield* NodeHttp.serve(listener, httpServer)
 
         const socketTo = yield* NodeHttp.makeSocketFactory.pipe(Effect.provideService(Tailscale, client))
         const reply = yield* Effect.promise(() =>
           new Promise<string>((resolve, reject) => {
             const ws = new WebSocket("ws://ws-server:8090/", {
-              createConnection: ((options: { host: string; port: number }, done: (error: Error | null, socket?: Duplex) => void) => {
-                socketTo(options.host, Number(options.port)).then((socket) => done(null, socket), (error: Error) => done(error))
-                return undefined
-              }) as never
+              createConnection:
+                ((options: { host: string; port: number }, done: (error: Error | null, socket?: Duplex) => void) => {
+                  socketTo(options.host, Number(options.port)).then((socket) => done(null, socket), (error: Error) =>
+                    done(error))
+                  return undefined
+                }) as never
             })
-            ws.on("open", () => ws.send("hi"))
+            ws.on("open", () =>
+              ws.send("hi"))
             ws.on("message", (data) => {
               resolve(String(data))
               ws.close()
@@ -145,7 +167,11 @@ describe("proxy", () => {
         const scope = yield* Scope.make()
         const proxy = yield* TailnetProxy.make().pipe(Effect.provideService(Tailscale, device), Scope.provide(scope))
         yield* Scope.close(scope, Exit.void)
-        const after = yield* curl("--socks5-hostname", `127.0.0.1:${proxy.socksPort}`, `http://${tailnet.info.peer.hostname}:7003/`)
+        const after = yield* curl(
+          "--socks5-hostname",
+          `127.0.0.1:${proxy.socksPort}`,
+          `http://${tailnet.info.peer.hostname}:7003/`
+        )
         assert.isFalse(after.ok)
       }))
   })

@@ -1,6 +1,6 @@
-import { assert, layer } from "@effect/vitest"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import * as FakeTailnet from "@effect-tailscale/testing/FakeTailnet"
+import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
 
 // The program under test: asks the "db" peer for its version.

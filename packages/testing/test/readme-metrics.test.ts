@@ -1,7 +1,7 @@
-import { assert, layer } from "@effect/vitest"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import * as TailscaleMetrics from "@effect-tailscale/core/TailscaleMetrics"
 import * as FakeTailnet from "@effect-tailscale/testing/FakeTailnet"
+import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Metric } from "effect"
 
 const Device = FakeTailnet.device({ hostname: "api" }).pipe(Layer.provide(FakeTailnet.layer()))

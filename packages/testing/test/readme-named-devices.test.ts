@@ -1,6 +1,6 @@
-import { assert, layer } from "@effect/vitest"
 import * as Tailscale from "@effect-tailscale/core/Tailscale"
 import * as FakeTailnet from "@effect-tailscale/testing/FakeTailnet"
+import { assert, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 
 // Two devices in one program, each a layer under its own name

@@ -5,7 +5,7 @@ import { execFile } from "node:child_process"
 import { readFile } from "node:fs/promises"
 import { join } from "node:path"
 import { promisify } from "node:util"
-import { LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
+import { layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
 
 const root = join(import.meta.dirname, "..", "..", "..")
 
@@ -17,12 +17,14 @@ const block = (readme: string, marker: string, file = "examples/readme.ts") => {
 
 describe("README", () => {
   // Each of these files runs as a test of its own; the README must show it as it is.
-  for (const [what, file] of [
-    ["the FakeTailnet example", "packages/testing/test/readme-fake.test.ts"],
-    ["the HTTP client and caller identity example", "packages/testing/test/readme-tailnet-apps.test.ts"],
-    ["the metrics example", "packages/testing/test/readme-metrics.test.ts"],
-    ["the named devices example", "packages/testing/test/readme-named-devices.test.ts"]
-  ] as const) {
+  for (
+    const [what, file] of [
+      ["the FakeTailnet example", "packages/testing/test/readme-fake.test.ts"],
+      ["the HTTP client and caller identity example", "packages/testing/test/readme-tailnet-apps.test.ts"],
+      ["the metrics example", "packages/testing/test/readme-metrics.test.ts"],
+      ["the named devices example", "packages/testing/test/readme-named-devices.test.ts"]
+    ] as const
+  ) {
     it(`shows ${what} as it is`, async () => {
       const readme = await readFile(join(root, "README.md"), "utf8")
       assert.strictEqual(block(readme, "example", file), await readFile(join(root, file), "utf8"))

@@ -7,7 +7,7 @@
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as NetAddress from "effect/net/NetAddress"
-import { connect, LocalTailnet, layer as localTailnet } from "../src/LocalTailnet.ts"
+import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
 import * as Workloads from "../src/Workloads.ts"
 
 const joined = (hostname: string) =>
@@ -59,7 +59,8 @@ describe("survival", () => {
         const { device, echoPeer, tailnet } = yield* joined("survival-server")
         yield* Workloads.serveEcho(device, 7100)
         const tally = yield* Workloads.churn(
-          (index) => connect({ hostname: `survival-client-${index}` }).pipe(Effect.provideService(LocalTailnet, tailnet)),
+          (index) =>
+            connect({ hostname: `survival-client-${index}` }).pipe(Effect.provideService(LocalTailnet, tailnet)),
           { hostname: "survival-server", port: 7100 },
           device,
           echoPeer,

@@ -27,7 +27,10 @@ export const forDevice = (device: string): DeviceMeter => {
   const lookups = {
     peerByName: Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peerByName" }), 1),
     peerByIp: Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peerByIp" }), 1),
-    peersWithRoute: Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peersWithRoute" }), 1)
+    peersWithRoute: Metric.update(
+      Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peersWithRoute" }),
+      1
+    )
   }
   const dials = new Map<string, Effect.Effect<void>>()
   const dial = (outcome: string) => {

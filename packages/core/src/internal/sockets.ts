@@ -29,8 +29,11 @@ const EPHEMERAL_COUNT = 65536 - EPHEMERAL_FIRST
 const ephemeral = <A>(bind: (port: number) => Effect.Effect<A, TailscaleError>) => {
   const attempt = (tries: number): Effect.Effect<A, TailscaleError> =>
     bind(EPHEMERAL_FIRST + Math.floor(Math.random() * EPHEMERAL_COUNT)).pipe(
-      Effect.catchReason("TailscaleError", "AddressInUse", (reason) =>
-        tries > 1 ? attempt(tries - 1) : Effect.fail(new TailscaleError({ reason })))
+      Effect.catchReason(
+        "TailscaleError",
+        "AddressInUse",
+        (reason) => tries > 1 ? attempt(tries - 1) : Effect.fail(new TailscaleError({ reason }))
+      )
     )
   return attempt(32)
 }
@@ -75,12 +78,17 @@ export const makeSockets = (
         } else {
           const peer = yield* peerNamed(parsed.name)
           if (Option.isNone(peer)) {
-            return yield* Effect.fail(invalidArgument("peer", `no peer called ${JSON.stringify(parsed.name)} on this tailnet`))
+            return yield* Effect.fail(
+              invalidArgument("peer", `no peer called ${JSON.stringify(parsed.name)} on this tailnet`)
+            )
           }
           ip = parsed.family === "ipv6" ? peer.value.ipv6 : peer.value.ipv4
         }
         const device = yield* supervised.current
-        const raw = yield* open(() => device.raw.tcpConnect(formatIp(ip), parsed.port), (error) => fromBackend("dial", error))
+        const raw = yield* open(
+          () => device.raw.tcpConnect(formatIp(ip), parsed.port),
+          (error) => fromBackend("dial", error)
+        )
         return device.stream(raw)
       })
       // The connection is owned by the scope the moment it exists, even if interrupted here.
@@ -88,10 +96,12 @@ export const makeSockets = (
         restore(connect.pipe(within("dial", limit))).pipe(
           Effect.flatMap((raw) => TcpStream.fromRaw(raw, meter)),
           Effect.onExit((exit) =>
-            meter.dial(Exit.isSuccess(exit) ? "success" : Option.match(Exit.findErrorOption(exit), {
-              onNone: () => "interrupted",
-              onSome: (error) => error.reason._tag
-            }))
+            meter.dial(
+              Exit.isSuccess(exit) ? "success" : Option.match(Exit.findErrorOption(exit), {
+                onNone: () => "interrupted",
+                onSome: (error) => error.reason._tag
+              })
+            )
           )
         )
       )
@@ -102,10 +112,13 @@ export const makeSockets = (
       // Interruptible only while waiting: a listener that exists is always owned or closed.
       return yield* Effect.uninterruptibleMask((restore) => {
         const listenOn = (ip: NetAddress.IpAddress, at: number) =>
-          Effect.flatMap(restore(supervised.current), (device) =>
-            restore(open(() => device.raw.tcpListen(formatIp(ip), at), (error) => fromBackend("listen", error))).pipe(
-              Effect.map(device.listener)
-            ))
+          Effect.flatMap(
+            restore(supervised.current),
+            (device) =>
+              restore(open(() => device.raw.tcpListen(formatIp(ip), at), (error) => fromBackend("listen", error))).pipe(
+                Effect.map(device.listener)
+              )
+          )
         // Both of the device's addresses unless one is named, as a `net.Server` listens on both.
         const bind = (at: number) =>
           options?.address !== undefined
@@ -131,11 +144,16 @@ export const makeSockets = (
       const valid = yield* parsePort("port", port)
       const ip = yield* bindIp(options?.address, options?.timeout ?? timeouts.netmap)
       return yield* Effect.uninterruptibleMask((restore) =>
-        restore(Effect.flatMap(supervised.current, (device) =>
-          open(() => device.raw.udpBind(formatIp(ip), valid), (error) => fromBackend("bindUdp", error)).pipe(
-            Effect.map(device.udp)
-          ))).pipe(
-          Effect.flatMap((raw) => UdpSocket.fromRaw(raw, meter))
+        restore(
+          Effect.flatMap(supervised.current, (device) =>
+            open(() =>
+              device.raw.udpBind(formatIp(ip), valid), (error) => fromBackend("bindUdp", error)).pipe(
+                Effect.map(device.udp)
+              ))
+        ).pipe(
+          Effect.flatMap((raw) =>
+            UdpSocket.fromRaw(raw, meter)
+          )
         )
       )
     })

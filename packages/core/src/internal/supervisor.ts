@@ -13,9 +13,9 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { RawDevice, RawTcpListener, RawTcpStream, RawUdpSocket } from "../Backend.ts"
-import { openDevice } from "./owned.ts"
 import { DeviceState } from "../DeviceState.ts"
 import { deviceClosed, deviceLost, fromBackend, type TailscaleError } from "../TailscaleError.ts"
+import { openDevice } from "./owned.ts"
 
 /** One backend device in the service's life; a lost one is followed by a new generation. */
 export interface Generation {
@@ -179,7 +179,9 @@ export const supervise = (
     const reportStartup = (current: Generation) =>
       Effect.gen(function*() {
         const auth = yield* Effect.tryPromise(() => current.raw.authState())
-        if (!auth.authorized && auth.loginUrl !== undefined) yield* setState(DeviceState.NeedsLogin({ url: auth.loginUrl }))
+        if (!auth.authorized && auth.loginUrl !== undefined) {
+          yield* setState(DeviceState.NeedsLogin({ url: auth.loginUrl }))
+        }
         yield* Effect.tryPromise(() => current.raw.ipv4())
         current.netmap.self = true
         if (current === generation) yield* setState(DeviceState.Running())
@@ -193,7 +195,9 @@ export const supervise = (
         const build = () => lost.raw.respawn ? lost.raw.respawn() : options.connectAgain()
         return yield* openDevice(build, (error) => fromBackend("reconnect", error)).pipe(
           Effect.tapError((error) =>
-            Effect.suspend(() => setState(DeviceState.Reconnecting({ attempt: ++attempt, cause: error.reason.message })))
+            Effect.suspend(() =>
+              setState(DeviceState.Reconnecting({ attempt: ++attempt, cause: error.reason.message }))
+            )
           ),
           Effect.retry(options.schedule)
         )

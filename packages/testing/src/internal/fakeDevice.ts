@@ -219,7 +219,10 @@ const bindUdp = (state: TailnetState, node: FakeNode, ip: string, port: number):
     send: async (toIp, toPort, data) => {
       if (socketClosed || node.udp.get(port) !== inbox) throw fail("DEVICE_CLOSED", "the UDP socket is closed")
       if (data.length > MAX_DATAGRAM_BYTES) {
-        throw fail("MESSAGE_TOO_LARGE", `UDP send: ${data.length} bytes is more than the ${MAX_DATAGRAM_BYTES} a datagram can hold`)
+        throw fail(
+          "MESSAGE_TOO_LARGE",
+          `UDP send: ${data.length} bytes is more than the ${MAX_DATAGRAM_BYTES} a datagram can hold`
+        )
       }
       const to = normalizeIp(toIp)
       if (to.includes(":") !== address.includes(":")) {

@@ -155,4 +155,3 @@ export const streamPair = (
   }
   return [end(toClient, toServer, client, server), end(toServer, toClient, server, client)]
 }
-
