@@ -26,6 +26,18 @@ export declare class Device {
    * then fails with `DEVICE_LOST`), or with `null` once the device is shut down.
    */
   waitLost(): Promise<string | null>
+  /**
+   * Resolves with whether the device has a live session with control once that differs from
+   * `known`, or with `null` once the device is shut down or lost. While control is away the
+   * device keeps working with what control gave it; only new peers and keys wait.
+   */
+  watchControl(known: boolean): Promise<boolean | null>
+  /**
+   * Stops the crate's runtime behind this device at once, as a crash inside it would: the
+   * runtime watch then reports the device lost (`waitLost`), its calls and sockets fail, and
+   * `respawn` builds it again. For testing code that must survive a lost device.
+   */
+  abortRuntime(): void
   /** This device's IPv4 tailnet address. Waits for the first network map. */
   ipv4(): Promise<string>
   /** This device's IPv6 tailnet address. Waits for the first network map. */

@@ -12,6 +12,7 @@ use tailscale::AuthState as CrateAuthState;
 use tracing::Instrument;
 
 use crate::address::{parse_ip, socket_addr};
+use crate::control_link;
 use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
 use crate::health;
 use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, start, stop};
@@ -150,6 +151,29 @@ impl Device {
             () = self.shared.token.cancelled() => {}
         }
         health.cause().map(str::to_owned)
+    }
+
+    /// Resolves with whether the device has a live session with control once that differs from
+    /// `known`, or with `null` once the device is shut down or lost. While control is away the
+    /// device keeps working with what control gave it; only new peers and keys wait.
+    #[napi]
+    pub async fn watch_control(&self, known: bool) -> Option<bool> {
+        // Ask now: the runtime watch only probes once a second.
+        if let Ok(device) = self.device()
+            && let Some(connected) = control_link::connected(&device).await
+        {
+            self.shared.control.set(connected);
+        }
+        self.shared.control.changed_from(known, &self.shared.token).await
+    }
+
+    /// Stops the crate's runtime behind this device at once, as a crash inside it would: the
+    /// runtime watch then reports the device lost (`waitLost`), its calls and sockets fail, and
+    /// `respawn` builds it again. For testing code that must survive a lost device.
+    #[napi]
+    pub fn abort_runtime(&self) -> napi::Result<()> {
+        self.device()?.runtime().kill();
+        Ok(())
     }
 
     /// This device's IPv4 tailnet address. Waits for the first network map.

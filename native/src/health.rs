@@ -1,8 +1,7 @@
 //! Whether the crate's runtime behind a device is still there.
 //!
-//! tailscale-rs runs a device as a tree of actors. When one of them gives up for good (a
-//! control server away for longer than the supervisor's five quick restarts, for example), the
-//! runtime stops and every later call fails with `Internal(Actor)`; nothing restarts it and
+//! tailscale-rs runs a device as a tree of actors. When one of them gives up for good (control
+//! refusing the node, or a panic that uses up a supervisor's restarts), the runtime stops and every later call fails with `Internal(Actor)`; nothing restarts it and
 //! nothing reports it. The addon notices (a probe every second, and after any call that failed
 //! that way), marks the device lost, and ends its pending calls and sockets, so JavaScript can
 //! build the device again from the same key state (`Device.respawn`).

@@ -10,6 +10,7 @@ use tailscale::Config;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::control_link::{self, ControlLink};
 use crate::control_probe::{connect_timed_out, probe_control, within};
 use crate::error::{Failure, Result, from_device};
 use crate::health::{self, Health};
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     /// Set once control has given the device an address.
     pub(crate) registered: AtomicBool,
     pub(crate) health: Health,
+    /// Whether the device has a live session with control (false while control is away).
+    pub(crate) control: ControlLink,
     /// What `respawn` builds a new device from: the same options and key state.
     pub(crate) recipe: Recipe,
     /// Everything this device does runs in it, so its log records reach its own sink.
@@ -149,6 +152,7 @@ pub(crate) async fn start(recipe: Recipe, registered: bool) -> Result<Arc<Shared
         shutdown_result: tokio::sync::OnceCell::new(),
         registered: AtomicBool::new(registered),
         health: Health::default(),
+        control: ControlLink::default(),
         recipe,
         span,
         _secrets: secrets,
@@ -159,7 +163,8 @@ pub(crate) async fn start(recipe: Recipe, registered: bool) -> Result<Arc<Shared
 }
 
 /// Probes the runtime once a second until the device is shut down, dropped or found lost, so
-/// a lost device ends its pending reads and accepts even when nobody calls it.
+/// a lost device ends its pending reads and accepts even when nobody calls it; and publishes
+/// whether control is connected.
 fn watch_runtime(shared: Weak<Shared>) {
     let span = shared.upgrade().map(|s| s.span.clone()).unwrap_or_else(tracing::Span::none);
     let watch = async move {
@@ -180,6 +185,9 @@ fn watch_runtime(shared: Weak<Shared>) {
             if let Some(cause) = health::runtime_gone(&device).await {
                 shared.lose(cause);
                 return;
+            }
+            if let Some(connected) = control_link::connected(&device).await {
+                shared.control.set(connected);
             }
         }
     };

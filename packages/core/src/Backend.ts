@@ -145,6 +145,13 @@ export interface RawDevice {
    */
   waitLost?(): Promise<string | null>
   /**
+   * Resolves with whether the device has a live session with control once that differs from
+   * `known`, or with `null` once the device is shut down or lost. While control is away a
+   * device keeps its addresses, peers and connections; only what needs control waits.
+   * Optional: without it, core reports control as connected while the device runs.
+   */
+  watchControl?(known: boolean): Promise<boolean | null>
+  /**
    * A new device built like this one (same options and identity) for when it is lost.
    * Optional: without it, core connects again with the same options.
    */

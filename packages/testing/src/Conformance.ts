@@ -55,10 +55,11 @@ export interface TailnetProviderService {
   readonly echoPeerSees: (ip: string) => Effect.Effect<boolean, unknown>
   /**
    * Loses the device called `hostname` the way this tailnet does: the fake's fault, or (on the
-   * loopback tailnet) control restarted after 300 ms away, which stops the runtime of every
-   * tailscale-rs device on it.
+   * loopback tailnet) the crate's runtime behind it stopped, as a crash would stop it.
    */
   readonly loseDevice: (hostname: string) => Effect.Effect<void, unknown>
+  /** Takes control away (every device's session with it ends) or brings it back. */
+  readonly setControlDown: (down: boolean) => Effect.Effect<void, unknown>
   /** Has the echo peer dial `address` (`ip:port`, `[ipv6]:port`), send `data`, and return what it read back. */
   readonly echoPeerDials: (address: string, data: string) => Effect.Effect<string, unknown>
 }
@@ -117,6 +118,7 @@ export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
       waitLeft: () => Effect.void,
       echoPeerSees: (ip) => Effect.map(peer.peerByIp(ip), Option.isSome),
       loseDevice: (hostname) => tailnet.loseDevice(hostname),
+      setControlDown: tailnet.setControlDown,
       echoPeerDials: (address, data) =>
         Effect.scoped(Effect.gen(function*() {
           const stream = yield* peer.dial(address as `${string}:${number}`)
@@ -151,7 +153,8 @@ export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect
       // Left: its map poll closed and it logged out, as control deletes an ephemeral node then.
       waitLeft: (nodeKey) => Effect.andThen(tailnet.waitForDisconnect(nodeKey), tailnet.waitLoggedOut(nodeKey)),
       echoPeerSees: (ip) => Effect.map(tailnet.peers, (peers) => peers.some((view) => view.ipv4 === ip)),
-      loseDevice: () => tailnet.restartControl(300),
+      loseDevice: (hostname) => tailnet.loseDevice(hostname),
+      setControlDown: (down) => down ? tailnet.stopControl : tailnet.startControl,
       echoPeerDials: (address, data) =>
         Effect.map(tailnet.dialFromPeer(address, data), (bytes) => new TextDecoder().decode(bytes))
     }

@@ -67,7 +67,8 @@ export interface FakeTailnetService {
   readonly completeLogin: (url: string) => Effect.Effect<boolean>
   /**
    * While down, connecting fails with `ControlUnreachable` and a device still waiting for its
-   * registration waits until its timeout; registered devices go on from their network map.
+   * registration waits until its timeout; registered devices go on from their network map and
+   * report `Running` with control `Unreachable` (`Connected` again once it is back).
    */
   readonly setControlDown: (down: boolean) => Effect.Effect<void>
   /** An offline node shows as offline to its peers and cannot be reached. */
@@ -146,6 +147,7 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
       logins: new Map(),
       losers: new Map(),
       controlDown: false,
+      controlWatchers: new Set(),
       requireLogin: false,
       udpLossEvery: 0,
       datagramsSent: 0,
@@ -178,7 +180,11 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
           complete?.()
           return complete !== undefined
         }),
-      setControlDown: (down) => Effect.sync(() => void (state.controlDown = down)),
+      setControlDown: (down) =>
+        Effect.sync(() => {
+          state.controlDown = down
+          for (const watcher of [...state.controlWatchers]) watcher()
+        }),
       setOffline: (hostname, offline) => Effect.sync(() => find(hostname).forEach((node) => (node.offline = offline))),
       resetConnections: (hostname) =>
         Effect.sync(() => find(hostname).forEach((node) => node.streams.forEach((stream) => stream.resetConnection()))),

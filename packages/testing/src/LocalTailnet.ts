@@ -7,9 +7,12 @@
  *
  * @since 0.1.0
  */
+import type { Backend, RawDevice } from "@effect-tailscale/core/Backend"
+import * as Tailscale_ from "@effect-tailscale/core/Tailscale"
 import { type Named, type NamedTag, Tailscale } from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
-import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
+import * as NativeBackend from "@effect-tailscale/node/NativeBackend"
+import type * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -66,6 +69,13 @@ export interface Transfer {
 /** The loopback tailnet: its addresses, the Go echo peer's view and actions, and control's admin API (restart, stop, logins). */
 export interface LocalTailnetService {
   readonly info: HarnessInfo
+  /** The native addon as a backend; `connect` joins through it, so `loseDevice` can reach its devices. */
+  readonly backend: Backend
+  /**
+   * Stops the crate's runtime of the device last joined (or built again) as `hostname`, as a
+   * crash inside it would: the device is lost, and its layer builds it again from its keys.
+   */
+  readonly loseDevice: (hostname: string) => Effect.Effect<void, LocalTailnetError>
   /** Waits until the Go peer sees `ip` in its network map. */
   readonly waitForPeer: (ip: string) => Effect.Effect<PeerView, LocalTailnetError>
   /** Waits until the Go peer no longer sees `ip` (an ephemeral node removed). */
@@ -129,9 +139,36 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
     const json = <A>(path: string, init?: Parameters<typeof adminRequest>[2]) =>
       Effect.map(admin(path, init), (text) => JSON.parse(text) as A)
     const q = encodeURIComponent
+    const native = yield* NativeBackend.make().pipe(Effect.mapError(failure("loading the native addon")))
+    // The device last joined or built again under each hostname, for loseDevice.
+    const latest = new Map<string, RawDevice>()
+    const track = (hostname: string, raw: RawDevice): RawDevice => {
+      latest.set(hostname, raw)
+      return new Proxy(raw, {
+        get: (target, key) => {
+          if (key === "respawn" && target.respawn) return async () => track(hostname, await target.respawn!())
+          const value: unknown = Reflect.get(target, key, target)
+          return typeof value === "function" ? value.bind(target) : value
+        }
+      })
+    }
+    const backend: Backend = {
+      ...native,
+      connect: async (options) => track(options.hostname ?? "", await native.connect(options))
+    }
 
     const service: LocalTailnetService = {
       info,
+      backend,
+      loseDevice: (hostname) =>
+        Effect.try({
+          try: () => {
+            const raw = latest.get(hostname) as (RawDevice & { abortRuntime?: () => void }) | undefined
+            if (raw?.abortRuntime === undefined) throw new Error(`no device joined as ${hostname}`)
+            raw.abortRuntime()
+          },
+          catch: failure("loseDevice")
+        }),
       waitForPeer: (ip) => json<PeerView>(`/wait-peer?ip=${q(ip)}&timeout=30000`),
       waitForPeerGone: (ip, timeoutMs = 60_000) =>
         Effect.asVoid(admin(`/wait-peer-gone?ip=${q(ip)}&timeout=${timeoutMs}`)),
@@ -187,7 +224,7 @@ export interface DeviceOptions extends Omit<NodeTailscale.NodeTailscaleOptions, 
 export const connect = (options: DeviceOptions = {}) =>
   Effect.gen(function*() {
     const tailnet = yield* LocalTailnet
-    return yield* NodeTailscale.make({
+    return yield* Tailscale_.make(tailnet.backend, {
       ephemeral: true,
       // The crate's records are noise in test output; TS_TEST_LOG=debug (etc.) shows them.
       logFilter: process.env.TS_TEST_LOG ?? "off",

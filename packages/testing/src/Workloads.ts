@@ -6,7 +6,6 @@
  *
  * @since 0.1.0
  */
-import { DeviceState } from "@effect-tailscale/core/DeviceState"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
 import { TailscaleError, timeout } from "@effect-tailscale/core/TailscaleError"
 import * as Arr from "effect/Array"
@@ -189,8 +188,9 @@ export interface Restarts {
 }
 
 /**
- * Restarts control `count` times; after each, waits (up to `limitMs`) until the device runs
- * again and an echo works. Recovery is the time from the restart to that echo.
+ * Restarts control `count` times; after each, waits (up to `limitMs`) until the device is
+ * connected to control again and an echo works. Recovery is the time from the restart to that
+ * echo.
  */
 export const controlRestarts = (
   device: TailscaleService,
@@ -206,14 +206,18 @@ export const controlRestarts = (
         const started = Date.now()
         yield* restart
         const back = yield* Effect.gen(function*() {
-          // Past the loss first (when there is one), so a Running from before it does not count.
+          // Past the moment control was seen away (when it was), so the session from before the
+          // restart does not count; then control connected again.
           yield* device.states.pipe(
-            Stream.filter(DeviceState.$is("Reconnecting")),
+            Stream.filter((state) => state._tag !== "Running" || state.control === "Unreachable"),
             Stream.runHead,
-            Effect.timeout("10 seconds"),
+            Effect.timeout("3 seconds"),
             Effect.ignore
           )
-          yield* device.states.pipe(Stream.filter(DeviceState.$is("Running")), Stream.runHead)
+          yield* device.states.pipe(
+            Stream.filter((state) => state._tag === "Running" && state.control === "Connected"),
+            Stream.runHead
+          )
           yield* Effect.retry(echoOnce(device, target, `restart ${round}`), { times: 5 })
         }).pipe(Effect.timeout(limitMs), Effect.exit)
         return Exit.isSuccess(back) ? Option.some(Date.now() - started) : Option.none<number>()

@@ -2,6 +2,7 @@
  * The conformance suite, once per provider: `conformance > FakeTailnet > …` and
  * `conformance > LocalTailnet > …`. Where the two differ, the difference is pinned down here.
  */
+import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -253,6 +254,86 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           ])
         }), { timeout: 120_000 })
 
+      it.effect("control away: the device keeps its streams, dials, lookups and inbound connections, and says so", () =>
+        Effect.gen(function*() {
+          const { device, ipv4, provider } = yield* joinReachable("conformance-outage")
+          const { echoPeer } = provider
+          const seen: Array<string> = []
+          yield* Effect.forkScoped(
+            Stream.runForEach(device.states, (state) =>
+              Effect.sync(() =>
+                seen.push(state._tag === "Running" ? `Running ${state.control}` : state._tag)
+              ))
+          )
+          const echo = (stream: TcpStream, text: string) =>
+            Effect.gen(function*() {
+              yield* stream.write(text)
+              const reply = yield* stream.read({ timeout: "20 seconds" })
+              assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(reply)), text)
+            })
+          const open = yield* device.dial({ peer: echoPeer.hostname, port: echoPeer.tcpEchoPort })
+          yield* echo(open, "before")
+          const listener = yield* device.listen(0)
+          yield* Effect.forkScoped(Effect.forever(Effect.scoped(Effect.gen(function*() {
+            const connection = yield* listener.accept()
+            const chunk = yield* connection.read()
+            yield* connection.write(Option.getOrThrow(chunk))
+          }))))
+          const udp = yield* device.bindUdp(47_011)
+          const udpEchoes = (text: string) =>
+            Effect.gen(function*() {
+              const attempt = Effect.andThen(
+                udp.send({ ip: echoPeer.ipv4, port: echoPeer.udpEchoPort }, text),
+                Effect.option(udp.receive({ timeout: "1 second" }))
+              )
+              const reply = yield* Effect.repeat(attempt, { until: Option.isSome, times: 9 })
+              assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(reply).data), text)
+            })
+          yield* udpEchoes("before")
+
+          yield* provider.setControlDown(true)
+          yield* Effect.addFinalizer(() =>
+            Effect.ignore(provider.setControlDown(false))
+          )
+          yield* device.states.pipe(
+            Stream.filter((state) =>
+              state._tag === "Running" && state.control === "Unreachable"
+            ),
+            Stream.runHead,
+            Effect.timeout("15 seconds")
+          )
+          yield* echo(open, "during")
+          const dialed = yield* device.dial({ ip: echoPeer.ipv4, port: echoPeer.tcpEchoPort }, {
+            timeout: "10 seconds"
+          })
+          yield* echo(dialed, "a new dial")
+          yield* udpEchoes("during")
+          assert.strictEqual(
+            yield* provider.echoPeerDials(`${ipv4}:${listener.localAddress.port}`, "inbound"),
+            "inbound"
+          )
+          assert.strictEqual(NetAddress.formatIp(yield* device.ipv4), ipv4)
+          assert.strictEqual((yield* device.self).hostname, "conformance-outage")
+          assert.isTrue(Option.isSome(yield* device.peerByName(echoPeer.hostname)))
+
+          yield* provider.setControlDown(false)
+          yield* device.states.pipe(
+            Stream.filter((state) => state._tag === "Running" && state.control === "Connected"),
+            Stream.runHead,
+            Effect.timeout("45 seconds")
+          )
+          yield* echo(open, "after")
+          assert.strictEqual(yield* provider.echoPeerDials(`${ipv4}:${listener.localAddress.port}`, "back"), "back")
+          // Never rebuilt: the outage is no loss.
+          const runs = seen.filter((tag, index) => tag !== seen[index - 1])
+          assert.notInclude(runs, "Reconnecting")
+          assert.deepStrictEqual(runs.filter((tag) => tag.startsWith("Running")), [
+            "Running Connected",
+            "Running Unreachable",
+            "Running Connected"
+          ])
+        }), { timeout: 90_000 })
+
       it.effect("with reconnection off, a lost device fails every call with DeviceLost and stops", () =>
         Effect.gen(function*() {
           const provider = yield* TailnetProvider
@@ -301,7 +382,12 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           )
           const state = yield* device.authState
           assert.strictEqual(state._tag, "NeedsLogin")
-          const reported = yield* device.states.pipe(Stream.filter((s) => s._tag === "NeedsLogin"), Stream.runHead)
+          const reported = yield* device.states.pipe(
+            Stream.filter((s) =>
+              s._tag === "NeedsLogin"
+            ),
+            Stream.runHead
+          )
           assert.deepStrictEqual(
             Option.map(reported, (s) => s._tag === "NeedsLogin" && s.url),
             Option.some(state._tag === "NeedsLogin" && state.url)

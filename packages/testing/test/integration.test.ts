@@ -301,3 +301,90 @@ describe("loopback tailnet", () => {
       }), 120_000)
   })
 })
+
+describe("control outage", () => {
+  // A tailnet of its own: control is away for a minute here.
+  layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+    it.effect(
+      "control away 60 s: an open stream moves 10 MiB exact, dials, inbound connections and lookups work; after it, a new peer is reachable, and the device was never rebuilt",
+      () =>
+        Effect.gen(function*() {
+          const { device, ipv4, tailnet } = yield* joined("outage")
+          const { peer } = tailnet.info
+          const seen: Array<string> = []
+          yield* Effect.forkScoped(
+            Stream.runForEach(device.states, (state) =>
+              Effect.sync(() => seen.push(state._tag === "Running" ? `Running ${state.control}` : state._tag)))
+          )
+          const listener = yield* device.listen(9101)
+          yield* Effect.forkScoped(Effect.forever(Effect.scoped(Effect.gen(function*() {
+            const connection = yield* listener.accept()
+            yield* connection.write(Option.getOrThrow(yield* connection.read()))
+          }))))
+          const stream = yield* device.dial({ ip: peer.ipv4, port: peer.tcpEchoPort })
+          const size = 10 * 1024 * 1024
+          const chunk = 64 * 1024
+          const payload = randomBytes(size)
+          const echoed = yield* Effect.forkScoped(readExactly(stream, size))
+
+          yield* tailnet.stopControl
+          yield* Effect.addFinalizer(() =>
+            Effect.ignore(tailnet.startControl)
+          )
+          const outageEnds = Date.now() + 60_000
+          yield* device.states.pipe(
+            Stream.filter((state) => state._tag === "Running" && state.control === "Unreachable"),
+            Stream.runHead,
+            Effect.timeout("15 seconds")
+          )
+          // The 10 MiB go out in 160 writes spread over the outage; halfway, the rest of the
+          // device is tried: lookups, a new dial, and a connection from the Go peer.
+          for (let offset = 0, index = 0; offset < size; offset += chunk, index++) {
+            yield* stream.write(payload.subarray(offset, offset + chunk))
+            if (index % 16 === 15) yield* Effect.sleep("4 seconds")
+            if (index === 80) {
+              assert.strictEqual(NetAddress.formatIp(yield* device.ipv4), ipv4)
+              assert.strictEqual((yield* device.self).hostname, "outage")
+              assert.isTrue(Option.isSome(yield* device.peerByName(peer.hostname)))
+              const dialed = yield* device.dial({ ip: peer.ipv4, port: peer.tcpEchoPort }, { timeout: "10 seconds" })
+              yield* dialed.write("a new dial")
+              const reply = yield* dialed.read({ timeout: "10 seconds" })
+              assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(reply)), "a new dial")
+              assert.strictEqual(
+                new TextDecoder().decode(yield* tailnet.dialFromPeer(`${ipv4}:9101`, "inbound")),
+                "inbound"
+              )
+            }
+          }
+          assert.deepStrictEqual(yield* Fiber.join(echoed), { bytes: size, sha256: sha256(payload) })
+          yield* Effect.sleep(Math.max(0, outageEnds - Date.now()))
+          assert.deepStrictEqual(seen.at(-1), "Running Unreachable", "control was still away")
+
+          yield* tailnet.startControl
+          yield* device.states.pipe(
+            Stream.filter((state) => state._tag === "Running" && state.control === "Connected"),
+            Stream.runHead,
+            Effect.timeout("45 seconds")
+          )
+          // A device that joins now is reachable without rebuilding ours.
+          const { device: newcomer, ipv4: newcomerIpv4 } = yield* joined("outage-newcomer")
+          const newcomerListener = yield* newcomer.listen(9102)
+          yield* Effect.forkScoped(Effect.scoped(Effect.gen(function*() {
+            const connection = yield* newcomerListener.accept()
+            yield* connection.write(Option.getOrThrow(yield* connection.read()))
+          })))
+          const toNewcomer = yield* device.dial({ ip: newcomerIpv4, port: 9102 }, { timeout: "30 seconds" })
+          yield* toNewcomer.write("hello newcomer")
+          const reply = yield* toNewcomer.read({ timeout: "20 seconds" })
+          assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(reply)), "hello newcomer")
+          const runs = seen.filter((tag, index) => tag !== seen[index - 1])
+          assert.deepStrictEqual(runs.filter((tag) => tag !== "Connecting"), [
+            "Running Connected",
+            "Running Unreachable",
+            "Running Connected"
+          ])
+        }),
+      180_000
+    )
+  })
+})

@@ -150,6 +150,7 @@ export const supervise = (
   options: SuperviseOptions
 ): Effect.Effect<Supervised, never, Scope.Scope> =>
   Effect.gen(function*() {
+    const scope = yield* Effect.scope
     const state = yield* SubscriptionRef.make<DeviceState>(DeviceState.Connecting())
     let generation: Generation
     let gate = Deferred.makeUnsafe<Generation, TailscaleError>()
@@ -184,7 +185,22 @@ export const supervise = (
         }
         yield* Effect.tryPromise(() => current.raw.ipv4())
         current.netmap.self = true
-        if (current === generation) yield* setState(DeviceState.Running())
+        if (current !== generation) return
+        yield* setState(DeviceState.Running({ control: "Connected" }))
+        yield* Effect.forkIn(followControl(current), scope)
+      }).pipe(Effect.ignore)
+
+    // Running, with control Connected or Unreachable, as the backend reports it, until this
+    // device is shut down or lost.
+    const followControl = (current: Generation) =>
+      Effect.gen(function*() {
+        let known = true
+        while (current.raw.watchControl !== undefined) {
+          const next = yield* Effect.tryPromise(() => current.raw.watchControl!(known))
+          if (next === null || current !== generation || stopping) return
+          known = next
+          yield* setState(DeviceState.Running({ control: next ? "Connected" : "Unreachable" }))
+        }
       }).pipe(Effect.ignore)
 
     const rebuild = (lost: Generation, cause: string) =>

@@ -67,6 +67,8 @@ export interface TailnetState {
    * registered one goes on from its network map, as the crate's devices do.
    */
   controlDown: boolean
+  /** Called whenever `controlDown` changes: each registered device's control watches. */
+  readonly controlWatchers: Set<() => void>
   /** Devices without an auth key wait for a login instead of being refused. */
   requireLogin: boolean
   /** Drops every `n`th datagram (0: none). */
@@ -344,6 +346,20 @@ export const connectDevice = async (
       return closed
     },
     waitLost: () => ended,
+    watchControl: (known) =>
+      new Promise<boolean | null>((resolve) => {
+        const check = () => {
+          if (closed || lostCause !== undefined) return done(null)
+          if (registered !== undefined && !state.controlDown !== known) done(!state.controlDown)
+        }
+        const done = (value: boolean | null) => {
+          state.controlWatchers.delete(check)
+          resolve(value)
+        }
+        state.controlWatchers.add(check)
+        void ended.then(() => done(null))
+        check()
+      }),
     respawn: () => connectDevice(state, connect, registered)
   }
 }
