@@ -3,6 +3,7 @@
 //! probe, sockets, health and logout live in their own modules.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use napi_derive::napi;
 use tailscale::AuthState as CrateAuthState;
 use tracing::Instrument;
+use ts_netstack_smoltcp::CreateSocket;
 
 use crate::address::{parse_ip, socket_addr};
 use crate::control_link;
@@ -38,6 +40,11 @@ pub struct AuthState {
 #[napi]
 pub struct Device {
     shared: Arc<Shared>,
+}
+
+/// This device's own address of the family a dial goes to.
+async fn own_address(device: &tailscale::Device, ipv4: bool) -> std::result::Result<IpAddr, tailscale::Error> {
+    Ok(if ipv4 { device.ipv4_addr().await?.into() } else { device.ipv6_addr().await?.into() })
 }
 
 impl Device {
@@ -269,16 +276,23 @@ impl Device {
     async fn tcp_connect_in_span(&self, ip: String, port: f64) -> napi::Result<TcpStream> {
         let remote = socket_addr("ip", &ip, "port", port, false)?;
         let device = self.device()?;
-        let stream = self.unless_closed(device.tcp_connect(remote)).await?;
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(tailscale::Error::ConnectionReset) => {
-                return Err(from_netstack(tailscale::netstack::Error::ConnectionReset, SocketOp::Connect).into());
-            }
+        let local_ip = self.unless_closed(own_address(&device, remote.is_ipv4())).await?;
+        let local_ip = match local_ip {
+            Ok(ip) => ip,
             Err(error) => return Err(self.checked_failure(&device, error, "tcpConnect").await.into()),
         };
+        // The crate's `tcp_connect` picks its local port at random without checking it is free.
+        let lease = self.shared.ports.claim_ephemeral(Protocol::Tcp, local_ip)?;
+        let stream = self.unless_closed(self.shared.netstack.tcp_connect(lease.addr(), remote)).await?;
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(tailscale::netstack::Error::ConnectionReset) => {
+                return Err(from_netstack(tailscale::netstack::Error::ConnectionReset, SocketOp::Connect).into());
+            }
+            Err(error) => return Err(self.checked_failure(&device, error.into(), "tcpConnect").await.into()),
+        };
         self.mark_registered();
-        Ok(TcpStream::new(stream, self.shared.token.child_token()))
+        Ok(TcpStream::new(stream, self.shared.token.child_token(), Some(lease)))
     }
 
     /// Binds a UDP socket on one of this device's tailnet addresses (port 1..65535).

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tailscale::Config;
+use ts_netstack_smoltcp::netcore::Channel;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -23,6 +24,8 @@ use crate::udp::UdpPool;
 
 pub(crate) struct Shared {
     pub(crate) device: Mutex<Option<Arc<tailscale::Device>>>,
+    /// The device's netstack, for dials from a local port we choose (`ports.rs`).
+    pub(crate) netstack: Channel,
     pub(crate) token: CancellationToken,
     pub(crate) ports: Arc<PortTable>,
     pub(crate) udp: UdpPool,
@@ -144,8 +147,14 @@ pub(crate) async fn start(recipe: Recipe, registered: bool) -> Result<Arc<Shared
         )
     })?;
     let device = created.map_err(|e| from_device(e, "connect"))?;
+    let (netstack,) = device
+        .runtime()
+        .ask(ts_runtime::GetChannel)
+        .await
+        .map_err(|e| from_device(tailscale::Error::from(ts_runtime::Error::from(e)), "connect"))?;
     let shared = Arc::new(Shared {
         device: Mutex::new(Some(Arc::new(device))),
+        netstack,
         token: CancellationToken::new(),
         ports: Arc::new(PortTable::default()),
         udp: UdpPool::default(),

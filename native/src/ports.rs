@@ -2,7 +2,9 @@
 //! finds first; the device keeps its own table so a second bind fails with `ADDRESS_IN_USE`.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Code, Failure, Result};
@@ -37,8 +39,31 @@ impl PortTable {
         Ok(PortLease { table: Arc::clone(self), key: (protocol, addr) })
     }
 
+    /// Claims a free port of the dynamic range on `ip`, starting the search at a random port.
+    /// The crate picks a dial's local port at random without checking whether it is in use, so
+    /// two of a thousand concurrent dials to one peer port would share an endpoint (the birthday
+    /// bound: about 30 such pairs), and one of them would never connect.
+    pub fn claim_ephemeral(self: &Arc<Self>, protocol: Protocol, ip: IpAddr) -> Result<PortLease> {
+        const DYNAMIC: RangeInclusive<u16> = 49152..=u16::MAX;
+        let size = u64::from(DYNAMIC.end() - DYNAMIC.start()) + 1;
+        let start = std::collections::hash_map::RandomState::new().hash_one(ip) % size;
+        for offset in 0..size {
+            let port = DYNAMIC.start() + ((start + offset) % size) as u16;
+            if let Ok(lease) = self.claim(protocol, SocketAddr::new(ip, port)) {
+                return Ok(lease);
+            }
+        }
+        Err(Failure::new(Code::AddressInUse, format!("no free port in 49152..65535 on {ip}")))
+    }
+
     pub fn clear(&self) {
         self.bound.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
+}
+
+impl PortLease {
+    pub fn addr(&self) -> SocketAddr {
+        self.key.1
     }
 }
 
@@ -61,5 +86,18 @@ mod tests {
         let _udp = table.claim(Protocol::Udp, addr).unwrap();
         drop(lease);
         table.claim(Protocol::Tcp, addr).unwrap();
+    }
+
+    #[test]
+    fn ephemeral_claims_never_share_a_port() {
+        let table = Arc::new(PortTable::default());
+        let ip: IpAddr = "100.64.0.2".parse().unwrap();
+        let taken = table.claim(Protocol::Tcp, SocketAddr::new(ip, 50_000)).unwrap();
+        let leases: Vec<_> = (0..5_000).map(|_| table.claim_ephemeral(Protocol::Tcp, ip).unwrap()).collect();
+        let ports: HashSet<u16> = leases.iter().map(|lease| lease.key.1.port()).collect();
+        assert_eq!(ports.len(), 5_000);
+        assert!(!ports.contains(&50_000), "a port in use is never handed out");
+        assert!(ports.iter().all(|port| *port >= 49_152));
+        drop(taken);
     }
 }

@@ -29,10 +29,12 @@ pub struct TcpStream {
     write_lock: tokio::sync::Mutex<()>,
     local: SocketAddress,
     remote: SocketAddress,
+    /// A dialed stream's local endpoint, held until the stream closes.
+    lease: Mutex<Option<PortLease>>,
 }
 
 impl TcpStream {
-    pub(crate) fn new(stream: netstack::TcpStream, token: CancellationToken) -> Self {
+    pub(crate) fn new(stream: netstack::TcpStream, token: CancellationToken, lease: Option<PortLease>) -> Self {
         let local = stream.local_addr().into();
         let remote = stream.remote_addr().into();
         let stream = Arc::new(stream);
@@ -54,6 +56,7 @@ impl TcpStream {
             write_lock: tokio::sync::Mutex::new(()),
             local,
             remote,
+            lease: Mutex::new(lease),
         }
     }
 
@@ -121,6 +124,7 @@ impl TcpStream {
     pub fn close(&self) {
         self.token.cancel();
         self.stream.recover().take();
+        self.lease.recover().take();
     }
 }
 
@@ -165,7 +169,7 @@ impl TcpListener {
     #[napi]
     pub async fn accept(&self) -> napi::Result<TcpStream> {
         match self.inbox.next(&self.token).await? {
-            Some(stream) => Ok(TcpStream::new(stream, self.device_token.child_token())),
+            Some(stream) => Ok(TcpStream::new(stream, self.device_token.child_token(), None)),
             None => Err(Failure::device_closed("TCP listener").into()),
         }
     }

@@ -308,7 +308,12 @@ export const make: (
     meter,
     ownIpv4,
     ownIpv6,
-    peerNamed: (name) => lookupName("dial", "Infinity", name).pipe(Effect.flatMap(decodeOptional))
+    peerNamed: (name) => lookupName("dial", "Infinity", name).pipe(Effect.flatMap(decodeOptional)),
+    // The device's first peer map; until it is in, the network stack refuses a dial at once.
+    peersKnown: (ip) =>
+      supervised.now()?.netmap.peers
+        ? Effect.void
+        : Effect.asVoid(netmapCall("peers", "dial", "Infinity", (d) => d.raw.peersWithRoute(formatIp(ip))))
   })
 
   const service: TailscaleService = {

@@ -9,6 +9,7 @@
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
 import { TailscaleError, timeout } from "@effect-tailscale/core/TailscaleError"
 import * as Arr from "effect/Array"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as NetAddress from "effect/net/NetAddress"
@@ -80,12 +81,17 @@ const tally = (
     }
   })
 
-/** One dial with a round trip; a wrong echo is a failure. */
-export const echoOnce = (device: TailscaleService, target: Target, payload: string) =>
+/** One dial with a round trip, each step within `timeout`; a wrong echo is a failure. */
+export const echoOnce = (
+  device: TailscaleService,
+  target: Target,
+  payload: string,
+  limit: Duration.Input = "60 seconds"
+) =>
   Effect.scoped(Effect.gen(function*() {
-    const stream = yield* device.dial({ peer: target.hostname, port: target.port }, { timeout: "60 seconds" })
+    const stream = yield* device.dial({ peer: target.hostname, port: target.port }, { timeout: limit })
     yield* stream.write(payload)
-    const reply = yield* stream.read({ timeout: "60 seconds" })
+    const reply = yield* stream.read({ timeout: limit })
     const text = Option.match(reply, { onNone: () => "", onSome: (bytes) => new TextDecoder().decode(bytes) })
     if (text !== payload) return yield* Effect.fail(new Error(`echo: sent ${payload}, got ${JSON.stringify(text)}`))
   }))
@@ -99,9 +105,13 @@ export const isHealthy = (device: TailscaleService, target: Target): Effect.Effe
     return true
   }).pipe(Effect.orElseSucceed(() => false))
 
-/** `count` dials at once, each with a round trip. */
-export const concurrentDials = (device: TailscaleService, target: Target, count: number) =>
-  tally(count, (index) => echoOnce(device, target, `dial ${index}`), isHealthy(device, target))
+/** `count` dials at once, each with a round trip, each step within `timeout`. */
+export const concurrentDials = (
+  device: TailscaleService,
+  target: Target,
+  count: number,
+  limit: Duration.Input = "60 seconds"
+) => tally(count, (index) => echoOnce(device, target, `dial ${index}`, limit), isHealthy(device, target))
 
 /** `count` lookups of the target by name at once; each must find it. */
 export const concurrentLookups = (device: TailscaleService, target: Target, count: number) =>

@@ -254,6 +254,22 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           ])
         }), { timeout: 120_000 })
 
+      it.effect("a dial by IP made as the device starts waits for its peers, and reaches the echo peer", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const { echoPeer } = provider
+          // Five fresh devices: without the wait, most of these dials were refused.
+          for (let round = 0; round < 5; round++) {
+            yield* Effect.scoped(Effect.gen(function*() {
+              const device = yield* provider.join(`conformance-dial-at-start-${round}`)
+              const stream = yield* device.dial({ ip: echoPeer.ipv4, port: echoPeer.tcpEchoPort })
+              yield* stream.write(`round ${round}`)
+              const reply = yield* stream.read({ timeout: "20 seconds" })
+              assert.strictEqual(new TextDecoder().decode(Option.getOrThrow(reply)), `round ${round}`)
+            }))
+          }
+        }), { timeout: 90_000 })
+
       it.effect("control away: the device keeps its streams, dials, lookups and inbound connections, and says so", () =>
         Effect.gen(function*() {
           const { device, ipv4, provider } = yield* joinReachable("conformance-outage")

@@ -38,12 +38,14 @@ describe("survival", () => {
         assert.isAtMost(lite, 8, `${lite} lite map requests in 5 s of idling`)
       }))
 
-    it.effect("300 concurrent dials with echo", () =>
+    it.effect("1,000 concurrent dials with echo, each within 15 s", () =>
       Effect.gen(function*() {
         const { device, echoPeer } = yield* joined("survival-dials")
-        const tally = yield* Workloads.concurrentDials(device, echoPeer, 300)
+        // The crate picks a dial's local port at random: about 30 of 1,000 dials to one peer
+        // port shared an endpoint, and 0.5-1.7 % of them waited out a 30 s limit.
+        const tally = yield* Workloads.concurrentDials(device, echoPeer, 1000, "15 seconds")
         assertSurvived(tally)
-        assert.isAtLeast(tally.succeeded, 290, JSON.stringify(tally.reasons))
+        assert.strictEqual(tally.succeeded, 1000, JSON.stringify(tally.reasons))
       }), { timeout: 180_000 })
 
     it.effect("5,000 concurrent lookups", () =>

@@ -47,10 +47,15 @@ export interface SocketDeps {
   readonly ownIpv6: (limit: Duration.Input) => Effect.Effect<NetAddress.Ipv6Address, TailscaleError>
   /** A peer by name, for `dial("name:port")`; the dial's own limit bounds it. */
   readonly peerNamed: (name: string) => Effect.Effect<Option.Option<NodeInfo>, TailscaleError>
+  /**
+   * Waits until the device has its first map of peers (a lookup of `ip`'s routes), for
+   * `dial({ ip })`; the dial's own limit bounds it.
+   */
+  readonly peersKnown: (ip: NetAddress.IpAddress) => Effect.Effect<void, TailscaleError>
 }
 
 export const makeSockets = (
-  { meter, ownIpv4, ownIpv6, peerNamed, supervised, timeouts }: SocketDeps
+  { meter, ownIpv4, ownIpv6, peerNamed, peersKnown, supervised, timeouts }: SocketDeps
 ): Pick<TailscaleService, "dial" | "listen" | "bindUdp"> => {
   const bindIp = (address: BindAddress | undefined, limit: Duration.Input) =>
     address === undefined || address === "ipv4" || address === "ipv6"
@@ -75,6 +80,9 @@ export const makeSockets = (
         let ip: NetAddress.IpAddress
         if (parsed._tag === "Ip") {
           ip = parsed.ip
+          // As a dial by name waits for the name: a dial made as the device starts would
+          // otherwise be refused by its own network stack, before any route is in.
+          yield* peersKnown(ip)
         } else {
           const peer = yield* peerNamed(parsed.name)
           if (Option.isNone(peer)) {
