@@ -9,6 +9,7 @@
 import * as Effect from "effect/Effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Result from "effect/Result"
+import { shown } from "./internal/inputs.ts"
 import { invalidArgument, type TailscaleError } from "./TailscaleError.ts"
 
 /** An IP address as text (`"100.64.0.1"`, `"fd7a:…"`) or as `effect/net` takes one. */
@@ -35,13 +36,13 @@ export const parseIp = (field: string, input: IpInput): Effect.Effect<NetAddress
 export const parsePort = (field: string, port: number, allowZero = false): Effect.Effect<number, TailscaleError> =>
   Number.isInteger(port) && port >= (allowZero ? 0 : 1) && port <= 65535
     ? Effect.succeed(port)
-    : Effect.fail(invalidArgument(field, `must be an integer in ${allowZero ? 0 : 1}..65535 (got ${port})`))
+    : Effect.fail(invalidArgument(field, `must be an integer in ${allowZero ? 0 : 1}..65535 (got ${shown(port)})`))
 
 /** The text form the backend takes: dotted quad, or IPv6 without brackets. */
 export const formatIp = (ip: NetAddress.IpAddress): string => NetAddress.formatIp(ip)
 
 const describe = (input: unknown): string => {
-  if (typeof input === "string") return JSON.stringify(input)
+  if (typeof input === "string") return shown(input)
   if (Array.isArray(input)) return `[${input.join(", ")}]`
   if (input instanceof Uint8Array) return `${input.length} bytes`
   return String(input)
@@ -51,7 +52,6 @@ const DNS_NAME =
   /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/
 
 /** Shows at most 64 characters of what the caller gave, so a huge input makes a short message. */
-export const shown = (text: string): string => JSON.stringify(text.length > 64 ? `${text.slice(0, 64)}…` : text)
 
 /**
  * What a host in `"host:port"` is: an IP literal, or a peer's name. Dotted numbers that are not
@@ -114,8 +114,17 @@ export const parseDialTarget = (
         ? { _tag: "Ip" as const, ip: parsed.ip, port }
         : { _tag: "Peer" as const, name: host, port, family: "ipv4" as const }
     }
+    if (typeof target !== "object" || target === null) {
+      return yield* Effect.fail(invalidArgument("target", `must be "host:port", { peer, port } or { ip, port } (got ${shown(target)})`))
+    }
     const port = yield* parsePort("port", target.port)
     if ("peer" in target) {
+      if (typeof target.peer !== "string") {
+        return yield* Effect.fail(invalidArgument("peer", `must be a string (got ${shown(target.peer)})`))
+      }
+      if (target.family !== undefined && target.family !== "ipv4" && target.family !== "ipv6") {
+        return yield* Effect.fail(invalidArgument("family", `must be "ipv4" or "ipv6" (got ${shown(target.family)})`))
+      }
       if (target.peer.replace(/\.$/, "") === "") return yield* Effect.fail(invalidArgument("peer", "must not be empty"))
       if (!DNS_NAME.test(target.peer)) {
         return yield* Effect.fail(invalidArgument("peer", `${shown(target.peer)} is not a DNS name`))

@@ -33,6 +33,7 @@ import { type BindAddress, type DialTarget, formatIp, type IpInput, parseIp } fr
 import { AuthState } from "./AuthState.ts"
 import type { Backend } from "./Backend.ts"
 import type { DeviceState } from "./DeviceState.ts"
+import { shown } from "./internal/inputs.ts"
 import * as Logs from "./internal/logs.ts"
 import * as Metering from "./internal/metering.ts"
 import { validateOptions } from "./internal/options.ts"
@@ -44,7 +45,7 @@ import type { TailscaleError } from "./TailscaleError.ts"
 import { fromBackend, internal, invalidArgument } from "./TailscaleError.ts"
 import type * as TcpListener from "./TcpListener.ts"
 import type * as TcpStream from "./TcpStream.ts"
-import { TailscaleTimeouts, toMillis, within, withinBackendLimit } from "./Timeouts.ts"
+import { callLimit, TailscaleTimeouts, toMillis, within, withinBackendLimit } from "./Timeouts.ts"
 import type * as UdpSocket from "./UdpSocket.ts"
 
 /** Options every waiting call takes. */
@@ -265,7 +266,7 @@ export const make: (
         }))
     })
 
-  const netmapLimit = (options?: CallOptions) => options?.timeout ?? timeouts.netmap
+  const netmapLimit = (options?: CallOptions) => callLimit(options?.timeout, timeouts.netmap)
 
   const decodeAddress = <A>(family: string, parse: (text: string) => Result.Result<A, unknown>) => (text: string) => {
     const parsed = parse(text)
@@ -330,15 +331,23 @@ export const make: (
       Effect.withSpan("Tailscale.authState")
     ),
     peerByName: Effect.fn("Tailscale.peerByName")(function*(name: string, options?: CallOptions) {
+      if (typeof name !== "string") {
+        return yield* Effect.fail(invalidArgument("name", `must be a string (got ${shown(name)})`))
+      }
       if (name.replace(/\.$/, "") === "") return yield* Effect.fail(invalidArgument("name", "must not be empty"))
       yield* meter.lookup("peerByName")
-      const raw = yield* lookupName("peerByName", netmapLimit(options), name)
+      const raw = yield* lookupName("peerByName", yield* netmapLimit(options), name)
       return yield* decodeOptional(raw)
     }),
     peerByIp: Effect.fn("Tailscale.peerByIp")(function*(input: IpInput, options?: CallOptions) {
       const ip = yield* parseIp("ip", input)
       yield* meter.lookup("peerByIp")
-      const raw = yield* netmapCall("peers", "peerByIp", netmapLimit(options), (d) => d.raw.peerByIp(formatIp(ip)))
+      const raw = yield* netmapCall(
+        "peers",
+        "peerByIp",
+        yield* netmapLimit(options),
+        (d) => d.raw.peerByIp(formatIp(ip))
+      )
       return yield* decodeOptional(raw)
     }),
     peersWithRoute: Effect.fn("Tailscale.peersWithRoute")(function*(input: IpInput, options?: CallOptions) {
@@ -347,7 +356,7 @@ export const make: (
       const raw = yield* netmapCall(
         "peers",
         "peersWithRoute",
-        netmapLimit(options),
+        yield* netmapLimit(options),
         (d) => d.raw.peersWithRoute(formatIp(ip))
       )
       return yield* Effect.forEach(raw, decodeNodeInfo)

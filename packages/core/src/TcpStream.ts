@@ -16,6 +16,7 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type { RawTcpStream } from "./Backend.ts"
 import { inetFromRaw } from "./internal/inet.ts"
+import { notBytes, toBytes } from "./internal/inputs.ts"
 import { withinCallLimit } from "./internal/limits.ts"
 import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { own } from "./internal/owned.ts"
@@ -50,9 +51,6 @@ export interface TcpStream {
   /** Sends FIN after the queued data. Pending calls fail with `DeviceClosed`. Idempotent. */
   readonly close: Effect.Effect<void>
 }
-
-const encoder = new TextEncoder()
-const toBytes = (data: Uint8Array | string) => (typeof data === "string" ? encoder.encode(data) : data)
 
 /** Wraps a backend stream; the scope closes it. `meter` counts its bytes and its open time. */
 export const fromRaw = (raw: RawTcpStream, meter: SocketMeter = unmetered) =>
@@ -89,6 +87,7 @@ export const fromRaw = (raw: RawTcpStream, meter: SocketMeter = unmetered) =>
     const write = (data: Uint8Array | string) => {
       if (isClosed()) return Effect.fail(deviceClosed("TCP stream"))
       const bytes = toBytes(data)
+      if (bytes === undefined) return notBytes("data", data)
       return Effect.tryPromise({ try: () => raw.write(bytes), catch: (error) => fromBackend("write", error) }).pipe(
         Effect.onInterrupt(() => close),
         Effect.andThen(meter.sent(bytes.length))

@@ -11,7 +11,9 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { type TailscaleError, timeout as timeoutError } from "./TailscaleError.ts"
+import * as Option from "effect/Option"
+import { shown } from "./internal/inputs.ts"
+import { invalidArgument, type TailscaleError, timeout as timeoutError } from "./TailscaleError.ts"
 
 /** The limits a device applies to each kind of wait. */
 export interface Timeouts {
@@ -44,19 +46,35 @@ export const TailscaleTimeouts = Context.Reference<Timeouts>("@effect-tailscale/
   defaultValue: () => defaults
 })
 
+/** What a `timeout` that is no duration fails with (a plain JavaScript caller can pass anything). */
+const badLimit = (limit: unknown) =>
+  Effect.fail(invalidArgument("timeout", `must be a duration such as "5 seconds" (got ${shown(limit)})`))
+
+/** A call's own `timeout`, checked, or `fallback` when it has none. */
+export const callLimit = (
+  timeout: Duration.Input | undefined,
+  fallback: Duration.Input
+): Effect.Effect<Duration.Input, TailscaleError> =>
+  timeout === undefined ? Effect.succeed(fallback) : Option.isSome(Duration.fromInput(timeout))
+  ? Effect.succeed(timeout)
+  : badLimit(timeout)
+
 /** Fails with a `Timeout` reason naming `operation` when `self` takes longer than `limit`. */
 export const within =
   (operation: string, limit: Duration.Input) =>
-  <A, R>(self: Effect.Effect<A, TailscaleError, R>): Effect.Effect<A, TailscaleError, R> => {
-    const duration = Duration.fromInputUnsafe(limit)
-    if (!Duration.isFinite(duration)) return self
-    return self.pipe(
-      Effect.timeoutOrElse({
-        duration,
-        orElse: () => Effect.fail(timeoutError(operation, Duration.format(duration)))
-      })
-    )
-  }
+  <A, R>(self: Effect.Effect<A, TailscaleError, R>): Effect.Effect<A, TailscaleError, R> =>
+    Option.match(Duration.fromInput(limit), {
+      onNone: () => badLimit(limit),
+      onSome: (duration) =>
+        Duration.isFinite(duration)
+          ? self.pipe(
+            Effect.timeoutOrElse({
+              duration,
+              orElse: () => Effect.fail(timeoutError(operation, Duration.format(duration)))
+            })
+          )
+          : self
+    })
 
 /**
  * `within`, for a wait the backend itself bounds by `limit` (connecting): the backend's own

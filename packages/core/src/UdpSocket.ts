@@ -10,11 +10,12 @@ import * as Stream from "effect/Stream"
 import { formatIp, type IpInput, parseIp, parsePort } from "./Address.ts"
 import type { RawUdpSocket } from "./Backend.ts"
 import { inetFromRaw } from "./internal/inet.ts"
+import { notBytes, shown, toBytes } from "./internal/inputs.ts"
 import { withinCallLimit } from "./internal/limits.ts"
 import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
-import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
+import { deviceClosed, fromBackend, invalidArgument, type TailscaleError } from "./TailscaleError.ts"
 
 /** The most a datagram can carry through the crate's network stack. */
 export const maxDatagramBytes = 4096
@@ -43,7 +44,6 @@ export interface UdpSocket {
   readonly close: Effect.Effect<void>
 }
 
-const encoder = new TextEncoder()
 
 /** Wraps a backend socket for the current scope (for backends and test doubles). */
 export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
@@ -53,10 +53,13 @@ export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
 
     // Sends and receives are the hot path of every exchange: plain combinators, no generators.
     const send = (to: { readonly ip: IpInput; readonly port: number }, data: Uint8Array | string) =>
-      Effect.flatMap(parseIp("to.ip", to.ip), (ip) =>
+      typeof to !== "object" || to === null
+        ? Effect.fail(invalidArgument("to", `must be { ip, port } (got ${shown(to)})`))
+        : Effect.flatMap(parseIp("to.ip", to.ip), (ip) =>
         Effect.flatMap(parsePort("to.port", to.port), (port) => {
           if (isClosed()) return Effect.fail(deviceClosed("UDP socket"))
-          const bytes = typeof data === "string" ? encoder.encode(data) : data
+          const bytes = toBytes(data)
+          if (bytes === undefined) return notBytes("data", data)
           return Effect.tryPromise({
             try: () => raw.send(formatIp(ip), port, bytes),
             catch: (error) => fromBackend("send", error)

@@ -63,6 +63,12 @@ describe("Tailscale.make", () => {
       [{ hostname: "bad host" }, "hostname"],
       [{ tags: ["tag:ok", "nope"] }, "tags[1]"],
       [{ controlUrl: "ftp://x" }, "controlUrl"],
+      // What the addon refuses, core refuses first, so the fake tailnet refuses it too.
+      [{ controlUrl: "http://control.example" }, "controlUrl"],
+      [{ controlUrl: `https://${"a".repeat(1 << 20)}` }, "controlUrl"],
+      [{ caFile: "" }, "caFile"],
+      [{ keyFile: "" }, "keyFile"],
+      [{ clientName: "c".repeat(129) }, "clientName"],
       [{ keyFile: "/k", keyState: Redacted.make("{}") }, "keyState"]
     ] as const
   )("rejects %j before connecting", ([options, field]) =>
@@ -77,8 +83,11 @@ describe("Tailscale.make", () => {
   it.effect("bounds what it echoes and never echoes credentials", () =>
     Effect.gen(function*() {
       const { backend, calls } = memoryBackend()
-      const huge = reasonOf(yield* Effect.exit(Tailscale.make(backend, { hostname: "h".repeat(100_000) })))
-      assert.isBelow(huge.message.length, 200)
+      for (const field of ["hostname", "clientName", "controlUrl", "logFilter"]) {
+        const huge = reasonOf(yield* Effect.exit(Tailscale.make(backend, { [field]: "h".repeat(1 << 20) })))
+        assert.strictEqual(huge._tag === "InvalidArgument" ? huge.field : huge._tag, field)
+        assert.isBelow(huge.message.length, 200)
+      }
       const withPassword = reasonOf(
         yield* Effect.exit(Tailscale.make(backend, { controlUrl: "https://admin:hunter2@control.example/" }))
       )
@@ -218,10 +227,16 @@ describe("giving up on a wait", () => {
   it.effect("an interrupted dial closes the connection that arrives afterwards", () =>
     Effect.gen(function*() {
       const late = Promise.withResolvers<ReturnType<typeof scriptedStream>["stream"]>()
-      const { backend } = memoryBackend({ tcpConnect: () => late.promise })
+      const dialing = Promise.withResolvers<void>()
+      const { backend } = memoryBackend({
+        tcpConnect: () => {
+          dialing.resolve()
+          return late.promise
+        }
+      })
       const service = yield* Tailscale.make(backend)
       const fiber = yield* Effect.forkChild(Effect.scoped(service.dial({ ip: "100.64.0.1", port: 7001 })))
-      yield* Effect.yieldNow
+      yield* Effect.promise(() => dialing.promise)
       yield* Fiber.interrupt(fiber)
       const connection = scriptedStream()
       late.resolve(connection.stream)

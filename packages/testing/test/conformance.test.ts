@@ -14,8 +14,15 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { fakeProvider, joinReachable, localProvider, TailnetProvider, udpEcho } from "../src/Conformance.ts"
-import { failureText, reasonTag } from "./reasons.ts"
+import {
+  fakeProvider,
+  type JoinOptions,
+  joinReachable,
+  localProvider,
+  TailnetProvider,
+  udpEcho
+} from "../src/Conformance.ts"
+import { failureText, invalidField, reasonTag } from "./reasons.ts"
 
 /** The state tags in order, each run of repeats (Reconnecting attempts) kept once. */
 const tagRuns = (states: Iterable<{ readonly _tag: string }>) =>
@@ -253,6 +260,53 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
             "Stopped"
           ])
         }), { timeout: 120_000 })
+
+      it.effect("bad input from plain JavaScript is InvalidArgument naming the field, never a defect", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          // Options as a plain JavaScript caller might pass them.
+          const badOptions: ReadonlyArray<readonly [string, Record<string, unknown>]> = [
+            ["hostname", { hostname: 42 }],
+            ["tags", { tags: "tag:x" }],
+            ["tags[0]", { tags: [1] }],
+            ["ephemeral", { ephemeral: "yes" }],
+            ["clientName", { clientName: "x".repeat(1 << 20) }],
+            ["logFilter", { logFilter: "not[a filter" }],
+            ["authKey", { authKey: "tskey-not-redacted" }],
+            ["reconnect", { reconnect: "no" }]
+          ]
+          for (const [field, options] of badOptions) {
+            const exit = yield* Effect.exit(Effect.scoped(provider.join("conformance-bad", options as JoinOptions)))
+            assert.strictEqual(invalidField(exit), `InvalidArgument ${field}`, failureText(exit))
+            assert.isAtMost(failureText(exit).length, 400, "a bad value is quoted by a short prefix only")
+          }
+          const { device, provider: { echoPeer } } = yield* joinReachable("conformance-bad-calls")
+          const stream = yield* device.dial({ ip: echoPeer.ipv4, port: echoPeer.tcpEchoPort })
+          const listener = yield* device.listen(0)
+          const udp = yield* device.bindUdp(47_012)
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any -- what plain JavaScript can pass
+          const loose = (f: unknown) => f as (...args: Array<any>) => Effect.Effect<unknown, unknown, Scope.Scope>
+          const badCalls: ReadonlyArray<readonly [string, () => Effect.Effect<unknown, unknown, Scope.Scope>]> = [
+            ["name", () => loose(device.peerByName)(42)],
+            ["ip", () => loose(device.peerByIp)(42)],
+            ["target", () => loose(device.dial)(42)],
+            ["peer", () => loose(device.dial)({ peer: 1, port: 2 })],
+            ["timeout", () => loose(device.dial)(`${echoPeer.hostname}:7001`, { timeout: "banana" })],
+            ["timeout", () => loose(device.peerByName)(echoPeer.hostname, { timeout: "banana" })],
+            ["port", () => loose(device.listen)("80")],
+            ["port", () => loose(device.bindUdp)("x")],
+            ["data", () => loose(stream.write)(null)],
+            ["timeout", () => loose(stream.read)({ timeout: "banana" })],
+            ["timeout", () => loose(listener.accept)({ timeout: "banana" })],
+            ["to", () => loose(udp.send)(null, "x")],
+            ["data", () => loose(udp.send)({ ip: echoPeer.ipv4, port: echoPeer.udpEchoPort }, 42)],
+            ["timeout", () => loose(udp.receive)({ timeout: "banana" })]
+          ]
+          for (const [field, call] of badCalls) {
+            const exit = yield* Effect.exit(Effect.scoped(Effect.suspend(call)))
+            assert.strictEqual(invalidField(exit), `InvalidArgument ${field}`, failureText(exit))
+          }
+        }))
 
       it.effect("a dial by IP made as the device starts waits for its peers, and reaches the echo peer", () =>
         Effect.gen(function*() {

@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import type * as LogLevel from "effect/LogLevel"
 import * as References from "effect/References"
 import type { Backend, RawLogLevel, RawLogRecord } from "../Backend.ts"
+import { invalidArgument } from "../TailscaleError.ts"
 
 const levels: Record<RawLogLevel, LogLevel.Severity> = {
   ERROR: "Error",
@@ -29,7 +30,11 @@ export const forward = (backend: Backend, filter: string) =>
         Effect.provideService(References.MinimumLogLevel, "All")
       )
     const subscription = yield* Effect.acquireRelease(
-      Effect.sync(() => backend.subscribeLogs!(filter, (record) => void runFork(log(record)))),
+      Effect.try({
+        try: () => backend.subscribeLogs!(filter, (record) => void runFork(log(record))),
+        // The backend parses the filter too (core checks its shape first).
+        catch: (error) => invalidArgument("logFilter", error instanceof Error ? error.message.slice(0, 300) : "refused")
+      }),
       (subscription) => Effect.sync(subscription.unsubscribe)
     )
     return subscription.id
