@@ -6,10 +6,14 @@
  *   2. 10,000 concurrent peer lookups
  *   3. 20 short-lived clients, one after another, dialing a long-lived device and leaving
  *   4. control restarted 5 times (300 ms away each time) under a device with an open stream
+ *   5. control away for 60 s under a device with 10 open echo streams, 20 dials meanwhile, and a
+ *      new peer dialed once control is back
  *
+ * Around the lookups it reports the process's resident memory (`rssMiB`: before, peak, and after
+ * the device closed).
  * Each call must succeed or fail with a typed, retryable reason, and the device must work
  * afterwards. `--json` ends with one JSON line; sizes: `--dials N --lookups N --clients N
- * --restarts N`.
+ * --restarts N --outage SECONDS`.
  */
 import { connect, layer as localTailnet, LocalTailnet } from "@effect-tailscale/testing/LocalTailnet"
 import * as Workloads from "@effect-tailscale/testing/Workloads"
@@ -59,6 +63,10 @@ const program = Effect.gen(function*() {
         timed("dials", Effect.map(Workloads.concurrentDials(device, echoPeer, size("--dials", 1_000)), summary))
     )
   )
+  const mib = () => Math.round(process.memoryUsage().rss / 1024 / 1024)
+  const rssBefore = mib()
+  let rssPeak = rssBefore
+  const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, mib())), 100)
   const lookups = yield* Effect.scoped(
     Effect.flatMap(
       join("stress-lookups"),
@@ -66,6 +74,10 @@ const program = Effect.gen(function*() {
         timed("lookups", Effect.map(Workloads.concurrentLookups(device, echoPeer, size("--lookups", 10_000)), summary))
     )
   )
+  clearInterval(sampler)
+  yield* Effect.sleep("1 second")
+  const rssMiB = { before: rssBefore, peak: rssPeak, afterClose: mib() }
+  progress(`resident memory around the lookups: ${JSON.stringify(rssMiB)} MiB`)
   const churn = yield* Effect.scoped(Effect.gen(function*() {
     const server = yield* join("stress-server")
     const serverKey = (yield* server.self).nodeKey
@@ -96,11 +108,25 @@ const program = Effect.gen(function*() {
       "control restarts",
       Workloads.controlRestarts(device, echoPeer, tailnet.restartControl(300), size("--restarts", 5))
     )))
-  return { dials, lookups, churn, controlRestarts }
+  const controlOutage = yield* Effect.scoped(Effect.flatMap(join("stress-outage"), (device) =>
+    timed(
+      "control outage",
+      Workloads.controlOutage(
+        device,
+        echoPeer,
+        { stop: tailnet.stopControl, start: tailnet.startControl },
+        connect({ hostname: "stress-newcomer" }).pipe(Effect.provideService(LocalTailnet, tailnet)),
+        { seconds: size("--outage", 60) }
+      )
+    )))
+  return { dials, lookups, rssMiB, churn, controlRestarts, controlOutage }
 })
 
 const result = await Effect.runPromise(program.pipe(Effect.provide(localTailnet())))
+const outage = result.controlOutage
 const survived = [result.dials, result.lookups, result.churn].every((t) => t.healthyAfter && !("otherFailures" in t)) &&
-  result.controlRestarts.recovered === result.controlRestarts.attempted
+  result.controlRestarts.recovered === result.controlRestarts.attempted &&
+  outage.openStreamsSurvived === 10 && outage.bytesLost === 0 &&
+  outage.dialsDuringOutage.succeeded === outage.dialsDuringOutage.attempted && outage.newPeerReachableAfterMs >= 0
 if (json) console.log(JSON.stringify(result))
 process.exitCode = survived ? 0 : 1

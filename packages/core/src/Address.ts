@@ -115,7 +115,9 @@ export const parseDialTarget = (
         : { _tag: "Peer" as const, name: host, port, family: "ipv4" as const }
     }
     if (typeof target !== "object" || target === null) {
-      return yield* Effect.fail(invalidArgument("target", `must be "host:port", { peer, port } or { ip, port } (got ${shown(target)})`))
+      return yield* Effect.fail(
+        invalidArgument("target", `must be "host:port", { peer, port } or { ip, port } (got ${shown(target)})`)
+      )
     }
     const port = yield* parsePort("port", target.port)
     if ("peer" in target) {

@@ -56,8 +56,8 @@ export const callLimit = (
   fallback: Duration.Input
 ): Effect.Effect<Duration.Input, TailscaleError> =>
   timeout === undefined ? Effect.succeed(fallback) : Option.isSome(Duration.fromInput(timeout))
-  ? Effect.succeed(timeout)
-  : badLimit(timeout)
+    ? Effect.succeed(timeout)
+    : badLimit(timeout)
 
 /** Fails with a `Timeout` reason naming `operation` when `self` takes longer than `limit`. */
 export const within =

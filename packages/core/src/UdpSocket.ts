@@ -44,7 +44,6 @@ export interface UdpSocket {
   readonly close: Effect.Effect<void>
 }
 
-
 /** Wraps a backend socket for the current scope (for backends and test doubles). */
 export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
   Effect.gen(function*() {
@@ -56,15 +55,15 @@ export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
       typeof to !== "object" || to === null
         ? Effect.fail(invalidArgument("to", `must be { ip, port } (got ${shown(to)})`))
         : Effect.flatMap(parseIp("to.ip", to.ip), (ip) =>
-        Effect.flatMap(parsePort("to.port", to.port), (port) => {
-          if (isClosed()) return Effect.fail(deviceClosed("UDP socket"))
-          const bytes = toBytes(data)
-          if (bytes === undefined) return notBytes("data", data)
-          return Effect.tryPromise({
-            try: () => raw.send(formatIp(ip), port, bytes),
-            catch: (error) => fromBackend("send", error)
-          }).pipe(Effect.andThen(meter.sent(bytes.length)))
-        }))
+          Effect.flatMap(parsePort("to.port", to.port), (port) => {
+            if (isClosed()) return Effect.fail(deviceClosed("UDP socket"))
+            const bytes = toBytes(data)
+            if (bytes === undefined) return notBytes("data", data)
+            return Effect.tryPromise({
+              try: () => raw.send(formatIp(ip), port, bytes),
+              catch: (error) => fromBackend("send", error)
+            }).pipe(Effect.andThen(meter.sent(bytes.length)))
+          }))
 
     const receive = (options?: { readonly timeout?: Duration.Input | undefined }) =>
       Effect.suspend(() =>

@@ -6,12 +6,15 @@
  *
  * @since 0.1.0
  */
+import type { DialTarget } from "@effect-tailscale/core/Address"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
 import { TailscaleError, timeout } from "@effect-tailscale/core/TailscaleError"
+import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import * as Arr from "effect/Array"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -81,15 +84,23 @@ const tally = (
     }
   })
 
-/** One dial with a round trip, each step within `timeout`; a wrong echo is a failure. */
+/** One dial of `target` by name with a round trip, each step within `limit`; a wrong echo is a failure. */
 export const echoOnce = (
   device: TailscaleService,
   target: Target,
   payload: string,
   limit: Duration.Input = "60 seconds"
+) => echoAt(device, { peer: target.hostname, port: target.port }, payload, limit)
+
+/** One dial with a round trip, each step within `limit`; a wrong echo is a failure. */
+export const echoAt = (
+  device: TailscaleService,
+  to: DialTarget,
+  payload: string,
+  limit: Duration.Input = "60 seconds"
 ) =>
   Effect.scoped(Effect.gen(function*() {
-    const stream = yield* device.dial({ peer: target.hostname, port: target.port }, { timeout: limit })
+    const stream = yield* device.dial(to, { timeout: limit })
     yield* stream.write(payload)
     const reply = yield* stream.read({ timeout: limit })
     const text = Option.match(reply, { onNone: () => "", onSome: (bytes) => new TextDecoder().decode(bytes) })
@@ -137,6 +148,7 @@ export const churn = (
   progress: (line: string) => void = () => {}
 ) =>
   Effect.gen(function*() {
+    const serverIp = NetAddress.formatIp(yield* serverDevice.ipv4)
     // One client after another (Effect.forEach is sequential by default).
     const exits = yield* Effect.forEach(indices(count), (index) =>
       Effect.gen(function*() {
@@ -145,13 +157,11 @@ export const churn = (
         const mark = (what: string) => Effect.sync(() => marks.push(`${what} ${Date.now() - started} ms`))
         const exit = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
           const client = yield* join(index)
-          const ip = NetAddress.formatIp(yield* client.ipv4)
           yield* mark("joined")
-          // Until control has told the server about the client, the server drops its packets
-          // and the client's SYNs wait for retransmission (1 s, 2 s, 4 s, ...).
-          yield* knows(serverDevice, ip)
-          yield* mark("known")
-          yield* echoOnce(client, server, `client ${index}`)
+          // At once, by IP, as a program would: the dial waits for the client's first peer map,
+          // and its SYNs are retransmitted (1 s, 2 s, ...) until control has told the server
+          // about the client.
+          yield* echoAt(client, { ip: serverIp, port: server.port }, `client ${index}`)
           yield* mark("echoed")
         })))
         progress(
@@ -234,4 +244,89 @@ export const controlRestarts = (
       }))
     const recovered = Arr.getSomes(recoveries)
     return { attempted: count, recovered: recovered.length, maxRecoveryMs: Math.max(0, ...recovered) }
+  })
+
+/** What `controlOutage` measured. */
+export interface OutageReport {
+  readonly seconds: number
+  readonly openStreamsSurvived: number
+  /** Bytes an open stream sent during the outage that never came back. */
+  readonly bytesLost: number
+  readonly dialsDuringOutage: { readonly attempted: number; readonly succeeded: number }
+  /** From control's return until a device that joined then was reached; -1 when it never was. */
+  readonly newPeerReachableAfterMs: number
+}
+
+/**
+ * Control away for `seconds` under `device`, with `streams` echo streams to `target` open and
+ * moving bytes all along, and `dials` new dials spread over the outage. Once control is back, a
+ * new device joins (`joinNewcomer`) and `device` dials it by IP until it answers.
+ */
+export const controlOutage = (
+  device: TailscaleService,
+  target: Target,
+  control: { readonly stop: Effect.Effect<void, unknown>; readonly start: Effect.Effect<void, unknown> },
+  joinNewcomer: Effect.Effect<TailscaleService, unknown, Scope.Scope>,
+  { dials = 20, seconds, streams = 10 }: {
+    readonly seconds: number
+    readonly streams?: number
+    readonly dials?: number
+  }
+) =>
+  Effect.gen(function*() {
+    const chunk = new Uint8Array(16 * 1024).map((_, i) => i % 251)
+    let running = true
+    let sent = 0
+    let echoed = 0
+    // Each stream writes a chunk and reads it back, until the outage ends; true if it never failed.
+    const keepEchoing = (stream: TcpStream) =>
+      Effect.gen(function*() {
+        while (running) {
+          yield* stream.write(chunk)
+          sent += chunk.length
+          let back = 0
+          while (back < chunk.length) {
+            const bytes = Option.getOrElse(yield* stream.read({ timeout: "30 seconds" }), () => new Uint8Array(0))
+            if (bytes.length === 0) return yield* Effect.fail(new Error("the echo stream ended"))
+            back += bytes.length
+          }
+          echoed += back
+        }
+      })
+    const open = yield* Effect.forEach(
+      indices(streams),
+      () => device.dial({ peer: target.hostname, port: target.port }, { timeout: "30 seconds" })
+    )
+    const loops = yield* Effect.forEach(open, (stream) => Effect.forkScoped(Effect.exit(keepEchoing(stream))))
+
+    yield* control.stop
+    const started = Date.now()
+    const dialExits = yield* Effect.forEach(indices(dials), (index) =>
+      Effect.exit(echoOnce(device, target, `dial during the outage ${index}`, "10 seconds")).pipe(
+        Effect.tap(() =>
+          Effect.sleep(Math.max(0, (seconds * 1000) / dials - 100))
+        )
+      ))
+    yield* Effect.sleep(Math.max(0, started + seconds * 1000 - Date.now()))
+    running = false
+    const streamExits = yield* Effect.forEach(loops, Fiber.join)
+
+    yield* control.start
+    const back = Date.now()
+    const newcomer = yield* joinNewcomer
+    yield* serveEcho(newcomer, 7200)
+    const newcomerIp = NetAddress.formatIp(yield* newcomer.ipv4)
+    const reached = yield* echoAt(device, { ip: newcomerIp, port: 7200 }, "newcomer", "10 seconds").pipe(
+      Effect.retry(Schedule.spaced("500 millis")),
+      Effect.timeout("90 seconds"),
+      Effect.exit
+    )
+    const report: OutageReport = {
+      seconds,
+      openStreamsSurvived: streamExits.filter(Exit.isSuccess).length,
+      bytesLost: sent - echoed,
+      dialsDuringOutage: { attempted: dials, succeeded: dialExits.filter(Exit.isSuccess).length },
+      newPeerReachableAfterMs: Exit.isSuccess(reached) ? Date.now() - back : -1
+    }
+    return report
   })

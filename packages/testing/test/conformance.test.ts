@@ -284,8 +284,9 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           const stream = yield* device.dial({ ip: echoPeer.ipv4, port: echoPeer.tcpEchoPort })
           const listener = yield* device.listen(0)
           const udp = yield* device.bindUdp(47_012)
-          // eslint-disable-next-line @typescript-eslint/no-explicit-any -- what plain JavaScript can pass
-          const loose = (f: unknown) => f as (...args: Array<any>) => Effect.Effect<unknown, unknown, Scope.Scope>
+          // What plain JavaScript can pass: anything.
+          const loose = (f: unknown) =>
+            f as (...args: Array<unknown>) => Effect.Effect<unknown, unknown, Scope.Scope>
           const badCalls: ReadonlyArray<readonly [string, () => Effect.Effect<unknown, unknown, Scope.Scope>]> = [
             ["name", () => loose(device.peerByName)(42)],
             ["ip", () => loose(device.peerByIp)(42)],
@@ -388,14 +389,18 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
 
           yield* provider.setControlDown(false)
           yield* device.states.pipe(
-            Stream.filter((state) => state._tag === "Running" && state.control === "Connected"),
+            Stream.filter((state) =>
+              state._tag === "Running" && state.control === "Connected"
+            ),
             Stream.runHead,
             Effect.timeout("45 seconds")
           )
           yield* echo(open, "after")
           assert.strictEqual(yield* provider.echoPeerDials(`${ipv4}:${listener.localAddress.port}`, "back"), "back")
           // Never rebuilt: the outage is no loss.
-          const runs = seen.filter((tag, index) => tag !== seen[index - 1])
+          const runs = seen.filter((tag, index) =>
+            tag !== seen[index - 1]
+          )
           assert.notInclude(runs, "Reconnecting")
           assert.deepStrictEqual(runs.filter((tag) => tag.startsWith("Running")), [
             "Running Connected",
@@ -453,9 +458,7 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           const state = yield* device.authState
           assert.strictEqual(state._tag, "NeedsLogin")
           const reported = yield* device.states.pipe(
-            Stream.filter((s) =>
-              s._tag === "NeedsLogin"
-            ),
+            Stream.filter((s) => s._tag === "NeedsLogin"),
             Stream.runHead
           )
           assert.deepStrictEqual(

@@ -26,7 +26,9 @@ export const boundedString = (max: number, check: (value: string) => string | un
 
 /** Any value `accept` holds true of; `expected` says what it must be. */
 export const satisfying = (expected: string, accept: (value: unknown) => boolean) =>
-  Schema.Unknown.check(Schema.makeFilter((value: unknown) => accept(value) || `must be ${expected} (got ${shown(value)})`))
+  Schema.Unknown.check(
+    Schema.makeFilter((value: unknown) => accept(value) || `must be ${expected} (got ${shown(value)})`)
+  )
 
 // Inputs are not reported (a bad value may be a megabyte); the checks above quote a prefix.
 const formatter = SchemaIssue.makeFormatterStandardSchemaV1()

@@ -29,20 +29,24 @@ const MAX_TAGS = 64
 const path = boundedString(MAX_PATH, (value) => value === "" ? "must not be empty" : undefined)
 
 const redactedString = (max: number, what: string) =>
-  satisfying(`a Redacted string (Redacted.make(${what}))`, (value) =>
-    Redacted.isRedacted(value) && typeof Redacted.value(value) === "string").check(
-      Schema.makeFilter((value: unknown) => {
-        const text = Redacted.value(value as Redacted.Redacted<string>)
-        return text.length > max ? `longer than ${max} characters; not a ${what}` : true
-      })
-    )
+  satisfying(
+    `a Redacted string (Redacted.make(${what}))`,
+    (value) => Redacted.isRedacted(value) && typeof Redacted.value(value) === "string"
+  ).check(
+    Schema.makeFilter((value: unknown) => {
+      const text = Redacted.value(value as Redacted.Redacted<string>)
+      return text.length > max ? `longer than ${max} characters; not a ${what}` : true
+    })
+  )
 
 const controlUrlProblem = (text: string): string | undefined => {
   const url = URL.canParse(text) ? new URL(text) : undefined
   // Never echo a URL that carries credentials, nor what looks like them before an `@`.
   if (url !== undefined && (url.username !== "" || url.password !== "")) return "must not carry a user name or password"
   if (url === undefined || url.protocol !== "https:") {
-    return `must be an https URL: devices verify control's certificate (got ${shown(text.replace(/\/\/[^/@]*@/, "//…@"))})`
+    return `must be an https URL: devices verify control's certificate (got ${
+      shown(text.replace(/\/\/[^/@]*@/, "//…@"))
+    })`
   }
   return undefined
 }
@@ -68,18 +72,30 @@ const OptionsInput = Schema.Struct({
       : `must be a single DNS label of at most 63 letters, digits and hyphens (got ${shown(value)})`))),
   tags: Schema.optionalKey(Schema.UndefinedOr(
     Schema.Array(boundedString(67, (tag) => TAG.test(tag) ? undefined : `must look like tag:name (got ${shown(tag)})`))
-      .check(Schema.makeFilter((tags: ReadonlyArray<string>) =>
-        tags.length <= MAX_TAGS || `at most ${MAX_TAGS} tags (got ${tags.length})`
-      ))
+      .check(
+        Schema.makeFilter((tags: ReadonlyArray<string>) =>
+          tags.length <= MAX_TAGS || `at most ${MAX_TAGS} tags (got ${tags.length})`
+        )
+      )
   )),
   ephemeral: Schema.optionalKey(Schema.UndefinedOr(Schema.Boolean)),
-  clientName: Schema.optionalKey(Schema.UndefinedOr(boundedString(MAX_CLIENT_NAME, (value) =>
-    /^[\x20-\x7e]*$/.test(value) ? undefined : `must be printable ASCII (got ${shown(value)})`))),
+  clientName: Schema.optionalKey(
+    Schema.UndefinedOr(
+      boundedString(
+        MAX_CLIENT_NAME,
+        (value) => /^[\x20-\x7e]*$/.test(value) ? undefined : `must be printable ASCII (got ${shown(value)})`
+      )
+    )
+  ),
   caFile: Schema.optionalKey(Schema.UndefinedOr(path)),
-  logFilter: Schema.optionalKey(Schema.UndefinedOr(boundedString(MAX_LOG_FILTER, (value) =>
-    value.split(",").every((directive) => DIRECTIVE.test(directive.trim()))
-      ? undefined
-      : `must be a RUST_LOG-style filter such as "warn,ts_runtime=debug" (got ${shown(value)})`))),
+  logFilter: Schema.optionalKey(
+    Schema.UndefinedOr(
+      boundedString(MAX_LOG_FILTER, (value) =>
+        value.split(",").every((directive) => DIRECTIVE.test(directive.trim()))
+          ? undefined
+          : `must be a RUST_LOG-style filter such as "warn,ts_runtime=debug" (got ${shown(value)})`)
+    )
+  ),
   reconnect: Schema.optionalKey(Schema.UndefinedOr(Schema.Boolean))
 })
 
