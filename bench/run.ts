@@ -96,6 +96,8 @@ interface Figures {
   lookupsPerSec: number
   /** p50 µs of an empty write: one promise across the napi boundary and back (the addon only). */
   callUs?: number
+  /** The bulk echo's bytes as one write instead of 64 KiB writes (the addon only). */
+  oneWriteMBps?: number
   /** Packets in the namespace while the subject measured. */
   traffic?: Traffic
   /** What the Go node's own status said about its path to the echo peer. */
@@ -117,6 +119,8 @@ interface Subject {
   readonly roundTripUdp: () => Promise<number | undefined>
   readonly lookup: () => Promise<unknown>
   readonly emptyCall?: () => Promise<unknown>
+  /** `bulk` as a single write of every byte. */
+  readonly bulkOneWrite?: (bytes: number) => Promise<number>
   readonly close: () => Promise<void>
 }
 
@@ -140,7 +144,15 @@ const measure = async (subject: Subject): Promise<Figures> => {
     await subject.emptyCall()
     calls.push(microsSince(started))
   }
-  return { tcpMBps, rttTcp, rttUdp, lookupsPerSec, callUs: percentile(calls, 0.5) }
+  const oneWriteMBps = await subject.bulkOneWrite?.(BULK)
+  return {
+    tcpMBps,
+    rttTcp,
+    rttUdp,
+    lookupsPerSec,
+    callUs: percentile(calls, 0.5),
+    ...(oneWriteMBps === undefined ? {} : { oneWriteMBps })
+  }
 }
 
 interface Target {
@@ -171,6 +183,13 @@ const rawSubject = async (device: RawDevice, ownIp: string, target: Target, udpP
           await stream.write(chunk.subarray(0, Math.min(chunk.length, bytes - sent)))
         }
       })()
+      await readExactly(bytes)
+      await writing
+      return bytes / (microsSince(started) / 1e6) / 1e6
+    },
+    bulkOneWrite: async (bytes) => {
+      const started = process.hrtime.bigint()
+      const writing = stream.write(new Uint8Array(bytes).fill(42))
       await readExactly(bytes)
       await writing
       return bytes / (microsSince(started) / 1e6) / 1e6
@@ -552,6 +571,7 @@ const main = async () => {
         rust: median(samples.rust.map((f) => f.lookupsPerSec))
       },
       addonCallP50Us: median(samples.addon.map((f) => f.callUs ?? NaN)),
+      addonOneWriteMBps: median(samples.addon.map((f) => f.oneWriteMBps ?? NaN)),
       rssGrowthPct: { connections: connections.pct, devices: devices.pct },
       rssMiB: { connections: [connections.before, connections.after], devices: [devices.before, devices.after] },
       idleCpuPctAfterShutdowns: idleCpu,
@@ -587,6 +607,11 @@ const main = async () => {
         `one addon call p50 µs    ${"".padStart(8)}  ${
           f(result.addonCallP50Us).padStart(8)
         }   (an empty write: each round trip pays two)`
+      )
+      console.log(
+        `one write, MB/s          ${"".padStart(8)}  ${
+          f(result.addonOneWriteMBps).padStart(8)
+        }   the echo as one write; /64 KiB writes ${ratio(result.addonOneWriteMBps, result.tcpMBps.addon)}`
       )
       console.log(
         `peerByName per second    ${row(result.lookupsPerSec)}   Effect/addon ${

@@ -17,7 +17,7 @@ use crate::address::{parse_ip, socket_addr};
 use crate::control_link;
 use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
 use crate::health;
-use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, start, stop};
+use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, release_free_memory, start, stop};
 use crate::logging;
 use crate::logout;
 use crate::node_info::NodeInfo;
@@ -360,6 +360,7 @@ impl Device {
                 }
                 // Only now: closing a UDP socket while the netstack runs can crash it (udp.rs).
                 shared.udp.clear();
+                release_free_memory();
                 graceful
             })
             .await;

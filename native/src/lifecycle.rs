@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tailscale::Config;
-use ts_netstack_smoltcp::netcore::Channel;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use ts_netstack_smoltcp::netcore::Channel;
 
 use crate::control_link::{self, ControlLink};
 use crate::control_probe::{connect_timed_out, probe_control, within};
@@ -202,6 +202,26 @@ fn watch_runtime(shared: Weak<Shared>) {
     };
     tokio::spawn(watch.instrument(span));
 }
+
+/// Hands the C allocator's free pages back to the system. glibc keeps what a burst freed (10,000
+/// concurrent lookups: some 70 MiB over its per-thread arenas, 11 MiB still in use) for reuse,
+/// and gives back only the free top of each arena, so a device's peak stayed resident after it
+/// closed. `malloc_trim(0)` also returns the free pages inside each arena. A few milliseconds;
+/// called once a device has shut down.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub(crate) fn release_free_memory() {
+    unsafe extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: glibc's malloc_trim takes no pointers and is thread-safe; it only releases free memory.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) fn release_free_memory() {}
 
 /// Waits (within the timeout) for calls that still hold the device to let go, then shuts it down.
 pub(crate) async fn stop(mut device: Arc<tailscale::Device>, timeout: Duration) -> bool {

@@ -230,18 +230,22 @@ pub fn registration_refusal(span: &tracing::Span) -> Option<String> {
     .flatten()
 }
 
-/// The level a record is delivered at. Some of the crate's errors are routine: a netlink dump
-/// refused while another runs (logged and ignored by the crate at every start), and the
-/// complaints of actors and sockets going away once the device is shutting down.
+/// The level a record is delivered at. A closed listener's parked accept, and the complaints of
+/// actors and sockets going away once the device is shutting down, are routine. (A network monitor error is not: it used to be, at every
+/// start, until our `ts_netmon` patch; now it means the device may not advertise its endpoints.)
 fn effective_level(meta: &tracing::Metadata<'_>, message: &str, owner: Option<Owner>) -> Level {
     let level = *meta.level();
     if level > Level::WARN {
         return level;
     }
-    let benign_netmon = meta.target() == "ts_runtime::netmon" && message.contains("netmon error");
+    // A listener's pump always has an accept waiting (tcp.rs). Closing the listener drops that
+    // future, but its request stays parked in the netstack, which retries it after the close
+    // and finds the listener gone: once per closed listener, two for a dual-stack `listen`.
+    let closed_listener =
+        meta.target() == "ts_netstack_smoltcp_core::socket_impl::tcp::listener" && message == "listener does not exist";
     // Our own records while closing (e.g. a failed logout) keep their level.
     let closing = owner.is_some_and(|o| o.closing) && !meta.target().starts_with("effect_tailscale_native");
-    if benign_netmon || closing { Level::DEBUG } else { level }
+    if closed_listener || closing { Level::DEBUG } else { level }
 }
 
 /// Test-build notices the crate repeats on every DERP reconnect (several a second on the

@@ -18,6 +18,13 @@ use crate::sync::Recover;
 const READ_AHEAD: usize = 8;
 /// Connections accepted but not yet taken by JavaScript.
 const ACCEPT_BACKLOG: usize = 16;
+/// The most of a write offered to the netstack at once. The crate copies the whole slice it is
+/// given on every `send` (`Bytes::copy_from_slice`, ts_netstack_smoltcp_socket `tcp/stream.rs:94`)
+/// and the netstack takes only what fits its send buffer (16 KiB, often a few KiB), so offering
+/// the whole remainder of a large write copies it again for every few KiB sent: quadratic (a
+/// 64 MiB write made ~5,000 copies of its remainder, ~165 GiB, those above 32 MiB each a fresh mmap).
+/// 64 KiB per call is what a caller writing 64 KiB at a time already gets.
+const SEND_CHUNK: usize = 64 * 1024;
 
 /// A connected TCP stream on the tailnet. There is no half-close: `close()` sends FIN after the
 /// queued data and ends both directions.
@@ -74,10 +81,11 @@ impl TcpStream {
         };
         let mut offset = 0;
         while offset < data.len() {
+            let chunk = &data[offset..data.len().min(offset + SEND_CHUNK)];
             let sent = tokio::select! {
                 biased;
                 () = self.token.cancelled() => return Err(Failure::device_closed("TCP stream")),
-                sent = stream.send(&data[offset..]) => sent.map_err(|e| from_netstack(e, SocketOp::Send))?,
+                sent = stream.send(chunk) => sent.map_err(|e| from_netstack(e, SocketOp::Send))?,
             };
             offset += sent;
         }
