@@ -30,12 +30,14 @@ type ready struct {
 	CAFile     string `json:"caFile"`
 	// The same control server over plain http, for clients that cannot take a CA (the Go nodes
 	// and the crate baseline, whose DERP verification is off for tests).
-	PlainControlURL string   `json:"plainControlUrl"`
-	AuthKey         string   `json:"authKey"`
-	DERPPort        int      `json:"derpPort"`
-	STUNPort        int      `json:"stunPort"`
-	AdminURL        string   `json:"adminUrl"`
-	Peer            peerInfo `json:"peer"`
+	PlainControlURL string `json:"plainControlUrl"`
+	AuthKey         string `json:"authKey"`
+	DERPPort        int    `json:"derpPort"`
+	// With -derp-pin: the DERP node's CertName ("sha256-raw:<hex>").
+	DERPCertName string   `json:"derpCertName,omitempty"`
+	STUNPort     int      `json:"stunPort"`
+	AdminURL     string   `json:"adminUrl"`
+	Peer         peerInfo `json:"peer"`
 }
 
 type peerInfo struct {
@@ -60,6 +62,7 @@ func main() {
 	hostname := flag.String("hostname", "echo-peer", "tailnet hostname of the Go peer")
 	throttle := flag.Duration("throttle-lite", 250*time.Millisecond, "after a burst of 8 non-streaming map requests per node, let one through per interval (0: off)")
 	verbose := flag.Bool("v", false, "log Tailscale's own messages to stderr")
+	derpPin := flag.String("derp-pin", "", `"self-signed": DERP serves a self-signed certificate that the DERP map pins (CertName "sha256-raw:<hex>"); "wrong": the same, with a pin that does not match it`)
 	flag.Parse()
 
 	log.SetOutput(os.Stderr) // stdout carries only the ready line
@@ -83,10 +86,21 @@ func main() {
 	defer os.RemoveAll(workDir)
 	caFile := filepath.Join(workDir, "ca.pem")
 	cert := newTestCA(caFile)
-	derpPort := startDERP(cert, logf)
+	derpCert, certName := cert, ""
+	switch *derpPin {
+	case "":
+	case "self-signed", "wrong":
+		derpCert, certName = newSelfSignedCert()
+		if *derpPin == "wrong" {
+			certName = pin(cert.Certificate[0]) // the CA-signed leaf's: never what DERP serves
+		}
+	default:
+		log.Fatalf("-derp-pin: %q is not self-signed or wrong", *derpPin)
+	}
+	derpPort := startDERP(derpCert, certName != "", logf)
 	stunPort := startSTUN()
-	control := startControl(derpMap(derpPort, stunPort), *authKey, *throttle, cert, logf)
-	peer := startPeer(control.url, *authKey, *hostname, filepath.Join(workDir, "echo-peer"), logf)
+	control := startControl(derpMap(derpPort, stunPort, certName), *authKey, *throttle, cert, logf)
+	peer := startPeer(control.url, *authKey, *hostname, filepath.Join(workDir, "echo-peer"), *derpPin != "wrong", logf)
 	adminURL := startAdmin(control, peer, *authKey, workDir)
 
 	line, err := json.Marshal(ready{
@@ -95,6 +109,7 @@ func main() {
 		PlainControlURL: control.url,
 		AuthKey:         *authKey,
 		DERPPort:        derpPort,
+		DERPCertName:    certName,
 		STUNPort:        stunPort,
 		AdminURL:        adminURL,
 		Peer:            peer.info,

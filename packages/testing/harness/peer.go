@@ -21,7 +21,9 @@ type peer struct {
 	info   peerInfo
 }
 
-func startPeer(controlURL, authKey, hostname, dir string, logf logger.Logf) *peer {
+// startPeer waits for the peer's home DERP unless waitDERP is false (-derp-pin wrong: nobody
+// can connect to it).
+func startPeer(controlURL, authKey, hostname, dir string, waitDERP bool, logf logger.Logf) *peer {
 	server := &tsnet.Server{
 		Hostname: hostname, Dir: dir, Store: new(mem.Store), ControlURL: controlURL,
 		AuthKey: authKey, Ephemeral: true, Logf: logf, UserLogf: logf,
@@ -30,7 +32,7 @@ func startPeer(controlURL, authKey, hostname, dir string, logf logger.Logf) *pee
 	defer cancel()
 	status := must(server.Up(ctx))
 	// Wait until the home DERP is chosen and connected, so peers can reach us at once.
-	for {
+	for waitDERP {
 		report := server.Sys().MagicSock.Get().GetLastNetcheckReport(ctx)
 		if report != nil && report.PreferredDERP != 0 &&
 			!server.Sys().HealthTracker.Get().GetDERPRegionReceivedTime(report.PreferredDERP).IsZero() {

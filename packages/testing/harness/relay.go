@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 
 	"tailscale.com/derp/derpserver"
 	"tailscale.com/net/stun"
@@ -16,9 +17,11 @@ import (
 
 // startDERP serves DERP over TLS with cert (from the run's CA, which our devices trust with
 // caFile); the Go nodes skip verification because the DERP map marks the node InsecureForTests.
+// With pinned, cert is self-signed and the DERP map pins it instead (CertName
+// "sha256-raw:<hex>"), and the server sends its meta certificate after it, as cmd/derper does.
 // The handler also answers the /derp/latency-check probe tailscale-rs uses to pick its home
 // region.
-func startDERP(cert tls.Certificate, logf logger.Logf) int {
+func startDERP(cert tls.Certificate, pinned bool, logf logger.Logf) int {
 	server := derpserver.New(key.NewNode(), logf)
 	ln := must(net.Listen("tcp", "127.0.0.1:0"))
 	srv := httptest.NewUnstartedServer(derpserver.Handler(server))
@@ -27,6 +30,12 @@ func startDERP(cert tls.Certificate, logf logger.Logf) int {
 	srv.Config.ErrorLog = logger.StdLogger(logf)
 	// DERP is an HTTP/1.1 upgrade: keep HTTP/2 off the TLS listener.
 	srv.Config.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	if pinned {
+		// derpserver.ModifyTLSConfigToAddMetaCert needs GetCertificate, which crypto/tls skips
+		// for a client that sends no SNI (an IP address) while Certificates (httptest fills it)
+		// is set: append the meta certificate here instead.
+		cert.Certificate = append(slices.Clip(cert.Certificate), server.MetaCert())
+	}
 	srv.TLS = serverTLS(cert)
 	srv.StartTLS()
 	return ln.Addr().(*net.TCPAddr).Port
@@ -50,11 +59,15 @@ func startSTUN() int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
-func derpMap(derpPort, stunPort int) *tailcfg.DERPMap {
+// derpMap has the one loopback region. certName "" marks its node InsecureForTests (the Go
+// nodes skip verification; our devices verify against caFile); "sha256-raw:<hex>" pins it, for
+// every client, Go nodes included.
+func derpMap(derpPort, stunPort int, certName string) *tailcfg.DERPMap {
 	return &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{
 		900: {RegionID: 900, RegionCode: "lo", RegionName: "loopback", Nodes: []*tailcfg.DERPNode{{
 			Name: "900a", RegionID: 900, HostName: "127.0.0.1", IPv4: "127.0.0.1", IPv6: "none",
-			DERPPort: derpPort, STUNPort: stunPort, STUNTestIP: "127.0.0.1", InsecureForTests: true,
+			DERPPort: derpPort, STUNPort: stunPort, STUNTestIP: "127.0.0.1",
+			CertName: certName, InsecureForTests: certName == "",
 		}}},
 	}}
 }

@@ -4,9 +4,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -56,4 +58,29 @@ func newTestCA(caFile string) tls.Certificate {
 // and DERP are HTTP/1.1 upgrades.
 func serverTLS(cert tls.Certificate) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+}
+
+// newSelfSignedCert makes a self-signed certificate for 127.0.0.1, as cmd/derper makes one for
+// a DERP server whose hostname is an IP address, and returns it with the CertName that pins it
+// in a DERP map: "sha256-raw:" and the hex SHA-256 of its DER.
+func newSelfSignedCert() (tls.Certificate, string) {
+	key := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+	now := time.Now()
+	template := &x509.Certificate{
+		SerialNumber:          big.NewInt(3),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(7 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der := must(x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key))
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pin(der)
+}
+
+func pin(der []byte) string {
+	sum := sha256.Sum256(der)
+	return "sha256-raw:" + hex.EncodeToString(sum[:])
 }

@@ -31,6 +31,8 @@ export const HarnessInfo = Schema.Struct({
   plainControlUrl: Schema.String,
   authKey: Schema.String,
   derpPort: Schema.Number,
+  /** With `-derp-pin`: the relay's `CertName` in the DERP map (`sha256-raw:<hex>`). */
+  derpCertName: Schema.optional(Schema.String),
   stunPort: Schema.Number,
   adminUrl: Schema.String,
   peer: Schema.Struct({

@@ -15,11 +15,11 @@ import * as Logger from "effect/Logger"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import { readdirSync, readFileSync, readlinkSync } from "node:fs"
 import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
 import { knows } from "../src/Workloads.ts"
+import { capture, type Captured } from "./captured.ts"
 
 /** Share of one core the whole process used (all threads, the addon's included) over `ms`. */
 const cpuShareOver = (ms: number) =>
@@ -31,25 +31,6 @@ const cpuShareOver = (ms: number) =>
     const wallUs = Number(process.hrtime.bigint() - started) / 1_000
     return (used.user + used.system) / wallUs
   })
-
-interface Captured {
-  readonly message: string
-  readonly level: string
-  readonly annotations: Readonly<Record<string, unknown>>
-}
-
-/** A logger that keeps every record it is given. */
-const capture = () => {
-  const records: Array<Captured> = []
-  const logger = Logger.make((options) => {
-    records.push({
-      message: String(Array.isArray(options.message) ? options.message.join(" ") : options.message),
-      level: options.logLevel,
-      annotations: options.fiber.getRef(References.CurrentLogAnnotations)
-    })
-  })
-  return { records, logger }
-}
 
 /** This process's open file descriptors, and its TCP connections to control (by port). */
 const openHandles = (controlPort: number) => {
