@@ -51,6 +51,13 @@ export declare class Device {
   authState(): Promise<AuthState>
   /** A peer by bare hostname or fully qualified name (a trailing dot is allowed). */
   peerByName(name: string): Promise<NodeInfo | null>
+  /** Every peer, as of the latest network map. Waits for the first. */
+  peers(): Promise<Array<NodeInfo>>
+  /**
+   * Resolves with the peer table once its version differs from `known` (0 before the first
+   * network map), or with `null` once the device is shut down or lost.
+   */
+  watchPeers(known: number): Promise<PeerTable | null>
   /** The peer that owns a tailnet IP. */
   peerByIp(ip: string): Promise<NodeInfo | null>
   /** The peers whose accepted routes are the most specific match for `ip`. */
@@ -251,6 +258,14 @@ export interface NodeStatus {
 
 /** Whether a node is connected to the control plane. */
 export type NodeStatusKind = 'unknown' | 'online' | 'offline'
+
+/** The peer table as of one network map. */
+export interface PeerTable {
+  /** Counts the network maps that updated the peers; 0 before the first. */
+  version: number
+  /** Every peer, ordered by node id. */
+  peers: Array<NodeInfo>
+}
 
 export declare function publicKeys(keyState: string): PublicKeys
 

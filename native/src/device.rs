@@ -22,6 +22,7 @@ use crate::logging;
 use crate::logout;
 use crate::node_info::NodeInfo;
 use crate::options::{ConnectOptions, prepare};
+use crate::peer_table::{self, PeerTable};
 use crate::ports::Protocol;
 use crate::sync::Recover;
 use crate::tcp::{TcpListener, TcpStream};
@@ -229,6 +230,23 @@ impl Device {
         }
         let peer = self.call("peerByName", |d| async move { d.peer_by_name(&name).await }).await?;
         Ok(peer.as_ref().map(NodeInfo::from))
+    }
+
+    /// Every peer, as of the latest network map. Waits for the first.
+    #[napi]
+    pub async fn peers(&self) -> napi::Result<Vec<NodeInfo>> {
+        match self.watch_peers(0.0).await? {
+            Some(table) => Ok(table.peers),
+            None => Err(self.shared.closed_failure().into()),
+        }
+    }
+
+    /// Resolves with the peer table once its version differs from `known` (0 before the first
+    /// network map), or with `null` once the device is shut down or lost.
+    #[napi]
+    pub async fn watch_peers(&self, known: f64) -> napi::Result<Option<PeerTable>> {
+        let receiver = self.call("watchPeers", |d| async move { peer_table::watch(&d).await }).await?;
+        Ok(self.unless_closed(peer_table::changed_from(receiver, known as u64)).await.ok().flatten())
     }
 
     /// The peer that owns a tailnet IP.

@@ -15,6 +15,7 @@ mod logging;
 mod logout;
 mod node_info;
 mod options;
+mod peer_table;
 mod ports;
 mod pump;
 mod redact;

@@ -83,6 +83,13 @@ export interface RawNodeInfo {
   readonly derpRegion?: number | undefined
 }
 
+/** Every peer as of one network map. */
+export interface RawPeerTable {
+  /** Counts the network maps that updated the peers; 0 before the first. */
+  readonly version: number
+  readonly peers: ReadonlyArray<RawNodeInfo>
+}
+
 /** Whether control authorized the device, and where a person can log it in if not. */
 export interface RawAuthState {
   readonly authorized: boolean
@@ -133,6 +140,12 @@ export interface RawDevice {
   peerByName(name: string): Promise<RawNodeInfo | null>
   peerByIp(ip: string): Promise<RawNodeInfo | null>
   peersWithRoute(ip: string): Promise<Array<RawNodeInfo>>
+  /**
+   * Resolves with the peer table once its version differs from `known` (0: wait for the first
+   * network map), or with `null` once the device is shut down or lost. Optional: without it,
+   * `peers` and `peerChanges` fail.
+   */
+  watchPeers?(known: number): Promise<RawPeerTable | null>
   tcpListen(ip: string, port: number): Promise<RawTcpListener>
   tcpConnect(ip: string, port: number): Promise<RawTcpStream>
   udpBind(ip: string, port: number): Promise<RawUdpSocket>

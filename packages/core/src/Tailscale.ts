@@ -38,9 +38,11 @@ import * as Logs from "./internal/logs.ts"
 import * as Metering from "./internal/metering.ts"
 import { validateOptions } from "./internal/options.ts"
 import { openDevice } from "./internal/owned.ts"
+import { peerChanges, watchTable } from "./internal/peerWatch.ts"
 import { makeSockets } from "./internal/sockets.ts"
 import { defaultReconnectSchedule, type Generation, supervise } from "./internal/supervisor.ts"
 import { cachedDecoder, type NodeInfo } from "./NodeInfo.ts"
+import type { PeerChange } from "./PeerChange.ts"
 import type { TailscaleError } from "./TailscaleError.ts"
 import { fromBackend, internal, invalidArgument } from "./TailscaleError.ts"
 import type * as TcpListener from "./TcpListener.ts"
@@ -109,6 +111,14 @@ export interface TailscaleService {
     port: number,
     options?: BindOptions
   ) => Effect.Effect<UdpSocket.UdpSocket, TailscaleError, Scope.Scope>
+  /** Every peer, as of the latest network map (the first one is waited for, within the netmap limit). */
+  readonly peers: Effect.Effect<ReadonlyArray<NodeInfo>, TailscaleError>
+  /**
+   * Every peer as `Added`, then each change as network maps arrive (no polling): `Added`,
+   * `Changed` (with the node as it was) and `Removed`. It goes on across a rebuilt device
+   * (reporting only what really changed) and ends when the service's scope closes.
+   */
+  readonly peerChanges: Stream.Stream<PeerChange, TailscaleError>
   /** Where the device is now: `Connecting`, `NeedsLogin`, `Running`, `Reconnecting` or `Stopped`. */
   readonly state: Effect.Effect<DeviceState>
   /** The current state, then every change, until the device stops. */
@@ -361,6 +371,16 @@ export const make: (
       )
       return yield* Effect.forEach(raw, decodeNodeInfo)
     }),
+    peers: Effect.gen(function*() {
+      // A device that ends meanwhile is followed by its successor, or the gate's failure.
+      while (true) {
+        const device = yield* supervised.current
+        const table = yield* watchTable(device, 0, "peers")
+        if (table !== null) return yield* Effect.forEach(table.peers, decodeNodeInfo)
+        yield* Effect.promise(() => device.ended ?? Promise.resolve(null))
+      }
+    }).pipe(within("peers", timeouts.netmap), Effect.withSpan("Tailscale.peers")),
+    peerChanges: peerChanges(supervised, decodeNodeInfo),
     ...sockets,
     state: SubscriptionRef.get(supervised.state),
     states: SubscriptionRef.changes(supervised.state).pipe(

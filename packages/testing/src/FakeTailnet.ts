@@ -136,6 +136,7 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         streams: new Set()
       }
       nodes.set(id, node)
+      state.peersChanged()
       return node
     }
 
@@ -148,6 +149,12 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
       losers: new Map(),
       controlDown: false,
       controlWatchers: new Set(),
+      peersVersion: 0,
+      peerWatchers: new Set(),
+      peersChanged: () => {
+        state.peersVersion++
+        for (const watcher of [...state.peerWatchers]) watcher()
+      },
       requireLogin: false,
       udpLossEvery: 0,
       datagramsSent: 0,
@@ -185,7 +192,11 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
           state.controlDown = down
           for (const watcher of [...state.controlWatchers]) watcher()
         }),
-      setOffline: (hostname, offline) => Effect.sync(() => find(hostname).forEach((node) => (node.offline = offline))),
+      setOffline: (hostname, offline) =>
+        Effect.sync(() => {
+          find(hostname).forEach((node) => (node.offline = offline))
+          state.peersChanged()
+        }),
       resetConnections: (hostname) =>
         Effect.sync(() => find(hostname).forEach((node) => node.streams.forEach((stream) => stream.resetConnection()))),
       setLatency: (input) => Effect.sync(() => void (latency = Duration.fromInputUnsafe(input))),

@@ -261,6 +261,45 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           ])
         }), { timeout: 120_000 })
 
+      it.effect("peer list: every peer, then each that joins and leaves, as network maps arrive", () =>
+        Effect.gen(function*() {
+          const { device, provider } = yield* joinReachable("conformance-peers")
+          const { echoPeer } = provider
+          assert.include(
+            (yield* device.peers).map((peer) =>
+              peer.hostname
+            ),
+            echoPeer.hostname
+          )
+          const seen: Array<string> = []
+          yield* Effect.forkScoped(
+            Stream.runForEach(
+              device.peerChanges,
+              (change) =>
+                Effect.sync(() => seen.push(`${change._tag} ${change.peer.hostname}`))
+            )
+          )
+          const waitFor = (entry: string) =>
+            Effect.gen(function*() {
+              while (!seen.includes(entry)) yield* Effect.sleep("50 millis")
+            }).pipe(
+              Effect.timeoutOrElse({
+                duration: "60 seconds",
+                orElse: () => Effect.die(new Error(`no ${entry} within 60 s; saw ${seen.join(", ")}`))
+              })
+            )
+          yield* waitFor(`Added ${echoPeer.hostname}`)
+          const scope = yield* Scope.make()
+          yield* provider.join("conformance-peers-newcomer").pipe(Scope.provide(scope))
+          yield* waitFor("Added conformance-peers-newcomer")
+          yield* Scope.close(scope, Exit.void)
+          // Tailscale's test control server never deletes a node, not even an ephemeral one that
+          // logged out (real control servers do, and the network map then removes the peer).
+          if (provider.name === "LocalTailnet") return
+          yield* waitFor("Removed conformance-peers-newcomer")
+          assert.notInclude((yield* device.peers).map((peer) => peer.hostname), "conformance-peers-newcomer")
+        }), { timeout: 120_000 })
+
       it.effect("bad input from plain JavaScript is InvalidArgument naming the field, never a defect", () =>
         Effect.gen(function*() {
           const provider = yield* TailnetProvider
@@ -288,7 +327,8 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           const loose = (f: unknown) =>
             f as (...args: Array<unknown>) => Effect.Effect<unknown, unknown, Scope.Scope>
           const badCalls: ReadonlyArray<readonly [string, () => Effect.Effect<unknown, unknown, Scope.Scope>]> = [
-            ["name", () => loose(device.peerByName)(42)],
+            ["name", () =>
+              loose(device.peerByName)(42)],
             ["ip", () => loose(device.peerByIp)(42)],
             ["target", () => loose(device.dial)(42)],
             ["peer", () => loose(device.dial)({ peer: 1, port: 2 })],

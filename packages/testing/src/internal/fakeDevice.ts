@@ -11,6 +11,7 @@ import type {
   RawConnectOptions,
   RawDevice,
   RawNodeInfo,
+  RawPeerTable,
   RawSocketAddress,
   RawTcpListener,
   RawUdpSocket
@@ -69,6 +70,12 @@ export interface TailnetState {
   controlDown: boolean
   /** Called whenever `controlDown` changes: each registered device's control watches. */
   readonly controlWatchers: Set<() => void>
+  /** Counts the changes to the nodes (joins, leaves, going offline or online): the peer tables' version. */
+  peersVersion: number
+  /** Called whenever the nodes change: each device's peer watches. */
+  readonly peerWatchers: Set<() => void>
+  /** Marks a change to the nodes and tells every peer watch. */
+  readonly peersChanged: () => void
   /** Devices without an auth key wait for a login instead of being refused. */
   requireLogin: boolean
   /** Drops every `n`th datagram (0: none). */
@@ -146,6 +153,7 @@ interface Pending {
 const registration = (state: TailnetState, connect: RawConnectOptions, existing: FakeNode | undefined): Pending => {
   if (existing !== undefined) {
     existing.offline = false
+    state.peersChanged()
     return { result: Promise.resolve({ _tag: "Ok", node: existing }), loginUrl: undefined }
   }
   if (connect.authKey === state.authKey) {
@@ -277,6 +285,7 @@ export const connectDevice = async (
     closeSockets(registered)
     registered.offline = true
     state.losers.delete(registered)
+    state.peersChanged()
     settleEnded(cause)
   }
   const stop = (): boolean => {
@@ -286,6 +295,7 @@ export const connectDevice = async (
     closeSockets(registered)
     if (registered.ephemeral) state.nodes.delete(registered.id)
     else registered.offline = true
+    state.peersChanged()
     return true
   }
   void pending.result.then((result) => {
@@ -346,6 +356,23 @@ export const connectDevice = async (
       return closed
     },
     waitLost: () => ended,
+    watchPeers: (known) =>
+      new Promise<RawPeerTable | null>((resolve) => {
+        const check = () => {
+          if (closed || lostCause !== undefined) return done(null)
+          if (registered !== undefined && state.peersVersion !== known) {
+            done({ version: state.peersVersion, peers: peers(registered).map(info) })
+          }
+        }
+        const done = (value: RawPeerTable | null) => {
+          state.peerWatchers.delete(check)
+          resolve(value)
+        }
+        state.peerWatchers.add(check)
+        void ended.then(() => done(null))
+        void pending.result.then(check)
+        check()
+      }),
     watchControl: (known) =>
       new Promise<boolean | null>((resolve) => {
         const check = () => {
