@@ -293,11 +293,18 @@ export interface SocketAddress {
 }
 
 /**
- * Subscribes `handler` to log records, filtered by `filter` (`RUST_LOG` syntax, e.g. `"warn"`
- * or `"info,ts_runtime=debug"`). Returns the sink's id: a device connected with it as
- * `logSink` sends its records there only; records that belong to no device go to every sink.
+ * Subscribes `handler` to a device's log records, filtered by `filter` (`RUST_LOG` syntax, e.g.
+ * `"warn"` or `"info,ts_runtime=debug"`). Returns the sink's id: a device connected with it as
+ * `logSink` sends its records there only. Records that belong to no device never come here
+ * (`subscribeProcessLogs`).
  */
 export declare function subscribeLogs(filter: string, handler: (record: LogRecord) => void): number
+
+/**
+ * Subscribes `handler` to the log records that belong to no device (e.g. loading a key file),
+ * filtered like `subscribeLogs`. A device's records never come here. `unsubscribeLogs` ends it.
+ */
+export declare function subscribeProcessLogs(filter: string, handler: (record: LogRecord) => void): number
 
 /** Stops delivering records to the sink `id`; the others keep theirs. Unknown ids are ignored. */
 export declare function unsubscribeLogs(id: number): void

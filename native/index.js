@@ -849,4 +849,5 @@ module.exports.NodeStatusKind = nativeBinding.NodeStatusKind
 module.exports.publicKeys = nativeBinding.publicKeys
 module.exports.runtimeTasks = nativeBinding.runtimeTasks
 module.exports.subscribeLogs = nativeBinding.subscribeLogs
+module.exports.subscribeProcessLogs = nativeBinding.subscribeProcessLogs
 module.exports.unsubscribeLogs = nativeBinding.unsubscribeLogs

@@ -17,7 +17,7 @@ use crate::address::{parse_ip, socket_addr};
 use crate::control_link;
 use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
 use crate::health;
-use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, release_free_memory, start, stop};
+use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, new_span, release_free_memory, start, stop};
 use crate::logging;
 use crate::logout;
 use crate::node_info::NodeInfo;
@@ -65,17 +65,22 @@ impl Device {
         }
     }
 
-    /// Runs one crate call, failing fast with `DEVICE_CLOSED` if the device closes meanwhile.
+    /// Runs one crate call in the device's span, failing fast with `DEVICE_CLOSED` if the device
+    /// closes meanwhile. The failure check runs in the span too: it asks the runtime, and may
+    /// log that the device is lost.
     async fn call<T, Fut>(&self, what: &str, call: impl FnOnce(Arc<tailscale::Device>) -> Fut) -> Result<T>
     where
         Fut: Future<Output = std::result::Result<T, tailscale::Error>>,
     {
-        let device = self.device()?;
-        let result = self.unless_closed(call(Arc::clone(&device)).instrument(self.shared.span.clone())).await?;
-        match result {
-            Ok(value) => Ok(value),
-            Err(error) => Err(self.checked_failure(&device, error, what).await),
-        }
+        let in_span = async {
+            let device = self.device()?;
+            let result = self.unless_closed(call(Arc::clone(&device))).await?;
+            match result {
+                Ok(value) => Ok(value),
+                Err(error) => Err(self.checked_failure(&device, error, what).await),
+            }
+        };
+        in_span.instrument(self.shared.span.clone()).await
     }
 
     /// Maps a crate error, first checking whether it means the runtime is gone: then the
@@ -128,14 +133,16 @@ impl Device {
         if let Some(path) = &prepared.ca_file {
             trust::trust_ca_file("caFile", path)?;
         }
-        prepared.config.key_state = prepared.keys.load()?;
+        // The device's span exists from here: what loading its key file logs is its own.
+        let span = new_span(prepared.log_sink);
+        prepared.config.key_state = span.in_scope(|| prepared.keys.load())?;
         let recipe = Recipe {
             config: prepared.config,
             auth_key: prepared.auth_key,
             connect_timeout: prepared.connect_timeout,
             log_sink: prepared.log_sink,
         };
-        Ok(Device { shared: start(recipe, false).await? })
+        Ok(Device { shared: start(recipe, false, span).await? })
     }
 
     /// A new device built like this one (same options, same key state, so the same node and
@@ -145,7 +152,8 @@ impl Device {
         // Control accepted this identity before: a runtime that stops from now on is a loss, not
         // a refused registration.
         let registered = self.shared.registered.load(Ordering::Acquire);
-        Ok(Device { shared: start(self.shared.recipe.duplicate(), registered).await? })
+        let span = new_span(self.shared.recipe.log_sink);
+        Ok(Device { shared: start(self.shared.recipe.duplicate(), registered, span).await? })
     }
 
     /// Resolves with the cause once the crate's runtime behind this device is gone (every call
@@ -168,7 +176,7 @@ impl Device {
     pub async fn watch_control(&self, known: bool) -> Option<bool> {
         // Ask now: the runtime watch only probes once a second.
         if let Ok(device) = self.device()
-            && let Some(connected) = control_link::connected(&device).await
+            && let Some(connected) = control_link::connected(&device).instrument(self.shared.span.clone()).await
         {
             self.shared.control.set(connected);
         }
@@ -180,6 +188,7 @@ impl Device {
     /// `respawn` builds it again. For testing code that must survive a lost device.
     #[napi]
     pub fn abort_runtime(&self) -> napi::Result<()> {
+        let _device = self.shared.span.enter();
         self.device()?.runtime().kill();
         Ok(())
     }
@@ -281,7 +290,7 @@ impl Device {
             Ok(listener) => listener,
             Err(error) => return Err(self.checked_failure(&device, error, "tcpListen").await.into()),
         };
-        Ok(TcpListener::new(listener, &self.shared.token, lease))
+        Ok(TcpListener::new(listener, &self.shared.token, lease, self.shared.span.clone()))
     }
 
     /// Opens a TCP connection to a tailnet address. Waits for this device's own address first.
@@ -310,7 +319,7 @@ impl Device {
             Err(error) => return Err(self.checked_failure(&device, error.into(), "tcpConnect").await.into()),
         };
         self.mark_registered();
-        Ok(TcpStream::new(stream, self.shared.token.child_token(), Some(lease)))
+        Ok(TcpStream::new(stream, self.shared.token.child_token(), Some(lease), self.shared.span.clone()))
     }
 
     /// Binds a UDP socket on one of this device's tailnet addresses (port 1..65535).
@@ -332,7 +341,7 @@ impl Device {
                     Ok(socket) => socket,
                     Err(error) => return Err(self.checked_failure(&device, error, "udpBind").await.into()),
                 };
-                self.shared.udp.insert(socket, &self.shared.token)
+                self.shared.udp.insert(socket, &self.shared.token, &self.shared.span)
             }
         };
         Ok(UdpSocket::attach(bound, &self.shared.token, lease).await)
@@ -357,6 +366,7 @@ impl Device {
             }
         };
         let shared = Arc::clone(&self.shared);
+        let span = self.shared.span.clone();
         let graceful = self
             .shared
             .shutdown_result
@@ -367,20 +377,20 @@ impl Device {
                 let taken = shared.device.recover().take();
                 let deadline = Instant::now() + timeout;
                 let graceful = match taken {
-                    Some(device) => stop(device, timeout).instrument(shared.span.clone()).await,
+                    Some(device) => stop(device, timeout).await,
                     None => true,
                 };
                 if shared.logs_out() {
                     let left = deadline.saturating_duration_since(Instant::now()).max(LOGOUT_MIN);
-                    logout::log_out(&shared.recipe.config, shared.recipe.auth_key.as_deref(), left)
-                        .instrument(shared.span.clone())
-                        .await;
+                    logout::log_out(&shared.recipe.config, shared.recipe.auth_key.as_deref(), left).await;
                 }
                 // Only now: closing a UDP socket while the netstack runs can crash it (udp.rs).
                 shared.udp.clear();
                 release_free_memory();
                 graceful
             })
+            // All of it in the device's span: the sockets and pumps it ends log as the device.
+            .instrument(span)
             .await;
         Ok(*graceful)
     }

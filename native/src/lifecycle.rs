@@ -130,14 +130,20 @@ impl Drop for Shared {
 /// How long logging out may take when the shutdown timeout has no time left.
 pub(crate) const LOGOUT_MIN: Duration = Duration::from_secs(2);
 
-/// Connects a device from `recipe` and starts watching its runtime.
-pub(crate) async fn start(recipe: Recipe, registered: bool) -> Result<Arc<Shared>> {
+/// A new device's span, its records going to `log_sink` (nowhere when `None`). After the
+/// subscriber is installed: a span made before would belong to no subscriber.
+pub(crate) fn new_span(log_sink: Option<u32>) -> tracing::Span {
     logging::install();
+    logging::device_span(log_sink)
+}
+
+/// Connects a device from `recipe` in `span` (`new_span`) and starts watching its runtime.
+pub(crate) async fn start(recipe: Recipe, registered: bool, span: tracing::Span) -> Result<Arc<Shared>> {
     let secrets = SecretsGuard::register(recipe.secrets());
-    let span = logging::device_span(recipe.log_sink);
     let control = recipe.config.control_server_url.clone();
     let deadline = recipe.connect_timeout.map(|t| tokio::time::Instant::now() + t);
-    probe_control(&control, deadline, recipe.connect_timeout).await?;
+    // The probe is this device's too: what it logs reaches its sink.
+    probe_control(&control, deadline, recipe.connect_timeout).instrument(span.clone()).await?;
     // The crate spawns the device's actors here: they log inside `span` from now on.
     let create = tailscale::Device::new(&recipe.config, recipe.auth_key.clone()).instrument(span.clone());
     let created = within(deadline, create).await.ok_or_else(|| {

@@ -3,16 +3,22 @@
 //! tracing allows one subscriber per process, so there is one, with many sinks: JavaScript
 //! subscribes a handler and a `RUST_LOG`-style filter (`subscribeLogs`), and connects a device
 //! with that sink's id. A record belongs to a device when it happens inside the device's span:
-//! the addon runs the device's own work inside it, and the crate's actors (kameo, patched in
-//! `native/patches/kameo-*`) inherit the span of whoever spawned them, so a device's whole actor
-//! tree logs inside it. A record in no device's span (a task the crate spawned on its own) goes
-//! to every sink whose filter takes it. Each sink's filter applies to what reaches it, and
-//! unsubscribing one never affects another.
+//! the addon runs the device's own work inside it (its calls, socket pumps and drops), and the
+//! crate's actors and tasks (kameo and the `ts_*` crates, patched in `native/patches/`) inherit
+//! the span of whoever spawned them, so a device's whole actor tree logs inside it. A device's
+//! record goes to its own sink only, or nowhere when it was connected without one. Some crates
+//! open root spans of their own (h2's `Connection` has `parent: None`), so a record whose spans
+//! name no device belongs to the device whose span is entered on its thread, if any: the task it
+//! runs in was spawned in that span. A record of no device (loading a key file, a process-wide
+//! setting, a task nobody could trace) goes to the process sinks (`subscribeProcessLogs`) only,
+//! never to a device's. Each sink's filter applies to what reaches it, and unsubscribing one
+//! never affects another.
 //!
 //! Before any record leaves Rust, secrets are redacted: every auth key and private key a live
 //! device holds, anything shaped like one (`tskey-…`, `privkey:…`, `nlpriv:…`), and fields whose
 //! name says they hold one. Nothing is printed anywhere unless a handler is subscribed.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -73,6 +79,8 @@ type Handler = ThreadsafeFunction<LogRecord, (), LogRecord, Status, false, true,
 struct Sink {
     filter: EnvFilter,
     handler: Handler,
+    /// A process sink takes the records that belong to no device, and only those.
+    process: bool,
     /// Notices the crate repeats for as long as a device runs, already delivered once.
     said_once: Mutex<HashSet<&'static str>>,
 }
@@ -98,6 +106,31 @@ struct Owner {
     closing: bool,
 }
 
+/// The device span a span belongs to (itself or its nearest device ancestor), kept on every span
+/// under a device's when it is made, so a record or an enter finds its device in one look-up.
+#[derive(Clone, PartialEq)]
+struct DeviceOf(Id);
+
+thread_local! {
+    /// The device spans entered on this thread (through spans that belong to them), innermost last.
+    static ENTERED: RefCell<Vec<Id>> = const { RefCell::new(Vec::new()) };
+}
+
+fn device_of<'a, S: LookupSpan<'a>>(span: &tracing_subscriber::registry::SpanRef<'a, S>) -> Option<Id> {
+    span.extensions().get::<DeviceOf>().map(|device| device.0.clone())
+}
+
+/// The device span a record belongs to: its parent span's device, else the innermost device
+/// span entered on this thread (a record under a crate's root span, in a device's task).
+fn device_of_event<S>(event: &tracing::Event<'_>, ctx: &Context<'_, S>) -> Option<Id>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    ctx.event_span(event)
+        .and_then(|span| device_of(&span))
+        .or_else(|| ENTERED.with_borrow(|entered| entered.last().cloned()))
+}
+
 struct OwnerVisitor<'a>(&'a mut Owner);
 
 impl Visit for OwnerVisitor<'_> {
@@ -116,20 +149,39 @@ impl Visit for OwnerVisitor<'_> {
     fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
 }
 
-struct ToJavaScript;
+/// Keeps track of which device every span belongs to, and which device spans each thread is in.
+struct DeviceSpans;
 
-impl<S> Layer<S> for ToJavaScript
+impl<S> Layer<S> for DeviceSpans
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != DEVICE_SPAN {
-            return;
+        let Some(span) = ctx.span(id) else { return };
+        if attrs.metadata().name() == DEVICE_SPAN {
+            let mut owner = Owner { sink: None, closing: false };
+            attrs.record(&mut OwnerVisitor(&mut owner));
+            let mut extensions = span.extensions_mut();
+            extensions.insert(owner);
+            extensions.insert(DeviceOf(id.clone()));
+        } else if let Some(device) = span.parent().and_then(|parent| device_of(&parent)) {
+            span.extensions_mut().insert(DeviceOf(device));
         }
-        let mut owner = Owner { sink: None, closing: false };
-        attrs.record(&mut OwnerVisitor(&mut owner));
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(owner);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if let Some(device) = ctx.span(id).and_then(|span| device_of(&span)) {
+            ENTERED.with_borrow_mut(|entered| entered.push(device));
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if let Some(device) = ctx.span(id).and_then(|span| device_of(&span)) {
+            ENTERED.with_borrow_mut(|entered| {
+                if let Some(at) = entered.iter().rposition(|entered| *entered == device) {
+                    entered.remove(at);
+                }
+            });
         }
     }
 
@@ -140,26 +192,35 @@ where
             values.record(&mut OwnerVisitor(owner));
         }
     }
+}
 
+/// Delivers each record to the sinks that take it (after `DeviceSpans` has seen its spans).
+struct ToJavaScript;
+
+impl<S> Layer<S> for ToJavaScript
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         keep_registration_refusal(event, &ctx);
         let sinks = SINKS.read_recover();
         if sinks.is_empty() {
             return;
         }
-        let owner = ctx
-            .event_scope(event)
-            .and_then(|scope| scope.into_iter().find_map(|span| span.extensions().get::<Owner>().copied()));
+        let owner = device_of_event(event, &ctx)
+            .and_then(|device| ctx.span(&device))
+            .and_then(|device| device.extensions().get::<Owner>().copied());
         let meta = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
         let level = effective_level(meta, &fields.message, owner);
         let once = said_once(&fields.message);
-        let owned_by = owner.and_then(|o| o.sink);
         // Which sinks take it first: redacting is the costly part, and most records go nowhere.
+        // A device's record goes to its own sink (none when connected without one), never to
+        // another device's or a process sink; a record of no device goes to process sinks only.
         let takers: Vec<&Arc<Sink>> = sinks
             .iter()
-            .filter(|(id, _)| owned_by.is_none_or(|owner| owner == **id))
+            .filter(|(id, sink)| routed_to(owner, **id, sink.process))
             .map(|(_, sink)| sink)
             .filter(|sink| {
                 sink.filter.enabled(meta, ctx.clone())
@@ -190,6 +251,15 @@ where
     }
 }
 
+/// Whether the sink `id` takes a record whose device is `owner`: a device's record goes to its
+/// own sink only (nowhere when it has none), a record of no device to the process sinks only.
+fn routed_to(owner: Option<Owner>, id: u32, process: bool) -> bool {
+    match owner {
+        Some(device) => !process && device.sink == Some(id),
+        None => process,
+    }
+}
+
 /// Why control refused a device's registration, kept on the device's span.
 struct Refusal(String);
 
@@ -212,7 +282,7 @@ where
     else {
         return;
     };
-    let device = ctx.event_scope(event).and_then(|scope| scope.into_iter().find(|span| span.name() == DEVICE_SPAN));
+    let device = device_of_event(event, ctx).and_then(|device| ctx.span(&device));
     if let Some(device) = device {
         // Control's words, bounded and with anything shaped like a key removed.
         let reason: String = redact(reason).chars().take(200).collect();
@@ -296,6 +366,7 @@ fn level_handle() -> Result<&'static reload::Handle<LevelFilter, Registry>> {
         let (level, handle) = reload::Layer::new(LevelFilter::ERROR);
         tracing_subscriber::registry()
             .with(level)
+            .with(DeviceSpans)
             .with(ToJavaScript)
             .try_init()
             .map(|()| handle)
@@ -321,15 +392,27 @@ pub fn parse_filter(directives: &str) -> Result<EnvFilter> {
         .map_err(|e| Failure::invalid("filter", directives, &format!("not a RUST_LOG-style filter ({e})")))
 }
 
-/// Subscribes `handler` to log records, filtered by `filter` (`RUST_LOG` syntax, e.g. `"warn"`
-/// or `"info,ts_runtime=debug"`). Returns the sink's id: a device connected with it as
-/// `logSink` sends its records there only; records that belong to no device go to every sink.
+/// Subscribes `handler` to a device's log records, filtered by `filter` (`RUST_LOG` syntax, e.g.
+/// `"warn"` or `"info,ts_runtime=debug"`). Returns the sink's id: a device connected with it as
+/// `logSink` sends its records there only. Records that belong to no device never come here
+/// (`subscribeProcessLogs`).
 #[napi(ts_args_type = "filter: string, handler: (record: LogRecord) => void")]
 pub fn subscribe_logs(filter: String, handler: Handler) -> napi::Result<u32> {
-    let parsed = parse_filter(&filter)?;
+    Ok(subscribe(&filter, handler, false)?)
+}
+
+/// Subscribes `handler` to the log records that belong to no device (e.g. loading a key file),
+/// filtered like `subscribeLogs`. A device's records never come here. `unsubscribeLogs` ends it.
+#[napi(ts_args_type = "filter: string, handler: (record: LogRecord) => void")]
+pub fn subscribe_process_logs(filter: String, handler: Handler) -> napi::Result<u32> {
+    Ok(subscribe(&filter, handler, true)?)
+}
+
+fn subscribe(filter: &str, handler: Handler, process: bool) -> Result<u32> {
+    let parsed = parse_filter(filter)?;
     let id = NEXT_SINK.fetch_add(1, Ordering::Relaxed);
     let mut sinks = SINKS.write_recover();
-    sinks.insert(id, Arc::new(Sink { filter: parsed, handler, said_once: Mutex::new(HashSet::new()) }));
+    sinks.insert(id, Arc::new(Sink { filter: parsed, handler, process, said_once: Mutex::new(HashSet::new()) }));
     update_level(&sinks)?;
     Ok(id)
 }
@@ -372,6 +455,60 @@ pub fn route_worker_panics_to_log() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_reaches_its_own_devices_sink_or_the_process_sinks_only() {
+        let a = Some(Owner { sink: Some(1), closing: false });
+        let silent = Some(Owner { sink: None, closing: false });
+        // Sink 1 is device A's, sink 2 device B's, sink 3 a process sink.
+        assert!(routed_to(a, 1, false));
+        assert!(!routed_to(a, 2, false));
+        assert!(!routed_to(a, 3, true));
+        // A device connected without a sink is heard by nobody, not by everybody.
+        assert!(!routed_to(silent, 1, false) && !routed_to(silent, 3, true));
+        assert!(!routed_to(None, 1, false) && !routed_to(None, 2, false));
+        assert!(routed_to(None, 3, true));
+    }
+
+    /// Each record's message and the sink of its device, as `ToJavaScript` finds it.
+    type Found = Arc<Mutex<Vec<(String, Option<u32>)>>>;
+
+    struct Probe(Found);
+
+    impl<S> Layer<S> for Probe
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            let sink = device_of_event(event, &ctx)
+                .and_then(|device| ctx.span(&device))
+                .and_then(|device| device.extensions().get::<Owner>().and_then(|owner| owner.sink));
+            self.0.recover().push((fields.message, sink));
+        }
+    }
+
+    #[test]
+    fn a_record_under_a_crates_root_span_belongs_to_the_device_its_task_runs_in() {
+        let found = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(DeviceSpans).with(Probe(Arc::clone(&found)));
+        tracing::subscriber::with_default(subscriber, || {
+            let device = device_span(Some(7));
+            // A task spawned in a child of the device's span (e.g. `ts_control`'s `connect`).
+            let task = tracing::error_span!(parent: &device, "connect");
+            // h2 opens its connection's span with `parent: None`.
+            let root = tracing::error_span!(parent: None, "Connection");
+            task.in_scope(|| {
+                tracing::error!("in the device");
+                root.in_scope(|| tracing::error!("under a root span"));
+            });
+            root.in_scope(|| tracing::error!("in no device"));
+        });
+        let found = found.recover().clone();
+        let expected = [("in the device", Some(7)), ("under a root span", Some(7)), ("in no device", None)];
+        assert_eq!(found, expected.map(|(message, sink)| (message.to_string(), sink)));
+    }
 
     #[test]
     fn filters_parse_or_name_the_field() {

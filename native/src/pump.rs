@@ -28,9 +28,16 @@ pub struct Inbox<T> {
     what: &'static str,
 }
 
-/// Starts the pump. It stops when `next` ends or fails, when `stop` is cancelled, or when the
-/// inbox is dropped; whatever `next` captured is dropped with it.
-pub fn spawn<T, F, Fut>(what: &'static str, stop: CancellationToken, capacity: usize, mut next: F) -> Inbox<T>
+/// Starts the pump in `span` (its device's: what the socket logs, and the socket's drop when the
+/// pump ends, reach that device's sink). It stops when `next` ends or fails, when `stop` is
+/// cancelled, or when the inbox is dropped; whatever `next` captured is dropped with it.
+pub fn spawn<T, F, Fut>(
+    what: &'static str,
+    span: tracing::Span,
+    stop: CancellationToken,
+    capacity: usize,
+    mut next: F,
+) -> Inbox<T>
 where
     T: Send + 'static,
     F: FnMut() -> Fut + Send + 'static,
@@ -38,7 +45,6 @@ where
 {
     let (tx, rx) = mpsc::channel(capacity);
     let pump_token = stop;
-    // In the caller's span (its device's), so what the socket logs reaches that device's sink.
     let pump = async move {
         loop {
             let step = tokio::select! {
@@ -57,7 +63,8 @@ where
             }
         }
     };
-    tokio::spawn(tracing::Instrument::in_current_span(pump));
+    // Explicitly, not the caller's current span: `accept` and the like run in no span at all.
+    tokio::spawn(tracing::Instrument::instrument(pump, span));
     Inbox { rx: tokio::sync::Mutex::new(rx), ended: AtomicBool::new(false), failure: Mutex::new(None), what }
 }
 
@@ -146,7 +153,7 @@ mod tests {
     async fn items_then_end() {
         let mut items = vec![Step::End, Step::Item(2), Step::Item(1)];
         let open = CancellationToken::new();
-        let inbox = spawn("test source", CancellationToken::new(), 1, move || {
+        let inbox = spawn("test source", tracing::Span::none(), CancellationToken::new(), 1, move || {
             let step = items.pop().unwrap();
             async move { step }
         });
@@ -160,7 +167,7 @@ mod tests {
     async fn a_batch_takes_what_is_queued_and_keeps_the_end_for_later() {
         let mut items = vec![Step::End, Step::Item(3), Step::Item(2), Step::Item(1)];
         let open = CancellationToken::new();
-        let inbox = spawn("test source", CancellationToken::new(), 8, move || {
+        let inbox = spawn("test source", tracing::Span::none(), CancellationToken::new(), 8, move || {
             let step = items.pop().unwrap();
             async move { step }
         });
@@ -172,7 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn failure_is_sticky() {
-        let inbox: Inbox<u8> = spawn("test source", CancellationToken::new(), 1, || async {
+        let inbox: Inbox<u8> = spawn("test source", tracing::Span::none(), CancellationToken::new(), 1, || async {
             Step::Fail(Failure::new(Code::ConnectionReset, "reset"))
         });
         let open = CancellationToken::new();
@@ -183,7 +190,7 @@ mod tests {
     #[tokio::test]
     async fn queued_items_can_be_discarded() {
         let mut count = 0;
-        let inbox = spawn("test source", CancellationToken::new(), 4, move || {
+        let inbox = spawn("test source", tracing::Span::none(), CancellationToken::new(), 4, move || {
             count += 1;
             let step = if count <= 3 { Step::Item(count) } else { Step::End };
             async move { step }
@@ -197,7 +204,7 @@ mod tests {
     #[tokio::test]
     async fn cancel_fails_a_pending_next() {
         let token = CancellationToken::new();
-        let inbox: Inbox<u8> = spawn("test source", token.clone(), 1, std::future::pending);
+        let inbox: Inbox<u8> = spawn("test source", tracing::Span::none(), token.clone(), 1, std::future::pending);
         let cancel = async {
             tokio::task::yield_now().await;
             token.cancel();

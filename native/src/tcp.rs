@@ -6,6 +6,7 @@ use napi::bindgen_prelude::{Buffer, Uint8Array};
 use napi_derive::napi;
 use tailscale::netstack;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::address::SocketAddress;
 use crate::error::{Failure, Result, SocketOp, from_netstack};
@@ -38,15 +39,22 @@ pub struct TcpStream {
     remote: SocketAddress,
     /// A dialed stream's local endpoint, held until the stream closes.
     lease: Mutex<Option<PortLease>>,
+    /// Its device's: writes and the close run in it (JavaScript calls them in no span).
+    span: tracing::Span,
 }
 
 impl TcpStream {
-    pub(crate) fn new(stream: netstack::TcpStream, token: CancellationToken, lease: Option<PortLease>) -> Self {
+    pub(crate) fn new(
+        stream: netstack::TcpStream,
+        token: CancellationToken,
+        lease: Option<PortLease>,
+        span: tracing::Span,
+    ) -> Self {
         let local = stream.local_addr().into();
         let remote = stream.remote_addr().into();
         let stream = Arc::new(stream);
         let reader = Arc::clone(&stream);
-        let inbox = pump::spawn("TCP stream", token.clone(), READ_AHEAD, move || {
+        let inbox = pump::spawn("TCP stream", span.clone(), token.clone(), READ_AHEAD, move || {
             let reader = Arc::clone(&reader);
             async move {
                 match reader.recv_bytes().await {
@@ -64,6 +72,7 @@ impl TcpStream {
             local,
             remote,
             lease: Mutex::new(lease),
+            span,
         }
     }
 
@@ -108,7 +117,7 @@ impl TcpStream {
     /// Resolves once every byte has been accepted by the network stack.
     #[napi]
     pub async fn write(&self, data: Uint8Array) -> napi::Result<()> {
-        Ok(self.write_all(&data).await?)
+        Ok(self.write_all(&data).instrument(self.span.clone()).await?)
     }
 
     #[napi(getter)]
@@ -130,6 +139,8 @@ impl TcpStream {
     /// written is still delivered before the FIN. Idempotent.
     #[napi]
     pub fn close(&self) {
+        // Dropping the last handle sends the netstack its close, which may log.
+        let _device = self.span.enter();
         self.token.cancel();
         self.stream.recover().take();
         self.lease.recover().take();
@@ -151,14 +162,21 @@ pub struct TcpListener {
     device_token: CancellationToken,
     lease: Mutex<Option<PortLease>>,
     local: SocketAddress,
+    /// Its device's, given to every stream it accepts.
+    span: tracing::Span,
 }
 
 impl TcpListener {
-    pub(crate) fn new(listener: netstack::TcpListener, device_token: &CancellationToken, lease: PortLease) -> Self {
+    pub(crate) fn new(
+        listener: netstack::TcpListener,
+        device_token: &CancellationToken,
+        lease: PortLease,
+        span: tracing::Span,
+    ) -> Self {
         let token = device_token.child_token();
         let local = listener.local_addr().into();
         let listener = Arc::new(listener);
-        let inbox = pump::spawn("TCP listener", token.clone(), ACCEPT_BACKLOG, move || {
+        let inbox = pump::spawn("TCP listener", span.clone(), token.clone(), ACCEPT_BACKLOG, move || {
             let listener = Arc::clone(&listener);
             async move {
                 match listener.accept().await {
@@ -167,7 +185,7 @@ impl TcpListener {
                 }
             }
         });
-        TcpListener { inbox, token, device_token: device_token.clone(), lease: Mutex::new(Some(lease)), local }
+        TcpListener { inbox, token, device_token: device_token.clone(), lease: Mutex::new(Some(lease)), local, span }
     }
 }
 
@@ -177,7 +195,8 @@ impl TcpListener {
     #[napi]
     pub async fn accept(&self) -> napi::Result<TcpStream> {
         match self.inbox.next(&self.token).await? {
-            Some(stream) => Ok(TcpStream::new(stream, self.device_token.child_token(), None)),
+            // In the device's span, not `accept`'s (none): the stream's pump starts here.
+            Some(stream) => Ok(TcpStream::new(stream, self.device_token.child_token(), None, self.span.clone())),
             None => Err(Failure::device_closed("TCP listener").into()),
         }
     }
@@ -195,6 +214,7 @@ impl TcpListener {
     /// Stops listening. Connections already accepted stay open. Idempotent.
     #[napi]
     pub fn close(&self) {
+        let _device = self.span.enter();
         self.token.cancel();
         self.lease.recover().take();
     }

@@ -16,6 +16,7 @@ use napi::bindgen_prelude::{Buffer, Uint8Array};
 use napi_derive::napi;
 use tailscale::netstack;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::address::{SocketAddress, socket_addr};
 use crate::error::{Code, Failure, Result, SocketOp, from_netstack};
@@ -34,6 +35,8 @@ pub(crate) struct BoundUdp {
     /// even during the device's shutdown. It lives as long as its device's netstack does.
     socket: ManuallyDrop<netstack::UdpSocket>,
     inbox: Inbox<(SocketAddr, bytes::Bytes)>,
+    /// Its device's: sends run in it (JavaScript calls them in no span).
+    span: tracing::Span,
 }
 
 #[derive(Default)]
@@ -46,14 +49,21 @@ impl UdpPool {
         self.bound.recover().get(&addr).cloned()
     }
 
-    /// Keeps a newly bound socket for the device's lifetime; its pump stops with `device_token`.
-    pub(crate) fn insert(&self, socket: netstack::UdpSocket, device_token: &CancellationToken) -> Arc<BoundUdp> {
+    /// Keeps a newly bound socket for the device's lifetime; its pump stops with `device_token`
+    /// and runs in `span`, the device's.
+    pub(crate) fn insert(
+        &self,
+        socket: netstack::UdpSocket,
+        device_token: &CancellationToken,
+        span: &tracing::Span,
+    ) -> Arc<BoundUdp> {
         let addr = socket.local_addr();
         let bound = Arc::new_cyclic(|weak: &std::sync::Weak<BoundUdp>| {
             let weak = weak.clone();
             BoundUdp {
                 socket: ManuallyDrop::new(socket),
-                inbox: pump::spawn("UDP socket", device_token.clone(), RECEIVE_QUEUE, move || {
+                span: span.clone(),
+                inbox: pump::spawn("UDP socket", span.clone(), device_token.clone(), RECEIVE_QUEUE, move || {
                     let bound = weak.upgrade();
                     async move {
                         let Some(bound) = bound else { return Step::End };
@@ -113,10 +123,11 @@ impl UdpSocket {
             ));
         }
         let bound = self.bound()?;
+        let send = bound.socket.send_to(to, data).instrument(bound.span.clone());
         tokio::select! {
             biased;
             () = self.token.cancelled() => Err(Failure::device_closed("UDP socket")),
-            sent = bound.socket.send_to(to, data) => sent.map_err(|e| from_netstack(e, SocketOp::UdpSend)),
+            sent = send => sent.map_err(|e| from_netstack(e, SocketOp::UdpSend)),
         }
     }
 }

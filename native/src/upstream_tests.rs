@@ -87,3 +87,79 @@ async fn the_network_monitor_starts_with_the_hosts_addresses() {
         );
     }
 }
+
+/// Each event's message and the spans it was logged in, outermost first.
+type Logged = Vec<(String, Vec<&'static str>)>;
+
+/// What every event was logged in, for a test on its own thread.
+#[derive(Clone, Default)]
+struct SpansOfEvents(Arc<std::sync::Mutex<Logged>>);
+
+impl<S> tracing_subscriber::Layer<S> for SpansOfEvents
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let spans = ctx.event_scope(event).map(|scope| scope.from_root().map(|span| span.name()).collect());
+        let mut message = String::new();
+        event.record(&mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+            if field.name() == "message" {
+                message = format!("{value:?}");
+            }
+        });
+        self.0.lock().unwrap().push((message, spans.unwrap_or_default()));
+    }
+}
+
+impl SpansOfEvents {
+    fn of(&self, message: &str) -> Option<Vec<&'static str>> {
+        self.0.lock().unwrap().iter().find(|(m, _)| m == message).map(|(_, spans)| spans.clone())
+    }
+}
+
+/// `ts_runtime/10` and `kameo/04`: a `Task` (the netstack's and dataplane's loops) and a stream
+/// attached to an actor run in the span they were started in. Without the patches both log in no
+/// span, and the addon cannot tell which device a record belongs to.
+#[tokio::test]
+async fn tasks_and_attached_streams_log_in_their_starters_span() {
+    use tracing::Instrument;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    struct Listener;
+    impl Actor for Listener {
+        type Args = ();
+        type Error = Infallible;
+        async fn on_start((): (), _: ActorRef<Self>) -> Result<Self, Self::Error> {
+            Ok(Listener)
+        }
+    }
+    impl kameo::message::Message<kameo::message::StreamMessage<u8, (), ()>> for Listener {
+        type Reply = ();
+        async fn handle(
+            &mut self,
+            _: kameo::message::StreamMessage<u8, (), ()>,
+            _: &mut kameo::message::Context<Self, ()>,
+        ) {
+        }
+    }
+
+    let events = SpansOfEvents::default();
+    // The test's own thread (current-thread runtime): every task runs where this default holds.
+    let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    let started = async {
+        let task = ts_runtime::Task::spawn(async { tracing::error!("from the task") });
+        let listener = Listener::spawn(());
+        let polled = Box::pin(futures_util::stream::once(async {
+            tracing::error!("from the stream");
+            1
+        }));
+        let stream = listener.attach_stream(polled, (), ());
+        task.wait_for_shutdown().await;
+        let _ = stream.await;
+    };
+    started.instrument(tracing::error_span!("device")).await;
+    for message in ["from the task", "from the stream"] {
+        let spans = events.of(message).unwrap_or_else(|| panic!("{message}: not logged"));
+        assert_eq!(spans.first(), Some(&"device"), "{message}: logged in {spans:?}");
+    }
+}

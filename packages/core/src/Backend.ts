@@ -219,8 +219,15 @@ export interface Backend {
   connect(options: RawConnectOptions): Promise<RawDevice>
   /**
    * Routes log records to `handler`, filtered by a `RUST_LOG`-style directive string: the
-   * records of devices connected with this subscription's id, and records that belong to no
-   * device. Optional: the fake tailnet has no logs.
+   * records of devices connected with this subscription's id, and nothing else. Optional: the
+   * fake tailnet has no logs.
    */
   readonly subscribeLogs?: ((filter: string, handler: (record: RawLogRecord) => void) => LogSubscription) | undefined
+  /**
+   * Routes the log records that belong to no device (e.g. loading a key file outside a device)
+   * to `handler`, filtered like `subscribeLogs`. A device's records never come here. Optional.
+   */
+  readonly subscribeProcessLogs?:
+    | ((filter: string, handler: (record: RawLogRecord) => void) => LogSubscription)
+    | undefined
 }

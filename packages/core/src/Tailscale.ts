@@ -158,6 +158,15 @@ export type NamedTag<Name extends string> = Context.Service<Named<Name>, Tailsca
 export const named = <const Name extends string>(name: Name): NamedTag<Name> =>
   Context.Service<Named<Name>, TailscaleService>(`@effect-tailscale/core/Tailscale/${name}`)
 
+/**
+ * Forwards the backend's log records that belong to no device (e.g. a key file loaded outside a
+ * device) to the current logger for the lifetime of the scope, filtered by `filter` (`RUST_LOG`
+ * style, default `"warn"`), annotated `tailscaleProcess: true`. Each device's own records go to
+ * the logger it was connected under (`logFilter`), never here.
+ */
+export const processLogs = (backend: Backend, filter = "warn"): Effect.Effect<void, TailscaleError, Scope.Scope> =>
+  Effect.asVoid(Logs.forwardProcess(backend, filter))
+
 /** Provides the named device as `Tailscale`, for layers and code written for one device. */
 export const asTailscale = <Name extends string>(tag: NamedTag<Name>): Layer.Layer<Tailscale, never, Named<Name>> =>
   Layer.effect(Tailscale, Effect.service(tag))

@@ -41,6 +41,10 @@ export const fromNative = (native: NativeModule): Backend => ({
   subscribeLogs: (filter, handler) => {
     const id = native.subscribeLogs(filter, handler)
     return { id, unsubscribe: () => native.unsubscribeLogs(id) }
+  },
+  subscribeProcessLogs: (filter, handler) => {
+    const id = native.subscribeProcessLogs(filter, handler)
+    return { id, unsubscribe: () => native.unsubscribeLogs(id) }
   }
 })
 

@@ -31,6 +31,14 @@ export const make = (
     return yield* Tailscale_.make(backend, options)
   })
 
+/**
+ * Forwards the addon's log records that belong to no device (a key file loaded outside a device,
+ * for example) to the current logger while the scope lasts, at `filter` (default `"warn"`).
+ * Each device's own records go to the logger it was built under, never here.
+ */
+export const processLogs = (filter?: string): Effect.Effect<void, TailscaleError, Scope.Scope> =>
+  Effect.flatMap(NativeBackend.make(), (backend) => Tailscale_.processLogs(backend, filter))
+
 /** The `Tailscale` service over the native addon, connected with `options` for the layer's lifetime. */
 export const layer = (options: NodeTailscaleOptions = {}): Layer.Layer<Tailscale, TailscaleError> =>
   Layer.effect(Tailscale, make(options))

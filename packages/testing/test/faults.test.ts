@@ -2,7 +2,7 @@
  * Our layers under faults on the loopback tailnet: what a device leaves behind once it is gone.
  * This file runs alone in its process, so the process's CPU figures are the devices' own.
  */
-import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import { processLogs, Tailscale } from "@effect-tailscale/core/Tailscale"
 import * as NativeBackend from "@effect-tailscale/node/NativeBackend"
 import * as TailnetHttpServer from "@effect-tailscale/node/TailnetHttpServer"
 import { assert, describe, layer } from "@effect/vitest"
@@ -16,7 +16,9 @@ import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import { readdirSync, readFileSync, readlinkSync } from "node:fs"
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
 import { knows } from "../src/Workloads.ts"
 import { capture, type Captured } from "./captured.ts"
@@ -113,33 +115,70 @@ describe("faults", () => {
     )
 
     it.effect(
-      "two devices log at once: each logger gets its own device's records, and closing one never silences the other",
+      "two devices log at once: each logger gets its own device's records only, records of no device reach only " +
+        "the process logger, and closing one never silences the other",
       () =>
         Effect.gen(function*() {
           const tailnet = yield* LocalTailnet
           const a = capture()
           const b = capture()
+          const processWide = capture()
+          yield* processLogs(tailnet.backend, "debug").pipe(Effect.provide(Logger.layer([processWide.logger])))
           const scopeB = yield* Scope.make()
           const deviceA = yield* connect({ hostname: "faults-log-a", logFilter: "debug" }).pipe(
             Effect.provide(Logger.layer([a.logger]))
           )
-          // At the default level too: a device's span must exist whatever the filter.
-          yield* connect({ hostname: "faults-log-b", logFilter: "warn" }).pipe(
+          yield* connect({ hostname: "faults-log-b", logFilter: "debug" }).pipe(
             Effect.provide(Logger.layer([b.logger])),
             Scope.provide(scopeB)
           )
+          // A device connected without a logger: its records reach nobody, not everybody.
+          const deviceC = yield* connect({ hostname: "faults-log-c", logFilter: "off" })
           // The crate's start-up warning, once per device, reaches that device's logger only.
           const startup = (records: ReadonlyArray<Captured>) =>
             records.filter((record) => record.message.startsWith("tailscale-rs is early software")).length
-          assert.strictEqual(startup(a.records), 1)
-          assert.strictEqual(startup(b.records), 1)
+          assert.deepStrictEqual([startup(a.records), startup(b.records), startup(processWide.records)], [1, 1, 0])
+          // Records only traffic makes, from the tasks the crate spawns for a device's network
+          // stack and tunnel: a device that never carried traffic logs none of them.
+          const traffic = (records: ReadonlyArray<Captured>) =>
+            records.filter((record) =>
+              record.message === "processing send packets" || record.message === "response channel closed"
+            ).length
+          const { peer } = tailnet.info
+          const echo = (device: typeof deviceA) =>
+            Effect.scoped(Effect.gen(function*() {
+              yield* tailnet.waitForPeer(NetAddress.formatIp(yield* device.ipv4))
+              const stream = yield* device.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, {
+                timeout: "30 seconds"
+              })
+              yield* stream.write("whose records?")
+              yield* stream.read({ timeout: "20 seconds" })
+            })).pipe(Effect.andThen(Effect.sleep("500 millis")))
+          // C's traffic reaches neither logger (it used to reach both).
+          yield* echo(deviceC)
+          assert.deepStrictEqual([traffic(a.records), traffic(b.records)], [0, 0], "C's records reached A or B")
+          // A's traffic reaches A's logger, and B's never (B got all 7 of A's, field report).
+          yield* echo(deviceA)
+          assert.isAbove(traffic(a.records), 0, "A's traffic records did not reach A's logger")
+          assert.strictEqual(traffic(b.records), 0, "A's traffic records reached B's logger")
+          // A record of no device (a key file others can read, loaded outside any device) reaches
+          // the process logger only.
+          const native = yield* NativeBackend.load()
+          const keyFile = join(mkdtempSync(join(tmpdir(), "faults-log-")), "keys.json")
+          writeFileSync(keyFile, native.generateKeyState())
+          chmodSync(keyFile, 0o644)
+          yield* Effect.promise(() => native.loadKeyFile(keyFile))
+          yield* Effect.sleep("200 millis")
+          const readable = (records: ReadonlyArray<Captured>) =>
+            records.filter((record) => record.message.startsWith("key file could be read by others")).length
+          assert.deepStrictEqual([readable(processWide.records), readable(a.records), readable(b.records)], [1, 0, 0])
+          // And nothing a device logged reached the process logger.
+          const fromDevices = processWide.records.filter((record) => !record.message.startsWith("key file"))
+          assert.deepStrictEqual(fromDevices.map((record) => record.message), [])
           yield* Scope.close(scopeB, Exit.void)
           const before = a.records.length
           // A keeps logging: a dial makes its network stack and runtime log at debug.
-          yield* tailnet.waitForPeer(NetAddress.formatIp(yield* deviceA.ipv4))
-          const { peer } = tailnet.info
-          yield* Effect.scoped(deviceA.dial({ peer: peer.hostname, port: peer.tcpEchoPort }, { timeout: "30 seconds" }))
-          yield* Effect.sleep("200 millis")
+          yield* echo(deviceA)
           assert.isAbove(a.records.length, before, "device A's records stopped when device B closed")
         }),
       { timeout: 60_000 }
