@@ -308,6 +308,13 @@ impl Device {
             Ok(ip) => ip,
             Err(error) => return Err(self.checked_failure(&device, error, "tcpConnect").await.into()),
         };
+        // The netstack learns the device's addresses from the same network map that answered
+        // `own_address`, in its own actor: a dial that overtakes it is refused at once. A message
+        // to that actor is handled after the map already in its mailbox.
+        if !self.shared.netstack_addressed.load(Ordering::Acquire) {
+            let _ = self.unless_closed(device.runtime().ask(ts_runtime::GetChannel).into_future()).await?;
+            self.shared.netstack_addressed.store(true, Ordering::Release);
+        }
         // The crate's `tcp_connect` picks its local port at random without checking it is free.
         let lease = self.shared.ports.claim_ephemeral(Protocol::Tcp, local_ip)?;
         let stream = self.unless_closed(self.shared.netstack.tcp_connect(lease.addr(), remote)).await?;

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown_result: tokio::sync::OnceCell<bool>,
     /// Set once control has given the device an address.
     pub(crate) registered: AtomicBool,
+    /// Set once a dial has made sure the netstack has the device's addresses (`tcp_connect`).
+    pub(crate) netstack_addressed: AtomicBool,
     pub(crate) health: Health,
     /// Whether the device has a live session with control (false while control is away).
     pub(crate) control: ControlLink,
@@ -166,6 +168,7 @@ pub(crate) async fn start(recipe: Recipe, registered: bool, span: tracing::Span)
         udp: UdpPool::default(),
         shutdown_result: tokio::sync::OnceCell::new(),
         registered: AtomicBool::new(registered),
+        netstack_addressed: AtomicBool::new(false),
         health: Health::default(),
         control: ControlLink::default(),
         recipe,
