@@ -7,4 +7,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 cd "$ROOT"
 bash scripts/setup.sh
 say "stressing a device on the loopback tailnet (dials, lookups, churn, control restarts)"
-exec bash scripts/isolated.sh node bench/stress.ts "$@"
+exec bash scripts/isolated.sh node --expose-gc bench/stress.ts "$@"
