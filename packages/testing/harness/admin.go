@@ -16,15 +16,16 @@ import (
 	"time"
 
 	"tailscale.com/ipn/ipnstate"
+	"tailscale.com/tailcfg"
 )
 
 // The admin API is for tests only and lives on its own port: testcontrol panics the whole
 // process on paths it does not know, so nothing but Tailscale clients talks to the control port.
-func startAdmin(ctl *control, p *peer, authKey, workDir string) string {
+func startAdmin(listenIP netip.Addr, ctl *control, p *peer, authKey, workDir string) string {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /bench-go", serveGoBench(&goBench{dir: filepath.Join(workDir, "go-bench")}, ctl.url, authKey, p))
 	mux.HandleFunc("GET /peers", func(w http.ResponseWriter, r *http.Request) {
-		peers, err := peerList(r.Context(), p)
+		peers, err := peerList(r.Context(), ctl, p)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
@@ -32,10 +33,10 @@ func startAdmin(ctl *control, p *peer, authKey, workDir string) string {
 		writeJSON(w, peers)
 	})
 	mux.HandleFunc("GET /wait-peer", func(w http.ResponseWriter, r *http.Request) {
-		waitForPeer(w, r, p, true)
+		waitForPeer(w, r, ctl, p, true)
 	})
 	mux.HandleFunc("GET /wait-peer-gone", func(w http.ResponseWriter, r *http.Request) {
-		waitForPeer(w, r, p, false)
+		waitForPeer(w, r, ctl, p, false)
 	})
 	mux.HandleFunc("POST /dial-tcp", func(w http.ResponseWriter, r *http.Request) {
 		dialAndEcho(w, r, p, false)
@@ -103,19 +104,27 @@ func startAdmin(ctl *control, p *peer, authKey, workDir string) string {
 	mux.HandleFunc("GET /map-requests", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ctl.counts.snapshot())
 	})
-	ln := must(net.Listen("tcp", "127.0.0.1:0"))
+	ln := must(net.Listen("tcp", netip.AddrPortFrom(listenIP, 0).String()))
 	go http.Serve(ln, mux)
 	return "http://" + ln.Addr().String()
 }
 
+// peerView is a node as the Go peer sees it, with the path the Go peer sends to it on: CurAddr
+// is the UDP endpoint of a direct path it trusts, empty while it sends through DERP (Relay).
+// Endpoints are the node's as control has them (the Go peer's status lists only its own).
 type peerView struct {
-	Hostname string `json:"hostname"`
-	IPv4     string `json:"ipv4"`
-	IPv6     string `json:"ipv6"`
-	Online   bool   `json:"online"`
+	Hostname  string   `json:"hostname"`
+	IPv4      string   `json:"ipv4"`
+	IPv6      string   `json:"ipv6"`
+	Online    bool     `json:"online"`
+	Endpoints []string `json:"endpoints"`
+	CurAddr   string   `json:"curAddr"`
+	Relay     string   `json:"relay"`
+	RxBytes   int64    `json:"rxBytes"`
+	TxBytes   int64    `json:"txBytes"`
 }
 
-func peerList(ctx context.Context, p *peer) ([]peerView, error) {
+func peerList(ctx context.Context, ctl *control, p *peer) ([]peerView, error) {
 	lc, err := p.server.LocalClient()
 	if err != nil {
 		return nil, err
@@ -126,13 +135,21 @@ func peerList(ctx context.Context, p *peer) ([]peerView, error) {
 	}
 	peers := []peerView{}
 	for _, ps := range st.Peer {
-		peers = append(peers, view(ps))
+		peers = append(peers, view(ps, ctl.server.Node(ps.PublicKey)))
 	}
 	return peers, nil
 }
 
-func view(ps *ipnstate.PeerStatus) peerView {
-	v := peerView{Hostname: ps.HostName, Online: ps.Online}
+func view(ps *ipnstate.PeerStatus, atControl *tailcfg.Node) peerView {
+	v := peerView{
+		Hostname: ps.HostName, Online: ps.Online, Endpoints: []string{}, CurAddr: ps.CurAddr,
+		Relay: ps.Relay, RxBytes: ps.RxBytes, TxBytes: ps.TxBytes,
+	}
+	if atControl != nil {
+		for _, endpoint := range atControl.Endpoints {
+			v.Endpoints = append(v.Endpoints, endpoint.String())
+		}
+	}
 	for _, ip := range ps.TailscaleIPs {
 		if ip.Is4() {
 			v.IPv4 = ip.String()
@@ -153,7 +170,7 @@ func timeoutContext(r *http.Request) (context.Context, context.CancelFunc) {
 }
 
 // waitForPeer blocks until the Go peer sees (present) or no longer sees (!present) ?ip=.
-func waitForPeer(w http.ResponseWriter, r *http.Request, p *peer, present bool) {
+func waitForPeer(w http.ResponseWriter, r *http.Request, ctl *control, p *peer, present bool) {
 	want, err := netip.ParseAddr(r.FormValue("ip"))
 	if err != nil {
 		http.Error(w, "ip must be an IP address", http.StatusBadRequest)
@@ -162,7 +179,7 @@ func waitForPeer(w http.ResponseWriter, r *http.Request, p *peer, present bool) 
 	ctx, cancel := timeoutContext(r)
 	defer cancel()
 	for {
-		peers, err := peerList(ctx, p)
+		peers, err := peerList(ctx, ctl, p)
 		if err == nil {
 			var found *peerView
 			for i := range peers {

@@ -5,6 +5,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -87,7 +88,7 @@ func (c *mapRequestCounts) snapshot() map[string]map[string]int {
 
 // startControl serves testcontrol on plain http (for the Go nodes) and on https with cert (for
 // our devices, which verify it).
-func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duration, cert tls.Certificate, logf logger.Logf) *control {
+func startControl(listenIP netip.Addr, dm *tailcfg.DERPMap, requiredKey string, throttle time.Duration, cert tls.Certificate, logf logger.Logf) *control {
 	counts := &mapRequestCounts{streaming: map[string]int{}, lite: map[string]int{}}
 	polls := &sessions{active: map[string]int{}, seen: map[string]bool{}}
 	hold := throttleLiteUpdates(throttle)
@@ -113,7 +114,8 @@ func startControl(dm *tailcfg.DERPMap, requiredKey string, throttle time.Duratio
 			return hold(req)
 		},
 	}
-	serving := &restartable{handler: ctl, endpoints: []endpoint{{addr: "127.0.0.1:0"}, {addr: "127.0.0.1:0", tls: serverTLS(cert)}}}
+	anyPort := netip.AddrPortFrom(listenIP, 0).String()
+	serving := &restartable{handler: ctl, endpoints: []endpoint{{addr: anyPort}, {addr: anyPort, tls: serverTLS(cert)}}}
 	if err := serving.serve(); err != nil {
 		panic(err)
 	}

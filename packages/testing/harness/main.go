@@ -1,7 +1,9 @@
-// Command tailnet-harness runs a real tailnet on 127.0.0.1 for integration tests: a DERP relay
-// over TLS (self-signed), a STUN responder, Tailscale's test control server over plain http, and
-// a tsnet peer "echo-peer" with TCP, UDP and HTTP services. It prints one JSON line on stdout
-// when ready, logs only to stderr, and exits when stdin closes or on SIGINT/SIGTERM.
+// Command tailnet-harness runs a real tailnet for integration tests: a DERP relay over TLS
+// (certificate from a CA made per run), a STUN responder, Tailscale's test control server over
+// plain http and https, and a tsnet peer "echo-peer" with TCP, UDP and HTTP services. All of them
+// listen on 127.0.0.1, or on -listen-ip (an address of a LAN the harness shares with the devices
+// under test). It prints one JSON line on stdout when ready, logs only to stderr, and exits when
+// stdin closes or on SIGINT/SIGTERM.
 package main
 
 import (
@@ -11,6 +13,7 @@ import (
 	"flag"
 	"io"
 	"log"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -63,7 +66,12 @@ func main() {
 	throttle := flag.Duration("throttle-lite", 250*time.Millisecond, "after a burst of 8 non-streaming map requests per node, let one through per interval (0: off)")
 	verbose := flag.Bool("v", false, "log Tailscale's own messages to stderr")
 	derpPin := flag.String("derp-pin", "", `"self-signed": DERP serves a self-signed certificate that the DERP map pins (CertName "sha256-raw:<hex>"); "wrong": the same, with a pin that does not match it`)
+	listenFlag := flag.String("listen-ip", "127.0.0.1", "IPv4 address control, DERP, STUN and the admin API listen on")
 	flag.Parse()
+	listenIP, err := netip.ParseAddr(*listenFlag)
+	if err != nil || !listenIP.Is4() {
+		log.Fatalf("-listen-ip must be an IPv4 address, not %q", *listenFlag)
+	}
 
 	log.SetOutput(os.Stderr) // stdout carries only the ready line
 	log.SetFlags(log.Lmicroseconds)
@@ -85,23 +93,23 @@ func main() {
 	workDir := must(os.MkdirTemp("", "tailnet-harness-"))
 	defer os.RemoveAll(workDir)
 	caFile := filepath.Join(workDir, "ca.pem")
-	cert := newTestCA(caFile)
+	cert := newTestCA(caFile, listenIP)
 	derpCert, certName := cert, ""
 	switch *derpPin {
 	case "":
 	case "self-signed", "wrong":
-		derpCert, certName = newSelfSignedCert()
+		derpCert, certName = newSelfSignedCert(listenIP)
 		if *derpPin == "wrong" {
 			certName = pin(cert.Certificate[0]) // the CA-signed leaf's: never what DERP serves
 		}
 	default:
 		log.Fatalf("-derp-pin: %q is not self-signed or wrong", *derpPin)
 	}
-	derpPort := startDERP(derpCert, certName != "", logf)
-	stunPort := startSTUN()
-	control := startControl(derpMap(derpPort, stunPort, certName), *authKey, *throttle, cert, logf)
+	derpPort := startDERP(listenIP, derpCert, certName != "", logf)
+	stunPort := startSTUN(listenIP)
+	control := startControl(listenIP, derpMap(listenIP, derpPort, stunPort, certName), *authKey, *throttle, cert, logf)
 	peer := startPeer(control.url, *authKey, *hostname, filepath.Join(workDir, "echo-peer"), *derpPin != "wrong", logf)
-	adminURL := startAdmin(control, peer, *authKey, workDir)
+	adminURL := startAdmin(listenIP, control, peer, *authKey, workDir)
 
 	line, err := json.Marshal(ready{
 		ControlURL:      control.tlsURL,

@@ -21,9 +21,9 @@ import (
 // "sha256-raw:<hex>"), and the server sends its meta certificate after it, as cmd/derper does.
 // The handler also answers the /derp/latency-check probe tailscale-rs uses to pick its home
 // region.
-func startDERP(cert tls.Certificate, pinned bool, logf logger.Logf) int {
+func startDERP(listenIP netip.Addr, cert tls.Certificate, pinned bool, logf logger.Logf) int {
 	server := derpserver.New(key.NewNode(), logf)
-	ln := must(net.Listen("tcp", "127.0.0.1:0"))
+	ln := must(net.Listen("tcp", netip.AddrPortFrom(listenIP, 0).String()))
 	srv := httptest.NewUnstartedServer(derpserver.Handler(server))
 	srv.Listener.Close()
 	srv.Listener = ln
@@ -41,8 +41,8 @@ func startDERP(cert tls.Certificate, pinned bool, logf logger.Logf) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func startSTUN() int {
-	pc := must(net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}))
+func startSTUN(listenIP netip.Addr) int {
+	pc := must(net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(listenIP, 0))))
 	go func() {
 		buf := make([]byte, 1500)
 		for {
@@ -59,14 +59,15 @@ func startSTUN() int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
-// derpMap has the one loopback region. certName "" marks its node InsecureForTests (the Go
+// derpMap has the one region, on listenIP. certName "" marks its node InsecureForTests (the Go
 // nodes skip verification; our devices verify against caFile); "sha256-raw:<hex>" pins it, for
 // every client, Go nodes included.
-func derpMap(derpPort, stunPort int, certName string) *tailcfg.DERPMap {
+func derpMap(listenIP netip.Addr, derpPort, stunPort int, certName string) *tailcfg.DERPMap {
+	ip := listenIP.String()
 	return &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{
 		900: {RegionID: 900, RegionCode: "lo", RegionName: "loopback", Nodes: []*tailcfg.DERPNode{{
-			Name: "900a", RegionID: 900, HostName: "127.0.0.1", IPv4: "127.0.0.1", IPv6: "none",
-			DERPPort: derpPort, STUNPort: stunPort, STUNTestIP: "127.0.0.1",
+			Name: "900a", RegionID: 900, HostName: ip, IPv4: ip, IPv6: "none",
+			DERPPort: derpPort, STUNPort: stunPort, STUNTestIP: ip,
 			CertName: certName, InsecureForTests: certName == "",
 		}}},
 	}}

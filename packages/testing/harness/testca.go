@@ -12,15 +12,16 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 )
 
 // newTestCA makes a CA for this run, writes its certificate (PEM) to caFile, and returns a
-// server certificate it signed for 127.0.0.1, ::1 and localhost. Control and the DERP relay
+// server certificate it signed for listenIP, 127.0.0.1, ::1 and localhost. Control and the DERP relay
 // serve it, as a self-hosted tailnet with a private CA would: the addon trusts it only when
 // given caFile, so the default build (which verifies every certificate) runs on this tailnet.
-func newTestCA(caFile string) tls.Certificate {
+func newTestCA(caFile string, listenIP netip.Addr) tls.Certificate {
 	caKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
 	now := time.Now()
 	caTemplate := &x509.Certificate{
@@ -38,12 +39,12 @@ func newTestCA(caFile string) tls.Certificate {
 	leafKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
 	leafTemplate := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		Subject:      pkix.Name{CommonName: listenIP.String()},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(7 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IPAddresses:  []net.IP{listenIP.AsSlice(), net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		DNSNames:     []string{"localhost"},
 	}
 	leafDER := must(x509.CreateCertificate(rand.Reader, leafTemplate, ca, &leafKey.PublicKey, caKey))
@@ -60,21 +61,21 @@ func serverTLS(cert tls.Certificate) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
 }
 
-// newSelfSignedCert makes a self-signed certificate for 127.0.0.1, as cmd/derper makes one for
+// newSelfSignedCert makes a self-signed certificate for listenIP, as cmd/derper makes one for
 // a DERP server whose hostname is an IP address, and returns it with the CertName that pins it
 // in a DERP map: "sha256-raw:" and the hex SHA-256 of its DER.
-func newSelfSignedCert() (tls.Certificate, string) {
+func newSelfSignedCert(listenIP netip.Addr) (tls.Certificate, string) {
 	key := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
 	now := time.Now()
 	template := &x509.Certificate{
 		SerialNumber:          big.NewInt(3),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		Subject:               pkix.Name{CommonName: listenIP.String()},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(7 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses:           []net.IP{listenIP.AsSlice()},
 	}
 	der := must(x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key))
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pin(der)

@@ -1,7 +1,9 @@
 /**
  * Starts and stops the loopback tailnet harness (`harness/`, a Go program: Tailscale's test
- * control server, a DERP relay, STUN and a `tsnet` peer called `echo-peer`). Plain promises, so
- * the addon's own tests can use it without Effect; `LocalTailnet` wraps it as a scoped layer.
+ * control server, a DERP relay, STUN and a `tsnet` peer called `echo-peer`), on loopback or, in
+ * the `lan` topology, in a network namespace of its own on a LAN with this process. Plain
+ * promises, so the addon's own tests can use it without Effect; `LocalTailnet` wraps it as a
+ * scoped layer.
  *
  * @since 0.1.0
  */
@@ -13,6 +15,18 @@ import { dirname, join, resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
+import { type Lan, lanInterfacePrefix, type LanSegment, makeLan } from "./internal/lan.ts"
+
+export type { LanSegment } from "./internal/lan.ts"
+
+/**
+ * Where the harness runs. `loopback`: in this network namespace, on 127.0.0.1, where the crate
+ * finds no address to advertise and relays everything through DERP. `lan`: in a namespace of
+ * its own, joined to this one by a veth pair (10.77.<n>.1 and .2), so the devices of this
+ * process and the Go peer are on one LAN and can go direct. `lan` needs `ip` (iproute2) and
+ * root.
+ */
+export type Topology = "loopback" | "lan"
 
 /** A started harness: its ready line, its stderr, and how to stop it. */
 export interface RunningHarness {
@@ -23,6 +37,8 @@ export interface RunningHarness {
   /** Closes the harness's stdin and waits for it to exit (killing it after `graceMs`). */
   readonly stop: (graceMs?: number) => Promise<void>
   readonly pid: number
+  /** The LAN segment of the `lan` topology; undefined on `loopback`. */
+  readonly lan: LanSegment | undefined
 }
 
 /** How to start the harness. */
@@ -33,6 +49,8 @@ export interface StartOptions {
   readonly verbose?: boolean | undefined
   /** Where the harness binary is (in a checkout: built there when missing). Default: `harnessBinary()`. */
   readonly binary?: string | undefined
+  /** Default `loopback`. */
+  readonly topology?: Topology | undefined
 }
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -65,11 +83,14 @@ export const harnessBinary = (): string => {
 /**
  * Tailscale clients advertise and probe every address of the machine. The harness only runs
  * where loopback is the sole interface (the fresh network namespace `npm test` creates), so no
- * packet can leave this machine.
+ * packet can leave this machine. The `lan` topology's veth pairs (`tslab<n>`) are let through:
+ * they lead only into namespaces a run made on this machine.
  */
 export const assertLoopbackOnly = (): void => {
   const external = Object.entries(networkInterfaces()).flatMap(([name, addresses]) =>
-    (addresses ?? []).filter((address) => !address.internal).map((address) => `${name} ${address.address}`)
+    name.startsWith(lanInterfacePrefix)
+      ? []
+      : (addresses ?? []).filter((address) => !address.internal).map((address) => `${name} ${address.address}`)
   )
   if (external.length > 0) {
     throw new Error(
@@ -107,20 +128,46 @@ export const ensureHarnessBuilt = async (binary: string = harnessBinary()): Prom
 
 const STDERR_LINES = 80
 
-/** Starts the loopback tailnet harness (inside a network namespace with only loopback) and waits for its ready line. */
+/**
+ * Starts the tailnet harness (inside a network namespace with only loopback) and waits for its
+ * ready line. With `topology: "lan"` it first makes the harness's namespace and the LAN to it,
+ * and `stop` removes them after the harness has exited (also when it never got ready).
+ */
 export const startHarness = async (options: StartOptions = {}): Promise<RunningHarness> => {
   assertLoopbackOnly()
   const binary = options.binary ?? harnessBinary()
   await ensureHarnessBuilt(binary)
+  const lan = options.topology === "lan" ? await makeLan() : undefined
+  try {
+    return await spawnHarness(binary, options, lan)
+  } catch (error) {
+    await lan?.remove()
+    throw error
+  }
+}
+
+const spawnHarness = (
+  binary: string,
+  options: StartOptions,
+  lan: Lan | undefined
+): Promise<RunningHarness> => {
   const args = [...(options.args ?? []), ...(options.verbose ? ["-v"] : [])]
-  const child = spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] })
+  // `ip netns exec` executes the harness in its place, so the child is the harness itself.
+  const child = lan === undefined
+    ? spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] })
+    : spawn("ip", ["netns", "exec", lan.segment.namespace, binary, "-listen-ip", lan.segment.harnessAddress, ...args], {
+      stdio: ["pipe", "pipe", "pipe"]
+    })
   const stderr: Array<string> = []
   createInterface({ input: child.stderr! }).on("line", (line) => {
     stderr.push(line)
     if (stderr.length > STDERR_LINES) stderr.shift()
   })
   const stderrTail = () => stderr.join("\n")
-  const stop = (graceMs = 5_000) => stopChild(child, graceMs)
+  const stop = async (graceMs = 5_000) => {
+    await stopChild(child, graceMs)
+    await lan?.remove()
+  }
   const killOnExit = () => child.kill("SIGKILL")
   process.once("exit", killOnExit)
   child.once("exit", () => process.removeListener("exit", killOnExit))
@@ -145,7 +192,7 @@ export const startHarness = async (options: StartOptions = {}): Promise<RunningH
       } catch {
         return fail(`the tailnet harness printed something other than its JSON ready line: ${line}`)
       }
-      resolvePromise({ ready, stderrTail, stop, pid: child.pid! })
+      resolvePromise({ ready, stderrTail, stop, pid: child.pid!, lan: lan?.segment })
     })
   })
 }

@@ -3,7 +3,8 @@
  * relay, STUN and a Go `tsnet` peer called `echo-peer` (TCP echo, UDP echo, HTTP), all from the
  * harness in `harness/`. The layer builds the harness if its binary is missing, starts it, and
  * stops it when its scope closes, also when a test fails. It refuses to start unless loopback is
- * the only network interface.
+ * the only network interface. With `topology: "lan"` the harness runs in a network namespace of
+ * its own on a LAN with this process, where devices can go direct (`pathTo` tells).
  *
  * @since 0.1.0
  */
@@ -19,7 +20,14 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import { adminRequest, startHarness, type StartOptions, toBody } from "./HarnessProcess.ts"
+import {
+  adminRequest,
+  type LanSegment,
+  startHarness,
+  type StartOptions,
+  toBody,
+  type Topology
+} from "./HarnessProcess.ts"
 
 /** What the harness prints when it is ready (one JSON line on stdout). */
 export const HarnessInfo = Schema.Struct({
@@ -48,7 +56,7 @@ export const HarnessInfo = Schema.Struct({
 /** The harness's ready line, decoded. */
 export type HarnessInfo = typeof HarnessInfo.Type
 
-/** The loopback tailnet could not start, or a harness call failed. */
+/** The loopback (or LAN) tailnet could not start, or a harness call failed. */
 export class LocalTailnetError extends Schema.TaggedError<LocalTailnetError>()("LocalTailnetError", {
   message: Schema.String,
   cause: Schema.optional(Schema.Defect())
@@ -60,7 +68,24 @@ export interface PeerView {
   readonly ipv4: string
   readonly ipv6: string
   readonly online: boolean
+  /** The endpoints (`ip:port`) the node advertised to control. */
+  readonly endpoints: ReadonlyArray<string>
+  /** The UDP endpoint of the direct path the Go peer trusts and sends on; empty when it relays. */
+  readonly curAddr: string
+  /** The DERP region code the Go peer relays to the node through. */
+  readonly relay: string
+  /** WireGuard bytes the Go peer received from and sent to the node. */
+  readonly rxBytes: number
+  readonly txBytes: number
 }
+
+/**
+ * The path the Go peer sends to a node on: `Direct` (UDP to the node's endpoint) once a direct
+ * path is confirmed and trusted, `Relay` (through a DERP region) until then or without one.
+ */
+export type PeerPath =
+  | { readonly _tag: "Direct"; readonly endpoint: string }
+  | { readonly _tag: "Relay"; readonly region: string }
 
 /** A byte count and its SHA-256, to compare transfers. */
 export interface Transfer {
@@ -71,6 +96,9 @@ export interface Transfer {
 /** The loopback tailnet: its addresses, the Go echo peer's view and actions, and control's admin API (restart, stop, logins). */
 export interface LocalTailnetService {
   readonly info: HarnessInfo
+  readonly topology: Topology
+  /** The LAN between this process and the harness (`lan` topology); undefined on `loopback`. */
+  readonly lan: LanSegment | undefined
   /** The native addon as a backend; `connect` joins through it, so `loseDevice` can reach its devices. */
   readonly backend: Backend
   /**
@@ -85,6 +113,11 @@ export interface LocalTailnetService {
   /** Waits until the node (`nodekey:<hex>`) has no streaming map poll open: it left control. */
   readonly waitForDisconnect: (nodeKey: string, timeoutMs?: number) => Effect.Effect<void, LocalTailnetError>
   readonly peers: Effect.Effect<ReadonlyArray<PeerView>, LocalTailnetError>
+  /**
+   * The path the Go peer sends to the node with `ip` on now. The Go peer keeps a path only while
+   * it talks to the node (it confirms it every few seconds then), so ask during traffic.
+   */
+  readonly pathTo: (ip: string) => Effect.Effect<PeerPath, LocalTailnetError>
   /** The Go peer dials `address` ("ip:port"), sends `data`, and returns what it read back. */
   readonly dialFromPeer: (address: string, data: Uint8Array | string) => Effect.Effect<Uint8Array, LocalTailnetError>
   /** Like `dialFromPeer` but reports the length and SHA-256 of what came back (for big transfers). */
@@ -123,11 +156,14 @@ export class LocalTailnet extends Context.Service<LocalTailnet, LocalTailnetServ
 const failure = (what: string) => (cause: unknown) =>
   new LocalTailnetError({ message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
 
-/** Starts the loopback tailnet for the current scope. */
+/** Starts the loopback tailnet (or, with `topology: "lan"`, the LAN one) for the current scope. */
 export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService, LocalTailnetError, Scope.Scope> =>
   Effect.gen(function*() {
     const harness = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => startHarness(options), catch: failure("starting the loopback tailnet") }),
+      Effect.tryPromise({
+        try: () => startHarness(options),
+        catch: failure(`starting the ${options?.topology ?? "loopback"} tailnet`)
+      }),
       (running) => Effect.promise(() => running.stop())
     )
     const info = yield* Schema.decodeUnknownEffect(HarnessInfo)(harness.ready).pipe(
@@ -159,8 +195,11 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
       connect: async (options) => track(options.hostname ?? "", await native.connect(options))
     }
 
+    const peers = json<Array<PeerView>>("/peers")
     const service: LocalTailnetService = {
       info,
+      topology: options?.topology ?? "loopback",
+      lan: harness.lan,
       backend,
       loseDevice: (hostname) =>
         Effect.try({
@@ -176,7 +215,15 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
         Effect.asVoid(admin(`/wait-peer-gone?ip=${q(ip)}&timeout=${timeoutMs}`)),
       waitForDisconnect: (nodeKey, timeoutMs = 15_000) =>
         Effect.asVoid(admin(`/wait-disconnected?nodekey=${q(nodeKey)}&timeout=${timeoutMs}`)),
-      peers: json<Array<PeerView>>("/peers"),
+      peers,
+      pathTo: (ip) =>
+        Effect.flatMap(peers, (views) => {
+          const view = views.find((candidate) => candidate.ipv4 === ip || candidate.ipv6 === ip)
+          if (view === undefined) return Effect.fail(failure("pathTo")(`the Go peer does not see ${ip}`))
+          return Effect.succeed<PeerPath>(
+            view.curAddr === "" ? { _tag: "Relay", region: view.relay } : { _tag: "Direct", endpoint: view.curAddr }
+          )
+        }),
       dialFromPeer: (address, data) =>
         Effect.tryPromise({
           try: async () => {
@@ -212,7 +259,7 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
     return service
   })
 
-/** The loopback tailnet for the layer's lifetime. */
+/** The loopback (or LAN) tailnet for the layer's lifetime. */
 export const layer = (options?: StartOptions): Layer.Layer<LocalTailnet, LocalTailnetError> =>
   Layer.effect(LocalTailnet, make(options))
 

@@ -1,0 +1,189 @@
+/**
+ * The `lan` topology's network: a network namespace for the harness, joined to the current one
+ * (where this process, and so every device it runs, lives) by a veth pair with private
+ * addresses. Made with `ip` from iproute2, as root.
+ */
+import { execFile, execFileSync } from "node:child_process"
+import { existsSync, readdirSync } from "node:fs"
+import { networkInterfaces } from "node:os"
+import { promisify } from "node:util"
+
+/** One LAN segment: the harness's namespace and the two ends of the veth pair between it and this one. */
+export interface LanSegment {
+  /** The harness's network namespace (`ip netns` name). */
+  readonly namespace: string
+  /** This namespace's end of the veth pair. */
+  readonly interfaceName: string
+  /** The harness's address on the segment: control, DERP, STUN, the admin API and the Go peer. */
+  readonly harnessAddress: string
+  /** This namespace's address on the segment, the one devices in this process advertise. */
+  readonly deviceAddress: string
+}
+
+/** Names of the veth ends in this namespace; `assertLoopbackOnly` lets them through. */
+export const lanInterfacePrefix = "tslab"
+const namespacePrefix = "ts-lab-"
+/** The harness's end, alone in its namespace, so one name serves every segment. */
+const harnessInterface = "lan0"
+
+const run = promisify(execFile)
+
+const stderrOf = (error: unknown): string => {
+  const stderr = (error as { readonly stderr?: unknown }).stderr
+  if (typeof stderr === "string" && stderr.trim() !== "") return stderr.trim()
+  return error instanceof Error ? error.message : String(error)
+}
+
+const ip = async (...args: ReadonlyArray<string>): Promise<void> => {
+  try {
+    await run("ip", args, { timeout: 10_000 })
+  } catch (error) {
+    throw new Error(`ip ${args.join(" ")}: ${stderrOf(error)}`, { cause: error })
+  }
+}
+
+const ipQuietly = (...args: ReadonlyArray<string>): Promise<void> => ip(...args).catch(() => undefined)
+
+const requireIp = async (): Promise<void> => {
+  try {
+    await run("ip", ["-V"], { timeout: 10_000 })
+  } catch (error) {
+    throw new Error(
+      `the lan topology needs \`ip\` from iproute2 on PATH (to make a network namespace and a veth pair): ${
+        stderrOf(error)
+      }`,
+      { cause: error }
+    )
+  }
+}
+
+/**
+ * Namespaces whose run ended without removing them (a killed process): `ts-lab-<pid>-<n>`
+ * where no process `<pid>` is left. Their veth pairs go with them.
+ */
+const removeAbandonedNamespaces = async (): Promise<void> => {
+  if (!existsSync("/run/netns")) return
+  const abandoned = readdirSync("/run/netns").filter((name) => {
+    const pid = /^ts-lab-(\d+)-\d+$/.exec(name)?.[1]
+    return pid !== undefined && !existsSync(`/proc/${pid}`)
+  })
+  await Promise.all(abandoned.map((name) => ipQuietly("netns", "delete", name)))
+}
+
+/** Subnets 10.77.<n>.0/24 with an address in this namespace already. */
+const subnetsInUse = (): ReadonlySet<number> =>
+  new Set(
+    Object.values(networkInterfaces()).flatMap((addresses) =>
+      (addresses ?? []).flatMap((address) => {
+        const match = /^10\.77\.(\d+)\.\d+$/.exec(address.address)
+        return match ? [Number(match[1])] : []
+      })
+    )
+  )
+
+let segmentsMade = 0
+
+/**
+ * Claims a subnet: creating the veth `tslab<n>` fails when another segment in this namespace
+ * (another test file, another run) holds that name, which the kernel decides atomically. The
+ * search starts at a number from the process id, so parallel workers rarely collide at all.
+ */
+const claimSubnet = async (namespace: string): Promise<number> => {
+  const inUse = subnetsInUse()
+  const start = process.pid % 254
+  for (let attempt = 0; attempt < 254; attempt++) {
+    const n = ((start + attempt) % 254) + 1
+    if (inUse.has(n)) continue
+    try {
+      await run("ip", [
+        "link",
+        "add",
+        `${lanInterfacePrefix}${n}`,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        harnessInterface,
+        "netns",
+        namespace
+      ], { timeout: 10_000 })
+      return n
+    } catch (error) {
+      if (!/File exists/i.test(stderrOf(error))) {
+        throw new Error(`could not create a veth pair into ${namespace}: ${stderrOf(error)}`, { cause: error })
+      }
+    }
+  }
+  throw new Error("no free subnet 10.77.<n>.0/24 for a lan topology in this network namespace")
+}
+
+/** What `makeLan` gives: the segment, and how to remove it (safe to call more than once). */
+export interface Lan {
+  readonly segment: LanSegment
+  readonly remove: () => Promise<void>
+}
+
+/**
+ * Makes a namespace for the harness and a veth pair into it, with 10.77.<n>.1/24 on the
+ * harness's side and 10.77.<n>.2/24 on this side, both up, IPv4 only (no link-local IPv6, so
+ * every address on the segment is a private 10.x one). Removed on `remove`, and when this
+ * process exits without it.
+ */
+export const makeLan = async (): Promise<Lan> => {
+  await requireIp()
+  await removeAbandonedNamespaces()
+  const namespace = `${namespacePrefix}${process.pid}-${segmentsMade++}`
+  try {
+    await ip("netns", "add", namespace)
+  } catch (error) {
+    throw new Error(
+      `the lan topology could not create the network namespace ${namespace} ` +
+        `(it needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN): ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      { cause: error }
+    )
+  }
+  const removeNamespace = () => {
+    try {
+      execFileSync("ip", ["netns", "delete", namespace], { stdio: "ignore", timeout: 10_000 })
+    } catch {
+      // Already gone.
+    }
+  }
+  process.once("exit", removeNamespace)
+  let interfaceName: string | undefined
+  let removed: Promise<void> | undefined
+  const remove = () => {
+    removed ??= (async () => {
+      process.removeListener("exit", removeNamespace)
+      // The namespace's deletion would take the pair too, but only once the kernel frees it,
+      // later; deleting our end now takes both ends at once.
+      if (interfaceName !== undefined) await ipQuietly("link", "delete", interfaceName)
+      await ipQuietly("netns", "delete", namespace)
+    })()
+    return removed
+  }
+  try {
+    const n = await claimSubnet(namespace)
+    interfaceName = `${lanInterfacePrefix}${n}`
+    const segment: LanSegment = {
+      namespace,
+      interfaceName,
+      harnessAddress: `10.77.${n}.1`,
+      deviceAddress: `10.77.${n}.2`
+    }
+    const inside = ["-n", namespace]
+    await ip("link", "set", segment.interfaceName, "addrgenmode", "none")
+    await ip(...inside, "link", "set", harnessInterface, "addrgenmode", "none")
+    await ip("address", "add", `${segment.deviceAddress}/24`, "dev", segment.interfaceName)
+    await ip(...inside, "address", "add", `${segment.harnessAddress}/24`, "dev", harnessInterface)
+    await ip(...inside, "link", "set", "lo", "up")
+    await ip(...inside, "link", "set", harnessInterface, "up")
+    await ip("link", "set", segment.interfaceName, "up")
+    return { segment, remove }
+  } catch (error) {
+    await remove()
+    throw error
+  }
+}

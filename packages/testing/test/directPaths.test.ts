@@ -1,0 +1,318 @@
+/**
+ * Direct (peer-to-peer UDP) paths between our device and the Go peer. On the `lan` topology the
+ * harness runs in a network namespace of its own, joined to this one by a veth pair, so the device
+ * has a LAN address to advertise; on `loopback` it has none and everything goes through DERP.
+ * The path is told two ways: the Go peer's own view (`pathTo`, the path it sends on), and this
+ * namespace's packet counters while bytes move (UDP datagrams for a direct path, TCP segments to
+ * DERP for a relay), which is how the path our device sends on shows: the two ends choose theirs
+ * independently, and the Go peer is usually direct seconds before the crate.
+ */
+import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
+import type { TcpStream } from "@effect-tailscale/core/TcpStream"
+import { assert, describe, it, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Option from "effect/Option"
+import { execFileSync } from "node:child_process"
+import { createHash, randomBytes } from "node:crypto"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import {
+  connect,
+  layer as localTailnet,
+  LocalTailnet,
+  LocalTailnetError,
+  type LocalTailnetService,
+  make as makeLocalTailnet,
+  type PeerPath
+} from "../src/LocalTailnet.ts"
+
+const starts = 3
+const directWithinMs = 15_000
+const transferBytes = 4 * 1024 * 1024
+
+/** A field of /proc/net/snmp, of this process's network namespace: "Udp" "OutDatagrams", … */
+const snmp = (): (protocol: string, field: string) => number => {
+  const lines = readFileSync("/proc/net/snmp", "utf8").split("\n").map((line) => line.trim().split(/\s+/))
+  return (protocol, field) => {
+    const [header, values] = lines.filter((line) => line[0] === `${protocol}:`)
+    const index = header?.indexOf(field) ?? -1
+    if (index < 0 || values === undefined) throw new Error(`/proc/net/snmp has no ${protocol} ${field}`)
+    return Number(values[index])
+  }
+}
+
+/** Bytes received and sent on `interfaceName`, from /proc/net/dev (of this namespace, unlike /sys). */
+const interfaceBytes = (interfaceName: string): { readonly rx: number; readonly tx: number } => {
+  const line = readFileSync("/proc/net/dev", "utf8").split("\n").find((row) =>
+    row.trim().startsWith(`${interfaceName}:`)
+  )
+  if (line === undefined) throw new Error(`/proc/net/dev has no ${interfaceName}`)
+  const fields = line.split(":")[1]!.trim().split(/\s+/).map(Number)
+  return { rx: fields[0]!, tx: fields[8]! }
+}
+
+/**
+ * Bytes sent and received on this namespace's TCP connections to the DERP relay at
+ * `relay` ("ip:port"), from the kernel's per-socket counters (`ss -ti`). Unlike the namespace's
+ * totals, these belong to this tailnet alone, whatever else runs beside it.
+ */
+const relayBytes = (relay: { readonly ip: string; readonly port: number }) => {
+  const sockets = execFileSync("ss", [
+    "-tinH",
+    "state",
+    "established",
+    `( dst ${relay.ip} and dport = :${relay.port} )`
+  ], {
+    encoding: "utf8"
+  })
+  const total = (field: string) =>
+    [...sockets.matchAll(new RegExp(`\\b${field}:(\\d+)`, "g"))].reduce((sum, match) => sum + Number(match[1]), 0)
+  return {
+    connections: sockets.split("\n").filter((line) => /^\d/.test(line)).length,
+    sent: total("bytes_sent"),
+    received: total("bytes_received")
+  }
+}
+
+interface Counters {
+  readonly udpIn: number
+  readonly udpOut: number
+  readonly tcpIn: number
+  readonly tcpOut: number
+  readonly lanRx: number
+  readonly lanTx: number
+  readonly relaySent: number
+  readonly relayReceived: number
+}
+
+const counters = (interfaceName: string, relay: { readonly ip: string; readonly port: number }): Counters => {
+  const read = snmp()
+  const lan = interfaceBytes(interfaceName)
+  const relayed = relayBytes(relay)
+  return {
+    udpIn: read("Udp", "InDatagrams"),
+    udpOut: read("Udp", "OutDatagrams"),
+    tcpIn: read("Tcp", "InSegs"),
+    tcpOut: read("Tcp", "OutSegs"),
+    lanRx: lan.rx,
+    lanTx: lan.tx,
+    relaySent: relayed.sent,
+    relayReceived: relayed.received
+  }
+}
+
+const difference = (before: Counters, after: Counters): Counters => ({
+  udpIn: after.udpIn - before.udpIn,
+  udpOut: after.udpOut - before.udpOut,
+  tcpIn: after.tcpIn - before.tcpIn,
+  tcpOut: after.tcpOut - before.tcpOut,
+  lanRx: after.lanRx - before.lanRx,
+  lanTx: after.lanTx - before.lanTx,
+  relaySent: after.relaySent - before.relaySent,
+  relayReceived: after.relayReceived - before.relayReceived
+})
+
+const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex")
+
+const readExactly = (stream: TcpStream, size: number) =>
+  Effect.gen(function*() {
+    const hash = createHash("sha256")
+    let bytes = 0
+    while (bytes < size) {
+      const chunk = yield* stream.read({ timeout: "30 seconds" })
+      if (Option.isNone(chunk)) break
+      hash.update(chunk.value)
+      bytes += chunk.value.length
+    }
+    return { bytes, sha256: hash.digest("hex") }
+  })
+
+/** One round trip through the Go peer's TCP echo. */
+const echo = (stream: TcpStream, message: Uint8Array | string) =>
+  Effect.gen(function*() {
+    const bytes = typeof message === "string" ? new TextEncoder().encode(message) : message
+    yield* stream.write(bytes)
+    const reply = yield* readExactly(stream, bytes.length)
+    assert.strictEqual(reply.sha256, sha256(bytes))
+  })
+
+/** A tailnet packet carries at most 1280 bytes: the fewest datagrams a direct path needs for `bytes`. */
+const datagramsFor = (bytes: number) => Math.ceil(bytes / 1280)
+
+const probe = randomBytes(32 * 1024)
+
+/**
+ * Whether our device sends to the Go peer directly: an echo of `probe`, the UDP datagrams this
+ * namespace sent meanwhile, and the bytes it sent to the relay (about all of the probe when the
+ * device relays).
+ */
+const deviceSendsDirect = (stream: TcpStream, relay: { readonly ip: string; readonly port: number }) =>
+  Effect.gen(function*() {
+    const udpBefore = snmp()("Udp", "OutDatagrams")
+    const relayBefore = relayBytes(relay).sent
+    yield* echo(stream, probe)
+    return snmp()("Udp", "OutDatagrams") - udpBefore >= datagramsFor(probe.length) &&
+      relayBytes(relay).sent - relayBefore < probe.length / 4
+  })
+
+/** Where the tailnet's DERP relay listens. */
+const relayOf = (tailnet: LocalTailnetService) => ({
+  ip: new URL(tailnet.info.controlUrl).hostname,
+  port: tailnet.info.derpPort
+})
+
+/** A device joined to the tailnet, seen by the Go peer, with a stream open to its TCP echo. */
+const joinAndEcho = (hostname: string) =>
+  Effect.gen(function*() {
+    const tailnet = yield* LocalTailnet
+    const device: TailscaleService = yield* connect({ hostname })
+    const ipv4 = NetAddress.formatIp(yield* device.ipv4)
+    yield* tailnet.waitForPeer(ipv4)
+    const stream = yield* device.dial(`${tailnet.info.peer.ipv4}:${tailnet.info.peer.tcpEchoPort}`)
+    yield* echo(stream, "hello")
+    return { device, ipv4, stream, tailnet }
+  })
+
+/**
+ * Probes every 100 ms, with traffic both ways (the Go peer keeps a path only while it sends to
+ * the node), until both ends send directly or `deadline` (from `performance.now()`) passes.
+ * Returns the last path the Go peer reported and when (ms after `began`) each end was first seen
+ * sending directly.
+ */
+const waitForDirect = (stream: TcpStream, ip: string, began: number, deadline: number) =>
+  Effect.gen(function*() {
+    const tailnet = yield* LocalTailnet
+    const relay = relayOf(tailnet)
+    let peerPath: PeerPath = { _tag: "Relay", region: "" }
+    let peerDirectMs: number | undefined
+    let deviceDirectMs: number | undefined
+    while (performance.now() < deadline) {
+      const deviceDirect = yield* deviceSendsDirect(stream, relay)
+      peerPath = yield* tailnet.pathTo(ip)
+      const now = Math.round(performance.now() - began)
+      if (deviceDirect) deviceDirectMs ??= now
+      if (peerPath._tag === "Direct") peerDirectMs ??= now
+      if (deviceDirect && peerPath._tag === "Direct") break
+      yield* Effect.sleep("100 millis")
+    }
+    return { peerPath, peerDirectMs, deviceDirectMs }
+  })
+
+describe("direct paths", () => {
+  it.effect("without `ip` (iproute2) the lan topology fails with LocalTailnetError, never skips", () =>
+    Effect.gen(function*() {
+      // PATH without ip, for this test only.
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const saved = process.env.PATH
+          const empty = mkdtempSync(join(tmpdir(), "no-ip-"))
+          process.env.PATH = empty
+          return { saved, empty }
+        }),
+        ({ empty, saved }) =>
+          Effect.sync(() => {
+            process.env.PATH = saved
+            rmSync(empty, { recursive: true, force: true })
+          })
+      )
+      const error = yield* Effect.flip(makeLocalTailnet({ topology: "lan" }))
+      assert.instanceOf(error, LocalTailnetError)
+      assert.match(error.message, /^starting the lan tailnet: the lan topology needs `ip` from iproute2/)
+    }).pipe(Effect.scoped))
+
+  layer(localTailnet({ topology: "lan" }), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+    it.effect(
+      `on a LAN the device goes direct to the Go peer within ${
+        directWithinMs / 1000
+      } s, on each of ${starts} starts, and its bytes move as UDP between the LAN addresses`,
+      () =>
+        Effect.gen(function*() {
+          const tailnet = yield* LocalTailnet
+          const lan = tailnet.lan
+          if (lan === undefined) return assert.fail("the lan topology has no LAN segment")
+          assert.strictEqual(tailnet.topology, "lan")
+          assert.match(tailnet.info.controlUrl, new RegExp(`^https://${lan.harnessAddress.replaceAll(".", "\\.")}:`))
+
+          const figures: Array<string> = []
+          for (let start = 1; start <= starts; start++) {
+            yield* Effect.scoped(Effect.gen(function*() {
+              const began = performance.now()
+              const { device, ipv4, stream } = yield* joinAndEcho(`lan-device-${start}`)
+
+              const { deviceDirectMs, peerDirectMs, peerPath: path } = yield* waitForDirect(
+                stream,
+                ipv4,
+                began,
+                began + directWithinMs
+              )
+              // Both ends advertise their LAN address: the Go peer's as our device sees it, ours
+              // as control gave it to the Go peer.
+              const echoPeer = Option.getOrThrow(yield* device.peerByName(tailnet.info.peer.hostname))
+              const seen = (yield* tailnet.peers).find((view) => view.ipv4 === ipv4)
+              const advertised = `the Go peer advertises [${echoPeer.underlayAddresses.join(", ")}], ` +
+                `the device [${seen?.endpoints.join(", ")}]`
+              const where =
+                `start ${start}: the Go peer direct after ${peerDirectMs} ms, our device after ${deviceDirectMs} ms; ${advertised}`
+              assert.strictEqual(path._tag, "Direct", where)
+              assert.isDefined(deviceDirectMs, where)
+              if (path._tag === "Direct") assert.match(path.endpoint, new RegExp(`^${lan.deviceAddress}:\\d+$`))
+              assert.isTrue(
+                echoPeer.underlayAddresses.some((endpoint) => endpoint.startsWith(`${lan.harnessAddress}:`)),
+                advertised
+              )
+              assert.isTrue(
+                seen?.endpoints.some((endpoint) => endpoint.startsWith(`${lan.deviceAddress}:`)),
+                advertised
+              )
+
+              // Bulk data both ways through the echo, counted in this namespace as it moves.
+              const payload = randomBytes(transferBytes)
+              // The device keeps its connection to its home relay open, direct or not.
+              assert.isAtLeast(relayBytes(relayOf(tailnet)).connections, 1, "no connection to the relay")
+              const before = counters(lan.interfaceName, relayOf(tailnet))
+              const echoed = yield* Effect.forkScoped(readExactly(stream, transferBytes))
+              for (let offset = 0; offset < transferBytes; offset += 256 * 1024) {
+                yield* stream.write(payload.subarray(offset, offset + 256 * 1024))
+              }
+              assert.deepStrictEqual(yield* Fiber.join(echoed), { bytes: transferBytes, sha256: sha256(payload) })
+              const moved = difference(before, counters(lan.interfaceName, relayOf(tailnet)))
+
+              // Through DERP these would be TCP segments instead.
+              assert.isAtLeast(moved.udpOut, datagramsFor(transferBytes), JSON.stringify(moved))
+              assert.isAtLeast(moved.udpIn, datagramsFor(transferBytes), JSON.stringify(moved))
+              assert.isBelow(moved.tcpIn + moved.tcpOut, (moved.udpIn + moved.udpOut) / 20, JSON.stringify(moved))
+              assert.isBelow(moved.relaySent + moved.relayReceived, transferBytes / 100, JSON.stringify(moved))
+              assert.isAtLeast(moved.lanRx, transferBytes)
+              assert.isAtLeast(moved.lanTx, transferBytes)
+              figures.push(
+                `start ${start}: the Go peer direct after ${peerDirectMs} ms (to ${
+                  path._tag === "Direct" ? path.endpoint : ""
+                }), our device after ${deviceDirectMs} ms; ${transferBytes} B each way: UDP ${moved.udpOut} out / ${moved.udpIn} in datagrams, ` +
+                  `TCP ${moved.tcpOut} out / ${moved.tcpIn} in segments, DERP ${moved.relaySent} B out / ` +
+                  `${moved.relayReceived} B in, LAN ${moved.lanTx} B out / ${moved.lanRx} B in`
+              )
+            }))
+          }
+          console.log(`direct paths on a LAN:\n  ${figures.join("\n  ")}`)
+        }),
+      240_000
+    )
+  })
+
+  layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+    it.effect("the loopback topology still works: no LAN, and the device echoes with the Go peer", () =>
+      Effect.gen(function*() {
+        const { ipv4, stream, tailnet } = yield* joinAndEcho("loopback-device")
+        assert.strictEqual(tailnet.topology, "loopback")
+        assert.isUndefined(tailnet.lan)
+        assert.match(tailnet.info.controlUrl, /^https:\/\/127\.0\.0\.1:/)
+        yield* echo(stream, "and again")
+        // The Go peer reports a path either way (DERP today: the device has no address to advertise here).
+        const path = yield* tailnet.pathTo(ipv4)
+        assert.oneOf(path._tag, ["Direct", "Relay"])
+      }))
+  })
+})
