@@ -9,6 +9,18 @@ cd "$ROOT"
 require_tool cargo "build the native addon (a Rust toolchain, 1.92 or newer)"
 require_tool go "build the loopback tailnet harness (Go 1.26.6 or newer)"
 
+# The lab topologies block UDP with nftables (a LAN whose direct path dies). The tests run as
+# root inside network namespaces, so installing the Debian package needs no more than that.
+if ! command -v nft >/dev/null 2>&1; then
+  say "installing nftables (the Debian package) for the lab topologies"
+  if ! { apt-get install -y -qq nftables >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nftables >/dev/null 2>&1; }; }; then
+    echo "error: 'nft' (nftables) is needed to test direct paths falling back to the relay;" >&2
+    echo "       install the nftables package (apt-get install nftables, as root)" >&2
+    exit 1
+  fi
+fi
+
 say "installing JavaScript packages"
 pnpm install --frozen-lockfile --reporter=silent
 

@@ -163,3 +163,30 @@ async fn tasks_and_attached_streams_log_in_their_starters_span() {
         assert_eq!(spans.first(), Some(&"device"), "{message}: logged in {spans:?}");
     }
 }
+
+/// `ts_dataplane/01`: a STUN binding response arriving on the direct socket is told apart
+/// from WireGuard, so it reaches the runtime's STUN handler (the device's own mapped address
+/// and port). `PacketIdent::identify` never returned `StunBinding`: the answer went to
+/// WireGuard and was dropped.
+#[test]
+fn a_stun_binding_response_is_told_from_wireguard() {
+    use ts_dataplane::{PacketIdent, PacketType};
+
+    // Binding success response: type 0x0101, length 12, magic cookie, transaction id, then
+    // XOR-MAPPED-ADDRESS (0x0020) for 192.0.2.1:32853 (RFC 5769's IPv4 example).
+    let mut response = vec![0x01, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
+    response.extend_from_slice(&[0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae]);
+    response.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0xa1, 0x47, 0xe1, 0x12, 0xa6, 0x43]);
+    assert_eq!(PacketIdent::identify(&response).ty, PacketType::StunBinding);
+
+    // A binding request (0x0001) is nobody's business here, and a WireGuard data message
+    // (type 4, three zero bytes) stays WireGuard.
+    let mut request = response.clone();
+    request[1] = 0x01;
+    request[0] = 0x00;
+    assert_ne!(PacketIdent::identify(&request).ty, PacketType::StunBinding);
+    let mut wireguard = vec![4, 0, 0, 0];
+    wireguard.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+    wireguard.resize(32, 0);
+    assert_eq!(PacketIdent::identify(&wireguard).ty, PacketType::Wireguard);
+}

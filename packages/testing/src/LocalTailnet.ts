@@ -28,6 +28,7 @@ import {
   toBody,
   type Topology
 } from "./HarnessProcess.ts"
+import { setUdpBlocked } from "./internal/lan.ts"
 
 /** What the harness prints when it is ready (one JSON line on stdout). */
 export const HarnessInfo = Schema.Struct({
@@ -99,6 +100,11 @@ export interface LocalTailnetService {
   readonly topology: Topology
   /** The LAN between this process and the harness (`lan` topology); undefined on `loopback`. */
   readonly lan: LanSegment | undefined
+  /**
+   * Drops every UDP datagram between this process and the harness on the `lan` topology (direct
+   * paths die; DERP, over TCP, goes on), or lets them through again.
+   */
+  readonly blockUdp: (blocked: boolean) => Effect.Effect<void, LocalTailnetError>
   /** The native addon as a backend; `connect` joins through it, so `loseDevice` can reach its devices. */
   readonly backend: Backend
   /**
@@ -200,6 +206,14 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
       info,
       topology: options?.topology ?? "loopback",
       lan: harness.lan,
+      blockUdp: (blocked) =>
+        Effect.tryPromise({
+          try: () => {
+            if (harness.lan === undefined) throw new Error("needs the lan topology")
+            return setUdpBlocked(harness.lan, blocked)
+          },
+          catch: failure("blockUdp")
+        }),
       backend,
       loseDevice: (hostname) =>
         Effect.try({

@@ -302,6 +302,55 @@ describe("direct paths", () => {
     )
   })
 
+  layer(localTailnet({ topology: "lan" }), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+    it.effect(
+      "with UDP blocked mid-transfer, the transfer moves to the relay within 10 s and arrives exact; unblocked, it goes direct again",
+      () =>
+        Effect.gen(function*() {
+          const tailnet = yield* LocalTailnet
+          const relay = relayOf(tailnet)
+          const began = performance.now()
+          const { ipv4, stream } = yield* joinAndEcho("lan-fallback")
+          const direct = yield* waitForDirect(stream, ipv4, began, began + directWithinMs)
+          assert.isDefined(direct.deviceDirectMs, "direct before UDP is blocked")
+
+          const size = 8 * 1024 * 1024
+          const chunk = 64 * 1024
+          const payload = randomBytes(size)
+          const echoed = yield* Effect.forkScoped(readExactly(stream, size))
+          yield* Effect.addFinalizer(() => Effect.ignore(tailnet.blockUdp(false)))
+          let blockedAt: number | undefined
+          let relayedAfterMs: number | undefined
+          let relayedBefore = 0
+          for (let offset = 0; offset < size; offset += chunk) {
+            if (offset === size / 4) {
+              yield* tailnet.blockUdp(true)
+              blockedAt = performance.now()
+              relayedBefore = relayBytes(relay).sent
+            }
+            yield* stream.write(payload.subarray(offset, offset + chunk))
+            if (
+              blockedAt !== undefined && relayedAfterMs === undefined && relayBytes(relay).sent - relayedBefore > chunk
+            ) {
+              relayedAfterMs = Math.round(performance.now() - blockedAt)
+            }
+          }
+          assert.deepStrictEqual(yield* Fiber.join(echoed), { bytes: size, sha256: sha256(payload) })
+          assert.isDefined(relayedAfterMs, "nothing went through the relay while UDP was blocked")
+          assert.isAtMost(relayedAfterMs!, 10_000, `the relay took over after ${relayedAfterMs} ms`)
+
+          yield* tailnet.blockUdp(false)
+          const unblocked = performance.now()
+          const again = yield* waitForDirect(stream, ipv4, unblocked, unblocked + directWithinMs)
+          assert.isDefined(again.deviceDirectMs, "direct again after UDP came back")
+          console.log(
+            `fallback on a LAN: the relay took over ${relayedAfterMs} ms after UDP was blocked; direct again ${again.deviceDirectMs} ms after it was unblocked`
+          )
+        }),
+      120_000
+    )
+  })
+
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
     it.effect("the loopback topology still works: no LAN, and the device echoes with the Go peer", () =>
       Effect.gen(function*() {

@@ -117,6 +117,26 @@ const claimSubnet = async (namespace: string): Promise<number> => {
   throw new Error("no free subnet 10.77.<n>.0/24 for a lan topology in this network namespace")
 }
 
+/**
+ * Drops (or lets through again) every UDP datagram crossing this namespace's end of `segment`,
+ * both ways, with nftables (`nft`): direct paths die, DERP over TCP goes on, as when a firewall
+ * starts blocking UDP.
+ */
+export const setUdpBlocked = async (segment: LanSegment, blocked: boolean): Promise<void> => {
+  const table = `${segment.interfaceName}_udp`
+  await run("nft", ["delete", "table", "inet", table]).catch(() => undefined)
+  if (!blocked) return
+  const dev = segment.interfaceName
+  const rules = [
+    `add table inet ${table}`,
+    `add chain inet ${table} in { type filter hook input priority 0; }`,
+    `add chain inet ${table} out { type filter hook output priority 0; }`,
+    `add rule inet ${table} in iifname "${dev}" meta l4proto udp drop`,
+    `add rule inet ${table} out oifname "${dev}" meta l4proto udp drop`
+  ]
+  for (const rule of rules) await run("nft", rule.split(" "))
+}
+
 /** What `makeLan` gives: the segment, and how to remove it (safe to call more than once). */
 export interface Lan {
   readonly segment: LanSegment
