@@ -12,7 +12,7 @@
  *   own timeouts.
  * - `Stopped`: shut down, or lost with reconnection turned off.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import * as Data from "effect/Data"
 

@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import { type BackendErrorCode, BackendErrorCodes } from "./Backend.ts"
 
@@ -135,11 +136,35 @@ export const TailscaleErrorReason = Schema.Union([
 /** One of the reasons: match on `_tag`. */
 export type TailscaleErrorReason = typeof TailscaleErrorReason.Type
 
+/**
+ * What marks a `TailscaleError`, also across copies of this package (`isTailscaleError`).
+ *
+ * @category type ids
+ * @since 0.1.0
+ */
+export const TypeId: TypeId = "~@effect-tailscale/core/TailscaleError"
+
+/**
+ * @category type ids
+ * @since 0.1.0
+ */
+export type TypeId = "~@effect-tailscale/core/TailscaleError"
+
+/**
+ * Whether `u` is a `TailscaleError`.
+ *
+ * @category guards
+ * @since 0.1.0
+ */
+export const isTailscaleError = (u: unknown): u is TailscaleError => Predicate.hasProperty(u, TypeId)
+
 /** The one error type of the service; `reason` says what happened (`Effect.catchReason` handles one). */
 export class TailscaleError extends Schema.TaggedError<TailscaleError>("@effect-tailscale/core/TailscaleError")(
   "TailscaleError",
   { reason: TailscaleErrorReason }
 ) {
+  readonly [TypeId]: TypeId = TypeId
+
   override get message(): string {
     return `${this.reason._tag}: ${this.reason.message}`
   }

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Tailscale from "../src/Tailscale.ts"
+import { isTailscaleError } from "../src/TailscaleError.ts"
 import { reasonOf } from "./helpers.ts"
 import { memoryBackend, rawNode } from "./memoryBackend.ts"
 
@@ -70,5 +71,22 @@ describe("errors from the backend", () => {
       const reason = reasonOf(yield* Effect.exit(service.self))
       assert.strictEqual(reason._tag, "Internal")
       assert.include(reason.message, "tailnetIpv4")
+    }))
+})
+
+describe("isTailscaleError", () => {
+  it.effect("tells the service's failures from other values", () =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({
+        peerByName: async () => {
+          throw new Error("TIMEOUT: peerByName: too slow")
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      const failure = yield* Effect.flip(service.peerByName("echo-peer"))
+      assert.isTrue(isTailscaleError(failure))
+      assert.isFalse(isTailscaleError(new Error("TIMEOUT: not ours")))
+      assert.isFalse(isTailscaleError({ _tag: "TailscaleError" }))
+      assert.isFalse(isTailscaleError(undefined))
     }))
 })
