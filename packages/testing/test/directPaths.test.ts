@@ -15,7 +15,7 @@ import * as Fiber from "effect/Fiber"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import { execFileSync } from "node:child_process"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -28,6 +28,7 @@ import {
   make as makeLocalTailnet,
   type PeerPath
 } from "../src/LocalTailnet.ts"
+import { readExactly, sha256 } from "./bytes.ts"
 
 const starts = 3
 const directWithinMs = 15_000
@@ -114,21 +115,6 @@ const difference = (before: Counters, after: Counters): Counters => ({
   relaySent: after.relaySent - before.relaySent,
   relayReceived: after.relayReceived - before.relayReceived
 })
-
-const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex")
-
-const readExactly = (stream: TcpStream, size: number) =>
-  Effect.gen(function*() {
-    const hash = createHash("sha256")
-    let bytes = 0
-    while (bytes < size) {
-      const chunk = yield* stream.read({ timeout: "30 seconds" })
-      if (Option.isNone(chunk)) break
-      hash.update(chunk.value)
-      bytes += chunk.value.length
-    }
-    return { bytes, sha256: hash.digest("hex") }
-  })
 
 /** One round trip through the Go peer's TCP echo. */
 const echo = (stream: TcpStream, message: Uint8Array | string) =>

@@ -6,7 +6,6 @@
  * loopback, inside the network namespace `npm test` creates.
  */
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
-import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import { defaults, TailscaleTimeouts } from "@effect-tailscale/core/Timeouts"
 import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
@@ -25,16 +24,15 @@ import * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { mkdtemp, writeFile } from "node:fs/promises"
 import * as http from "node:http"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
+import { readExactly, sha256 } from "./bytes.ts"
 import { failureText, reasonTag } from "./reasons.ts"
-
-const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex")
 
 const pattern = (bytes: number) => {
   const out = new Uint8Array(bytes)
@@ -50,19 +48,6 @@ const joined = (hostname: string) =>
     const ipv4 = yield* device.ipv4
     yield* tailnet.waitForPeer(NetAddress.formatIp(ipv4))
     return { device, ipv4: NetAddress.formatIp(ipv4), tailnet }
-  })
-
-const readExactly = (stream: TcpStream, size: number) =>
-  Effect.gen(function*() {
-    const hash = createHash("sha256")
-    let bytes = 0
-    while (bytes < size) {
-      const chunk = yield* stream.read({ timeout: "30 seconds" })
-      if (Option.isNone(chunk)) break
-      hash.update(chunk.value)
-      bytes += chunk.value.length
-    }
-    return { bytes, sha256: hash.digest("hex") }
   })
 
 const readAll = (device: { readonly stream: Stream.Stream<Uint8Array, unknown> }) =>
