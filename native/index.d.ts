@@ -213,6 +213,9 @@ export interface LogRecord {
   fields: Record<string, string>
 }
 
+/** The largest UDP datagram the network stack can carry, in bytes (its UDP buffer). */
+export declare const MAX_DATAGRAM_BYTES: number
+
 /** Every field of the crate's `Node`. Keys are public keys only. */
 export interface NodeInfo {
   /** Control's numeric node id. */

@@ -845,6 +845,7 @@ module.exports.Code = nativeBinding.Code
 module.exports.generateKeyState = nativeBinding.generateKeyState
 module.exports.loadKeyFile = nativeBinding.loadKeyFile
 module.exports.LogLevel = nativeBinding.LogLevel
+module.exports.MAX_DATAGRAM_BYTES = nativeBinding.MAX_DATAGRAM_BYTES
 module.exports.NodeStatusKind = nativeBinding.NodeStatusKind
 module.exports.publicKeys = nativeBinding.publicKeys
 module.exports.runtimeTasks = nativeBinding.runtimeTasks

@@ -161,7 +161,7 @@ fn from_bad_request(error: netstack::Error, what: &str) -> Failure {
             Code::MessageTooLarge,
             format!(
                 "{what}: the datagram is larger than the socket buffer (at most {} bytes)",
-                crate::udp::MAX_DATAGRAM
+                crate::limits::MAX_DATAGRAM
             ),
         )
     } else if error == netstack::Error::wrong_ip_version() {

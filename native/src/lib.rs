@@ -11,6 +11,7 @@ mod error;
 mod health;
 mod keys;
 mod lifecycle;
+mod limits;
 mod logging;
 mod logout;
 mod node_info;

@@ -24,8 +24,7 @@ use crate::ports::PortLease;
 use crate::pump::{self, Inbox, Step};
 use crate::sync::Recover;
 
-/// The netstack's UDP buffer: a larger datagram can never be sent.
-pub const MAX_DATAGRAM: usize = 4096;
+pub use crate::limits::MAX_DATAGRAM;
 /// Datagrams received but not yet taken by JavaScript.
 const RECEIVE_QUEUE: usize = 64;
 

@@ -17,7 +17,7 @@ import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, fromBackend, invalidArgument, type TailscaleError } from "./TailscaleError.ts"
 
-/** The most a datagram can carry through the crate's network stack. */
+/** The most a datagram can carry through the crate's network stack (the addon's `MAX_DATAGRAM_BYTES`, checked by a test). */
 export const maxDatagramBytes = 4096
 
 /** A received datagram: its bytes and who sent it. */

@@ -3,11 +3,12 @@
  * stream, and UDP queues with the crate's size limit. Backend-shaped (promises), no Effect.
  */
 import type { RawSocketAddress, RawTcpStream } from "@effect-tailscale/core/Backend"
+import { maxDatagramBytes } from "@effect-tailscale/core/UdpSocket"
 
 export const fail = (code: string, message: string) => new Error(`${code}: ${message}`)
 
-/** The largest UDP datagram, as in tailscale-rs's network stack. */
-export const MAX_DATAGRAM_BYTES = 4096
+/** The largest UDP datagram, as in tailscale-rs's network stack (core's one copy of it). */
+export const MAX_DATAGRAM_BYTES = maxDatagramBytes
 /** Datagrams a UDP socket queues before it drops more. */
 export const UDP_QUEUE = 32
 
