@@ -383,10 +383,8 @@ export const make: (
     peers: Effect.gen(function*() {
       // A device that ends meanwhile is followed by its successor, or the gate's failure.
       while (true) {
-        const device = yield* supervised.current
-        const table = yield* watchTable(device, 0, "peers")
+        const table = yield* watchTable(yield* supervised.current, 0, "peers")
         if (table !== null) return yield* Effect.forEach(table.peers, decodeNodeInfo)
-        yield* Effect.promise(() => device.ended ?? Promise.resolve(null))
       }
     }).pipe(within("peers", timeouts.netmap), Effect.withSpan("Tailscale.peers")),
     peerChanges: peerChanges(supervised, decodeNodeInfo),

@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import type { DialTarget } from "@effect-tailscale/core/Address"
+import type { ControlLink } from "@effect-tailscale/core/DeviceState"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
 import { TailscaleError, timeout } from "@effect-tailscale/core/TailscaleError"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
@@ -83,6 +84,15 @@ const tally = (
       healthyAfter: yield* healthy
     }
   })
+
+/** Waits until `device` is `Running` with control `link`, within `limit` (none by default). */
+export const untilControl = (device: TailscaleService, link: ControlLink, limit?: Duration.Input) => {
+  const running = device.states.pipe(
+    Stream.filter((state) => state._tag === "Running" && state.control === link),
+    Stream.runHead
+  )
+  return limit === undefined ? running : Effect.timeout(running, limit)
+}
 
 /** One dial of `target` by name with a round trip, each step within `limit`; a wrong echo is a failure. */
 export const echoOnce = (
@@ -234,10 +244,7 @@ export const controlRestarts = (
             Effect.timeout("3 seconds"),
             Effect.ignore
           )
-          yield* device.states.pipe(
-            Stream.filter((state) => state._tag === "Running" && state.control === "Connected"),
-            Stream.runHead
-          )
+          yield* untilControl(device, "Connected")
           yield* Effect.retry(echoOnce(device, target, `restart ${round}`), { times: 5 })
         }).pipe(Effect.timeout(limitMs), Effect.exit)
         return Exit.isSuccess(back) ? Option.some(Date.now() - started) : Option.none<number>()

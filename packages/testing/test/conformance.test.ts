@@ -22,6 +22,7 @@ import {
   TailnetProvider,
   udpEcho
 } from "../src/Conformance.ts"
+import { untilControl } from "../src/Workloads.ts"
 import { failureText, invalidField, reasonTag } from "./reasons.ts"
 
 /** The state tags in order, each run of repeats (Reconnecting attempts) kept once. */
@@ -406,13 +407,7 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           yield* Effect.addFinalizer(() =>
             Effect.ignore(provider.setControlDown(false))
           )
-          yield* device.states.pipe(
-            Stream.filter((state) =>
-              state._tag === "Running" && state.control === "Unreachable"
-            ),
-            Stream.runHead,
-            Effect.timeout("15 seconds")
-          )
+          yield* untilControl(device, "Unreachable", "15 seconds")
           yield* echo(open, "during")
           const dialed = yield* device.dial({ ip: echoPeer.ipv4, port: echoPeer.tcpEchoPort }, {
             timeout: "10 seconds"
@@ -428,13 +423,7 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           assert.isTrue(Option.isSome(yield* device.peerByName(echoPeer.hostname)))
 
           yield* provider.setControlDown(false)
-          yield* device.states.pipe(
-            Stream.filter((state) =>
-              state._tag === "Running" && state.control === "Connected"
-            ),
-            Stream.runHead,
-            Effect.timeout("45 seconds")
-          )
+          yield* untilControl(device, "Connected", "45 seconds")
           yield* echo(open, "after")
           assert.strictEqual(yield* provider.echoPeerDials(`${ipv4}:${listener.localAddress.port}`, "back"), "back")
           // Never rebuilt: the outage is no loss.
@@ -442,11 +431,16 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
             tag !== seen[index - 1]
           )
           assert.notInclude(runs, "Reconnecting")
-          assert.deepStrictEqual(runs.filter((tag) => tag.startsWith("Running")), [
-            "Running Connected",
-            "Running Unreachable",
-            "Running Connected"
-          ])
+          assert.deepStrictEqual(
+            runs.filter((tag) =>
+              tag.startsWith("Running")
+            ),
+            [
+              "Running Connected",
+              "Running Unreachable",
+              "Running Connected"
+            ]
+          )
         }), { timeout: 90_000 })
 
       it.effect("with reconnection off, a lost device fails every call with DeviceLost and stops", () =>
@@ -498,7 +492,9 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           const state = yield* device.authState
           assert.strictEqual(state._tag, "NeedsLogin")
           const reported = yield* device.states.pipe(
-            Stream.filter((s) => s._tag === "NeedsLogin"),
+            Stream.filter((s) =>
+              s._tag === "NeedsLogin"
+            ),
             Stream.runHead
           )
           assert.deepStrictEqual(

@@ -31,6 +31,7 @@ import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
+import { untilControl } from "../src/Workloads.ts"
 import { readExactly, sha256 } from "./bytes.ts"
 import { failureText, reasonTag } from "./reasons.ts"
 
@@ -317,11 +318,7 @@ describe("control outage", () => {
             Effect.ignore(tailnet.startControl)
           )
           const outageEnds = Date.now() + 60_000
-          yield* device.states.pipe(
-            Stream.filter((state) => state._tag === "Running" && state.control === "Unreachable"),
-            Stream.runHead,
-            Effect.timeout("15 seconds")
-          )
+          yield* untilControl(device, "Unreachable", "15 seconds")
           // The 10 MiB go out in 160 writes spread over the outage; halfway, the rest of the
           // device is tried: lookups, a new dial, and a connection from the Go peer.
           for (let offset = 0, index = 0; offset < size; offset += chunk, index++) {
@@ -346,11 +343,7 @@ describe("control outage", () => {
           assert.deepStrictEqual(seen.at(-1), "Running Unreachable", "control was still away")
 
           yield* tailnet.startControl
-          yield* device.states.pipe(
-            Stream.filter((state) => state._tag === "Running" && state.control === "Connected"),
-            Stream.runHead,
-            Effect.timeout("45 seconds")
-          )
+          yield* untilControl(device, "Connected", "45 seconds")
           // A device that joins now is reachable without rebuilding ours.
           const { device: newcomer, ipv4: newcomerIpv4 } = yield* joined("outage-newcomer")
           const newcomerListener = yield* newcomer.listen(9102)

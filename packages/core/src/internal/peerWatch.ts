@@ -23,12 +23,19 @@ interface WatchState {
   readonly known: ReadonlyMap<string, Known>
 }
 
-/** The device's peer table once its version differs from `version`; null once the device ended. */
+/**
+ * The device's peer table once its version differs from `version`; `null` once the device has
+ * ended and the supervisor knows why, so the gate then gives its successor (or fails).
+ */
 export const watchTable = (generation: Generation, version: number, operation: string) =>
   generation.raw.watchPeers === undefined
     ? Effect.fail(internal(`${operation}: this backend cannot list its peers`))
     : Effect.tryPromise({
-      try: (): Promise<RawPeerTable | null> => generation.raw.watchPeers!(version),
+      try: async (): Promise<RawPeerTable | null> => {
+        const table = await generation.raw.watchPeers!(version)
+        if (table === null) await (generation.ended ?? Promise.resolve(null))
+        return table
+      },
       catch: (error) => fromBackend(operation, error)
     })
 
@@ -84,12 +91,8 @@ export const peerChanges = (
         const generation = current.success
         const version = generation === state.generation ? state.version : 0
         const table = yield* watchTable(generation, version, "peerChanges")
-        if (table === null) {
-          // This device ended: once the supervisor knows why, the next page takes its successor
-          // (or ends, when the service shut down).
-          yield* Effect.promise(() => generation.ended ?? Promise.resolve(null))
-          return [[], Option.some({ ...state, generation: undefined })] as const
-        }
+        // This device ended: the next page takes its successor (or ends, when the service shut down).
+        if (table === null) return [[], Option.some({ ...state, generation: undefined })] as const
         const { changes, next } = yield* diff(state.known, table.peers, decode)
         return [changes, Option.some({ generation, version: table.version, known: next })] as const
       })

@@ -11,7 +11,6 @@ import type {
   RawConnectOptions,
   RawDevice,
   RawNodeInfo,
-  RawPeerTable,
   RawSocketAddress,
   RawTcpListener,
   RawUdpSocket
@@ -318,6 +317,27 @@ export const connectDevice = async (
     }
     return result.node
   }
+  /**
+   * Resolves with what `next` gives for this device's node, once it gives something: checked now,
+   * at registration, and whenever `watchers` are called; `null` once the device ends.
+   */
+  const watchUntil = <A>(watchers: Set<() => void>, next: (node: FakeNode) => A | undefined) =>
+    new Promise<A | null>((resolve) => {
+      const done = (value: A | null) => {
+        watchers.delete(check)
+        resolve(value)
+      }
+      const check = () => {
+        if (closed || lostCause !== undefined) return done(null)
+        if (registered === undefined) return
+        const value = next(registered)
+        if (value !== undefined) done(value)
+      }
+      watchers.add(check)
+      void ended.then(() => done(null))
+      void pending.result.then(check)
+      check()
+    })
   const peers = (node: FakeNode) => [...state.nodes.values()].filter((peer) => peer !== node)
   const info = (node: FakeNode) => nodeInfo(node, state.domain)
 
@@ -357,36 +377,13 @@ export const connectDevice = async (
     },
     waitLost: () => ended,
     watchPeers: (known) =>
-      new Promise<RawPeerTable | null>((resolve) => {
-        const check = () => {
-          if (closed || lostCause !== undefined) return done(null)
-          if (registered !== undefined && state.peersVersion !== known) {
-            done({ version: state.peersVersion, peers: peers(registered).map(info) })
-          }
-        }
-        const done = (value: RawPeerTable | null) => {
-          state.peerWatchers.delete(check)
-          resolve(value)
-        }
-        state.peerWatchers.add(check)
-        void ended.then(() => done(null))
-        void pending.result.then(check)
-        check()
-      }),
+      watchUntil(
+        state.peerWatchers,
+        (node) =>
+          state.peersVersion !== known ? { version: state.peersVersion, peers: peers(node).map(info) } : undefined
+      ),
     watchControl: (known) =>
-      new Promise<boolean | null>((resolve) => {
-        const check = () => {
-          if (closed || lostCause !== undefined) return done(null)
-          if (registered !== undefined && !state.controlDown !== known) done(!state.controlDown)
-        }
-        const done = (value: boolean | null) => {
-          state.controlWatchers.delete(check)
-          resolve(value)
-        }
-        state.controlWatchers.add(check)
-        void ended.then(() => done(null))
-        check()
-      }),
+      watchUntil(state.controlWatchers, () => !state.controlDown !== known ? !state.controlDown : undefined),
     respawn: () => connectDevice(state, connect, registered)
   }
 }
