@@ -58,6 +58,17 @@ export declare class Device {
    * network map), or with `null` once the device is shut down or lost.
    */
   watchPeers(known: number): Promise<PeerTable | null>
+  /**
+   * Resolves with the direct paths once their version differs from `known` (without it: as
+   * they are now), or with `null` once the device is shut down or lost.
+   */
+  watchPaths(known?: number | undefined | null): Promise<DirectPaths | null>
+  /**
+   * Disco-pings the peer that owns tailnet address `ip`, as `tailscale ping` does: through
+   * its direct path if it has one, else to every UDP address control gave and through DERP
+   * at once. Resolves with the first pong; fails `TIMEOUT` after `timeoutMs`.
+   */
+  ping(ip: string, timeoutMs: number): Promise<Pong>
   /** The peer that owns a tailnet IP. */
   peerByIp(ip: string): Promise<NodeInfo | null>
   /** The peers whose accepted routes are the most specific match for `ip`. */
@@ -186,6 +197,21 @@ export interface Datagram {
   port: number
 }
 
+/** The direct path of one peer. */
+export interface DirectPath {
+  /** The peer's `nodekey:<hex>`. */
+  nodeKey: string
+  /** `ip:port` or `[ip]:port`: where its traffic goes over UDP. */
+  endpoint: string
+}
+
+/** Every peer on a direct path (the others' traffic goes through DERP). */
+export interface DirectPaths {
+  /** Counts the changes; 0 before the first. */
+  version: number
+  paths: Array<DirectPath>
+}
+
 /** Every code a rejection can carry, as the prefix of its message (`"<CODE>: …"`). */
 export type ErrorCode = 'KEY_FILE' | 'INVALID_ARGUMENT' | 'CONTROL_UNREACHABLE' | 'NOT_AUTHORIZED' | 'TIMEOUT' | 'CONNECTION_REFUSED' | 'CONNECTION_RESET' | 'ADDRESS_IN_USE' | 'MESSAGE_TOO_LARGE' | 'DEVICE_CLOSED' | 'DEVICE_LOST' | 'INTERNAL'
 
@@ -268,6 +294,14 @@ export interface PeerTable {
   version: number
   /** Every peer, ordered by node id. */
   peers: Array<NodeInfo>
+}
+
+/** A disco ping's pong. */
+export interface Pong {
+  /** Round trip, in milliseconds (fractional). */
+  latencyMs: number
+  /** The UDP `ip:port` that answered, or null when the pong came through DERP. */
+  endpoint?: string
 }
 
 export declare function publicKeys(keyState: string): PublicKeys

@@ -22,6 +22,7 @@ use crate::logging;
 use crate::logout;
 use crate::node_info::NodeInfo;
 use crate::options::{ConnectOptions, prepare};
+use crate::peer_paths::{self, DirectPaths, Pong};
 use crate::peer_table::{self, PeerTable};
 use crate::ports::Protocol;
 use crate::sync::Recover;
@@ -256,6 +257,37 @@ impl Device {
     pub async fn watch_peers(&self, known: f64) -> napi::Result<Option<PeerTable>> {
         let receiver = self.call("watchPeers", |d| async move { peer_table::watch(&d).await }).await?;
         Ok(self.unless_closed(peer_table::changed_from(receiver, known as u64)).await.ok().flatten())
+    }
+
+    /// Resolves with the direct paths once their version differs from `known` (without it: as
+    /// they are now), or with `null` once the device is shut down or lost.
+    #[napi]
+    pub async fn watch_paths(&self, known: Option<f64>) -> napi::Result<Option<DirectPaths>> {
+        let receiver = self.call("watchPaths", |d| async move { peer_paths::watch(&d).await }).await?;
+        let known = known.map(|version| version as u64);
+        Ok(self.unless_closed(peer_paths::changed_from(receiver, known)).await.ok().flatten())
+    }
+
+    /// Disco-pings the peer that owns tailnet address `ip`, as `tailscale ping` does: through
+    /// its direct path if it has one, else to every UDP address control gave and through DERP
+    /// at once. Resolves with the first pong; fails `TIMEOUT` after `timeoutMs`.
+    #[napi]
+    pub async fn ping(&self, ip: String, timeout_ms: f64) -> napi::Result<Pong> {
+        let addr = parse_ip("ip", &ip)?;
+        if !(timeout_ms.is_finite() && timeout_ms > 0.0) {
+            return Err(Failure::invalid("timeoutMs", timeout_ms, "must be a positive number of milliseconds").into());
+        }
+        let timeout = Duration::from_millis(timeout_ms as u64);
+        let peer = self.call("ping", |d| async move { d.peer_by_tailnet_ip(addr).await }).await?;
+        let Some(peer) = peer else {
+            return Err(Failure::invalid("ip", &ip, "is not the tailnet address of a peer").into());
+        };
+        let device = self.device()?;
+        let pinging = peer_paths::ping(&device, &peer, &ip, timeout).instrument(self.shared.span.clone());
+        let pong = self.unless_closed(pinging).await??;
+        pong.ok_or_else(|| {
+            self.device_failure(tailscale::Error::Internal(tailscale::InternalErrorKind::Actor), "ping").into()
+        })
     }
 
     /// The peer that owns a tailnet IP.

@@ -16,6 +16,7 @@ mod logging;
 mod logout;
 mod node_info;
 mod options;
+mod peer_paths;
 mod peer_table;
 mod ports;
 mod pump;

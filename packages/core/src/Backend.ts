@@ -90,6 +90,29 @@ export interface RawPeerTable {
   readonly peers: ReadonlyArray<RawNodeInfo>
 }
 
+/** A disco ping's pong. */
+export interface RawPong {
+  /** Round trip in milliseconds (fractional). */
+  readonly latencyMs: number
+  /** The UDP `ip:port` that answered; absent when the pong came through DERP. */
+  readonly endpoint?: string | null | undefined
+}
+
+/** One peer's direct path. */
+export interface RawDirectPath {
+  /** The peer's `nodekey:<hex>`. */
+  readonly nodeKey: string
+  /** `ip:port` or `[ip]:port`. */
+  readonly endpoint: string
+}
+
+/** Every peer on a direct path; the others' traffic goes through DERP. */
+export interface RawDirectPaths {
+  /** Counts the changes; 0 before the first. */
+  readonly version: number
+  readonly paths: ReadonlyArray<RawDirectPath>
+}
+
 /** Whether control authorized the device, and where a person can log it in if not. */
 export interface RawAuthState {
   readonly authorized: boolean
@@ -146,6 +169,18 @@ export interface RawDevice {
    * `peers` and `peerChanges` fail.
    */
   watchPeers?(known: number): Promise<RawPeerTable | null>
+  /**
+   * Resolves with the direct paths once their version differs from `known` (without it: as
+   * they are now), or with `null` once the device is shut down or lost. Optional: without it,
+   * every peer is reported on the relay.
+   */
+  watchPaths?(known?: number): Promise<RawDirectPaths | null>
+  /**
+   * Disco-pings the peer that owns `ip` (its direct path if it has one, else its UDP addresses
+   * and DERP at once) and resolves with the first pong; rejects `TIMEOUT` after `timeoutMs`.
+   * Optional: without it, `ping` fails.
+   */
+  ping?(ip: string, timeoutMs: number): Promise<RawPong>
   tcpListen(ip: string, port: number): Promise<RawTcpListener>
   tcpConnect(ip: string, port: number): Promise<RawTcpStream>
   udpBind(ip: string, port: number): Promise<RawUdpSocket>

@@ -38,17 +38,22 @@ import * as Logs from "./internal/logs.ts"
 import * as Metering from "./internal/metering.ts"
 import { validateOptions } from "./internal/options.ts"
 import { openDevice } from "./internal/owned.ts"
+import { pathTo, pongFrom, watchDirectCount } from "./internal/paths.ts"
 import { peerChanges, watchTable } from "./internal/peerWatch.ts"
 import { makeSockets } from "./internal/sockets.ts"
 import { defaultReconnectSchedule, type Generation, supervise } from "./internal/supervisor.ts"
-import { cachedDecoder, type NodeInfo } from "./NodeInfo.ts"
+import { cachedDecoder, NodeInfo } from "./NodeInfo.ts"
 import type { PeerChange } from "./PeerChange.ts"
+import type { PeerPath, Pong } from "./PeerPath.ts"
 import type { TailscaleError } from "./TailscaleError.ts"
 import { fromBackend, internal, invalidArgument } from "./TailscaleError.ts"
 import type * as TcpListener from "./TcpListener.ts"
 import type * as TcpStream from "./TcpStream.ts"
 import { callLimit, TailscaleTimeouts, toMillis, within, withinBackendLimit } from "./Timeouts.ts"
 import type * as UdpSocket from "./UdpSocket.ts"
+
+/** What an unbounded ping waits for at most, since the backend takes a number: a day. */
+const PING_FOREVER_MS = 86_400_000
 
 /** Options every waiting call takes. */
 export interface CallOptions {
@@ -111,6 +116,18 @@ export interface TailscaleService {
     port: number,
     options?: BindOptions
   ) => Effect.Effect<UdpSocket.UdpSocket, TailscaleError, Scope.Scope>
+  /**
+   * Disco-pings a peer (by name, tailnet IP or `NodeInfo`), as `tailscale ping` does: through
+   * its direct path when it has one, else to its UDP endpoints and through its DERP region at
+   * once. The first pong gives the round trip and the path it took. Fails `Timeout` within the
+   * dial limit (or `timeout`), and `InvalidArgument` when no peer has that name or address.
+   */
+  readonly ping: (peer: PeerInput, options?: CallOptions) => Effect.Effect<Pong, TailscaleError>
+  /**
+   * The path this device's traffic to a peer takes now: `Direct` once disco found one that
+   * answers, else `Relay`. Only peers this device talks to get a direct path.
+   */
+  readonly pathTo: (peer: PeerInput, options?: CallOptions) => Effect.Effect<PeerPath, TailscaleError>
   /** Every peer, as of the latest network map (the first one is waited for, within the netmap limit). */
   readonly peers: Effect.Effect<ReadonlyArray<NodeInfo>, TailscaleError>
   /**
@@ -129,6 +146,9 @@ export interface TailscaleService {
    */
   readonly shutdown: Effect.Effect<boolean>
 }
+
+/** A peer by bare hostname or FQDN, by tailnet IP, or as a `NodeInfo` from a lookup. */
+export type PeerInput = string | IpInput | NodeInfo
 
 /** The device in context: `yield* Tailscale`. Provided by `NodeTailscale.layer` (or the fake tailnet in tests). */
 export class Tailscale extends Context.Service<Tailscale, TailscaleService>()("@effect-tailscale/core/Tailscale") {}
@@ -336,6 +356,28 @@ export const make: (
         : Effect.asVoid(netmapCall("peers", "dial", "Infinity", (d) => d.raw.peersWithRoute(formatIp(ip))))
   })
 
+  yield* watchDirectCount(supervised, meter.directPeers).pipe(Effect.forkScoped)
+
+  /** The peer `input` names, or `InvalidArgument` when no peer has that name or address. */
+  const resolvePeer = (operation: string, input: PeerInput, limit: Duration.Input) =>
+    Effect.gen(function*() {
+      if (input instanceof NodeInfo) return input
+      const byName = typeof input === "string" && Result.isFailure(NetAddress.ipFromString(input))
+      if (byName && input.replace(/\.$/, "") === "") {
+        return yield* Effect.fail(invalidArgument("peer", "must not be empty"))
+      }
+      const found = byName
+        ? yield* lookupName(operation, limit, input)
+        : yield* Effect.flatMap(
+          parseIp("peer", input),
+          (ip) => netmapCall("peers", operation, limit, (d) => d.raw.peerByIp(formatIp(ip)))
+        )
+      if (found === null) {
+        return yield* Effect.fail(invalidArgument("peer", `no peer has the name or address ${shown(input)}`))
+      }
+      return yield* decodeNodeInfo(found)
+    })
+
   const service: TailscaleService = {
     ipv4: ownIpv4(timeouts.netmap).pipe(Effect.withSpan("Tailscale.ipv4")),
     ipv6: ownIpv6(timeouts.netmap).pipe(Effect.withSpan("Tailscale.ipv6")),
@@ -388,6 +430,22 @@ export const make: (
       }
     }).pipe(within("peers", timeouts.netmap), Effect.withSpan("Tailscale.peers")),
     peerChanges: peerChanges(supervised, decodeNodeInfo),
+    ping: Effect.fn("Tailscale.ping")(function*(input: PeerInput, options?: CallOptions) {
+      const limit = yield* callLimit(options?.timeout, timeouts.dial)
+      return yield* Effect.gen(function*() {
+        const peer = yield* resolvePeer("ping", input, limit)
+        const raw = yield* call("ping", "Infinity", (d) =>
+          d.raw.ping === undefined
+            ? Promise.reject(new Error("INTERNAL: this backend cannot ping"))
+            : d.raw.ping(formatIp(peer.ipv4), toMillis(limit) ?? PING_FOREVER_MS))
+        return pongFrom(peer, raw)
+      }).pipe(within("ping", limit))
+    }),
+    pathTo: Effect.fn("Tailscale.pathTo")(function*(input: PeerInput, options?: CallOptions) {
+      const limit = yield* netmapLimit(options)
+      const peer = yield* resolvePeer("pathTo", input, limit)
+      return yield* pathTo(supervised, peer).pipe(within("pathTo", limit))
+    }),
     ...sockets,
     state: SubscriptionRef.get(supervised.state),
     states: SubscriptionRef.changes(supervised.state).pipe(

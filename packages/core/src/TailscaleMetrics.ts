@@ -12,6 +12,7 @@
  * | `tailscale_dials` | counter, attribute `outcome` | dials, by `success` or the failure's reason (`ConnectionRefused`, `Timeout`, …) |
  * | `tailscale_lookups` | counter, attribute `kind` | `peerByName`, `peerByIp` and `peersWithRoute` calls |
  * | `tailscale_device_states` | frequency | states the device entered (`Connecting`, `Running`, `Reconnecting`, …) |
+ * | `tailscale_direct_peers` | gauge | peers reached over a direct UDP path now (the rest go through DERP) |
  *
  * @since 0.1.0
  */
@@ -47,4 +48,9 @@ export const lookups = Metric.counter("tailscale_lookups", {
 /** `tailscale_device_states`: how often the device entered each state. */
 export const deviceStates = Metric.frequency("tailscale_device_states", {
   description: "States the device entered"
+})
+
+/** `tailscale_direct_peers`: peers this device reaches over a direct UDP path now. */
+export const directPeers = Metric.gauge("tailscale_direct_peers", {
+  description: "Peers reached over a direct UDP path now (the others through a DERP relay)"
 })

@@ -47,6 +47,9 @@ func startAdmin(listenIP netip.Addr, ctl *control, p *peer, authKey, workDir str
 	mux.HandleFunc("GET /send-tcp", func(w http.ResponseWriter, r *http.Request) {
 		sendPattern(w, r, p)
 	})
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+		pingFromPeer(w, r, p)
+	})
 	mux.HandleFunc("GET /fetch", func(w http.ResponseWriter, r *http.Request) {
 		fetch(w, r, p)
 	})
@@ -316,6 +319,29 @@ func fetch(w http.ResponseWriter, r *http.Request, p *peer) {
 		return
 	}
 	writeJSON(w, map[string]any{"status": res.StatusCode, "body": string(body)})
+}
+
+// pingFromPeer has the Go peer disco-ping the node at ?ip= as `tailscale ping` does, and
+// reports Go's result: the latency and the endpoint or DERP region the pong came by, or why not.
+func pingFromPeer(w http.ResponseWriter, r *http.Request, p *peer) {
+	ctx, cancel := timeoutContext(r)
+	defer cancel()
+	ip, err := netip.ParseAddr(r.FormValue("ip"))
+	if err != nil {
+		http.Error(w, "ip: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	lc, err := p.server.LocalClient()
+	if err != nil {
+		http.Error(w, "local client: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	result, err := lc.Ping(ctx, ip, tailcfg.PingDisco)
+	if err != nil {
+		http.Error(w, "ping: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	writeJSON(w, result)
 }
 
 // writePattern writes n bytes where byte i is i mod 251 (a prime, so the pattern never lines

@@ -85,6 +85,15 @@ export interface FakeTailnetService {
    * unless reconnection is off.
    */
   readonly loseDevice: (hostname: string, cause?: string) => Effect.Effect<void>
+  /**
+   * The path the node's traffic to `peer` takes, as its `pathTo` and `ping` report it: a direct
+   * path to an endpoint (`"ip:port"`), or `"relay"` (DERP, where every path starts).
+   */
+  readonly setPath: (
+    hostname: string,
+    peer: string,
+    path: "relay" | { readonly direct: string }
+  ) => Effect.Effect<void>
 }
 
 /** The in-memory tailnet in context. */
@@ -133,7 +142,8 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         offline: false,
         listeners: new Map(),
         udp: new Map(),
-        streams: new Set()
+        streams: new Set(),
+        directPaths: new Map()
       }
       nodes.set(id, node)
       state.peersChanged()
@@ -155,6 +165,8 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         state.peersVersion++
         for (const watcher of [...state.peerWatchers]) watcher()
       },
+      pathsVersion: 0,
+      pathWatchers: new Set(),
       requireLogin: false,
       udpLossEvery: 0,
       datagramsSent: 0,
@@ -202,7 +214,18 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
       setLatency: (input) => Effect.sync(() => void (latency = Duration.fromInputUnsafe(input))),
       setUdpLoss: (everyNth) => Effect.sync(() => void (state.udpLossEvery = everyNth)),
       loseDevice: (hostname, cause = "lost by FakeTailnet.loseDevice") =>
-        Effect.sync(() => find(hostname).forEach((node) => state.losers.get(node)?.(cause)))
+        Effect.sync(() => find(hostname).forEach((node) => state.losers.get(node)?.(cause))),
+      setPath: (hostname, peer, path) =>
+        Effect.sync(() => {
+          for (const node of find(hostname)) {
+            for (const other of find(peer)) {
+              if (path === "relay") node.directPaths.delete(other.id)
+              else node.directPaths.set(other.id, path.direct)
+            }
+          }
+          state.pathsVersion++
+          for (const watcher of [...state.pathWatchers]) watcher()
+        })
     }
     return service
   })

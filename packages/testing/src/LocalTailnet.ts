@@ -88,6 +88,21 @@ export type PeerPath =
   | { readonly _tag: "Direct"; readonly endpoint: string }
   | { readonly _tag: "Relay"; readonly region: string }
 
+/** The Go peer's disco ping of a node: the round trip, and the path the pong came back by. */
+export interface GoPong {
+  readonly latencyMs: number
+  readonly path: PeerPath
+}
+
+/** The fields of Go's `ipnstate.PingResult` that `pingFromPeer` reads. */
+interface GoPingResult {
+  readonly Err?: string
+  readonly LatencySeconds?: number
+  readonly Endpoint?: string
+  readonly DERPRegionID?: number
+  readonly DERPRegionCode?: string
+}
+
 /** A byte count and its SHA-256, to compare transfers. */
 export interface Transfer {
   readonly bytes: number
@@ -132,6 +147,11 @@ export interface LocalTailnetService {
   readonly sendFromPeer: (address: string, bytes: number) => Effect.Effect<Transfer, LocalTailnetError>
   /** The Go peer GETs `url` over the tailnet. */
   readonly fetchFromPeer: (url: string) => Effect.Effect<{ status: number; body: string }, LocalTailnetError>
+  /**
+   * The Go peer disco-pings the node with `ip`, as `tailscale ping` does, and reports how the
+   * pong came back: `Direct` by a UDP endpoint or `Relay` through a DERP region.
+   */
+  readonly pingFromPeer: (ip: string) => Effect.Effect<GoPong, LocalTailnetError>
   /** New registrations wait for an interactive login. */
   readonly requireLogin: (on: boolean) => Effect.Effect<void, LocalTailnetError>
   /** Approves a login URL a device reported. */
@@ -255,6 +275,16 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
         json<Transfer>(`/dial-tcp-hash?addr=${q(address)}&timeout=60000`, { method: "POST", body: data }),
       sendFromPeer: (address, bytes) => json<Transfer>(`/send-tcp?addr=${q(address)}&n=${bytes}&timeout=60000`),
       fetchFromPeer: (url) => json<{ status: number; body: string }>(`/fetch?url=${q(url)}&timeout=30000`),
+      pingFromPeer: (ip) =>
+        Effect.flatMap(json<GoPingResult>(`/ping?ip=${q(ip)}&timeout=15000`), (result) =>
+          result.Err
+            ? Effect.fail(failure("pingFromPeer")(`the Go peer's ping of ${ip} failed: ${result.Err}`))
+            : Effect.succeed<GoPong>({
+              latencyMs: (result.LatencySeconds ?? 0) * 1000,
+              path: result.Endpoint
+                ? { _tag: "Direct", endpoint: result.Endpoint }
+                : { _tag: "Relay", region: result.DERPRegionCode ?? String(result.DERPRegionID ?? "") }
+            })),
       requireLogin: (on) => Effect.asVoid(admin(`/require-auth?on=${on}`, { method: "POST" })),
       completeLogin: (url) => Effect.asVoid(admin(`/complete-auth?url=${q(url)}`, { method: "POST" })),
       restartControl: (downMs = 300) => Effect.asVoid(admin(`/control-restart?downMs=${downMs}`, { method: "POST" })),

@@ -1,10 +1,13 @@
 /** The fake's own behaviour: determinism, control plane, faults. No real sleeps (TestClock). */
 import { DeviceState } from "@effect-tailscale/core/DeviceState"
+import { PeerPath } from "@effect-tailscale/core/PeerPath"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import * as TailscaleMetrics from "@effect-tailscale/core/TailscaleMetrics"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
@@ -15,6 +18,20 @@ import * as TailscaleMock from "../src/TailscaleMock.ts"
 import { reasonTag } from "./reasons.ts"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+/**
+ * The gauge's value once it reads `expected`, or after 100 turns of the event loop (its watch
+ * resolves through a promise, so a moment after the change; TestClock stops real sleeps).
+ */
+const gaugeSettlesAt = (gauge: Metric.Metric<number, Metric.GaugeState<number>>, expected: number) =>
+  Effect.gen(function*() {
+    for (let turn = 0; turn < 100; turn++) {
+      const value = (yield* Metric.value(gauge)).value
+      if (value === expected) return value
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+    }
+    return (yield* Metric.value(gauge)).value
+  })
 
 describe("FakeTailnet", () => {
   it.effect("is deterministic: same seed, same tailnet; addresses in join order", () =>
@@ -92,6 +109,34 @@ describe("FakeTailnet", () => {
       const dial = yield* Effect.forkChild(Effect.exit(Effect.scoped(a.dial("b:80", { timeout: "5 seconds" }))))
       yield* TestClock.adjust("5 seconds")
       assert.strictEqual(reasonTag(yield* Fiber.join(dial)), "Timeout")
+    }))
+
+  it.effect("paths: every peer starts on the relay; the path a test sets is what pathTo, ping and the gauge report", () =>
+    Effect.gen(function*() {
+      const tailnet = yield* FakeTailnet.make()
+      const a = yield* tailnet.addDevice({ hostname: "a" })
+      yield* tailnet.addDevice({ hostname: "b" })
+      const b = Option.getOrThrow(yield* a.peerByName("b"))
+      const relay = PeerPath.Relay({ region: b.derpRegion })
+      assert.deepStrictEqual(yield* a.pathTo("b"), relay)
+      assert.deepStrictEqual((yield* a.ping(b)).path, relay)
+
+      yield* tailnet.setPath("a", "b", { direct: "192.168.1.20:41641" })
+      const direct = PeerPath.Direct({ endpoint: "192.168.1.20:41641" })
+      assert.deepStrictEqual(yield* a.pathTo(b.ipv4), direct)
+      assert.deepStrictEqual((yield* a.ping("b")).path, direct)
+      const gauge = Metric.withAttributes(TailscaleMetrics.directPeers, { device: "a" })
+      assert.strictEqual(yield* gaugeSettlesAt(gauge, 1), 1)
+
+      yield* tailnet.setPath("a", "b", "relay")
+      assert.deepStrictEqual(yield* a.pathTo("b"), relay)
+      assert.strictEqual(yield* gaugeSettlesAt(gauge, 0), 0)
+
+      // An offline peer never answers: the ping ends in its timeout.
+      yield* tailnet.setOffline("b", true)
+      const ping = yield* Effect.forkChild(Effect.exit(a.ping("b", { timeout: "3 seconds" })))
+      yield* TestClock.adjust("3 seconds")
+      assert.strictEqual(reasonTag(yield* Fiber.join(ping)), "Timeout")
     }))
 
   it.effect("a reset mid-stream reaches the reader as ConnectionReset", () =>

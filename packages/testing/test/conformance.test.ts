@@ -2,8 +2,10 @@
  * The conformance suite, once per provider: `conformance > FakeTailnet > …` and
  * `conformance > LocalTailnet > …`. Where the two differ, the difference is pinned down here.
  */
+import * as PeerPath from "@effect-tailscale/core/PeerPath"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import { assert, describe, layer } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -301,6 +303,33 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           assert.notInclude((yield* device.peers).map((peer) => peer.hostname), "conformance-peers-newcomer")
         }), { timeout: 120_000 })
 
+      it.effect("ping: the echo peer answers by name, IP and node, with the path the pong took; pathTo agrees on its form", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const device = yield* provider.join("conformance-ping")
+          const peer = Option.getOrThrow(yield* device.peerByName(provider.echoPeer.hostname))
+          for (const target of [provider.echoPeer.hostname, provider.echoPeer.ipv4, peer]) {
+            const pong = yield* device.ping(target, { timeout: "20 seconds" })
+            assert.isTrue(Duration.isGreaterThanOrEqualTo(pong.latency, Duration.zero))
+            assert.isTrue(Duration.isLessThan(pong.latency, Duration.seconds(20)))
+            PeerPath.PeerPath.$match(pong.path, {
+              Direct: ({ endpoint }) =>
+                assert.match(endpoint, /^(\d+\.\d+\.\d+\.\d+|\[[0-9a-f:]+\]):\d+$/),
+              Relay: ({ region }) =>
+                assert.deepStrictEqual(region, peer.derpRegion)
+            })
+          }
+          const path = yield* device.pathTo(peer)
+          if (path._tag === "Relay") assert.deepStrictEqual(path.region, peer.derpRegion)
+          else assert.match(path.endpoint, /:\d+$/)
+          assert.strictEqual(invalidField(yield* Effect.exit(device.ping("100.100.100.100"))), "InvalidArgument peer")
+          assert.strictEqual(
+            invalidField(yield* Effect.exit(device.ping("conformance-nobody"))),
+            "InvalidArgument peer"
+          )
+          assert.strictEqual(invalidField(yield* Effect.exit(device.pathTo(""))), "InvalidArgument peer")
+        }))
+
       it.effect("bad input from plain JavaScript is InvalidArgument naming the field, never a defect", () =>
         Effect.gen(function*() {
           const provider = yield* TailnetProvider
@@ -325,11 +354,9 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           const listener = yield* device.listen(0)
           const udp = yield* device.bindUdp(47_012)
           // What plain JavaScript can pass: anything.
-          const loose = (f: unknown) =>
-            f as (...args: Array<unknown>) => Effect.Effect<unknown, unknown, Scope.Scope>
+          const loose = (f: unknown) => f as (...args: Array<unknown>) => Effect.Effect<unknown, unknown, Scope.Scope>
           const badCalls: ReadonlyArray<readonly [string, () => Effect.Effect<unknown, unknown, Scope.Scope>]> = [
-            ["name", () =>
-              loose(device.peerByName)(42)],
+            ["name", () => loose(device.peerByName)(42)],
             ["ip", () => loose(device.peerByIp)(42)],
             ["target", () => loose(device.dial)(42)],
             ["peer", () => loose(device.dial)({ peer: 1, port: 2 })],

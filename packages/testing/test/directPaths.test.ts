@@ -7,13 +7,17 @@
  * DERP for a relay), which is how the path our device sends on shows: the two ends choose theirs
  * independently, and the Go peer is usually direct seconds before the crate.
  */
+import { PeerPath as DevicePath } from "@effect-tailscale/core/PeerPath"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
+import * as TailscaleMetrics from "@effect-tailscale/core/TailscaleMetrics"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import { execFileSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -123,6 +127,20 @@ const echo = (stream: TcpStream, message: Uint8Array | string) =>
     yield* stream.write(bytes)
     const reply = yield* readExactly(stream, bytes.length)
     assert.strictEqual(reply.sha256, sha256(bytes))
+  })
+
+/**
+ * The device's `tailscale_direct_peers` gauge once it reads `expected`, or what it reads after
+ * 5 s (a watch of the runtime updates it, a moment after the path changes).
+ */
+const directPeersOf = (hostname: string, expected: number) =>
+  Effect.gen(function*() {
+    const gauge = Metric.withAttributes(TailscaleMetrics.directPeers, { device: hostname })
+    const read = Effect.map(Metric.value(gauge), (state) => Number(state.value))
+    return yield* read.pipe(
+      Effect.repeat({ until: (value) => value === expected, schedule: Schedule.spaced("100 millis") }),
+      Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => read })
+    )
   })
 
 /** A tailnet packet carries at most 1280 bytes: the fewest datagrams a direct path needs for `bytes`. */
@@ -254,6 +272,17 @@ describe("direct paths", () => {
                 advertised
               )
 
+              // What the device itself reports: the path, a disco ping's path, and the gauge.
+              const ownPath = yield* device.pathTo(echoPeer)
+              assert.strictEqual(ownPath._tag, "Direct", where)
+              if (ownPath._tag === "Direct") assert.match(ownPath.endpoint, new RegExp(`^${lan.harnessAddress}:\\d+$`))
+              const pong = yield* device.ping(echoPeer)
+              assert.deepStrictEqual(pong.path, ownPath, "a ping goes the way traffic goes")
+              assert.strictEqual(yield* directPeersOf(`lan-device-${start}`, 1), 1)
+              // The Go peer's disco ping (tailscale ping) of the device comes back by the direct path.
+              const goPong = yield* tailnet.pingFromPeer(ipv4)
+              assert.strictEqual(goPong.path._tag, "Direct", JSON.stringify(goPong))
+
               // Bulk data both ways through the echo, counted in this namespace as it moves.
               const payload = randomBytes(transferBytes)
               // The device keeps its connection to its home relay open, direct or not.
@@ -296,7 +325,7 @@ describe("direct paths", () => {
           const tailnet = yield* LocalTailnet
           const relay = relayOf(tailnet)
           const began = performance.now()
-          const { ipv4, stream } = yield* joinAndEcho("lan-fallback")
+          const { device, ipv4, stream } = yield* joinAndEcho("lan-fallback")
           const direct = yield* waitForDirect(stream, ipv4, began, began + directWithinMs)
           assert.isDefined(direct.deviceDirectMs, "direct before UDP is blocked")
 
@@ -324,11 +353,20 @@ describe("direct paths", () => {
           assert.deepStrictEqual(yield* Fiber.join(echoed), { bytes: size, sha256: sha256(payload) })
           assert.isDefined(relayedAfterMs, "nothing went through the relay while UDP was blocked")
           assert.isAtMost(relayedAfterMs!, 10_000, `the relay took over after ${relayedAfterMs} ms`)
+          // The device says so too, and its pings come back through the relay.
+          const echoPeer = Option.getOrThrow(yield* device.peerByName(tailnet.info.peer.hostname))
+          assert.deepStrictEqual(yield* device.pathTo(echoPeer), DevicePath.Relay({ region: echoPeer.derpRegion }))
+          assert.strictEqual((yield* device.ping(echoPeer)).path._tag, "Relay")
+          assert.strictEqual(yield* directPeersOf("lan-fallback", 0), 0)
+          // The Go peer's disco ping now travels through DERP, and the device answers it there.
+          const goPong = yield* tailnet.pingFromPeer(ipv4)
+          assert.strictEqual(goPong.path._tag, "Relay", JSON.stringify(goPong))
 
           yield* tailnet.blockUdp(false)
           const unblocked = performance.now()
           const again = yield* waitForDirect(stream, ipv4, unblocked, unblocked + directWithinMs)
           assert.isDefined(again.deviceDirectMs, "direct again after UDP came back")
+          assert.strictEqual((yield* device.pathTo(echoPeer))._tag, "Direct")
           console.log(
             `fallback on a LAN: the relay took over ${relayedAfterMs} ms after UDP was blocked; direct again ${again.deviceDirectMs} ms after it was unblocked`
           )

@@ -15,6 +15,7 @@ export interface DeviceMeter extends SocketMeter {
   readonly dial: (outcome: string) => Effect.Effect<void>
   readonly lookup: (kind: "peerByName" | "peerByIp" | "peersWithRoute") => Effect.Effect<void>
   readonly state: (tag: string) => Effect.Effect<void>
+  readonly directPeers: (count: number) => Effect.Effect<void>
 }
 
 export const forDevice = (device: string): DeviceMeter => {
@@ -23,6 +24,7 @@ export const forDevice = (device: string): DeviceMeter => {
   const received = Metric.withAttributes(TailscaleMetrics.bytesReceived, attributes)
   const open = Metric.withAttributes(TailscaleMetrics.connectionsOpen, attributes)
   const states = Metric.withAttributes(TailscaleMetrics.deviceStates, attributes)
+  const directPeers = Metric.withAttributes(TailscaleMetrics.directPeers, attributes)
   // Made once per kind and outcome rather than on every call: lookups are a hot path.
   const lookups = {
     peerByName: Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peerByName" }), 1),
@@ -48,7 +50,8 @@ export const forDevice = (device: string): DeviceMeter => {
     closed: Metric.update(open, -1),
     dial,
     lookup: (kind) => lookups[kind],
-    state: (tag) => Metric.update(states, tag)
+    state: (tag) => Metric.update(states, tag),
+    directPeers: (count) => Metric.update(directPeers, count)
   }
 }
 

@@ -43,6 +43,8 @@ export interface FakeNode {
   readonly listeners: Map<string, Channel<FakeStream>>
   readonly udp: Map<number, Channel<Datagram>>
   readonly streams: Set<FakeStream>
+  /** The direct path to each peer that has one (`ip:port`, by peer id); the rest go through DERP. */
+  readonly directPaths: Map<number, string>
 }
 
 /**
@@ -75,6 +77,10 @@ export interface TailnetState {
   readonly peerWatchers: Set<() => void>
   /** Marks a change to the nodes and tells every peer watch. */
   readonly peersChanged: () => void
+  /** Counts the changes to any node's direct paths: the path watches' version. */
+  pathsVersion: number
+  /** Called whenever a direct path changes: each device's path watches. */
+  readonly pathWatchers: Set<() => void>
   /** Devices without an auth key wait for a login instead of being refused. */
   requireLogin: boolean
   /** Drops every `n`th datagram (0: none). */
@@ -374,6 +380,30 @@ export const connectDevice = async (
       closed ??= Promise.resolve(stop())
       settleEnded(lostCause ?? null)
       return closed
+    },
+    watchPaths: (known) =>
+      watchUntil(state.pathWatchers, (node) =>
+        known === undefined || state.pathsVersion !== known
+          ? {
+            version: state.pathsVersion,
+            paths: [...node.directPaths].flatMap(([id, endpoint]) => {
+              const peer = state.nodes.get(id)
+              return peer === undefined ? [] : [{ nodeKey: peer.nodeKey, endpoint }]
+            })
+          }
+          : undefined),
+    ping: async (ip, _timeoutMs) => {
+      const node = await self("ping")
+      const peer = byIp(state, normalizeIp(ip))
+      if (peer === undefined || peer === node) {
+        throw fail("INVALID_ARGUMENT", `ip: is not the tailnet address of a peer (got "${ip}")`)
+      }
+      // An offline peer never answers: core's limit ends the wait, as the backend's would.
+      if (peer.offline) return never()
+      const started = performance.now()
+      await state.delay()
+      await state.delay()
+      return { latencyMs: performance.now() - started, endpoint: node.directPaths.get(peer.id) ?? null }
     },
     waitLost: () => ended,
     watchPeers: (known) =>
