@@ -197,6 +197,9 @@ export interface Datagram {
   port: number
 }
 
+/** How long a shutdown waits for a graceful stop when its caller names no limit, in milliseconds. */
+export declare const DEFAULT_SHUTDOWN_MS: number
+
 /** The direct path of one peer. */
 export interface DirectPath {
   /** The peer's `nodekey:<hex>`. */

@@ -840,6 +840,7 @@ module.exports.TcpListener = nativeBinding.TcpListener
 module.exports.TcpStream = nativeBinding.TcpStream
 module.exports.UdpSocket = nativeBinding.UdpSocket
 module.exports.buildInfo = nativeBinding.buildInfo
+module.exports.DEFAULT_SHUTDOWN_MS = nativeBinding.DEFAULT_SHUTDOWN_MS
 module.exports.ErrorCode = nativeBinding.ErrorCode
 module.exports.Code = nativeBinding.Code
 module.exports.generateKeyState = nativeBinding.generateKeyState

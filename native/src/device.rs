@@ -18,6 +18,7 @@ use crate::control_link;
 use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
 use crate::health;
 use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, new_span, release_free_memory, start, stop};
+use crate::limits::DEFAULT_SHUTDOWN;
 use crate::logging;
 use crate::logout;
 use crate::node_info::NodeInfo;
@@ -398,7 +399,7 @@ impl Device {
     #[napi]
     pub async fn shutdown(&self, timeout_ms: Option<f64>) -> napi::Result<bool> {
         let timeout = match timeout_ms {
-            None => Duration::from_secs(5),
+            None => DEFAULT_SHUTDOWN,
             Some(ms) if ms.is_finite() && ms >= 0.0 => Duration::from_millis(ms as u64),
             Some(ms) => {
                 return Err(Failure::invalid("timeoutMs", ms, "must be a finite number of milliseconds >= 0").into());

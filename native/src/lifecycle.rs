@@ -15,6 +15,7 @@ use crate::control_link::{self, ControlLink};
 use crate::control_probe::{connect_timed_out, probe_control, within};
 use crate::error::{Failure, Result, from_device};
 use crate::health::{self, Health};
+use crate::limits::DEFAULT_SHUTDOWN;
 use crate::logging;
 use crate::logout;
 use crate::ports::PortTable;
@@ -119,7 +120,7 @@ impl Drop for Shared {
         let logout = self.logs_out().then(|| self.recipe.duplicate());
         self.runtime.spawn(
             async move {
-                device.shutdown(Some(Duration::from_secs(5))).await;
+                device.shutdown(Some(DEFAULT_SHUTDOWN)).await;
                 if let Some(recipe) = logout {
                     logout::log_out(&recipe.config, recipe.auth_key.as_deref(), LOGOUT_MIN).await;
                 }

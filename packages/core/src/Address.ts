@@ -82,6 +82,13 @@ const parseHost = (
   return Effect.succeed({ _tag: "Name" })
 }
 
+/**
+ * The `"host:port"` dial target for a host as Node's `net` and `http` give it (an IPv6 address
+ * without brackets, a peer name, or an IPv4 address): `parseDialTarget` decides what it is.
+ */
+export const hostAndPort = (host: string, port: number): DialTarget =>
+  host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`
+
 /** Splits `"host:port"` (the port after the last colon; IPv6 needs brackets: `"[fd7a::1]:80"`). */
 export const parseDialTarget = (
   target: DialTarget

@@ -49,7 +49,7 @@ import type { TailscaleError } from "./TailscaleError.ts"
 import { fromBackend, internal, invalidArgument } from "./TailscaleError.ts"
 import type * as TcpListener from "./TcpListener.ts"
 import type * as TcpStream from "./TcpStream.ts"
-import { callLimit, TailscaleTimeouts, toMillis, within, withinBackendLimit } from "./Timeouts.ts"
+import { callLimit, defaults as defaultTimeouts, TailscaleTimeouts, toMillis, within, withinBackendLimit } from "./Timeouts.ts"
 import type * as UdpSocket from "./UdpSocket.ts"
 
 /** What an unbounded ping waits for at most, since the backend takes a number: a day. */
@@ -262,7 +262,8 @@ export const make: (
         supervise(device, {
           reconnect: options.reconnect ?? true,
           schedule: options.reconnectSchedule ?? defaultReconnectSchedule,
-          shutdownMs: toMillis(timeouts.shutdown) ?? 5_000,
+          // A backend takes a number: a shutdown without a limit gets the default one.
+          shutdownMs: toMillis(timeouts.shutdown) ?? toMillis(defaultTimeouts.shutdown)!,
           connectAgain
         })
       )

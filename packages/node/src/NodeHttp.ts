@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import { hostAndPort } from "@effect-tailscale/core/Address"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import type { TcpListener } from "@effect-tailscale/core/TcpListener"
@@ -97,7 +98,7 @@ export const makeSocketFactory: Effect.Effect<TailnetConnect, never, Tailscale |
   const tailscale = yield* Tailscale
   const scope = yield* Effect.scope
   const runPromise = Effect.runPromiseWith(yield* Effect.context<never>())
-  return (host, port) => runPromise(ownSocket(scope, tailscale.dial({ ...hostTarget(host), port })))
+  return (host, port) => runPromise(ownSocket(scope, tailscale.dial(hostAndPort(host, port))))
 })
 
 /**
@@ -111,4 +112,3 @@ export const makeAgent: Effect.Effect<TailnetAgent, never, Tailscale | Scope.Sco
   return agent
 })
 
-const hostTarget = (host: string) => (/^[\d.]+$|:/.test(host) ? { ip: host } : { peer: host })

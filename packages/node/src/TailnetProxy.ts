@@ -15,6 +15,7 @@
  *
  * @since 0.1.0
  */
+import { type DialTarget, hostAndPort } from "@effect-tailscale/core/Address"
 import { Tailscale, type TailscaleService } from "@effect-tailscale/core/Tailscale"
 import { AddressInUse, TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import * as Context from "effect/Context"
@@ -52,7 +53,7 @@ export interface TailnetProxyOptions {
 }
 
 /** Dials `target` over the device and splices it with `client` until either side closes. */
-type Splice = (target: string, client: net.Socket, head: Buffer, answer: Answer) => void
+type Splice = (target: DialTarget, client: net.Socket, head: Buffer, answer: Answer) => void
 
 /** How the proxy tells its client that the tailnet side is (or is not) connected. */
 interface Answer {
@@ -62,7 +63,7 @@ interface Answer {
 
 const makeSplice = (tailscale: TailscaleService, scope: Scope.Scope): Splice => (target, client, head, answer) => {
   const connection = Effect.gen(function*() {
-    const stream = yield* tailscale.dial(target as `${string}:${number}`)
+    const stream = yield* tailscale.dial(target)
     const tailnet = yield* fromTcpStream(stream)
     answer.connected()
     if (head.length > 0) tailnet.write(head)
@@ -148,11 +149,11 @@ const socksHandshake = async (client: net.Socket, splice: Splice) => {
   let host: string
   if (addressType === 0x01) host = [...(await read(4))].join(".")
   else if (addressType === 0x03) host = (await read((await read(1))[0]!)).toString("utf8")
-  else if (addressType === 0x04) host = `[${(await read(16)).toString("hex").match(/.{4}/g)!.join(":")}]`
+  else if (addressType === 0x04) host = (await read(16)).toString("hex").match(/.{4}/g)!.join(":")
   else return client.end(reply(0x08))
   const port = (await read(2)).readUInt16BE(0)
   if (command !== 0x01) return client.end(reply(0x07)) // CONNECT only
-  splice(`${host}:${port}`, client, release(), {
+  splice(hostAndPort(host, port), client, release(), {
     connected: () => client.write(reply(0x00)),
     failed: (reason) => client.end(reply(socksReply(reason)))
   })
@@ -194,7 +195,8 @@ export const make = (options: TailnetProxyOptions = {}) =>
     httpProxy.on("connect", (request: http.IncomingMessage, client: net.Socket, head: Buffer) => {
       track(client)
       client.pause()
-      splice(request.url ?? "", client, head, {
+      // What the client sent, unchecked: `dial` refuses anything but "host:port".
+      splice((request.url ?? "") as DialTarget, client, head, {
         connected: () => client.write("HTTP/1.1 200 Connection Established\r\n\r\n"),
         failed: (reason) => client.end(`HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\n\r\n${reason}\n`)
       })
