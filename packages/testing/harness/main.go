@@ -92,6 +92,11 @@ func main() {
 	// The tsnet nodes' state and the test CA live here, and go when the harness exits normally.
 	workDir := must(os.MkdirTemp("", "tailnet-harness-"))
 	defer os.RemoveAll(workDir)
+	// MkdirTemp makes it 0700: a device run as another user could not read the CA file (public)
+	// inside. Others may pass through to a name they know, not list what is here.
+	if err := os.Chmod(workDir, 0o711); err != nil {
+		log.Fatal(err)
+	}
 	caFile := filepath.Join(workDir, "ca.pem")
 	cert := newTestCA(caFile, listenIP)
 	derpCert, certName := cert, ""

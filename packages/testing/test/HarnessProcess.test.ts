@@ -2,8 +2,9 @@
  * The harness process on its own: built when missing, started, stopped without leaving a
  * process, a file, a network namespace or an interface behind.
  */
+import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
-import { mkdtemp, readdir, rm } from "node:fs/promises"
+import { chmod, mkdtemp, readdir, rm } from "node:fs/promises"
 import { networkInterfaces, tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
@@ -27,6 +28,7 @@ describe("HarnessProcess", () => {
       const binary = join(dir, "tailnet-harness")
       // The harness's own temporary files go here, so the test can see that none are left.
       const temp = await mkdtemp(join(tmpdir(), "harness-temp-"))
+      await chmod(temp, 0o1777) // as /tmp is
       const savedTemp = process.env.TMPDIR
       process.env.TMPDIR = temp
       const harness = await startHarness({ binary }).finally(() => {
@@ -45,6 +47,9 @@ describe("HarnessProcess", () => {
       expect(ready.plainControlUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
       expect(ready.caFile.startsWith(temp)).toBe(true)
       expect(ready.peer.hostname).toBe("echo-peer")
+      // A device run as another user (here: nobody) can read the CA file.
+      const asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", "cat", ready.caFile]
+      expect(execFileSync("setpriv", asNobody, { encoding: "utf8" })).toMatch(/^-----BEGIN CERTIFICATE-----/)
       const peers = await fetch(new URL("/peers", ready.adminUrl))
       expect(peers.ok).toBe(true)
       const pid = harness.pid

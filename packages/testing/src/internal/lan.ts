@@ -137,6 +137,18 @@ export const setUdpBlocked = async (segment: LanSegment, blocked: boolean): Prom
   for (const rule of rules) await run("nft", rule.split(" "))
 }
 
+/**
+ * Waits until our end of the pair has its carrier (a moment after both ends are up): until
+ * then the interface is not running, and a device started meanwhile would see no address.
+ */
+const carrierOn = async (segment: LanSegment): Promise<void> => {
+  const deadline = Date.now() + 5_000
+  while (!(networkInterfaces()[segment.interfaceName] ?? []).some((a) => a.address === segment.deviceAddress)) {
+    if (Date.now() > deadline) throw new Error(`${segment.interfaceName} has no carrier 5 s after both ends came up`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
 /** What `makeLan` gives: the segment, and how to remove it (safe to call more than once). */
 export interface Lan {
   readonly segment: LanSegment
@@ -201,6 +213,7 @@ export const makeLan = async (): Promise<Lan> => {
     await ip(...inside, "link", "set", "lo", "up")
     await ip(...inside, "link", "set", harnessInterface, "up")
     await ip("link", "set", segment.interfaceName, "up")
+    await carrierOn(segment)
     return { segment, remove }
   } catch (error) {
     await remove()
