@@ -37,3 +37,19 @@ for dir in native "native/npm/$addon_platform" packages/core packages/node packa
   (cd "$dir" && pnpm pack --pack-destination "$out" >/dev/null)
 done
 ls "$out"/*.tgz
+
+# Our packages depend on one another by version, which the registry does not have yet: a project
+# installs the tarballs with overrides that point each name at its file.
+node - "$out" >&2 <<'NODE'
+const fs = require("node:fs")
+const path = require("node:path")
+const out = process.argv[2]
+const files = fs.readdirSync(out).filter((f) => f.endsWith(".tgz")).sort()
+const name = (f) => "@effect-tailscale/" + f.replace(/^effect-tailscale-/, "").replace(/-\d+\.\d+\.\d+\.tgz$/, "")
+const overrides = Object.fromEntries(files.map((f) => [name(f), `file:${path.join(out, f)}`]))
+console.error(`
+To use these in a project before the packages are on the registry, add to its package.json:
+${JSON.stringify({ pnpm: { overrides } }, null, 2)}
+then: pnpm add @effect-tailscale/node effect@^4.1.5 @effect/platform-node@^4.1.5
+      pnpm add -D @effect-tailscale/testing @effect/vitest@^4.1.5`)
+NODE
