@@ -16,6 +16,7 @@ import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as NativeBackend from "./NativeBackend.ts"
 
@@ -30,6 +31,16 @@ export const make = (
     const backend = yield* NativeBackend.make()
     return yield* Tailscale_.make(backend, options)
   })
+
+/**
+ * A fresh identity (random node, machine and disco keys) as the JSON a key file holds, for the
+ * `keyState` option: a device built from it joins as the same node every time, with no key file.
+ * It holds private keys, so it comes redacted: store it as you would a password.
+ */
+export const generateKeyState: Effect.Effect<Redacted.Redacted<string>, TailscaleError> = Effect.map(
+  NativeBackend.load(),
+  (native) => Redacted.make(native.generateKeyState())
+)
 
 /**
  * Forwards the addon's log records that belong to no device (a key file loaded outside a device,

@@ -4,6 +4,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as NativeBackend from "../src/NativeBackend.ts"
 import * as NodeTailscale from "../src/NodeTailscale.ts"
 
@@ -35,6 +38,24 @@ describe("NodeTailscale", () => {
       assert.strictEqual(options.ephemeral, true)
       assert.strictEqual(options.logFilter, "info,ts_runtime=debug")
       assert.strictEqual(options.caFile, "/etc/ssl/private-ca.pem")
+    }))
+
+  it.effect("generateKeyState: a redacted, fresh identity each time, with every key a key file holds", () =>
+    Effect.gen(function*() {
+      const first = yield* NodeTailscale.generateKeyState
+      const second = yield* NodeTailscale.generateKeyState
+      assert.strictEqual(String(first), "<redacted>")
+      assert.notStrictEqual(Redacted.value(first), Redacted.value(second))
+      const keys = JSON.parse(Redacted.value(first)) as Record<string, unknown>
+      // The same fields as a key file the addon writes.
+      const native = yield* NativeBackend.load()
+      const dir = mkdtempSync(join(tmpdir(), "keys-"))
+      const fromFile = JSON.parse(
+        yield* Effect.promise(() => native.loadKeyFile(join(dir, "keys.json"))).pipe(
+          Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true })))
+        )
+      ) as Record<string, unknown>
+      assert.deepStrictEqual(Object.keys(keys).sort(), Object.keys(fromFile).sort())
     }))
 
   it.effect("leaves every option unset when the environment has none", () =>
