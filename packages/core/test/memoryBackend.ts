@@ -41,6 +41,11 @@ export const scriptedStream = () => {
       reads[index] ??= Promise.withResolvers()
       reads[index]!.resolve(value)
     },
+    /** Fails the n-th read (0-based) with `error`, creating it if nobody asked yet. */
+    fail: (index: number, error: Error) => {
+      reads[index] ??= Promise.withResolvers()
+      reads[index]!.reject(error)
+    },
     get readCalls() {
       return readCalls
     },
@@ -138,10 +143,16 @@ export const memoryBackend = (overrides: Partial<RawDevice> = {}, logs: Array<Ra
         throw new Error("INTERNAL: no UDP socket scripted")
       })
     ),
-    shutdown: async () => {
+    shutdown: overrides.shutdown ?? (async () => {
       calls.shutdown++
       return true
-    }
+    }),
+    // The optional parts of a device, only when the test gives them.
+    ...Object.fromEntries(
+      (["waitLost", "watchControl", "respawn", "watchPeers", "watchPaths", "ping"] as const)
+        .filter((name) => overrides[name] !== undefined)
+        .map((name) => [name, track(name, overrides[name]!)])
+    )
   }
   const backend: Backend = {
     connect: async (options) => {
@@ -158,5 +169,81 @@ export const memoryBackend = (overrides: Partial<RawDevice> = {}, logs: Array<Ra
       }
     }
   }
-  return { backend, calls }
+  return { backend, calls, device }
+}
+
+/** One device of a `losableBackend`: lose it as the crate's runtime stopping would, or take control away. */
+export interface LosableDevice {
+  readonly raw: RawDevice
+  readonly lose: (cause: string) => void
+  readonly setControl: (connected: boolean) => void
+  readonly shutdowns: () => number
+}
+
+/**
+ * A backend whose devices can be lost (`waitLost` resolves with the cause) and respawned, each
+ * generation with its own address (`100.64.0.<n>`); the first `failedRespawns` respawns fail
+ * with `CONTROL_UNREACHABLE`. `devices` lists every generation built, in order.
+ */
+export const losableBackend = (failedRespawns = 0) => {
+  const devices: Array<LosableDevice> = []
+  let failuresLeft = failedRespawns
+  const build = (): RawDevice => {
+    const ended = Promise.withResolvers<string | null>()
+    const controlWatchers = new Set<() => void>()
+    let control = true
+    let shutdowns = 0
+    let lostCause: string | undefined
+    const n = devices.length + 1
+    const live = async <A>(value: A): Promise<A> => {
+      if (lostCause !== undefined) throw new Error(`DEVICE_LOST: the runtime has stopped (${lostCause})`)
+      return value
+    }
+    const { device: raw } = memoryBackend({
+      ipv4: () => live(`100.64.0.${n}`),
+      peerByName: (name) => live(name === "echo-peer" ? rawNode() : null),
+      waitLost: () => ended.promise,
+      watchControl: (known) =>
+        new Promise((resolve) => {
+          const check = () => {
+            if (lostCause !== undefined || shutdowns > 0) resolve(null)
+            else if (control !== known) resolve(control)
+            else return
+            controlWatchers.delete(check)
+          }
+          controlWatchers.add(check)
+          check()
+        }),
+      respawn: async () => {
+        if (failuresLeft > 0) {
+          failuresLeft--
+          throw new Error("CONTROL_UNREACHABLE: control refused the connection")
+        }
+        return build()
+      },
+      shutdown: async () => {
+        shutdowns++
+        ended.resolve(null)
+        controlWatchers.forEach((check) => check())
+        return true
+      }
+    })
+    const device: LosableDevice = {
+      raw,
+      lose: (cause) => {
+        lostCause = cause
+        ended.resolve(cause)
+        controlWatchers.forEach((check) => check())
+      },
+      setControl: (connected) => {
+        control = connected
+        controlWatchers.forEach((check) => check())
+      },
+      shutdowns: () => shutdowns
+    }
+    devices.push(device)
+    return raw
+  }
+  const backend: Backend = { connect: async () => build() }
+  return { backend, devices }
 }

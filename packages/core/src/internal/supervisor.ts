@@ -203,21 +203,19 @@ export const supervise = (
         }
       }).pipe(Effect.ignore)
 
-    const rebuild = (lost: Generation, cause: string) =>
-      Effect.gen(function*() {
-        let attempt = 1
-        yield* setState(DeviceState.Reconnecting({ attempt, cause }))
-        // A device that arrives after the rebuild was given up (the scope closed) is shut down.
-        const build = () => lost.raw.respawn ? lost.raw.respawn() : options.connectAgain()
-        return yield* openDevice(build, (error) => fromBackend("reconnect", error)).pipe(
-          Effect.tapError((error) =>
-            Effect.suspend(() =>
-              setState(DeviceState.Reconnecting({ attempt: ++attempt, cause: error.reason.message }))
-            )
-          ),
-          Effect.retry(options.schedule)
-        )
-      })
+    // Each attempt reports itself as it starts, with why the one before ended (the loss, at
+    // first), so the last state before `Stopped` names the last attempt made.
+    const rebuild = (lost: Generation, cause: string) => {
+      let attempt = 0
+      let lastCause = cause
+      // A device that arrives after the rebuild was given up (the scope closed) is shut down.
+      const build = () => lost.raw.respawn ? lost.raw.respawn() : options.connectAgain()
+      return Effect.suspend(() => setState(DeviceState.Reconnecting({ attempt: ++attempt, cause: lastCause }))).pipe(
+        Effect.andThen(openDevice(build, (error) => fromBackend("reconnect", error))),
+        Effect.tapError((error) => Effect.sync(() => void (lastCause = error.reason.message))),
+        Effect.retry(options.schedule)
+      )
+    }
 
     const watch: Effect.Effect<void> = Effect.gen(function*() {
       while (true) {
