@@ -1,0 +1,166 @@
+/**
+ * The raw addon (`@effect-tailscale/native`, no Effect) on the loopback tailnet: argument checks
+ * against a joined device, key state, binds, closing, and a process that exits by itself. The
+ * addon's tests that need no tailnet live beside it (`native/test`).
+ */
+import type * as Native from "@effect-tailscale/native"
+import { execFile } from "node:child_process"
+import { createRequire } from "node:module"
+import { promisify } from "node:util"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { adminRequest, type RunningHarness, startHarness } from "../src/HarnessProcess.ts"
+
+const addonPath = createRequire(import.meta.url).resolve("@effect-tailscale/native")
+const native = createRequire(import.meta.url)(addonPath) as typeof Native
+
+const rejection = async (promise: Promise<unknown>): Promise<string> => {
+  try {
+    await promise
+  } catch (error) {
+    return (error as Error).message
+  }
+  throw new Error("expected a rejection")
+}
+
+describe("addon on the loopback tailnet", () => {
+  let harness: RunningHarness
+  let info: { controlUrl: string; caFile: string; authKey: string; adminUrl: string; peer: { ipv4: string } }
+
+  beforeAll(async () => {
+    harness = await startHarness()
+    info = harness.ready as typeof info
+  }, 120_000)
+
+  afterAll(async () => {
+    await harness?.stop()
+  })
+
+  const connect = (hostname: string) =>
+    native.Device.connect({
+      controlUrl: info.controlUrl,
+      caFile: info.caFile,
+      authKey: info.authKey,
+      hostname,
+      ephemeral: true,
+      connectTimeoutMs: 30_000
+    })
+
+  it("joins, and validates addresses and ports naming the field", async () => {
+    const device = await connect("addon-args")
+    try {
+      const ipv4 = await device.ipv4()
+      expect(ipv4).toMatch(/^100\./)
+      expect(await rejection(device.peerByIp("100.64.0.300"))).toMatch(/^INVALID_ARGUMENT: ip: /)
+      expect(await rejection(device.tcpConnect(info.peer.ipv4, 70_000))).toMatch(/^INVALID_ARGUMENT: port: /)
+      expect(await rejection(device.tcpConnect(info.peer.ipv4, 1.5))).toMatch(/^INVALID_ARGUMENT: port: /)
+      expect(await rejection(device.udpBind(ipv4, 0))).toMatch(/^INVALID_ARGUMENT: port: /)
+      expect(await rejection(device.tcpListen("not-an-ip", 80))).toMatch(/^INVALID_ARGUMENT: ip: /)
+      expect(await rejection(device.peerByName(""))).toMatch(/^INVALID_ARGUMENT: name: /)
+    } finally {
+      await device.shutdown(5_000)
+    }
+  }, 60_000)
+
+  it("joins with in-memory key state as that identity", async () => {
+    const keyState = native.generateKeyState()
+    const device = await native.Device.connect({
+      controlUrl: info.controlUrl,
+      caFile: info.caFile,
+      authKey: info.authKey,
+      hostname: "addon-keystate",
+      ephemeral: true,
+      keyState,
+      connectTimeoutMs: 30_000
+    })
+    try {
+      const self = await device.selfNode()
+      expect(self.nodeKey).toBe(native.publicKeys(keyState).nodeKey)
+      expect(self.machineKey).toBe(native.publicKeys(keyState).machineKey)
+    } finally {
+      await device.shutdown(5_000)
+    }
+  }, 60_000)
+
+  it("refuses a second bind of the same endpoint until the first is closed", async () => {
+    const device = await connect("addon-ports")
+    try {
+      const ipv4 = await device.ipv4()
+      const listener = await device.tcpListen(ipv4, 9100)
+      expect(await rejection(device.tcpListen(ipv4, 9100))).toMatch(/^ADDRESS_IN_USE: /)
+      listener.close()
+      const again = await device.tcpListen(ipv4, 9100)
+      again.close()
+      const udp = await device.udpBind(ipv4, 9100)
+      expect(await rejection(device.udpBind(ipv4, 9100))).toMatch(/^ADDRESS_IN_USE: /)
+      udp.close()
+    } finally {
+      await device.shutdown(5_000)
+    }
+  }, 60_000)
+
+  it("closes twice harmlessly and fails every later call with DEVICE_CLOSED", async () => {
+    const device = await connect("addon-close")
+    const ipv4 = await device.ipv4()
+    const listener = await device.tcpListen(ipv4, 9200)
+    const udp = await device.udpBind(ipv4, 9200)
+    // The Go peer resets a connection from a node it does not know yet.
+    await adminRequest(info.adminUrl, `/wait-peer?ip=${ipv4}&timeout=30000`)
+    const stream = await device.tcpConnect(info.peer.ipv4, 7001)
+    const pendingAccept = rejection(listener.accept())
+    const pendingRecv = rejection(udp.recv())
+    const first = await device.shutdown(5_000)
+    expect(typeof first).toBe("boolean")
+    expect(await device.shutdown(5_000)).toBe(first)
+    expect(device.closed).toBe(true)
+    expect(await pendingAccept).toMatch(/^DEVICE_CLOSED: /)
+    expect(await pendingRecv).toMatch(/^DEVICE_CLOSED: /)
+    // One call at a time: a rejection nobody awaits yet would count as unhandled.
+    for (
+      const call of [
+        () => device.ipv4(),
+        () => device.ipv6(),
+        () => device.selfNode(),
+        () => device.peerByIp(info.peer.ipv4),
+        () => device.peersWithRoute(info.peer.ipv4),
+        () => device.authState(),
+        () => device.peerByName("echo-peer"),
+        () => device.tcpConnect(info.peer.ipv4, 7001),
+        () => device.tcpListen(ipv4, 9300),
+        () => device.udpBind(ipv4, 9300),
+        () => udp.send(info.peer.ipv4, 7002, Buffer.from("x")),
+        () => stream.read(),
+        () => stream.write(Buffer.from("x"))
+      ]
+    ) {
+      expect(await rejection(call())).toMatch(/^DEVICE_CLOSED: /)
+    }
+    listener.close()
+    listener.close()
+    udp.close()
+    stream.close()
+  }, 60_000)
+
+  it("lets a script that connects and shuts down exit by itself", async () => {
+    const script = `
+      const native = require(${JSON.stringify(addonPath)});
+      (async () => {
+        const device = await native.Device.connect(${
+      JSON.stringify({
+        controlUrl: info.controlUrl,
+        caFile: info.caFile,
+        authKey: info.authKey,
+        hostname: "addon-exit",
+        ephemeral: true
+      })
+    });
+        const ip = await device.ipv4();
+        const listener = await device.tcpListen(ip, 9400);
+        listener.accept().catch(() => {});
+        console.log(JSON.stringify({ graceful: await device.shutdown(5000) }));
+      })();`
+    const { stdout } = await promisify(execFile)(process.execPath, ["-e", script], {
+      timeout: 30_000
+    })
+    expect(JSON.parse(stdout.trim())).toEqual({ graceful: true })
+  }, 60_000)
+})
