@@ -7,8 +7,8 @@
  * object on the last line.
  */
 import type { Tailscale } from "@effect-tailscale/core/Tailscale"
-import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
+import * as TailnetSocket from "@effect-tailscale/node/TailnetSocket"
 import { connect, layer as localTailnet, LocalTailnet } from "@effect-tailscale/testing/LocalTailnet"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
@@ -87,7 +87,7 @@ const onLoopback = Effect.gen(function*() {
     const server = http.createServer((request, response) => {
       response.end(`hello ${request.socket.remoteAddress}, this is demo`)
     })
-    yield* NodeHttp.serve(listener, server)
+    yield* TailnetSocket.serve(listener, server)
     return yield* tailnet.fetchFromPeer(`http://${ipv4}:8080/`)
   }))
   const httpFromPeer = fetched.status === 200 && fetched.body === `hello ${peerInfo.ipv4}, this is demo`

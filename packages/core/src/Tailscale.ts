@@ -49,7 +49,14 @@ import type { TailscaleError } from "./TailscaleError.ts"
 import { fromBackend, internal, invalidArgument } from "./TailscaleError.ts"
 import type * as TcpListener from "./TcpListener.ts"
 import type * as TcpStream from "./TcpStream.ts"
-import { callLimit, defaults as defaultTimeouts, TailscaleTimeouts, toMillis, within, withinBackendLimit } from "./Timeouts.ts"
+import {
+  callLimit,
+  defaults as defaultTimeouts,
+  TailscaleTimeouts,
+  toMillis,
+  within,
+  withinBackendLimit
+} from "./Timeouts.ts"
 import type * as UdpSocket from "./UdpSocket.ts"
 
 /** What an unbounded ping waits for at most, since the backend takes a number: a day. */

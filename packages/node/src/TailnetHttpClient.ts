@@ -23,7 +23,7 @@ import type * as HttpClient from "effect/http/HttpClient"
 import * as Layer from "effect/Layer"
 import * as https from "node:https"
 import type { Duplex } from "node:stream"
-import { makeAgent } from "./NodeHttp.ts"
+import { makeAgent } from "./TailnetAgent.ts"
 
 /** Refuses every connection: `https:` URLs are not sent over the tailnet. */
 class HttpsRefused extends https.Agent {

@@ -27,7 +27,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as http from "node:http"
-import { serve } from "./NodeHttp.ts"
+import { serve } from "./TailnetSocket.ts"
 
 /** An `HttpServer` listening on `port` of both of the device's tailnet addresses, for the scope. */
 export const make = (

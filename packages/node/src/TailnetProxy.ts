@@ -25,7 +25,7 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as http from "node:http"
 import * as net from "node:net"
-import { fromTcpStream } from "./NodeStream.ts"
+import { fromTcpStream } from "./TailnetSocket.ts"
 
 /** Where the proxies listen. */
 export interface TailnetProxyService {

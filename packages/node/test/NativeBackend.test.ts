@@ -2,14 +2,17 @@
 import type { RawConnectOptions } from "@effect-tailscale/core/Backend"
 import { defaults } from "@effect-tailscale/core/Timeouts"
 import { maxDatagramBytes } from "@effect-tailscale/core/UdpSocket"
+import type * as Native from "@effect-tailscale/native"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Native from "@effect-tailscale/native"
 import { describe, expect, expectTypeOf, it } from "vitest"
 import * as NativeBackend from "../src/NativeBackend.ts"
 
 /** Every field present, without `undefined`, `readonly` or read-only arrays: the shape alone. */
-type Shape<T> = { -readonly [K in keyof T]-?: Exclude<T[K], undefined> extends ReadonlyArray<infer E> ? Array<E> : Exclude<T[K], undefined> }
+type Shape<T> = {
+  -readonly [K in keyof T]-?: Exclude<T[K], undefined> extends ReadonlyArray<infer E> ? Array<E>
+    : Exclude<T[K], undefined>
+}
 
 describe("NativeBackend", () => {
   it("core's connect options are the addon's, field by field (checked by the typecheck)", () => {

@@ -7,9 +7,10 @@
  */
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import { defaults, TailscaleTimeouts } from "@effect-tailscale/core/Timeouts"
-import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
+import * as TailnetAgent from "@effect-tailscale/node/TailnetAgent"
 import * as TailnetHttpServer from "@effect-tailscale/node/TailnetHttpServer"
+import * as TailnetSocket from "@effect-tailscale/node/TailnetSocket"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -191,7 +192,7 @@ describe("loopback tailnet", () => {
         const server = http.createServer((request, response) => {
           response.end(`hello ${request.url} from ${request.socket.remoteAddress}`)
         })
-        yield* NodeHttp.serve(listener, server)
+        yield* TailnetSocket.serve(listener, server)
         const fetched = yield* tailnet.fetchFromPeer(`http://${ipv4}:8080/page`)
         assert.strictEqual(fetched.status, 200)
         assert.strictEqual(fetched.body, `hello /page from ${tailnet.info.peer.ipv4}`)
@@ -219,7 +220,7 @@ describe("loopback tailnet", () => {
     it.effect("HTTP: http.request through the TailnetAgent reaches the Go peer's server", () =>
       Effect.gen(function*() {
         const { device, tailnet } = yield* joined("http-client-test")
-        const agent = yield* NodeHttp.makeAgent.pipe(Effect.provideService(Tailscale, device))
+        const agent = yield* TailnetAgent.makeAgent.pipe(Effect.provideService(Tailscale, device))
         const get = (host: string) =>
           Effect.callback<{ status: number; body: string }, Error>((resume) => {
             const request = http.get({ host, port: tailnet.info.peer.httpPort, path: "/", agent }, (response) => {

@@ -5,8 +5,8 @@
  * WebSocket server on another of our devices through the socket factory.
  */
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
-import * as NodeHttp from "@effect-tailscale/node/NodeHttp"
 import * as TailnetProxy from "@effect-tailscale/node/TailnetProxy"
+import * as TailnetSocket from "@effect-tailscale/node/TailnetSocket"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -135,9 +135,9 @@ describe("proxy", () => {
             httpServer.close()
           })
         )
-        yield* NodeHttp.serve(listener, httpServer)
+        yield* TailnetSocket.serve(listener, httpServer)
 
-        const socketTo = yield* NodeHttp.makeSocketFactory.pipe(Effect.provideService(Tailscale, client))
+        const socketTo = yield* TailnetSocket.makeSocketFactory.pipe(Effect.provideService(Tailscale, client))
         const reply = yield* Effect.promise(() =>
           new Promise<string>((resolve, reject) => {
             const ws = new WebSocket("ws://ws-server:8090/", {

@@ -2,8 +2,8 @@ import * as TcpListener from "@effect-tailscale/core/TcpListener"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as http from "node:http"
-import { serve, TailnetAgent } from "../src/NodeHttp.ts"
-import { toDuplex } from "../src/NodeStream.ts"
+import { TailnetAgent } from "../src/TailnetAgent.ts"
+import { serve, toDuplex } from "../src/TailnetSocket.ts"
 import { memoryListener, streamPair } from "./pipe.ts"
 
 const get = (options: http.RequestOptions) =>

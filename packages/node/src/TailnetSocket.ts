@@ -1,16 +1,27 @@
 /**
- * A `net.Socket`-like `Duplex` over a tailnet TCP stream, for code that speaks Node streams
- * (`http`, `tls`, database drivers). Usable without Effect.
+ * Node sockets on the tailnet: `TailnetSocket`, a `net.Socket`-like `Duplex` over a tailnet TCP
+ * stream, for code that speaks Node streams (`http`, `tls`, database drivers); a factory of
+ * connected sockets for libraries that take one; and `serve`, which hands the connections a
+ * tailnet listener accepts to an existing `net.Server` or `http.Server`. Made in Effect, then
+ * usable by plain Node code.
  *
  * `end()` flushes and then closes both directions: tailscale-rs has no half-close.
  *
  * @since 0.1.0
  */
+import { hostAndPort } from "@effect-tailscale/core/Address"
 import type { RawTcpStream } from "@effect-tailscale/core/Backend"
+import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import type { TcpListener } from "@effect-tailscale/core/TcpListener"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import type * as http from "node:http"
+import type * as net from "node:net"
 import { Duplex } from "node:stream"
 
 /** A connected `net.Socket`-like `Duplex` over a tailnet TCP stream. */
@@ -154,3 +165,62 @@ export const fromTcpStream = (stream: TcpStream, onClose: () => void = () => {})
       }
     })
   })
+
+/** The listener, or the device under it, has closed or was lost: serving ends, nothing failed. */
+const listenerGone = (error: TailscaleError) =>
+  error.reason._tag === "DeviceClosed" || error.reason._tag === "DeviceLost"
+
+/**
+ * A socket over the stream `open` makes in a scope of its own, a child of `scope`: closing the
+ * socket closes that scope (and the stream), and so does a failed open.
+ */
+const ownSocket = <E>(scope: Scope.Scope, open: Effect.Effect<TcpStream, E, Scope.Scope>) =>
+  Effect.gen(function*() {
+    const connection = yield* Scope.fork(scope)
+    const stream = yield* open.pipe(
+      Scope.provide(connection),
+      Effect.onError(() => Scope.close(connection, Exit.void))
+    )
+    return yield* fromTcpStream(stream, () => void Effect.runFork(Scope.close(connection, Exit.void)))
+  })
+
+/**
+ * Hands every connection accepted on `listener` to `server` (as its "connection" event) until the
+ * scope closes or the listener closes. The listener and the server stay yours to close. A closed
+ * listener (or device) ends serving quietly; any other accept failure is the server's `error`
+ * event when it has a listener for it, else a process warning, never an unhandled `error` that
+ * would end the process. Each connection lives until its socket closes, or the scope does.
+ */
+export const serve = (
+  listener: TcpListener,
+  server: net.Server | http.Server
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const acceptOne = Effect.map(ownSocket(scope, listener.accept()), (socket) => {
+      server.emit("connection", socket)
+    })
+    const report = (error: TailscaleError) =>
+      Effect.sync(() => {
+        if (listenerGone(error)) return
+        if (server.listenerCount("error") > 0) server.emit("error", error)
+        else process.emitWarning(error, "TailnetServeWarning")
+      })
+    yield* Effect.forkScoped(Effect.forever(acceptOne).pipe(Effect.catch(report)))
+  })
+
+/** Opens a socket to a host (a tailnet IP or a peer's name) and port over the tailnet. */
+export type TailnetConnect = (host: string, port: number) => Promise<TailnetSocket>
+
+/**
+ * A `net.Socket`-compatible connection factory over the tailnet, for libraries that take one:
+ * `ws`'s `createConnection`, a database driver's `stream` option, or anything that wants a
+ * `Duplex` to `host:port` (a peer name, MagicDNS name or tailnet IP). The socket is connected
+ * when the promise resolves, and lives until it is closed or the scope closes.
+ */
+export const makeSocketFactory: Effect.Effect<TailnetConnect, never, Tailscale | Scope.Scope> = Effect.gen(function*() {
+  const tailscale = yield* Tailscale
+  const scope = yield* Effect.scope
+  const runPromise = Effect.runPromiseWith(yield* Effect.context<never>())
+  return (host, port) => runPromise(ownSocket(scope, tailscale.dial(hostAndPort(host, port))))
+})
