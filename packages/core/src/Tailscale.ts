@@ -29,34 +29,31 @@ import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { type BindAddress, type DialTarget, formatIp, type IpInput, parseIp } from "./Address.ts"
+import { type BindAddress, type DialTarget, formatIp, type IpInput } from "./Address.ts"
 import { AuthState } from "./AuthState.ts"
 import type { Backend } from "./Backend.ts"
 import type { DeviceState } from "./DeviceState.ts"
+import { parseIp } from "./internal/address.ts"
+import { fromBackend } from "./internal/backendErrors.ts"
 import { shown } from "./internal/inputs.ts"
+import { callLimit, withinBackendLimit } from "./internal/limits.ts"
 import * as Logs from "./internal/logs.ts"
 import * as Metering from "./internal/metering.ts"
+import { cachedDecoder } from "./internal/nodeDecoding.ts"
 import { validateOptions } from "./internal/options.ts"
 import { openDevice } from "./internal/owned.ts"
 import { pathTo, pongFrom, watchDirectCount } from "./internal/paths.ts"
 import { peerChanges, watchTable } from "./internal/peerWatch.ts"
 import { makeSockets } from "./internal/sockets.ts"
 import { defaultReconnectSchedule, type Generation, supervise } from "./internal/supervisor.ts"
-import { cachedDecoder, NodeInfo } from "./NodeInfo.ts"
+import { NodeInfo } from "./NodeInfo.ts"
 import type { PeerChange } from "./PeerChange.ts"
 import type { PeerPath, Pong } from "./PeerPath.ts"
 import type { TailscaleError } from "./TailscaleError.ts"
-import { fromBackend, internal, invalidArgument } from "./TailscaleError.ts"
+import { internal, invalidArgument } from "./TailscaleError.ts"
 import type * as TcpListener from "./TcpListener.ts"
 import type * as TcpStream from "./TcpStream.ts"
-import {
-  callLimit,
-  defaults as defaultTimeouts,
-  TailscaleTimeouts,
-  toMillis,
-  within,
-  withinBackendLimit
-} from "./Timeouts.ts"
+import { defaults as defaultTimeouts, TailscaleTimeouts, toMillis, within } from "./Timeouts.ts"
 import type * as UdpSocket from "./UdpSocket.ts"
 
 /** What an unbounded ping waits for at most, since the backend takes a number: a day. */

@@ -15,13 +15,14 @@ import * as Option from "effect/Option"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type { RawTcpStream } from "./Backend.ts"
+import { fromBackend } from "./internal/backendErrors.ts"
 import { inetFromRaw } from "./internal/inet.ts"
 import { notBytes, toBytes } from "./internal/inputs.ts"
 import { withinCallLimit } from "./internal/limits.ts"
 import { type SocketMeter, unmetered } from "./internal/metering.ts"
 import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
-import { deviceClosed, fromBackend, type TailscaleError } from "./TailscaleError.ts"
+import { deviceClosed, type TailscaleError } from "./TailscaleError.ts"
 
 /** A TCP connection over the tailnet, owned by a scope: `read`/`write`, or `stream`/`sink`. */
 export interface TcpStream {

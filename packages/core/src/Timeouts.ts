@@ -12,8 +12,8 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { shown } from "./internal/inputs.ts"
-import { invalidArgument, type TailscaleError, timeout as timeoutError } from "./TailscaleError.ts"
+import { badLimit } from "./internal/inputs.ts"
+import { type TailscaleError, timeout as timeoutError } from "./TailscaleError.ts"
 
 /** The limits a device applies to each kind of wait. */
 export interface Timeouts {
@@ -46,19 +46,6 @@ export const TailscaleTimeouts = Context.Reference<Timeouts>("@effect-tailscale/
   defaultValue: () => defaults
 })
 
-/** What a `timeout` that is no duration fails with (a plain JavaScript caller can pass anything). */
-const badLimit = (limit: unknown) =>
-  Effect.fail(invalidArgument("timeout", `must be a duration such as "5 seconds" (got ${shown(limit)})`))
-
-/** A call's own `timeout`, checked, or `fallback` when it has none. */
-export const callLimit = (
-  timeout: Duration.Input | undefined,
-  fallback: Duration.Input
-): Effect.Effect<Duration.Input, TailscaleError> =>
-  timeout === undefined ? Effect.succeed(fallback) : Option.isSome(Duration.fromInput(timeout))
-    ? Effect.succeed(timeout)
-    : badLimit(timeout)
-
 /** Fails with a `Timeout` reason naming `operation` when `self` takes longer than `limit`. */
 export const within =
   (operation: string, limit: Duration.Input) =>
@@ -75,17 +62,6 @@ export const within =
           )
           : self
     })
-
-/**
- * `within`, for a wait the backend itself bounds by `limit` (connecting): the backend's own
- * timeout decides, and this one only ends a backend that ignores its limit, a little later.
- */
-export const withinBackendLimit = (operation: string, limit: Duration.Input) => {
-  const duration = Duration.fromInputUnsafe(limit)
-  return within(operation, Duration.isFinite(duration) ? Duration.sum(duration, BACKSTOP_GRACE) : duration)
-}
-
-const BACKSTOP_GRACE = Duration.seconds(2)
 
 /** Milliseconds for a backend that takes a number, or undefined for "forever". */
 export const toMillis = (limit: Duration.Input): number | undefined => {

@@ -8,7 +8,7 @@ import { rawNode } from "./memoryBackend.ts"
 describe("NodeInfo status", () => {
   it.effect("is a tagged union: Online, Unknown, or Offline with when it was last seen", () =>
     Effect.gen(function*() {
-      const { decodeNodeInfo } = yield* Effect.promise(() => import("../src/NodeInfo.ts"))
+      const { decodeNodeInfo } = yield* Effect.promise(() => import("../src/internal/nodeDecoding.ts"))
       assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { kind: "online" } }))).status, {
         _tag: "Online"
       })
@@ -34,7 +34,7 @@ describe("NodeInfo status", () => {
 describe("NodeInfo decoding cache", () => {
   it.effect("equal nodes decode once to the same value; a changed node decodes anew", () =>
     Effect.gen(function*() {
-      const { cachedDecoder } = yield* Effect.promise(() => import("../src/NodeInfo.ts"))
+      const { cachedDecoder } = yield* Effect.promise(() => import("../src/internal/nodeDecoding.ts"))
       const decode = cachedDecoder(2)
       const first = yield* decode(rawNode())
       assert.strictEqual(yield* decode(rawNode()), first)

@@ -64,3 +64,7 @@ export const toBytes = (data: unknown): Uint8Array | undefined =>
 /** What sending something that is not bytes fails with. */
 export const notBytes = (field: string, data: unknown): Effect.Effect<never, TailscaleError> =>
   Effect.fail(invalidArgument(field, `must be a Uint8Array or a string (got ${shown(data)})`))
+
+/** What a `timeout` that is no duration fails with (a plain JavaScript caller can pass anything). */
+export const badLimit = (limit: unknown) =>
+  Effect.fail(invalidArgument("timeout", `must be a duration such as "5 seconds" (got ${shown(limit)})`))

@@ -1,8 +1,30 @@
-/** The limit a socket wait (read, receive, accept) runs under: its own, or the one in force. */
-import type * as Duration from "effect/Duration"
+/** The limits a call runs under: its own `timeout` checked, the one in force, or the backend's. */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type { TailscaleError } from "../TailscaleError.ts"
 import { TailscaleTimeouts, type Timeouts, within } from "../Timeouts.ts"
+import { badLimit } from "./inputs.ts"
+
+/** A call's own `timeout`, checked, or `fallback` when it has none. */
+export const callLimit = (
+  timeout: Duration.Input | undefined,
+  fallback: Duration.Input
+): Effect.Effect<Duration.Input, TailscaleError> =>
+  timeout === undefined ? Effect.succeed(fallback) : Option.isSome(Duration.fromInput(timeout))
+    ? Effect.succeed(timeout)
+    : badLimit(timeout)
+
+/**
+ * `within`, for a wait the backend itself bounds by `limit` (connecting): the backend's own
+ * timeout decides, and this one only ends a backend that ignores its limit, a little later.
+ */
+export const withinBackendLimit = (operation: string, limit: Duration.Input) => {
+  const duration = Duration.fromInputUnsafe(limit)
+  return within(operation, Duration.isFinite(duration) ? Duration.sum(duration, BACKSTOP_GRACE) : duration)
+}
+
+const BACKSTOP_GRACE = Duration.seconds(2)
 
 /**
  * `within` the call's own `limit`, or else the `kind` limit of the `TailscaleTimeouts` in force

@@ -7,7 +7,8 @@ import * as Effect from "effect/Effect"
 import type { RawDirectPaths, RawPong } from "../Backend.ts"
 import type { NodeInfo } from "../NodeInfo.ts"
 import { PeerPath, type Pong } from "../PeerPath.ts"
-import { deviceClosed, fromBackend, type TailscaleError } from "../TailscaleError.ts"
+import { deviceClosed, type TailscaleError } from "../TailscaleError.ts"
+import { fromBackend } from "./backendErrors.ts"
 import type { Generation, Supervised } from "./supervisor.ts"
 
 /**

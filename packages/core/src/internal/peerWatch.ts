@@ -8,7 +8,8 @@ import * as Stream from "effect/Stream"
 import type { RawNodeInfo, RawPeerTable } from "../Backend.ts"
 import type { NodeInfo } from "../NodeInfo.ts"
 import { PeerChange } from "../PeerChange.ts"
-import { fromBackend, internal, type TailscaleError } from "../TailscaleError.ts"
+import { internal, type TailscaleError } from "../TailscaleError.ts"
+import { fromBackend } from "./backendErrors.ts"
 import type { Generation, Supervised } from "./supervisor.ts"
 
 interface Known {

@@ -14,7 +14,8 @@ import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { RawDevice, RawTcpListener, RawTcpStream, RawUdpSocket } from "../Backend.ts"
 import { DeviceState } from "../DeviceState.ts"
-import { deviceClosed, deviceLost, fromBackend, type TailscaleError } from "../TailscaleError.ts"
+import { deviceClosed, deviceLost, type TailscaleError } from "../TailscaleError.ts"
+import { fromBackend } from "./backendErrors.ts"
 import { openDevice } from "./owned.ts"
 
 /** One backend device in the service's life; a lost one is followed by a new generation. */
