@@ -22,7 +22,8 @@ describe("README", () => {
       ["the FakeTailnet example", "packages/testing/test/readme-fake.test.ts"],
       ["the HTTP client and caller identity example", "packages/testing/test/readme-tailnet-apps.test.ts"],
       ["the metrics example", "packages/testing/test/readme-metrics.test.ts"],
-      ["the named devices example", "packages/testing/test/readme-named-devices.test.ts"]
+      ["the named devices example", "packages/testing/test/readme-named-devices.test.ts"],
+      ["the paths and ping example", "packages/testing/test/readme-paths.test.ts"]
     ] as const
   ) {
     it(`shows ${what} as it is`, async () => {
