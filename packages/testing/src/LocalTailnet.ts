@@ -132,6 +132,19 @@ export interface LocalTailnetService {
   readonly sendFromPeer: (address: string, bytes: number) => Effect.Effect<Transfer, LocalTailnetError>
   /** The Go peer GETs `url` over the tailnet. */
   readonly fetchFromPeer: (url: string) => Effect.Effect<{ status: number; body: string }, LocalTailnetError>
+  /**
+   * Replaces the policy's app capabilities: one grant from every node to every node whose `app`
+   * part is `capabilities` (each name with its JSON values), as testcontrol's global app caps.
+   * `{}` takes them away.
+   */
+  readonly setAppCapabilities: (
+    capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>
+  ) => Effect.Effect<void, LocalTailnetError>
+  /** Replaces the capabilities of the node with `nodeKey` (`nodekey:<hex>`), as it and its peers see them. */
+  readonly setNodeCapabilities: (
+    nodeKey: string,
+    capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>
+  ) => Effect.Effect<void, LocalTailnetError>
   /** New registrations wait for an interactive login. */
   readonly requireLogin: (on: boolean) => Effect.Effect<void, LocalTailnetError>
   /** Approves a login URL a device reported. */
@@ -255,6 +268,12 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
         json<Transfer>(`/dial-tcp-hash?addr=${q(address)}&timeout=60000`, { method: "POST", body: data }),
       sendFromPeer: (address, bytes) => json<Transfer>(`/send-tcp?addr=${q(address)}&n=${bytes}&timeout=60000`),
       fetchFromPeer: (url) => json<{ status: number; body: string }>(`/fetch?url=${q(url)}&timeout=30000`),
+      setAppCapabilities: (capabilities) =>
+        Effect.asVoid(admin("/app-caps", { method: "POST", body: JSON.stringify(capabilities) })),
+      setNodeCapabilities: (nodeKey, capabilities) =>
+        Effect.asVoid(
+          admin(`/node-caps?nodekey=${q(nodeKey)}`, { method: "POST", body: JSON.stringify(capabilities) })
+        ),
       requireLogin: (on) => Effect.asVoid(admin(`/require-auth?on=${on}`, { method: "POST" })),
       completeLogin: (url) => Effect.asVoid(admin(`/complete-auth?url=${q(url)}`, { method: "POST" })),
       restartControl: (downMs = 300) => Effect.asVoid(admin(`/control-restart?downMs=${downMs}`, { method: "POST" })),
