@@ -71,6 +71,11 @@ export declare class Device {
   ping(ip: string, timeoutMs: number): Promise<Pong>
   /** The peer that owns a tailnet IP. */
   peerByIp(ip: string): Promise<NodeInfo | null>
+  /**
+   * The peer that owns a tailnet IP, with the app capabilities the policy grants it toward
+   * this device (Go's `WhoIs`); `null` when no peer has the address.
+   */
+  whoIs(ip: string): Promise<WhoIs | null>
   /** The peers whose accepted routes are the most specific match for `ip`. */
   peersWithRoute(ip: string): Promise<Array<NodeInfo>>
   /** Listens for TCP connections on one of this device's tailnet addresses. */
@@ -245,7 +250,7 @@ export interface LogRecord {
 /** The largest UDP datagram the network stack can carry, in bytes (its UDP buffer). */
 export declare const MAX_DATAGRAM_BYTES: number
 
-/** Every field of the crate's `Node`. Keys are public keys only. */
+/** Every field of the crate's `Node`, and its owner. Keys are public keys only. */
 export interface NodeInfo {
   /** Control's numeric node id. */
   id: number
@@ -258,6 +263,11 @@ export interface NodeInfo {
   status: NodeStatus
   nodeCapabilities: Record<string, Array<string>>
   tags: Array<string>
+  /**
+   * The user who owns the node; none for a tagged node (its tags are its identity) or a user
+   * control has sent no profile of.
+   */
+  user?: UserProfile
   /** CIDR, e.g. `100.64.0.1/32`. */
   tailnetIpv4: string
   /** CIDR, e.g. `fd7a:115c:a1e0::1/128`. */
@@ -348,3 +358,20 @@ export declare function subscribeProcessLogs(filter: string, handler: (record: L
 
 /** Stops delivering records to the sink `id`; the others keep theirs. Unknown ids are ignored. */
 export declare function unsubscribeLogs(id: number): void
+
+/** A tailnet user, as control describes them (`UserProfile`). */
+export interface UserProfile {
+  id: number
+  /** An email address or "email-ish" name, e.g. `alice@example.com`. */
+  loginName: string
+  displayName?: string
+  profilePicUrl?: string
+}
+
+/** The peer behind a tailnet address and what the policy grants it toward this device. */
+export interface WhoIs {
+  /** The peer, with its user (none when tagged) and its node capabilities. */
+  node: NodeInfo
+  /** App capability name to its values, each a raw JSON text (Go's `PeerCapMap`). */
+  appCapabilities: Record<string, Array<string>>
+}

@@ -30,6 +30,7 @@ use crate::sync::Recover;
 use crate::tcp::{TcpListener, TcpStream};
 use crate::trust;
 use crate::udp::UdpSocket;
+use crate::who_is::{self, WhoIs};
 
 /// Whether this device may join the tailnet.
 #[napi(object)]
@@ -118,6 +119,17 @@ impl Device {
             return Failure::new(Code::NotAuthorized, message);
         }
         from_device(error, what)
+    }
+
+    /// The runtime's peer table (users and app grants beside the peers) as of the first network
+    /// map or a later one: the self node can be answered before the peer tracker has the map.
+    async fn table(
+        &self,
+        device: &tailscale::Device,
+    ) -> std::result::Result<ts_runtime::peer_tracker::PeerTable, tailscale::Error> {
+        let mut receiver = self.shared.table.get_or_try_init(|| peer_table::watch(device)).await?.clone();
+        let table = receiver.wait_for(|table| table.version != 0).await.map(|table| table.clone());
+        table.map_err(|_| tailscale::Error::Internal(tailscale::InternalErrorKind::Actor))
     }
 
     fn mark_registered(&self) {
@@ -214,9 +226,10 @@ impl Device {
     /// This device's own node. Waits for the first network map.
     #[napi]
     pub async fn self_node(&self) -> napi::Result<NodeInfo> {
-        let node = self.call("selfNode", |d| async move { d.self_node().await }).await?;
+        let (node, table) =
+            self.call("selfNode", |d| async move { Ok((d.self_node().await?, self.table(&d).await?)) }).await?;
         self.mark_registered();
-        Ok(NodeInfo::from(&node))
+        Ok(NodeInfo::new(&node, &table.users))
     }
 
     /// Whether control has authorized this device, or where a person can log it in.
@@ -239,8 +252,10 @@ impl Device {
         if name.trim_end_matches('.').is_empty() {
             return Err(Failure::invalid("name", name, "must be a hostname or FQDN").into());
         }
-        let peer = self.call("peerByName", |d| async move { d.peer_by_name(&name).await }).await?;
-        Ok(peer.as_ref().map(NodeInfo::from))
+        let (peer, table) = self
+            .call("peerByName", |d| async move { Ok((d.peer_by_name(&name).await?, self.table(&d).await?)) })
+            .await?;
+        Ok(peer.as_ref().map(|node| NodeInfo::new(node, &table.users)))
     }
 
     /// Every peer, as of the latest network map. Waits for the first.
@@ -295,16 +310,38 @@ impl Device {
     #[napi]
     pub async fn peer_by_ip(&self, ip: String) -> napi::Result<Option<NodeInfo>> {
         let ip = parse_ip("ip", &ip)?;
-        let peer = self.call("peerByIp", |d| async move { d.peer_by_tailnet_ip(ip).await }).await?;
-        Ok(peer.as_ref().map(NodeInfo::from))
+        let (peer, table) = self
+            .call("peerByIp", |d| async move { Ok((d.peer_by_tailnet_ip(ip).await?, self.table(&d).await?)) })
+            .await?;
+        Ok(peer.as_ref().map(|node| NodeInfo::new(node, &table.users)))
+    }
+
+    /// The peer that owns a tailnet IP, with the app capabilities the policy grants it toward
+    /// this device (Go's `WhoIs`); `null` when no peer has the address.
+    #[napi]
+    pub async fn who_is(&self, ip: String) -> napi::Result<Option<WhoIs>> {
+        let ip = parse_ip("ip", &ip)?;
+        let (peer, own, table) = self
+            .call("whoIs", |d| async move {
+                let peer = d.peer_by_tailnet_ip(ip).await?;
+                Ok((peer, d.self_node().await?, self.table(&d).await?))
+            })
+            .await?;
+        Ok(peer.map(|peer| {
+            let granted =
+                who_is::app_capabilities(&table.app_grants, ip, &peer.node_capabilities, &own.tailnet_address);
+            WhoIs { node: NodeInfo::new(&peer, &table.users), app_capabilities: granted.into_iter().collect() }
+        }))
     }
 
     /// The peers whose accepted routes are the most specific match for `ip`.
     #[napi]
     pub async fn peers_with_route(&self, ip: String) -> napi::Result<Vec<NodeInfo>> {
         let ip = parse_ip("ip", &ip)?;
-        let peers = self.call("peersWithRoute", |d| async move { d.peers_with_route(ip).await }).await?;
-        Ok(peers.iter().map(NodeInfo::from).collect())
+        let (peers, table) = self
+            .call("peersWithRoute", |d| async move { Ok((d.peers_with_route(ip).await?, self.table(&d).await?)) })
+            .await?;
+        Ok(peers.iter().map(|node| NodeInfo::new(node, &table.users)).collect())
     }
 
     /// Listens for TCP connections on one of this device's tailnet addresses.

@@ -27,6 +27,7 @@ mod trust;
 mod udp;
 #[cfg(test)]
 mod upstream_tests;
+mod who_is;
 
 use napi_derive::napi;
 

@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) ports: Arc<PortTable>,
     pub(crate) udp: UdpPool,
     pub(crate) shutdown_result: tokio::sync::OnceCell<bool>,
+    /// A watch of the runtime's peer table (users and app grants for lookups), once asked for.
+    pub(crate) table: tokio::sync::OnceCell<tokio::sync::watch::Receiver<ts_runtime::peer_tracker::PeerTable>>,
     /// Set once control has given the device an address.
     pub(crate) registered: AtomicBool,
     /// Set once a dial has made sure the netstack has the device's addresses (`tcp_connect`).
@@ -168,6 +170,7 @@ pub(crate) async fn start(recipe: Recipe, registered: bool, span: tracing::Span)
         ports: Arc::new(PortTable::default()),
         udp: UdpPool::default(),
         shutdown_result: tokio::sync::OnceCell::new(),
+        table: tokio::sync::OnceCell::new(),
         registered: AtomicBool::new(registered),
         netstack_addressed: AtomicBool::new(false),
         health: Health::default(),

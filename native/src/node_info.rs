@@ -1,6 +1,7 @@
-//! `tailscale::NodeInfo` (the crate's `Node`) as a plain JavaScript object.
+//! `tailscale::NodeInfo` (the crate's `Node`) as a plain JavaScript object, with the user who
+//! owns it (from the runtime's user profiles, our `ts_runtime` patch 22).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine;
 use napi_derive::napi;
@@ -26,7 +27,32 @@ pub struct NodeStatus {
     pub last_seen_estimated: Option<String>,
 }
 
-/// Every field of the crate's `Node`. Keys are public keys only.
+/// A tailnet user, as control describes them (`UserProfile`).
+#[napi(object)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserProfile {
+    pub id: i64,
+    /// An email address or "email-ish" name, e.g. `alice@example.com`.
+    pub login_name: String,
+    pub display_name: Option<String>,
+    pub profile_pic_url: Option<String>,
+}
+
+impl From<&ts_control::UserProfile> for UserProfile {
+    fn from(profile: &ts_control::UserProfile) -> Self {
+        UserProfile {
+            id: profile.id,
+            login_name: profile.login_name.clone(),
+            display_name: profile.display_name.clone(),
+            profile_pic_url: profile.profile_pic_url.clone(),
+        }
+    }
+}
+
+/// User profiles by user id, as the runtime's peer table keeps them.
+pub type Users = BTreeMap<i64, ts_control::UserProfile>;
+
+/// Every field of the crate's `Node`, and its owner. Keys are public keys only.
 #[napi(object)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeInfo {
@@ -41,6 +67,9 @@ pub struct NodeInfo {
     pub status: NodeStatus,
     pub node_capabilities: HashMap<String, Vec<String>>,
     pub tags: Vec<String>,
+    /// The user who owns the node; none for a tagged node (its tags are its identity) or a user
+    /// control has sent no profile of.
+    pub user: Option<UserProfile>,
     /// CIDR, e.g. `100.64.0.1/32`.
     pub tailnet_ipv4: String,
     /// CIDR, e.g. `fd7a:115c:a1e0::1/128`.
@@ -66,8 +95,9 @@ fn iso(time: &chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-impl From<&Node> for NodeInfo {
-    fn from(node: &Node) -> Self {
+impl NodeInfo {
+    /// The node, owned by its user's profile from `users` unless it is tagged.
+    pub fn new(node: &Node, users: &Users) -> Self {
         use ts_control::NodeStatus as S;
         let status = match &node.status {
             S::Unknown => {
@@ -92,6 +122,7 @@ impl From<&Node> for NodeInfo {
             status,
             node_capabilities: node.node_capabilities.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             tags: node.tags.clone(),
+            user: if node.tags.is_empty() { users.get(&node.user).map(UserProfile::from) } else { None },
             tailnet_ipv4: node.tailnet_address.ipv4.to_string(),
             tailnet_ipv6: node.tailnet_address.ipv6.to_string(),
             node_key: node.node_key.to_string(),
@@ -133,6 +164,7 @@ mod tests {
             tailnet: Some("tail-test.ts.net".into()),
             node_capabilities: BTreeMap::from([("cap/a".to_string(), vec!["x".to_string()])]),
             tags: vec!["tag:server".into()],
+            user: 7,
             tailnet_address: TailnetAddress {
                 ipv4: "100.64.0.1/32".parse().unwrap(),
                 ipv6: "fd7a:115c:a1e0::1/128".parse().unwrap(),
@@ -151,7 +183,7 @@ mod tests {
     #[test]
     fn every_field_is_mapped() {
         let source = node();
-        let info = NodeInfo::from(&source);
+        let info = NodeInfo::new(&source, &Users::new());
         assert_eq!(info.id, 42);
         assert_eq!(info.stable_id, "nSTABLE1CNTRL");
         assert_eq!(info.hostname, "echo-peer");
@@ -176,16 +208,46 @@ mod tests {
         assert_eq!(info.derp_region, Some(900));
     }
 
+    fn users() -> Users {
+        Users::from([(
+            7,
+            ts_control::UserProfile {
+                id: 7,
+                login_name: "alice@example.com".into(),
+                display_name: Some("Alice".into()),
+                profile_pic_url: None,
+            },
+        )])
+    }
+
+    #[test]
+    fn an_untagged_node_is_owned_by_its_user() {
+        let mut source = node();
+        source.tags.clear();
+        let user = NodeInfo::new(&source, &users()).user.expect("a user");
+        assert_eq!(user.id, 7);
+        assert_eq!(user.login_name, "alice@example.com");
+        assert_eq!(user.display_name.as_deref(), Some("Alice"));
+        assert!(NodeInfo::new(&source, &Users::new()).user.is_none(), "no profile, no user");
+    }
+
+    #[test]
+    fn a_tagged_node_has_its_tags_and_no_user() {
+        let info = NodeInfo::new(&node(), &users());
+        assert_eq!(info.tags, vec!["tag:server".to_string()]);
+        assert!(info.user.is_none());
+    }
+
     #[test]
     fn online_and_unknown_have_no_times() {
         let mut source = node();
         source.status = S::Online;
         source.tailnet = None;
-        let info = NodeInfo::from(&source);
+        let info = NodeInfo::new(&source, &Users::new());
         assert_eq!(info.status.kind, NodeStatusKind::Online);
         assert!(info.status.last_seen_estimated.is_none());
         assert!(info.fqdn.is_none());
         source.status = S::Unknown;
-        assert_eq!(NodeInfo::from(&source).status.kind, NodeStatusKind::Unknown);
+        assert_eq!(NodeInfo::new(&source, &Users::new()).status.kind, NodeStatusKind::Unknown);
     }
 }

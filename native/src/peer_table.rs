@@ -1,5 +1,6 @@
 //! Every peer of a device, and each new network map's peer table, through the runtime's own
-//! watch (our `ts_runtime` patch 11): the crate's API offers lookups only.
+//! watch (our `ts_runtime` patch 11): the crate's API offers lookups only. The table also holds
+//! the user profiles and the packet filter's app-capability grants (patch 22).
 
 use napi_derive::napi;
 use tokio::sync::watch;
@@ -18,7 +19,8 @@ pub struct PeerTable {
 
 impl From<&CratePeerTable> for PeerTable {
     fn from(table: &CratePeerTable) -> Self {
-        PeerTable { version: table.version as f64, peers: table.peers.iter().map(NodeInfo::from).collect() }
+        let peers = table.peers.iter().map(|node| NodeInfo::new(node, &table.users)).collect();
+        PeerTable { version: table.version as f64, peers }
     }
 }
 

@@ -190,3 +190,46 @@ fn a_stun_binding_response_is_told_from_wireguard() {
     wireguard.resize(32, 0);
     assert_eq!(PacketIdent::identify(&wireguard).ty, PacketType::Wireguard);
 }
+
+/// Our `ts_control` patch 03: the map stream keeps what the crate dropped, the owner of each node
+/// (`Node.User`), the user profiles and the packet filter's app-capability grants (`CapGrant`).
+#[tokio::test]
+async fn a_map_response_keeps_its_users_and_app_grants() {
+    use futures_util::StreamExt;
+
+    let response = serde_json::json!({
+        "Peers": [{
+            "ID": 5, "StableID": "n5", "Name": "alice-laptop.tail.example.", "User": 77,
+            "Key": format!("nodekey:{}", "11".repeat(32)),
+            "Addresses": ["100.64.0.5/32", "fd7a:115c:a1e0::5/128"],
+            "AllowedIPs": ["100.64.0.5/32", "fd7a:115c:a1e0::5/128"],
+        }],
+        "UserProfiles": [{ "ID": 77, "LoginName": "alice@example.com", "DisplayName": "Alice" }],
+        "PacketFilter": [
+            { "SrcIPs": ["*"], "DstPorts": [{ "IP": "*", "Ports": { "First": 0, "Last": 65535 } }] },
+            { "SrcIPs": ["100.64.0.5"], "CapGrant": [{
+                "Dsts": ["100.64.0.1/32"],
+                "CapMap": { "example.com/cap/files": [{ "shares": ["docs"] }] },
+            }] },
+        ],
+    });
+    let body = serde_json::to_vec(&response).unwrap();
+    let mut framed = (body.len() as u32).to_le_bytes().to_vec();
+    framed.extend(body);
+    let stream = ts_control::client::map_stream(std::io::Cursor::new(framed));
+    let update = std::pin::pin!(stream).next().await.expect("one update");
+
+    let Some(ts_control::PeerUpdate::Full(peers)) = &update.peer_update else { panic!("a full peer list") };
+    assert_eq!(peers[0].user, 77);
+    assert_eq!(update.user_profiles.len(), 1);
+    assert_eq!(update.user_profiles[0].login_name, "alice@example.com");
+    assert_eq!(update.user_profiles[0].display_name.as_deref(), Some("Alice"));
+    let (Some(base), named) = update.app_grants.as_ref().expect("app grants") else { panic!("base grants") };
+    assert!(named.is_empty());
+    assert_eq!(base.len(), 1, "the network rule grants no app capability");
+    assert_eq!(base[0].src_prefixes, vec!["100.64.0.5/32".parse::<ipnet::IpNet>().unwrap()]);
+    assert_eq!(base[0].dsts, vec!["100.64.0.1/32".parse::<ipnet::IpNet>().unwrap()]);
+    let values = &base[0].caps["example.com/cap/files"];
+    let value: serde_json::Value = serde_json::from_str(&values[0]).unwrap();
+    assert_eq!(value, serde_json::json!({ "shares": ["docs"] }));
+}

@@ -50,7 +50,16 @@ export interface RawNodeStatus {
   readonly lastSeenEstimated?: string | undefined
 }
 
-/** Every field of the crate's `Node`, as plain data. Keys are public keys only. */
+/** A tailnet user, as control describes them. */
+export interface RawUserProfile {
+  readonly id: number
+  /** An email address or "email-ish" name. */
+  readonly loginName: string
+  readonly displayName?: string | undefined
+  readonly profilePicUrl?: string | undefined
+}
+
+/** Every field of the crate's `Node`, and its owner, as plain data. Keys are public keys only. */
 export interface RawNodeInfo {
   readonly id: number
   readonly stableId: string
@@ -62,6 +71,8 @@ export interface RawNodeInfo {
   readonly status: RawNodeStatus
   readonly nodeCapabilities: Readonly<Record<string, ReadonlyArray<string>>>
   readonly tags: ReadonlyArray<string>
+  /** The user who owns the node; absent for a tagged node, or when control sent no profile. */
+  readonly user?: RawUserProfile | undefined
   /** CIDR, e.g. `100.64.0.1/32`. */
   readonly tailnetIpv4: string
   /** CIDR, e.g. `fd7a:115c:a1e0::1/128`. */
@@ -111,6 +122,13 @@ export interface RawDirectPaths {
   /** Counts the changes; 0 before the first. */
   readonly version: number
   readonly paths: ReadonlyArray<RawDirectPath>
+}
+
+/** The peer behind a tailnet address, and what the tailnet's policy grants it toward this device. */
+export interface RawWhoIs {
+  readonly node: RawNodeInfo
+  /** App capability name to its values, each a JSON text (the packet filter's `CapGrant`s). */
+  readonly appCapabilities: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
 /** Whether control authorized the device, and where a person can log it in if not. */
@@ -163,6 +181,12 @@ export interface RawDevice {
   peerByName(name: string): Promise<RawNodeInfo | null>
   peerByIp(ip: string): Promise<RawNodeInfo | null>
   peersWithRoute(ip: string): Promise<Array<RawNodeInfo>>
+  /**
+   * The peer that owns a tailnet address with the app capabilities the policy grants it toward
+   * this device, or `null` when no peer has the address. Optional: without it, a caller is
+   * looked up with `peerByIp` and has no app capabilities.
+   */
+  whoIs?(ip: string): Promise<RawWhoIs | null>
   /**
    * Resolves with the peer table once its version differs from `known` (0: wait for the first
    * network map), or with `null` once the device is shut down or lost. Optional: without it,

@@ -69,6 +69,24 @@ const NodeStatusFromRaw = RawNodeStatus.pipe(Schema.decodeTo(
   })
 ))
 
+/**
+ * A tailnet user, as control describes them (its `UserProfile`): who owns a node that is not
+ * tagged.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export class TailnetUser extends Schema.Class<TailnetUser>("@effect-tailscale/core/TailnetUser")({
+  /** Control's numeric user id. */
+  id: Schema.Number,
+  /** An email address or "email-ish" name, e.g. `alice@example.com` or `alice@github`. */
+  loginName: Schema.String,
+  /** e.g. `Alice Smith`, when the identity provider gave one. */
+  displayName: Absent(Schema.String),
+  /** A picture of the user, when there is one. */
+  profilePicUrl: Absent(Schema.String)
+}) {}
+
 /** A node of the tailnet (this device or a peer): ids, names, addresses, keys, tags and routes, decoded from the backend. */
 export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/NodeInfo")({
   /** Control's numeric node id. */
@@ -80,8 +98,15 @@ export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/Nod
   tailnet: Absent(Schema.String),
   capabilityVersion: Schema.Number,
   status: NodeStatusFromRaw,
+  /** The node's capabilities (control's node attributes): each name with its values as JSON texts. */
   nodeCapabilities: Schema.Record(Schema.String, Schema.Array(Schema.String)),
+  /** A tagged node's tags: its identity instead of a user. */
   tags: Schema.Array(Schema.String),
+  /**
+   * The user who owns the node. None for a tagged node (see `tags`), which no user owns, and
+   * for a user control sent no profile of.
+   */
+  user: Absent(TailnetUser),
   /** The node's IPv4 tailnet network (a /32). */
   tailnetIpv4: Schema.IpNetworkFromString,
   /** The node's IPv6 tailnet network (a /128). */
@@ -115,5 +140,10 @@ export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/Nod
 
   get isOnline(): boolean {
     return this.status._tag === "Online"
+  }
+
+  /** Whether the node is owned by its tags rather than a user. */
+  get isTagged(): boolean {
+    return this.tags.length > 0
   }
 }

@@ -22,7 +22,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
-import type * as Option from "effect/Option"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import type * as Schedule from "effect/Schedule"
@@ -32,6 +32,8 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import { type BindAddress, type DialTarget, formatIp, type IpInput } from "./Address.ts"
 import { AuthState } from "./AuthState.ts"
 import type { Backend } from "./Backend.ts"
+import type { Caller } from "./Caller.ts"
+import { decodeWhoIs } from "./Caller.ts"
 import type { DeviceState } from "./DeviceState.ts"
 import { parseIp } from "./internal/address.ts"
 import { fromBackend } from "./internal/backendErrors.ts"
@@ -97,6 +99,12 @@ export interface TailscaleService {
   readonly peerByName: (name: string, options?: CallOptions) => Effect.Effect<Option.Option<NodeInfo>, TailscaleError>
   /** The peer that owns a tailnet IP. */
   readonly peerByIp: (ip: IpInput, options?: CallOptions) => Effect.Effect<Option.Option<NodeInfo>, TailscaleError>
+  /**
+   * Who has the tailnet address `ip`, as Go's `WhoIs` tells: the peer's node (with the user who
+   * owns it, or its tags) and the app capabilities the tailnet's policy grants it toward this
+   * device. None when no peer has the address. `TailnetCaller` uses it.
+   */
+  readonly whoIs: (ip: IpInput, options?: CallOptions) => Effect.Effect<Option.Option<Caller>, TailscaleError>
   /** The peers whose routes are the most specific match for `ip` (several for redundant subnet routers). */
   readonly peersWithRoute: (
     ip: IpInput,
@@ -415,6 +423,17 @@ export const make: (
         (d) => d.raw.peerByIp(formatIp(ip))
       )
       return yield* decodeOptional(raw)
+    }),
+    whoIs: Effect.fn("Tailscale.whoIs")(function*(input: IpInput, options?: CallOptions) {
+      const ip = formatIp(yield* parseIp("ip", input))
+      yield* meter.lookup("whoIs")
+      const limit = yield* netmapLimit(options)
+      const raw = yield* netmapCall("peers", "whoIs", limit, (d) =>
+        d.raw.whoIs
+          ? d.raw.whoIs(ip)
+          // A backend without `whoIs`: the peer, with no app capabilities.
+          : d.raw.peerByIp(ip).then((node) => node === null ? null : { node, appCapabilities: {} }))
+      return raw === null ? Option.none() : Option.some(yield* decodeWhoIs(raw))
     }),
     peersWithRoute: Effect.fn("Tailscale.peersWithRoute")(function*(input: IpInput, options?: CallOptions) {
       const ip = yield* parseIp("ip", input)

@@ -115,6 +115,22 @@ export class Internal extends Schema.TaggedError<Internal>()("Internal", ReasonF
   }
 }
 
+/**
+ * A capability value granted to a caller does not decode with the schema it was read with
+ * (`Caller.capability`): the policy and the program disagree on its shape. `name` is the
+ * capability.
+ *
+ * @since 0.1.0
+ */
+export class InvalidCapability extends Schema.TaggedError<InvalidCapability>()("InvalidCapability", {
+  ...ReasonFields,
+  name: Schema.String
+}) {
+  get isRetryable(): boolean {
+    return false
+  }
+}
+
 /** Every reason a `TailscaleError` can carry. */
 export const TailscaleErrorReason = Schema.Union([
   KeyFile,
@@ -129,6 +145,7 @@ export const TailscaleErrorReason = Schema.Union([
   DeviceClosed,
   DeviceLost,
   NativeUnavailable,
+  InvalidCapability,
   Internal
 ])
 

@@ -10,7 +10,7 @@
  * | `tailscale_bytes_received` | counter | bytes read from TCP streams and received in datagrams |
  * | `tailscale_connections_open` | counter (up and down) | TCP streams open now, dialed or accepted |
  * | `tailscale_dials` | counter, attribute `outcome` | dials, by `success` or the failure's reason (`ConnectionRefused`, `Timeout`, …) |
- * | `tailscale_lookups` | counter, attribute `kind` | `peerByName`, `peerByIp` and `peersWithRoute` calls |
+ * | `tailscale_lookups` | counter, attribute `kind` | `peerByName`, `peerByIp`, `peersWithRoute` and `whoIs` calls |
  * | `tailscale_device_states` | frequency | states the device entered (`Connecting`, `Running`, `Reconnecting`, …) |
  * | `tailscale_direct_peers` | gauge | peers reached over a direct UDP path now (the rest go through DERP) |
  *
@@ -41,7 +41,7 @@ export const dials = Metric.counter("tailscale_dials", {
 
 /** `tailscale_lookups`: peer lookups, with `kind`. */
 export const lookups = Metric.counter("tailscale_lookups", {
-  description: "Peer lookups, by kind (peerByName, peerByIp, peersWithRoute)",
+  description: "Peer lookups, by kind (peerByName, peerByIp, peersWithRoute, whoIs)",
   incremental: true
 })
 

@@ -4,6 +4,7 @@
 export * as Address from "./Address.ts"
 export * as AuthState from "./AuthState.ts"
 export * as Backend from "./Backend.ts"
+export * as Caller from "./Caller.ts"
 export * as DeviceState from "./DeviceState.ts"
 export * as EffectSocket from "./EffectSocket.ts"
 export * as NodeInfo from "./NodeInfo.ts"

@@ -45,3 +45,42 @@ describe("NodeInfo decoding cache", () => {
       assert.notStrictEqual(yield* decode(rawNode()), first, "the oldest entry was evicted at capacity 2")
     }))
 })
+
+describe("user identity", () => {
+  it.effect("a node owned by a user decodes its profile; a tagged node has none", () =>
+    Effect.gen(function*() {
+      const { decodeNodeInfo } = yield* Effect.promise(() => import("../src/internal/nodeDecoding.ts"))
+      const owned = yield* decodeNodeInfo(rawNode({ user: { id: 7, loginName: "alice@example.com" } }))
+      const user = Option.getOrThrow(owned.user)
+      assert.strictEqual(user.id, 7)
+      assert.strictEqual(user.loginName, "alice@example.com")
+      assert.isTrue(Option.isNone(user.displayName))
+      assert.isFalse(owned.isTagged)
+      const tagged = yield* decodeNodeInfo(rawNode({ tags: ["tag:server"] }))
+      assert.isTrue(Option.isNone(tagged.user))
+      assert.isTrue(tagged.isTagged)
+    }))
+})
+
+describe("capabilities", () => {
+  it.effect("values decode with the caller's Schema; a value that does not is InvalidCapability", () =>
+    Effect.gen(function*() {
+      const { decodeWhoIs } = yield* Effect.promise(() => import("../src/Caller.ts"))
+      const Schema = yield* Effect.promise(() => import("effect/Schema"))
+      const caller = yield* decodeWhoIs({
+        node: rawNode({ nodeCapabilities: { "example.com/cap/level": ["3"] } }),
+        appCapabilities: { "example.com/cap/files": ["{\"shares\":[\"docs\"]}"], "example.com/cap/flag": [] }
+      })
+      assert.isTrue(caller.hasCapability("example.com/cap/flag"))
+      assert.isTrue(caller.hasCapability("example.com/cap/level"))
+      assert.isFalse(caller.hasCapability("example.com/cap/none"))
+      const Files = Schema.Struct({ shares: Schema.Array(Schema.String) })
+      assert.deepStrictEqual(yield* caller.capability("example.com/cap/files", Files), [{ shares: ["docs"] }])
+      assert.deepStrictEqual(yield* caller.capability("example.com/cap/level", Schema.Number), [3])
+      assert.deepStrictEqual(yield* caller.capability("example.com/cap/none", Files), [])
+      const wrong = yield* Effect.exit(caller.capability("example.com/cap/files", Schema.Number))
+      assert.strictEqual(reasonOf(wrong)._tag, "InvalidCapability")
+      const notJson = yield* Effect.exit(decodeWhoIs({ node: rawNode(), appCapabilities: { "a": ["{not json"] } }))
+      assert.strictEqual(reasonOf(notJson)._tag, "Internal")
+    }))
+})

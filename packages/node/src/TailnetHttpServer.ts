@@ -10,12 +10,12 @@
  * ```
  *
  * It listens on both of the device's addresses. A handler learns who is calling with
- * `TailnetHttpServer.caller` (the peer's `NodeInfo`, looked up from the connection's tailnet
- * address once per connection), or reads `TailnetCaller` after `withCaller`.
+ * `TailnetHttpServer.caller` (the peer's `NodeInfo`, its user and the app capabilities granted to it,
+ * looked up from the connection's tailnet address once per connection), or reads `TailnetCaller` after `withCaller`.
  *
  * @since 0.1.0
  */
-import type { NodeInfo } from "@effect-tailscale/core/NodeInfo"
+import type { Caller } from "@effect-tailscale/core/Caller"
 import * as TailnetCaller from "@effect-tailscale/core/TailnetCaller"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
@@ -68,11 +68,12 @@ export const layer = (port: number): Layer.Layer<
 const callers = TailnetCaller.cachedPerConnection()
 
 /**
- * The peer that sent the request being handled: its `NodeInfo`, from the connection's remote
+ * The peer that sent the request being handled: its `NodeInfo` with the user who owns it and the
+ * app capabilities the policy grants it toward this device, from the connection's remote
  * tailnet address (looked up once per connection). `UnknownCaller` when no peer has it.
  */
 export const caller: Effect.Effect<
-  NodeInfo,
+  Caller,
   TailnetCaller.UnknownCaller | TailscaleError,
   HttpServerRequest.HttpServerRequest | Tailscale
 > = Effect.gen(function*() {

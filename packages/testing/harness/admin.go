@@ -17,6 +17,7 @@ import (
 
 	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
 )
 
 // The admin API is for tests only and lives on its own port: testcontrol panics the whole
@@ -103,6 +104,38 @@ func startAdmin(listenIP netip.Addr, ctl *control, p *peer, authKey, workDir str
 	// Blocks until the node with ?nodekey= (nodekey:<hex>) has logged out (logouts.go).
 	mux.HandleFunc("GET /wait-logged-out", func(w http.ResponseWriter, r *http.Request) {
 		waitForNode(w, r, "loggedOut", ctl.logouts.loggedOut)
+	})
+	// The policy's app capabilities (a grant from every node to every node with an "app" part):
+	// the body is a tailcfg.PeerCapMap, e.g. {"example.com/cap/x": [{"k": "v"}]}; {} or null
+	// takes them away.
+	mux.HandleFunc("POST /app-caps", func(w http.ResponseWriter, r *http.Request) {
+		var caps tailcfg.PeerCapMap
+		if err := json.NewDecoder(r.Body).Decode(&caps); err != nil {
+			http.Error(w, "the body must be a capability map: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		ctl.server.SetGlobalAppCaps(caps)
+		writeJSON(w, map[string]int{"appCaps": len(caps)})
+	})
+	// The node capabilities of the node with ?nodekey= (nodekey:<hex>), as it and its peers see
+	// them: the body is a tailcfg.NodeCapMap.
+	mux.HandleFunc("POST /node-caps", func(w http.ResponseWriter, r *http.Request) {
+		var nodeKey key.NodePublic
+		if err := nodeKey.UnmarshalText([]byte(r.URL.Query().Get("nodekey"))); err != nil {
+			http.Error(w, "nodekey: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		var caps tailcfg.NodeCapMap
+		if err := json.NewDecoder(r.Body).Decode(&caps); err != nil {
+			http.Error(w, "the body must be a capability map: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if ctl.server.Node(nodeKey) == nil {
+			http.Error(w, "no node has that key", http.StatusNotFound)
+			return
+		}
+		ctl.server.SetNodeCapMap(nodeKey, caps)
+		writeJSON(w, map[string]int{"nodeCaps": len(caps)})
 	})
 	mux.HandleFunc("GET /map-requests", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ctl.counts.snapshot())

@@ -35,6 +35,13 @@ export interface JoinOptions {
   readonly tags?: ReadonlyArray<string> | undefined
 }
 
+/** A tailnet user as the suite expects to see one. */
+export interface ExpectedUser {
+  readonly id: number
+  readonly loginName: string
+  readonly displayName: string
+}
+
 /** A tailnet the conformance suite runs on: it joins devices and knows an echo peer. */
 export interface TailnetProviderService {
   readonly name: string
@@ -60,6 +67,20 @@ export interface TailnetProviderService {
   readonly loseDevice: (hostname: string) => Effect.Effect<void, unknown>
   /** Takes control away (every device's session with it ends) or brings it back. */
   readonly setControlDown: (down: boolean) => Effect.Effect<void, unknown>
+  /** The user who owns every untagged device joined with the tailnet's auth key (the echo peer's too). */
+  readonly user: ExpectedUser
+  /**
+   * Replaces the policy's app capabilities with one grant from every node to every node
+   * (`{}`: none), each capability with its JSON values.
+   */
+  readonly setAppCapabilities: (
+    capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>
+  ) => Effect.Effect<void, unknown>
+  /** Replaces the node capabilities of `device`'s node, as it and its peers see them. */
+  readonly setNodeCapabilities: (
+    device: TailscaleService,
+    capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>
+  ) => Effect.Effect<void, unknown>
   /** Has the echo peer dial `address` (`ip:port`, `[ipv6]:port`), send `data`, and return what it read back. */
   readonly echoPeerDials: (address: string, data: string) => Effect.Effect<string, unknown>
 }
@@ -92,6 +113,9 @@ const echoUdp = (device: TailscaleService, port: number) =>
     }))
   })
 
+/** The fake tailnet's user, named as testcontrol names its one user (`AllNodesSameUser`). */
+const fakeUser: ExpectedUser = { id: 123, loginName: "user-123@fake-control.example.net", displayName: "User 123" }
+
 /** The in-memory tailnet with an echo peer that runs on the fake device itself. */
 export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
   TailnetProvider,
@@ -119,6 +143,11 @@ export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
       echoPeerSees: (ip) => Effect.map(peer.peerByIp(ip), Option.isSome),
       loseDevice: (hostname) => tailnet.loseDevice(hostname),
       setControlDown: tailnet.setControlDown,
+      user: fakeUser,
+      setAppCapabilities: (capabilities) =>
+        tailnet.setAppCapabilities(Object.keys(capabilities).length === 0 ? [] : [{ capabilities }]),
+      setNodeCapabilities: (device, capabilities) =>
+        Effect.flatMap(device.self, (self) => tailnet.setNodeCapabilities(self.hostname, capabilities)),
       echoPeerDials: (address, data) =>
         Effect.scoped(Effect.gen(function*() {
           const stream = yield* peer.dial(address as `${string}:${number}`)
@@ -128,7 +157,7 @@ export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
         }))
     }
   })
-).pipe(Layer.provide(fakeTailnetLayer()))
+).pipe(Layer.provide(fakeTailnetLayer({ user: fakeUser })))
 
 /** The loopback tailnet: a Go peer, Tailscale's test control server and a DERP relay. */
 export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect(
@@ -155,6 +184,11 @@ export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect
       echoPeerSees: (ip) => Effect.map(tailnet.peers, (peers) => peers.some((view) => view.ipv4 === ip)),
       loseDevice: (hostname) => tailnet.loseDevice(hostname),
       setControlDown: (down) => down ? tailnet.stopControl : tailnet.startControl,
+      // testcontrol (AllNodesSameUser) makes one user, 123, for every node it registers.
+      user: { id: 123, loginName: "user-123@fake-control.example.net", displayName: "User 123" },
+      setAppCapabilities: tailnet.setAppCapabilities,
+      setNodeCapabilities: (device, capabilities) =>
+        Effect.flatMap(device.self, (self) => tailnet.setNodeCapabilities(self.nodeKey, capabilities)),
       echoPeerDials: (address, data) =>
         Effect.map(tailnet.dialFromPeer(address, data), (bytes) => new TextDecoder().decode(bytes))
     }

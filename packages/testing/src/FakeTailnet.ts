@@ -10,12 +10,16 @@
  *   and keys drawn from `seed`. Same seed and same order of joins, same tailnet.
  * - Control plane: a required auth key (a wrong one is `NotAuthorized`), interactive login,
  *   peers that come and go, ephemeral devices removed when their scope closes.
+ * - Identity and policy: every untagged node is owned by the tailnet's user (`user`, changed
+ *   per node with `setUser`), a tagged node by its tags; the test grants app capabilities
+ *   (`setAppCapabilities`) and node capabilities (`setNodeCapabilities`), which `whoIs` and
+ *   `TailnetCaller` report as on a real tailnet.
  * - Faults: control down, a peer offline, connections reset, added latency, UDP loss.
  * - Time is Effect's `Clock`: latency under `TestClock` advances only with `TestClock.adjust`.
  *
  * @since 0.1.0
  */
-import type { Backend, RawConnectOptions, RawNodeInfo } from "@effect-tailscale/core/Backend"
+import type { Backend, RawConnectOptions, RawNodeInfo, RawUserProfile } from "@effect-tailscale/core/Backend"
 import {
   type Named,
   type NamedTag,
@@ -44,6 +48,30 @@ export interface FakeTailnetOptions {
   readonly authKey?: string | undefined
   /** Bytes one direction of a TCP connection buffers before writes wait. Default 16 KiB. */
   readonly tcpBuffer?: number | undefined
+  /**
+   * The user who owns every untagged device that joins. Default: user 1,
+   * `user-1@example.com`, "User 1".
+   */
+  readonly user?: FakeUser | undefined
+}
+
+/** A tailnet user: who owns a node that is not tagged. */
+export interface FakeUser {
+  readonly id: number
+  readonly loginName: string
+  readonly displayName?: string | undefined
+  readonly profilePicUrl?: string | undefined
+}
+
+/**
+ * An app-capability grant of the tailnet's policy (a grant with an `app` part): callers that
+ * `from` names get `capabilities` toward the devices `to` names. Each entry is `"*"` (the
+ * default), a hostname, an address or a CIDR; each capability has a list of JSON values.
+ */
+export interface AppGrant {
+  readonly from?: ReadonlyArray<string> | undefined
+  readonly to?: ReadonlyArray<string> | undefined
+  readonly capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>
 }
 
 /** The largest UDP datagram, as in tailscale-rs's network stack. */
@@ -79,6 +107,15 @@ export interface FakeTailnetService {
   readonly setLatency: (latency: Duration.Input) => Effect.Effect<void>
   /** Drops every `n`th datagram (0: none). */
   readonly setUdpLoss: (everyNth: number) => Effect.Effect<void>
+  /** Makes `user` the owner of the (untagged) node, or leaves it with none: its peers see the change. */
+  readonly setUser: (hostname: string, user: FakeUser | undefined) => Effect.Effect<void>
+  /** Replaces the policy's app-capability grants; every device sees them at once. */
+  readonly setAppCapabilities: (grants: ReadonlyArray<AppGrant>) => Effect.Effect<void>
+  /** Replaces the node's capabilities (each name with its JSON values), as it and its peers see them. */
+  readonly setNodeCapabilities: (
+    hostname: string,
+    capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>
+  ) => Effect.Effect<void>
   /**
    * Loses the node's device, as when tailscale-rs's runtime stops: its calls fail with
    * `DeviceLost`, its sockets close, and the service builds it again (same node, same addresses)
@@ -125,6 +162,11 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
     const nodes = new Map<number, FakeNode>()
     let joined = 0
     let latency = Duration.zero
+    const owner: RawUserProfile = options.user ?? { id: 1, loginName: "user-1@example.com", displayName: "User 1" }
+    const jsonTexts = (capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>) =>
+      Object.fromEntries(
+        Object.entries(capabilities).map(([name, values]) => [name, values.map((value) => JSON.stringify(value))])
+      )
 
     const register = (connect: RawConnectOptions): FakeNode => {
       const id = ++joined
@@ -138,6 +180,8 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         machineKey: `mkey:${randomHex(32)}`,
         discoKey: `discokey:${randomHex(32)}`,
         tags: connect.tags ?? [],
+        user: (connect.tags ?? []).length > 0 ? undefined : owner,
+        nodeCapabilities: {},
         ephemeral: connect.ephemeral ?? false,
         offline: false,
         listeners: new Map(),
@@ -167,6 +211,7 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
       },
       pathsVersion: 0,
       pathWatchers: new Set(),
+      grants: [],
       requireLogin: false,
       udpLossEvery: 0,
       datagramsSent: 0,
@@ -213,6 +258,25 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         Effect.sync(() => find(hostname).forEach((node) => node.streams.forEach((stream) => stream.resetConnection()))),
       setLatency: (input) => Effect.sync(() => void (latency = Duration.fromInputUnsafe(input))),
       setUdpLoss: (everyNth) => Effect.sync(() => void (state.udpLossEvery = everyNth)),
+      setUser: (hostname, user) =>
+        Effect.sync(() => {
+          find(hostname).forEach((node) => (node.user = user))
+          state.peersChanged()
+        }),
+      setAppCapabilities: (grants) =>
+        Effect.sync(() => {
+          state.grants = grants.map((grant) => ({
+            from: grant.from ?? ["*"],
+            to: grant.to ?? ["*"],
+            capabilities: jsonTexts(grant.capabilities)
+          }))
+          state.peersChanged()
+        }),
+      setNodeCapabilities: (hostname, capabilities) =>
+        Effect.sync(() => {
+          find(hostname).forEach((node) => (node.nodeCapabilities = jsonTexts(capabilities)))
+          state.peersChanged()
+        }),
       loseDevice: (hostname, cause = "lost by FakeTailnet.loseDevice") =>
         Effect.sync(() => find(hostname).forEach((node) => state.losers.get(node)?.(cause))),
       setPath: (hostname, peer, path) =>

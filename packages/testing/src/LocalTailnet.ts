@@ -152,6 +152,19 @@ export interface LocalTailnetService {
    * pong came back: `Direct` by a UDP endpoint or `Relay` through a DERP region.
    */
   readonly pingFromPeer: (ip: string) => Effect.Effect<GoPong, LocalTailnetError>
+  /**
+   * Replaces the policy's app capabilities: one grant from every node to every node whose `app`
+   * part is `capabilities` (each name with its JSON values), as testcontrol's global app caps.
+   * `{}` takes them away.
+   */
+  readonly setAppCapabilities: (
+    capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>
+  ) => Effect.Effect<void, LocalTailnetError>
+  /** Replaces the capabilities of the node with `nodeKey` (`nodekey:<hex>`), as it and its peers see them. */
+  readonly setNodeCapabilities: (
+    nodeKey: string,
+    capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>
+  ) => Effect.Effect<void, LocalTailnetError>
   /** New registrations wait for an interactive login. */
   readonly requireLogin: (on: boolean) => Effect.Effect<void, LocalTailnetError>
   /** Approves a login URL a device reported. */
@@ -285,6 +298,12 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
                 ? { _tag: "Direct", endpoint: result.Endpoint }
                 : { _tag: "Relay", region: result.DERPRegionCode ?? String(result.DERPRegionID ?? "") }
             })),
+      setAppCapabilities: (capabilities) =>
+        Effect.asVoid(admin("/app-caps", { method: "POST", body: JSON.stringify(capabilities) })),
+      setNodeCapabilities: (nodeKey, capabilities) =>
+        Effect.asVoid(
+          admin(`/node-caps?nodekey=${q(nodeKey)}`, { method: "POST", body: JSON.stringify(capabilities) })
+        ),
       requireLogin: (on) => Effect.asVoid(admin(`/require-auth?on=${on}`, { method: "POST" })),
       completeLogin: (url) => Effect.asVoid(admin(`/complete-auth?url=${q(url)}`, { method: "POST" })),
       restartControl: (downMs = 300) => Effect.asVoid(admin(`/control-restart?downMs=${downMs}`, { method: "POST" })),

@@ -34,6 +34,7 @@ export const alone = (addresses: { readonly ipv4?: string; readonly ipv6?: strin
     ipv6: Effect.succeed(ipv6(addresses.ipv6 ?? "fd7a:115c:a1e0::1")),
     peerByName: () => Effect.succeed(Option.none()),
     peerByIp: () => Effect.succeed(Option.none()),
+    whoIs: () => Effect.succeed(Option.none()),
     peersWithRoute: () => Effect.succeed([]),
     dial: () => Effect.fail(invalidArgument("peer", "no peers on this tailnet")),
     shutdown: Effect.succeed(true)

@@ -13,7 +13,7 @@ export interface SocketMeter {
 
 export interface DeviceMeter extends SocketMeter {
   readonly dial: (outcome: string) => Effect.Effect<void>
-  readonly lookup: (kind: "peerByName" | "peerByIp" | "peersWithRoute") => Effect.Effect<void>
+  readonly lookup: (kind: "peerByName" | "peerByIp" | "peersWithRoute" | "whoIs") => Effect.Effect<void>
   readonly state: (tag: string) => Effect.Effect<void>
   readonly directPeers: (count: number) => Effect.Effect<void>
 }
@@ -29,6 +29,7 @@ export const forDevice = (device: string): DeviceMeter => {
   const lookups = {
     peerByName: Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peerByName" }), 1),
     peerByIp: Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peerByIp" }), 1),
+    whoIs: Metric.update(Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "whoIs" }), 1),
     peersWithRoute: Metric.update(
       Metric.withAttributes(TailscaleMetrics.lookups, { device, kind: "peersWithRoute" }),
       1

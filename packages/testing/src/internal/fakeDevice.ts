@@ -13,8 +13,11 @@ import type {
   RawNodeInfo,
   RawSocketAddress,
   RawTcpListener,
-  RawUdpSocket
+  RawUdpSocket,
+  RawUserProfile,
+  RawWhoIs
 } from "@effect-tailscale/core/Backend"
+import * as IpNetwork from "effect/net/IpNetwork"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Result from "effect/Result"
 import { Channel, fail, type FakeStream, MAX_DATAGRAM_BYTES, streamPair, UDP_QUEUE } from "./fakeNet.ts"
@@ -37,6 +40,10 @@ export interface FakeNode {
   readonly machineKey: string
   readonly discoKey: string
   readonly tags: ReadonlyArray<string>
+  /** The user who owns the node (none when tagged). */
+  user: RawUserProfile | undefined
+  /** Node capabilities: each name with its values as JSON texts. */
+  nodeCapabilities: Readonly<Record<string, ReadonlyArray<string>>>
   readonly ephemeral: boolean
   offline: boolean
   /** By `"<own ip>|<port>"`: the IPv4 and IPv6 address each have their ports. */
@@ -45,6 +52,17 @@ export interface FakeNode {
   readonly streams: Set<FakeStream>
   /** The direct path to each peer that has one (`ip:port`, by peer id); the rest go through DERP. */
   readonly directPaths: Map<number, string>
+}
+
+/**
+ * An app-capability grant of the policy: callers matching `from` get `capabilities` toward the
+ * devices matching `to`. Each entry is `"*"`, a hostname, an address or a CIDR.
+ */
+export interface FakeGrant {
+  readonly from: ReadonlyArray<string>
+  readonly to: ReadonlyArray<string>
+  /** Capability name to its values, each a JSON text. */
+  readonly capabilities: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
 /**
@@ -81,6 +99,8 @@ export interface TailnetState {
   pathsVersion: number
   /** Called whenever a direct path changes: each device's path watches. */
   readonly pathWatchers: Set<() => void>
+  /** The policy's app-capability grants. */
+  grants: ReadonlyArray<FakeGrant>
   /** Devices without an auth key wait for a login instead of being refused. */
   requireLogin: boolean
   /** Drops every `n`th datagram (0: none). */
@@ -108,8 +128,9 @@ export const nodeInfo = (node: FakeNode, domain: string): RawNodeInfo => ({
   status: node.offline
     ? { kind: "offline", lastSeenEstimated: new Date(0).toISOString() }
     : { kind: "online" },
-  nodeCapabilities: {},
+  nodeCapabilities: node.nodeCapabilities,
   tags: node.tags,
+  ...(node.user === undefined || node.tags.length > 0 ? {} : { user: node.user }),
   tailnetIpv4: `${node.ipv4}/32`,
   tailnetIpv6: `${node.ipv6}/128`,
   nodeKey: node.nodeKey,
@@ -128,6 +149,27 @@ const normalizeIp = (text: string) => {
 
 const byIp = (state: TailnetState, ip: string) =>
   [...state.nodes.values()].find((node) => node.ipv4 === ip || node.ipv6 === ip)
+
+/** Whether `node` is what a grant's entry names: `"*"`, its hostname, an address or a CIDR of its. */
+const names = (entry: string, node: FakeNode) => {
+  if (entry === "*" || entry === node.hostname) return true
+  const network = IpNetwork.fromString(entry.includes("/") ? entry : `${entry}/${entry.includes(":") ? 128 : 32}`)
+  if (Result.isFailure(network)) return false
+  return [node.ipv4, node.ipv6].some((ip) => {
+    const parsed = NetAddress.ipFromString(ip)
+    return Result.isSuccess(parsed) && IpNetwork.contains(network.success, parsed.success)
+  })
+}
+
+/** The app capabilities the grants give `caller` toward `self`, values in grant order. */
+export const appCapabilities = (grants: ReadonlyArray<FakeGrant>, caller: FakeNode, self: FakeNode) => {
+  const granted: Record<string, Array<string>> = {}
+  for (const grant of grants) {
+    if (!grant.from.some((entry) => names(entry, caller)) || !grant.to.some((entry) => names(entry, self))) continue
+    for (const [name, values] of Object.entries(grant.capabilities)) (granted[name] ??= []).push(...values)
+  }
+  return granted
+}
 
 const never = <A>() => new Promise<A>(() => {})
 
@@ -367,6 +409,12 @@ export const connectDevice = async (
       const node = await self("peerByIp")
       const peer = byIp(state, normalizeIp(ip))
       return peer && peer !== node ? info(peer) : null
+    },
+    whoIs: async (ip): Promise<RawWhoIs | null> => {
+      const node = await self("whoIs")
+      const peer = byIp(state, normalizeIp(ip))
+      if (peer === undefined || peer === node) return null
+      return { node: info(peer), appCapabilities: appCapabilities(state.grants, peer, node) }
     },
     peersWithRoute: async (ip) => {
       const node = await self("peersWithRoute")
