@@ -137,12 +137,10 @@ export declare class UdpSocket {
   close(): void
 }
 
-/** Whether this device may join the tailnet. */
-export interface AuthState {
-  authorized: boolean
-  /** When not authorized: the URL where a person can approve this device. */
-  loginUrl?: string
-}
+/** Whether this device may join the tailnet, tagged as core's `AuthState` is (`_tag`). */
+export type AuthState =
+  | { _tag: 'Authorized' }
+  | { _tag: 'NeedsLogin'; url: string }
 
 export declare function buildInfo(): BuildInfo
 
@@ -289,17 +287,15 @@ export interface NodeInfo {
   derpRegion?: number
 }
 
-/** Connection to the control plane (not reachability). */
-export interface NodeStatus {
-  kind: NodeStatusKind
-  /** When offline: last connection as reported by control (ISO-8601; rounded to ~10 minutes). */
-  lastSeenControl?: string
-  /** When offline: last connection as estimated locally (ISO-8601). */
-  lastSeenEstimated?: string
-}
-
-/** Whether a node is connected to the control plane. */
-export type NodeStatusKind = 'unknown' | 'online' | 'offline'
+/**
+ * A node's connection to the control plane (not reachability), tagged as core's `NodeStatus`
+ * is (`_tag`), so it crosses the boundary in the shape core decodes. When `Offline`: the last
+ * connection as reported by control (ISO-8601, rounded to ~10 minutes), and as estimated locally.
+ */
+export type NodeStatus =
+  | { _tag: 'Unknown' }
+  | { _tag: 'Online' }
+  | { _tag: 'Offline'; lastSeenControl?: string; lastSeenEstimated: string }
 
 /** The peer table as of one network map. */
 export interface PeerTable {

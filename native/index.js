@@ -847,7 +847,6 @@ module.exports.generateKeyState = nativeBinding.generateKeyState
 module.exports.loadKeyFile = nativeBinding.loadKeyFile
 module.exports.LogLevel = nativeBinding.LogLevel
 module.exports.MAX_DATAGRAM_BYTES = nativeBinding.MAX_DATAGRAM_BYTES
-module.exports.NodeStatusKind = nativeBinding.NodeStatusKind
 module.exports.publicKeys = nativeBinding.publicKeys
 module.exports.runtimeTasks = nativeBinding.runtimeTasks
 module.exports.subscribeLogs = nativeBinding.subscribeLogs

@@ -32,12 +32,14 @@ use crate::trust;
 use crate::udp::UdpSocket;
 use crate::who_is::{self, WhoIs};
 
-/// Whether this device may join the tailnet.
-#[napi(object)]
-pub struct AuthState {
-    pub authorized: bool,
-    /// When not authorized: the URL where a person can approve this device.
-    pub login_url: Option<String>,
+/// Whether this device may join the tailnet, tagged as core's `AuthState` is (`_tag`).
+#[napi(discriminant = "_tag")]
+pub enum AuthState {
+    Authorized,
+    /// A person can approve this device at `url`.
+    NeedsLogin {
+        url: String,
+    },
 }
 
 /// A Tailscale device inside this process.
@@ -240,9 +242,9 @@ impl Device {
         Ok(match state {
             CrateAuthState::Authorized => {
                 self.mark_registered();
-                AuthState { authorized: true, login_url: None }
+                AuthState::Authorized
             }
-            CrateAuthState::NotAuthorized(url) => AuthState { authorized: false, login_url: Some(url.to_string()) },
+            CrateAuthState::NotAuthorized(url) => AuthState::NeedsLogin { url: url.to_string() },
         })
     }
 

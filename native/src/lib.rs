@@ -39,7 +39,7 @@ fn init() {
 pub use device::{AuthState, Device};
 pub use error::Code as ErrorCode;
 pub use logging::{LogLevel, LogRecord, subscribe_logs, subscribe_process_logs, unsubscribe_logs};
-pub use node_info::{NodeInfo, NodeStatus, NodeStatusKind};
+pub use node_info::{NodeInfo, NodeStatus};
 pub use options::ConnectOptions;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::{Datagram, UdpSocket};

@@ -7,24 +7,15 @@ use base64::Engine;
 use napi_derive::napi;
 use tailscale::NodeInfo as Node;
 
-/// Whether a node is connected to the control plane.
-#[napi(string_enum = "lowercase")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeStatusKind {
+/// A node's connection to the control plane (not reachability), tagged as core's `NodeStatus`
+/// is (`_tag`), so it crosses the boundary in the shape core decodes. When `Offline`: the last
+/// connection as reported by control (ISO-8601, rounded to ~10 minutes), and as estimated locally.
+#[napi(discriminant = "_tag")]
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeStatus {
     Unknown,
     Online,
-    Offline,
-}
-
-/// Connection to the control plane (not reachability).
-#[napi(object)]
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeStatus {
-    pub kind: NodeStatusKind,
-    /// When offline: last connection as reported by control (ISO-8601; rounded to ~10 minutes).
-    pub last_seen_control: Option<String>,
-    /// When offline: last connection as estimated locally (ISO-8601).
-    pub last_seen_estimated: Option<String>,
+    Offline { last_seen_control: Option<String>, last_seen_estimated: String },
 }
 
 /// A tailnet user, as control describes them (`UserProfile`).
@@ -100,16 +91,11 @@ impl NodeInfo {
     pub fn new(node: &Node, users: &Users) -> Self {
         use ts_control::NodeStatus as S;
         let status = match &node.status {
-            S::Unknown => {
-                NodeStatus { kind: NodeStatusKind::Unknown, last_seen_control: None, last_seen_estimated: None }
-            }
-            S::Online => {
-                NodeStatus { kind: NodeStatusKind::Online, last_seen_control: None, last_seen_estimated: None }
-            }
-            S::Offline(seen) => NodeStatus {
-                kind: NodeStatusKind::Offline,
+            S::Unknown => NodeStatus::Unknown,
+            S::Online => NodeStatus::Online,
+            S::Offline(seen) => NodeStatus::Offline {
                 last_seen_control: seen.control.as_ref().map(iso),
-                last_seen_estimated: Some(iso(&seen.estimated)),
+                last_seen_estimated: iso(&seen.estimated),
             },
         };
         NodeInfo {
@@ -190,9 +176,13 @@ mod tests {
         assert_eq!(info.fqdn.as_deref(), Some("echo-peer.tail-test.ts.net."));
         assert_eq!(info.tailnet.as_deref(), Some("tail-test.ts.net"));
         assert_eq!(info.capability_version, 130);
-        assert_eq!(info.status.kind, NodeStatusKind::Offline);
-        assert_eq!(info.status.last_seen_control.as_deref(), Some("2026-01-02T03:40:00Z"));
-        assert_eq!(info.status.last_seen_estimated.as_deref(), Some("2026-01-02T03:45:06Z"));
+        assert_eq!(
+            info.status,
+            NodeStatus::Offline {
+                last_seen_control: Some("2026-01-02T03:40:00Z".into()),
+                last_seen_estimated: "2026-01-02T03:45:06Z".into()
+            }
+        );
         assert_eq!(info.node_capabilities["cap/a"], vec!["x".to_string()]);
         assert_eq!(info.tags, vec!["tag:server".to_string()]);
         assert_eq!(info.tailnet_ipv4, "100.64.0.1/32");
@@ -244,10 +234,9 @@ mod tests {
         source.status = S::Online;
         source.tailnet = None;
         let info = NodeInfo::new(&source, &Users::new());
-        assert_eq!(info.status.kind, NodeStatusKind::Online);
-        assert!(info.status.last_seen_estimated.is_none());
+        assert_eq!(info.status, NodeStatus::Online);
         assert!(info.fqdn.is_none());
         source.status = S::Unknown;
-        assert_eq!(NodeInfo::new(&source, &Users::new()).status.kind, NodeStatusKind::Unknown);
+        assert_eq!(NodeInfo::new(&source, &Users::new()).status, NodeStatus::Unknown);
     }
 }

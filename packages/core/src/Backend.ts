@@ -41,14 +41,15 @@ export interface RawSocketAddress {
   readonly port: number
 }
 
-/** A node's connection to control, as the backend reports it. */
-export interface RawNodeStatus {
-  readonly kind: "unknown" | "online" | "offline"
-  /** When offline: ISO-8601 as reported by control (rounded to about ten minutes). */
-  readonly lastSeenControl?: string | undefined
-  /** When offline: ISO-8601, estimated locally. */
-  readonly lastSeenEstimated?: string | undefined
-}
+/**
+ * A node's connection to control, as the backend reports it: tagged as `NodeStatus` is, times
+ * as ISO-8601 (when offline: as control reported it, rounded to about ten minutes, and as
+ * estimated locally).
+ */
+export type RawNodeStatus =
+  | { readonly _tag: "Unknown" }
+  | { readonly _tag: "Online" }
+  | { readonly _tag: "Offline"; readonly lastSeenControl?: string | undefined; readonly lastSeenEstimated: string }
 
 /** A tailnet user, as control describes them. */
 export interface RawUserProfile {
@@ -131,12 +132,8 @@ export interface RawWhoIs {
   readonly appCapabilities: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
-/** Whether control authorized the device, and where a person can log it in if not. */
-export interface RawAuthState {
-  readonly authorized: boolean
-  /** When not authorized: where a person can approve the device. */
-  readonly loginUrl?: string | undefined
-}
+/** Whether control authorized the device, or where a person can approve it: tagged as `AuthState` is. */
+export type RawAuthState = { readonly _tag: "Authorized" } | { readonly _tag: "NeedsLogin"; readonly url: string }
 
 /** A received UDP datagram and its sender. */
 export interface RawDatagram {

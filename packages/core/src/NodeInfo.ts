@@ -6,22 +6,10 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
-import * as SchemaTransformation from "effect/SchemaTransformation"
 
 const Timestamp = Schema.DateTimeUtcFromString
 /** Absent (or undefined) on the wire, `Option` in the decoded value. */
 const Absent = <S extends Schema.Top>(schema: S) => Schema.OptionFromOptional(schema)
-
-/** The backend's form: `kind` in lower case, times as ISO strings. */
-const RawNodeStatus = Schema.Union([
-  Schema.Struct({ kind: Schema.Literal("unknown") }),
-  Schema.Struct({ kind: Schema.Literal("online") }),
-  Schema.Struct({
-    kind: Schema.Literal("offline"),
-    lastSeenControl: Schema.optional(Schema.String),
-    lastSeenEstimated: Schema.String
-  })
-])
 
 /** Connection to the control plane (not reachability): `Online`, `Offline` or `Unknown`. */
 export const NodeStatus = Schema.Union([
@@ -35,39 +23,6 @@ export const NodeStatus = Schema.Union([
 ])
 /** A node's connection to control: `Online`, `Offline` (with when it was last seen) or `Unknown`. */
 export type NodeStatus = typeof NodeStatus.Type
-
-type RawNodeStatus = typeof RawNodeStatus.Type
-type EncodedNodeStatus = typeof NodeStatus.Encoded
-
-const NodeStatusFromRaw = RawNodeStatus.pipe(Schema.decodeTo(
-  NodeStatus,
-  SchemaTransformation.transform<EncodedNodeStatus, RawNodeStatus>({
-    decode: (raw) => {
-      switch (raw.kind) {
-        case "unknown":
-          return { _tag: "Unknown" }
-        case "online":
-          return { _tag: "Online" }
-        case "offline":
-          return { _tag: "Offline", lastSeenControl: raw.lastSeenControl, lastSeenEstimated: raw.lastSeenEstimated }
-      }
-    },
-    encode: (status) => {
-      switch (status._tag) {
-        case "Unknown":
-          return { kind: "unknown" }
-        case "Online":
-          return { kind: "online" }
-        case "Offline":
-          return {
-            kind: "offline",
-            lastSeenControl: status.lastSeenControl,
-            lastSeenEstimated: status.lastSeenEstimated
-          }
-      }
-    }
-  })
-))
 
 /**
  * A tailnet user, as control describes them (its `UserProfile`): who owns a node that is not
@@ -97,7 +52,7 @@ export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/Nod
   fqdn: Absent(Schema.String),
   tailnet: Absent(Schema.String),
   capabilityVersion: Schema.Number,
-  status: NodeStatusFromRaw,
+  status: NodeStatus,
   /** The node's capabilities (control's node attributes): each name with its values as JSON texts. */
   nodeCapabilities: Schema.Record(Schema.String, Schema.Array(Schema.String)),
   /** A tagged node's tags: its identity instead of a user. */

@@ -400,7 +400,7 @@ export const make: (
     ),
     authState: call("authState", timeouts.netmap, (d) => d.raw.authState()).pipe(
       Effect.map((state) =>
-        state.authorized ? AuthState.Authorized() : AuthState.NeedsLogin({ url: state.loginUrl ?? "" })
+        state._tag === "Authorized" ? AuthState.Authorized() : AuthState.NeedsLogin({ url: state.url })
       ),
       Effect.withSpan("Tailscale.authState")
     ),

@@ -9,24 +9,24 @@ describe("NodeInfo status", () => {
   it.effect("is a tagged union: Online, Unknown, or Offline with when it was last seen", () =>
     Effect.gen(function*() {
       const { decodeNodeInfo } = yield* Effect.promise(() => import("../src/internal/nodeDecoding.ts"))
-      assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { kind: "online" } }))).status, {
+      assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { _tag: "Online" } }))).status, {
         _tag: "Online"
       })
-      assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { kind: "unknown" } }))).status, {
+      assert.deepStrictEqual((yield* decodeNodeInfo(rawNode({ status: { _tag: "Unknown" } }))).status, {
         _tag: "Unknown"
       })
       const offline = (yield* decodeNodeInfo(rawNode({
-        status: { kind: "offline", lastSeenControl: "2026-01-01T00:00:00Z", lastSeenEstimated: "2026-01-01T00:04:00Z" }
+        status: { _tag: "Offline", lastSeenControl: "2026-01-01T00:00:00Z", lastSeenEstimated: "2026-01-01T00:04:00Z" }
       }))).status
       assert.strictEqual(offline._tag, "Offline")
       if (offline._tag !== "Offline") return
       assert.strictEqual(DateTime.formatIso(Option.getOrThrow(offline.lastSeenControl)), "2026-01-01T00:00:00.000Z")
       assert.strictEqual(DateTime.formatIso(offline.lastSeenEstimated), "2026-01-01T00:04:00.000Z")
       const neverSeenByControl = (yield* decodeNodeInfo(rawNode({
-        status: { kind: "offline", lastSeenEstimated: "2026-01-01T00:04:00Z" }
+        status: { _tag: "Offline", lastSeenEstimated: "2026-01-01T00:04:00Z" }
       }))).status
       assert.isTrue(neverSeenByControl._tag === "Offline" && Option.isNone(neverSeenByControl.lastSeenControl))
-      const bad = yield* Effect.exit(decodeNodeInfo(rawNode({ status: { kind: "asleep" } as never })))
+      const bad = yield* Effect.exit(decodeNodeInfo(rawNode({ status: { _tag: "Asleep" } as never })))
       assert.strictEqual(reasonOf(bad)._tag, "Internal")
     }))
 })
@@ -38,7 +38,7 @@ describe("NodeInfo decoding cache", () => {
       const decode = cachedDecoder(2)
       const first = yield* decode(rawNode())
       assert.strictEqual(yield* decode(rawNode()), first)
-      const changed = yield* decode(rawNode({ status: { kind: "offline", lastSeenEstimated: "2026-01-01T00:00:00Z" } }))
+      const changed = yield* decode(rawNode({ status: { _tag: "Offline", lastSeenEstimated: "2026-01-01T00:00:00Z" } }))
       assert.notStrictEqual(changed, first)
       assert.strictEqual(changed.status._tag, "Offline")
       yield* decode(rawNode({ hostname: "third" }))

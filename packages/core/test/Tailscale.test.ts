@@ -106,7 +106,7 @@ describe("queries", () => {
   it.effect("decode addresses, nodes and auth state", () =>
     Effect.gen(function*() {
       const { backend } = memoryBackend({
-        authState: async () => ({ authorized: false, loginUrl: "https://login.example/a" })
+        authState: async () => ({ _tag: "NeedsLogin", url: "https://login.example/a" })
       })
       const service = yield* Tailscale.make(backend)
       assert.strictEqual(NetAddress.formatIp(yield* service.ipv4), "100.64.0.2")

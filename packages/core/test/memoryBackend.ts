@@ -90,7 +90,7 @@ export const rawNode = (overrides: Partial<RawNodeInfo> = {}): RawNodeInfo => ({
   fqdn: "echo-peer.tail-test.ts.net.",
   tailnet: "tail-test.ts.net",
   capabilityVersion: 130,
-  status: { kind: "online" },
+  status: { _tag: "Online" },
   nodeCapabilities: {},
   tags: [],
   tailnetIpv4: "100.64.0.1/32",
@@ -123,7 +123,7 @@ export const memoryBackend = (overrides: Partial<RawDevice> = {}, logs: Array<Ra
     ipv4: track("ipv4", overrides.ipv4 ?? (async () => "100.64.0.2")),
     ipv6: track("ipv6", overrides.ipv6 ?? (async () => "fd7a:115c:a1e0::2")),
     selfNode: track("selfNode", overrides.selfNode ?? (async () => rawNode({ hostname: "me", id: 2 }))),
-    authState: track("authState", overrides.authState ?? (async () => ({ authorized: true }))),
+    authState: track("authState", overrides.authState ?? (async () => ({ _tag: "Authorized" }))),
     peerByName: track(
       "peerByName",
       overrides.peerByName ?? (async (name) => (name.startsWith("echo-peer") ? rawNode() : null))

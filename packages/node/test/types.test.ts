@@ -3,7 +3,13 @@
  * (`tsc -p tsconfig.test.json`), so a drift fails the run; vitest only counts it.
  */
 import type { AuthState } from "@effect-tailscale/core/AuthState"
-import type { BackendErrorCode, RawLogLevel, RawNodeStatus } from "@effect-tailscale/core/Backend"
+import type {
+  BackendErrorCode,
+  RawAuthState,
+  RawConnectOptions,
+  RawLogLevel,
+  RawNodeStatus
+} from "@effect-tailscale/core/Backend"
 import type { NodeInfo } from "@effect-tailscale/core/NodeInfo"
 import type { Tailscale, TailscaleService } from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
@@ -20,6 +26,12 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import { describe, expectTypeOf, it } from "vitest"
 import type * as NodeTailscale from "../src/NodeTailscale.ts"
+
+/** Every field present, without `undefined`, `readonly` or read-only arrays: the shape alone. */
+type Shape<T> = {
+  -readonly [K in keyof T]-?: Exclude<T[K], undefined> extends ReadonlyArray<infer E> ? Array<E>
+    : Exclude<T[K], undefined>
+}
 
 describe("types", () => {
   it("queries fail only with TailscaleError and need nothing", () => {
@@ -78,6 +90,15 @@ describe("types", () => {
     // index.d.ts is generated from the Rust enums: adding a code there without core fails here.
     expectTypeOf<BackendErrorCode>().toEqualTypeOf<Native.ErrorCode>()
     expectTypeOf<RawLogLevel>().toEqualTypeOf<Native.LogLevel>()
-    expectTypeOf<RawNodeStatus["kind"]>().toEqualTypeOf<Native.NodeStatusKind>()
+    // A node's status and the auth state cross tagged as core's types are: what the addon
+    // sends is what core takes, with the same tags on both sides.
+    expectTypeOf<Native.NodeStatus>().toExtend<RawNodeStatus>()
+    expectTypeOf<Native.NodeStatus["_tag"]>().toEqualTypeOf<RawNodeStatus["_tag"]>()
+    expectTypeOf<Native.AuthState>().toExtend<RawAuthState>()
+    expectTypeOf<Native.AuthState["_tag"]>().toEqualTypeOf<RawAuthState["_tag"]>()
+  })
+
+  it("core's connect options are the addon's, field by field", () => {
+    expectTypeOf<Shape<RawConnectOptions>>().toEqualTypeOf<Shape<Native.ConnectOptions>>()
   })
 })

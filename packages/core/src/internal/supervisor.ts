@@ -181,8 +181,8 @@ export const supervise = (
     const reportStartup = (current: Generation) =>
       Effect.gen(function*() {
         const auth = yield* Effect.tryPromise(() => current.raw.authState())
-        if (!auth.authorized && auth.loginUrl !== undefined) {
-          yield* setState(DeviceState.NeedsLogin({ url: auth.loginUrl }))
+        if (auth._tag === "NeedsLogin") {
+          yield* setState(DeviceState.NeedsLogin({ url: auth.url }))
         }
         yield* Effect.tryPromise(() => current.raw.ipv4())
         current.netmap.self = true

@@ -126,8 +126,8 @@ export const nodeInfo = (node: FakeNode, domain: string): RawNodeInfo => ({
   tailnet: domain,
   capabilityVersion: 130,
   status: node.offline
-    ? { kind: "offline", lastSeenEstimated: new Date(0).toISOString() }
-    : { kind: "online" },
+    ? { _tag: "Offline", lastSeenEstimated: new Date(0).toISOString() }
+    : { _tag: "Online" },
   nodeCapabilities: node.nodeCapabilities,
   tags: node.tags,
   ...(node.user === undefined || node.tags.length > 0 ? {} : { user: node.user }),
@@ -395,9 +395,9 @@ export const connectDevice = async (
     selfNode: async () => info(await self("selfNode")),
     authState: async (): Promise<RawAuthState> => {
       if (closed) throw deviceClosed()
-      if (pending.loginUrl !== undefined) return { authorized: false, loginUrl: pending.loginUrl }
+      if (pending.loginUrl !== undefined) return { _tag: "NeedsLogin", url: pending.loginUrl }
       await self("authState")
-      return { authorized: true }
+      return { _tag: "Authorized" }
     },
     peerByName: async (name) => {
       const node = await self("peerByName")
