@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"tailscale.com/ipn"
 	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
@@ -25,34 +26,8 @@ import (
 func startAdmin(listenIP netip.Addr, ctl *control, p *peer, authKey, workDir string) string {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /bench-go", serveGoBench(&goBench{dir: filepath.Join(workDir, "go-bench")}, ctl.url, authKey, p))
-	mux.HandleFunc("GET /peers", func(w http.ResponseWriter, r *http.Request) {
-		peers, err := peerList(r.Context(), ctl, p)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		writeJSON(w, peers)
-	})
-	mux.HandleFunc("GET /wait-peer", func(w http.ResponseWriter, r *http.Request) {
-		waitForPeer(w, r, ctl, p, true)
-	})
-	mux.HandleFunc("GET /wait-peer-gone", func(w http.ResponseWriter, r *http.Request) {
-		waitForPeer(w, r, ctl, p, false)
-	})
-	mux.HandleFunc("POST /dial-tcp", func(w http.ResponseWriter, r *http.Request) {
-		dialAndEcho(w, r, p, false)
-	})
-	mux.HandleFunc("POST /dial-tcp-hash", func(w http.ResponseWriter, r *http.Request) {
-		dialAndEcho(w, r, p, true)
-	})
-	mux.HandleFunc("GET /send-tcp", func(w http.ResponseWriter, r *http.Request) {
-		sendPattern(w, r, p)
-	})
-	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
-		pingFromPeer(w, r, p)
-	})
-	mux.HandleFunc("GET /fetch", func(w http.ResponseWriter, r *http.Request) {
-		fetch(w, r, p)
+	peerRoutes(mux, p, func(context.Context) (func(key.NodePublic) []string, error) {
+		return func(k key.NodePublic) []string { return endpointsOf(ctl.server.Node(k)) }, nil
 	})
 	mux.HandleFunc("POST /require-auth", func(w http.ResponseWriter, r *http.Request) {
 		on, err := strconv.ParseBool(r.FormValue("on"))
@@ -145,9 +120,92 @@ func startAdmin(listenIP netip.Addr, ctl *control, p *peer, authKey, workDir str
 	return "http://" + ln.Addr().String()
 }
 
+// startPeerAdmin serves the endpoints that concern the peer alone (-peer-only: no control here)
+// on the unix socket at path, where the test process reaches it whatever network namespace each
+// runs in. Endpoints come from the peer's network map.
+func startPeerAdmin(path string, p *peer) string {
+	mux := http.NewServeMux()
+	peerRoutes(mux, p, func(ctx context.Context) (func(key.NodePublic) []string, error) {
+		return netmapEndpoints(ctx, p)
+	})
+	ln := must(net.Listen("unix", path))
+	go http.Serve(ln, mux)
+	return "unix:" + path
+}
+
+// endpointSource gives, for each node key, the endpoints the node advertised.
+type endpointSource func(ctx context.Context) (func(key.NodePublic) []string, error)
+
+// peerRoutes are the admin endpoints that act as, or ask, the Go peer p.
+func peerRoutes(mux *http.ServeMux, p *peer, endpoints endpointSource) {
+	mux.HandleFunc("GET /peers", func(w http.ResponseWriter, r *http.Request) {
+		peers, err := peerList(r.Context(), endpoints, p)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		writeJSON(w, peers)
+	})
+	mux.HandleFunc("GET /wait-peer", func(w http.ResponseWriter, r *http.Request) {
+		waitForPeer(w, r, endpoints, p, true)
+	})
+	mux.HandleFunc("GET /wait-peer-gone", func(w http.ResponseWriter, r *http.Request) {
+		waitForPeer(w, r, endpoints, p, false)
+	})
+	mux.HandleFunc("POST /dial-tcp", func(w http.ResponseWriter, r *http.Request) {
+		dialAndEcho(w, r, p, false)
+	})
+	mux.HandleFunc("POST /dial-tcp-hash", func(w http.ResponseWriter, r *http.Request) {
+		dialAndEcho(w, r, p, true)
+	})
+	mux.HandleFunc("GET /send-tcp", func(w http.ResponseWriter, r *http.Request) {
+		sendPattern(w, r, p)
+	})
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+		pingFromPeer(w, r, p)
+	})
+	mux.HandleFunc("GET /fetch", func(w http.ResponseWriter, r *http.Request) {
+		fetch(w, r, p)
+	})
+}
+
+func endpointsOf(node *tailcfg.Node) []string {
+	endpoints := []string{}
+	if node != nil {
+		for _, endpoint := range node.Endpoints {
+			endpoints = append(endpoints, endpoint.String())
+		}
+	}
+	return endpoints
+}
+
+// netmapEndpoints reads the endpoints of every node in p's current network map.
+func netmapEndpoints(ctx context.Context, p *peer) (func(key.NodePublic) []string, error) {
+	lc, err := p.server.LocalClient()
+	if err != nil {
+		return nil, err
+	}
+	watcher, err := lc.WatchIPNBus(ctx, ipn.NotifyInitialNetMap)
+	if err != nil {
+		return nil, err
+	}
+	defer watcher.Close()
+	n, err := watcher.Next()
+	if err != nil {
+		return nil, err
+	}
+	byKey := map[key.NodePublic][]string{}
+	if n.NetMap != nil {
+		for _, node := range n.NetMap.Peers {
+			byKey[node.Key()] = endpointsOf(node.AsStruct())
+		}
+	}
+	return func(k key.NodePublic) []string { return append([]string{}, byKey[k]...) }, nil
+}
+
 // peerView is a node as the Go peer sees it, with the path the Go peer sends to it on: CurAddr
 // is the UDP endpoint of a direct path it trusts, empty while it sends through DERP (Relay).
-// Endpoints are the node's as control has them (the Go peer's status lists only its own).
+// Endpoints are the node's as control has them, or (-peer-only) as the Go peer's network map does.
 type peerView struct {
 	Hostname  string   `json:"hostname"`
 	IPv4      string   `json:"ipv4"`
@@ -160,7 +218,7 @@ type peerView struct {
 	TxBytes   int64    `json:"txBytes"`
 }
 
-func peerList(ctx context.Context, ctl *control, p *peer) ([]peerView, error) {
+func peerList(ctx context.Context, endpoints endpointSource, p *peer) ([]peerView, error) {
 	lc, err := p.server.LocalClient()
 	if err != nil {
 		return nil, err
@@ -169,22 +227,21 @@ func peerList(ctx context.Context, ctl *control, p *peer) ([]peerView, error) {
 	if err != nil {
 		return nil, err
 	}
+	advertised, err := endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
 	peers := []peerView{}
 	for _, ps := range st.Peer {
-		peers = append(peers, view(ps, ctl.server.Node(ps.PublicKey)))
+		peers = append(peers, view(ps, advertised(ps.PublicKey)))
 	}
 	return peers, nil
 }
 
-func view(ps *ipnstate.PeerStatus, atControl *tailcfg.Node) peerView {
+func view(ps *ipnstate.PeerStatus, endpoints []string) peerView {
 	v := peerView{
-		Hostname: ps.HostName, Online: ps.Online, Endpoints: []string{}, CurAddr: ps.CurAddr,
+		Hostname: ps.HostName, Online: ps.Online, Endpoints: endpoints, CurAddr: ps.CurAddr,
 		Relay: ps.Relay, RxBytes: ps.RxBytes, TxBytes: ps.TxBytes,
-	}
-	if atControl != nil {
-		for _, endpoint := range atControl.Endpoints {
-			v.Endpoints = append(v.Endpoints, endpoint.String())
-		}
 	}
 	for _, ip := range ps.TailscaleIPs {
 		if ip.Is4() {
@@ -206,7 +263,7 @@ func timeoutContext(r *http.Request) (context.Context, context.CancelFunc) {
 }
 
 // waitForPeer blocks until the Go peer sees (present) or no longer sees (!present) ?ip=.
-func waitForPeer(w http.ResponseWriter, r *http.Request, ctl *control, p *peer, present bool) {
+func waitForPeer(w http.ResponseWriter, r *http.Request, endpoints endpointSource, p *peer, present bool) {
 	want, err := netip.ParseAddr(r.FormValue("ip"))
 	if err != nil {
 		http.Error(w, "ip must be an IP address", http.StatusBadRequest)
@@ -215,7 +272,7 @@ func waitForPeer(w http.ResponseWriter, r *http.Request, ctl *control, p *peer, 
 	ctx, cancel := timeoutContext(r)
 	defer cancel()
 	for {
-		peers, err := peerList(ctx, ctl, p)
+		peers, err := peerList(ctx, endpoints, p)
 		if err == nil {
 			var found *peerView
 			for i := range peers {
