@@ -22,19 +22,20 @@ export interface LanSegment {
 
 /** Names of the veth ends in this namespace; `assertLoopbackOnly` lets them through. */
 export const lanInterfacePrefix = "tslab"
-const namespacePrefix = "ts-lab-"
+/** Every namespace a topology makes is named `ts-lab-<pid>-<n>` (a suffix after it names its role). */
+export const namespacePrefix = "ts-lab-"
 /** The harness's end, alone in its namespace, so one name serves every segment. */
 const harnessInterface = "lan0"
 
-const run = promisify(execFile)
+export const run = promisify(execFile)
 
-const stderrOf = (error: unknown): string => {
+export const stderrOf = (error: unknown): string => {
   const stderr = (error as { readonly stderr?: unknown }).stderr
   if (typeof stderr === "string" && stderr.trim() !== "") return stderr.trim()
   return error instanceof Error ? error.message : String(error)
 }
 
-const ip = async (...args: ReadonlyArray<string>): Promise<void> => {
+export const ip = async (...args: ReadonlyArray<string>): Promise<void> => {
   try {
     await run("ip", args, { timeout: 10_000 })
   } catch (error) {
@@ -42,14 +43,14 @@ const ip = async (...args: ReadonlyArray<string>): Promise<void> => {
   }
 }
 
-const ipQuietly = (...args: ReadonlyArray<string>): Promise<void> => ip(...args).catch(() => undefined)
+export const ipQuietly = (...args: ReadonlyArray<string>): Promise<void> => ip(...args).catch(() => undefined)
 
-const requireIp = async (): Promise<void> => {
+export const requireIp = async (topology: string): Promise<void> => {
   try {
     await run("ip", ["-V"], { timeout: 10_000 })
   } catch (error) {
     throw new Error(
-      `the lan topology needs \`ip\` from iproute2 on PATH (to make a network namespace and a veth pair): ${
+      `the ${topology} topology needs \`ip\` from iproute2 on PATH (to make network namespaces and veth pairs): ${
         stderrOf(error)
       }`,
       { cause: error }
@@ -58,38 +59,58 @@ const requireIp = async (): Promise<void> => {
 }
 
 /**
- * Namespaces whose run ended without removing them (a killed process): `ts-lab-<pid>-<n>`
- * where no process `<pid>` is left. Their veth pairs go with them.
+ * Namespaces whose run ended without removing them (a killed process): `ts-lab-<pid>-<n>`, or
+ * `ts-lab-<pid>-<n>-<role>`, where no process `<pid>` is left. Their veth pairs go with them.
  */
-const removeAbandonedNamespaces = async (): Promise<void> => {
+export const removeAbandonedNamespaces = async (): Promise<void> => {
   if (!existsSync("/run/netns")) return
   const abandoned = readdirSync("/run/netns").filter((name) => {
-    const pid = /^ts-lab-(\d+)-\d+$/.exec(name)?.[1]
+    const pid = /^ts-lab-(\d+)-\d+(?:-[a-z-]+)?$/.exec(name)?.[1]
     return pid !== undefined && !existsSync(`/proc/${pid}`)
   })
   await Promise.all(abandoned.map((name) => ipQuietly("netns", "delete", name)))
 }
 
-/** Subnets 10.77.<n>.0/24 with an address in this namespace already. */
-const subnetsInUse = (): ReadonlySet<number> =>
+/** Subnets 10.<second>.<n>.0/24 with an address in this namespace already. */
+const subnetsInUse = (second: number): ReadonlySet<number> =>
   new Set(
     Object.values(networkInterfaces()).flatMap((addresses) =>
       (addresses ?? []).flatMap((address) => {
-        const match = /^10\.77\.(\d+)\.\d+$/.exec(address.address)
+        const match = new RegExp(`^10\\.${second}\\.(\\d+)\\.\\d+$`).exec(address.address)
         return match ? [Number(match[1])] : []
       })
     )
   )
 
-let segmentsMade = 0
+let namespacesMade = 0
+
+/** A name for a topology's namespaces, `ts-lab-<pid>-<n>`, new in this process. */
+export const newNamespaceName = (): string => `${namespacePrefix}${process.pid}-${namespacesMade++}`
+
+/** Makes the network namespace `namespace`, failing with what the topology needs when it cannot. */
+export const addNamespace = async (topology: string, namespace: string): Promise<void> => {
+  try {
+    await ip("netns", "add", namespace)
+  } catch (error) {
+    throw new Error(
+      `the ${topology} topology could not create the network namespace ${namespace} ` +
+        `(it needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN): ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      { cause: error }
+    )
+  }
+}
 
 /**
- * Claims a subnet: creating the veth `tslab<n>` fails when another segment in this namespace
- * (another test file, another run) holds that name, which the kernel decides atomically. The
- * search starts at a number from the process id, so parallel workers rarely collide at all.
+ * Claims a subnet number n (10.<second>.<n>.0/24 free in this namespace) with a veth pair from
+ * `tslab<n>` here to `peerName` in `namespace`: creating `tslab<n>` fails when another topology
+ * in this namespace (another test file, another run) holds that name, which the kernel decides
+ * atomically. The search starts at a number from the process id, so parallel workers rarely
+ * collide at all.
  */
-const claimSubnet = async (namespace: string): Promise<number> => {
-  const inUse = subnetsInUse()
+export const claimSubnet = async (namespace: string, peerName: string, second: number): Promise<number> => {
+  const inUse = subnetsInUse(second)
   const start = process.pid % 254
   for (let attempt = 0; attempt < 254; attempt++) {
     const n = ((start + attempt) % 254) + 1
@@ -103,7 +124,7 @@ const claimSubnet = async (namespace: string): Promise<number> => {
         "veth",
         "peer",
         "name",
-        harnessInterface,
+        peerName,
         "netns",
         namespace
       ], { timeout: 10_000 })
@@ -114,7 +135,7 @@ const claimSubnet = async (namespace: string): Promise<number> => {
       }
     }
   }
-  throw new Error("no free subnet 10.77.<n>.0/24 for a lan topology in this network namespace")
+  throw new Error(`no free subnet 10.${second}.<n>.0/24 for a topology in this network namespace`)
 }
 
 /**
@@ -122,7 +143,10 @@ const claimSubnet = async (namespace: string): Promise<number> => {
  * both ways, with nftables (`nft`): direct paths die, DERP over TCP goes on, as when a firewall
  * starts blocking UDP.
  */
-export const setUdpBlocked = async (segment: LanSegment, blocked: boolean): Promise<void> => {
+export const setUdpBlocked = async (
+  segment: { readonly interfaceName: string },
+  blocked: boolean
+): Promise<void> => {
   const table = `${segment.interfaceName}_udp`
   await run("nft", ["delete", "table", "inet", table]).catch(() => undefined)
   if (!blocked) return
@@ -138,13 +162,14 @@ export const setUdpBlocked = async (segment: LanSegment, blocked: boolean): Prom
 }
 
 /**
- * Waits until our end of the pair has its carrier (a moment after both ends are up): until
- * then the interface is not running, and a device started meanwhile would see no address.
+ * Waits until `interfaceName` in this namespace has its carrier (a moment after both ends of its
+ * veth pair are up): until then the interface is not running, and a device started meanwhile
+ * would not see `address`.
  */
-const carrierOn = async (segment: LanSegment): Promise<void> => {
+export const carrierOn = async (interfaceName: string, address: string): Promise<void> => {
   const deadline = Date.now() + 5_000
-  while (!(networkInterfaces()[segment.interfaceName] ?? []).some((a) => a.address === segment.deviceAddress)) {
-    if (Date.now() > deadline) throw new Error(`${segment.interfaceName} has no carrier 5 s after both ends came up`)
+  while (!(networkInterfaces()[interfaceName] ?? []).some((a) => a.address === address)) {
+    if (Date.now() > deadline) throw new Error(`${interfaceName} has no carrier 5 s after both ends came up`)
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
 }
@@ -162,20 +187,10 @@ export interface Lan {
  * process exits without it.
  */
 export const makeLan = async (): Promise<Lan> => {
-  await requireIp()
+  await requireIp("lan")
   await removeAbandonedNamespaces()
-  const namespace = `${namespacePrefix}${process.pid}-${segmentsMade++}`
-  try {
-    await ip("netns", "add", namespace)
-  } catch (error) {
-    throw new Error(
-      `the lan topology could not create the network namespace ${namespace} ` +
-        `(it needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN): ${
-          error instanceof Error ? error.message : String(error)
-        }`,
-      { cause: error }
-    )
-  }
+  const namespace = newNamespaceName()
+  await addNamespace("lan", namespace)
   const removeNamespace = () => {
     try {
       execFileSync("ip", ["netns", "delete", namespace], { stdio: "ignore", timeout: 10_000 })
@@ -197,7 +212,7 @@ export const makeLan = async (): Promise<Lan> => {
     return removed
   }
   try {
-    const n = await claimSubnet(namespace)
+    const n = await claimSubnet(namespace, harnessInterface, 77)
     interfaceName = `${lanInterfacePrefix}${n}`
     const segment: LanSegment = {
       namespace,
@@ -213,7 +228,7 @@ export const makeLan = async (): Promise<Lan> => {
     await ip(...inside, "link", "set", "lo", "up")
     await ip(...inside, "link", "set", harnessInterface, "up")
     await ip("link", "set", segment.interfaceName, "up")
-    await carrierOn(segment)
+    await carrierOn(segment.interfaceName, segment.deviceAddress)
     return { segment, remove }
   } catch (error) {
     await remove()
