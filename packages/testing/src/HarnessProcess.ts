@@ -1,32 +1,40 @@
 /**
  * Starts and stops the loopback tailnet harness (`harness/`, a Go program: Tailscale's test
  * control server, a DERP relay, STUN and a `tsnet` peer called `echo-peer`), on loopback or, in
- * the `lan` topology, in a network namespace of its own on a LAN with this process. Plain
+ * the `lan` topology, in a network namespace of its own on a LAN with this process, or, in the
+ * `nat` topology, outside two masquerading routers, one in front of this process and one in
+ * front of a second harness with a Go peer alone (`nat-peer`). Plain
  * promises, so the addon's own tests can use it without Effect; `LocalTailnet` wraps it as a
  * scoped layer.
  *
  * @since 0.1.0
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { request } from "node:http"
 import { createRequire } from "node:module"
-import { networkInterfaces } from "node:os"
+import { networkInterfaces, tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
-import { type Lan, lanInterfacePrefix, type LanSegment, makeLan } from "./internal/lan.ts"
+import { lanInterfacePrefix, type LanSegment, makeLan } from "./internal/lan.ts"
+import { makeNat, type NatNetwork } from "./internal/nat.ts"
 
 export type { LanSegment } from "./internal/lan.ts"
+export type { NatNetwork, Router } from "./internal/nat.ts"
 
 /**
  * Where the harness runs. `loopback`: in this network namespace, on 127.0.0.1, where the crate
  * finds no address to advertise and relays everything through DERP. `lan`: in a namespace of
  * its own, joined to this one by a veth pair (10.77.<n>.1 and .2), so the devices of this
- * process and the Go peer are on one LAN and can go direct. `lan` needs `ip` (iproute2) and
- * root.
+ * process and the Go peer are on one LAN and can go direct. `nat`: this namespace behind a
+ * masquerading router (10.78.<n>.2 behind 10.80.<n>.2), a Go peer behind another (10.79.<n>.2
+ * behind 10.80.<n>.3), control, DERP and STUN outside (10.80.<n>.1); a direct path needs STUN
+ * and hole punching through both NATs. `lan` needs `ip` (iproute2) and root; `nat` also `nft`
+ * (nftables).
  */
-export type Topology = "loopback" | "lan"
+export type Topology = "loopback" | "lan" | "nat"
 
 /** A started harness: its ready line, its stderr, and how to stop it. */
 export interface RunningHarness {
@@ -37,8 +45,10 @@ export interface RunningHarness {
   /** Closes the harness's stdin and waits for it to exit (killing it after `graceMs`). */
   readonly stop: (graceMs?: number) => Promise<void>
   readonly pid: number
-  /** The LAN segment of the `lan` topology; undefined on `loopback`. */
+  /** The LAN segment of the `lan` topology; undefined on the others. */
   readonly lan: LanSegment | undefined
+  /** The network of the `nat` topology; undefined on the others. */
+  readonly nat: NatNetwork | undefined
 }
 
 /** How to start the harness. */
@@ -83,8 +93,8 @@ export const harnessBinary = (): string => {
 /**
  * Tailscale clients advertise and probe every address of the machine. The harness only runs
  * where loopback is the sole interface (the fresh network namespace `npm test` creates), so no
- * packet can leave this machine. The `lan` topology's veth pairs (`tslab<n>`) are let through:
- * they lead only into namespaces a run made on this machine.
+ * packet can leave this machine. The `lan` and `nat` topologies' veth pairs (`tslab<n>`) are let
+ * through: they lead only into namespaces a run made on this machine.
  */
 export const assertLoopbackOnly = (): void => {
   const external = Object.entries(networkInterfaces()).flatMap(([name, addresses]) =>
@@ -130,56 +140,143 @@ const STDERR_LINES = 80
 
 /**
  * Starts the tailnet harness (inside a network namespace with only loopback) and waits for its
- * ready line. With `topology: "lan"` it first makes the harness's namespace and the LAN to it,
- * and `stop` removes them after the harness has exited (also when it never got ready).
+ * ready line. With `topology: "lan"` it first makes the harness's namespace and the LAN to it;
+ * with `topology: "nat"`, the NATed network, the harness in its outside namespace and a second
+ * harness (`-peer-only`) with the Go peer behind its router. `stop` stops them (the NATed peer
+ * first: it logs out of control) and removes the network after they have exited (also when one
+ * never got ready).
  */
 export const startHarness = async (options: StartOptions = {}): Promise<RunningHarness> => {
   assertLoopbackOnly()
   const binary = options.binary ?? harnessBinary()
   await ensureHarnessBuilt(binary)
+  const args = [...(options.args ?? []), ...(options.verbose ? ["-v"] : [])]
+  const timeoutMs = options.readyTimeoutMs ?? 90_000
+  if (options.topology === "nat") return startNat(binary, args, timeoutMs, options.verbose === true)
   const lan = options.topology === "lan" ? await makeLan() : undefined
   try {
-    return await spawnHarness(binary, options, lan)
+    // `ip netns exec` executes the harness in its place, so the child is the harness itself.
+    const harness = lan === undefined
+      ? await spawnReady(binary, args, timeoutMs)
+      : await spawnReady(
+        "ip",
+        ["netns", "exec", lan.segment.namespace, binary, "-listen-ip", lan.segment.harnessAddress, ...args],
+        timeoutMs
+      )
+    const stop = async (graceMs = 5_000) => {
+      await harness.stop(graceMs)
+      await lan?.remove()
+    }
+    return { ...harness, stop, lan: lan?.segment, nat: undefined }
   } catch (error) {
     await lan?.remove()
     throw error
   }
 }
 
-const spawnHarness = (
-  binary: string,
-  options: StartOptions,
-  lan: Lan | undefined
-): Promise<RunningHarness> => {
-  const args = [...(options.args ?? []), ...(options.verbose ? ["-v"] : [])]
-  // `ip netns exec` executes the harness in its place, so the child is the harness itself.
-  const child = lan === undefined
-    ? spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] })
-    : spawn("ip", ["netns", "exec", lan.segment.namespace, binary, "-listen-ip", lan.segment.harnessAddress, ...args], {
-      stdio: ["pipe", "pipe", "pipe"]
+/** The NATed Go peer's tailnet hostname. */
+export const natPeerHostname = "nat-peer"
+
+const startNat = async (binary: string, args: ReadonlyArray<string>, timeoutMs: number, verbose: boolean) => {
+  const nat = await makeNat()
+  const { namespaces } = nat.network
+  const stopped: Array<(graceMs: number) => Promise<void>> = []
+  // The admin socket of the NATed peer: the file system is shared by every namespace.
+  const adminDir = mkdtempSync(join(tmpdir(), "ts-nat-"))
+  const removeAdminDir = () => rmSync(adminDir, { recursive: true, force: true })
+  process.once("exit", removeAdminDir)
+  const stop = async (graceMs = 5_000) => {
+    for (const stopOne of stopped.reverse()) await stopOne(graceMs)
+    stopped.length = 0
+    process.removeListener("exit", removeAdminDir)
+    removeAdminDir()
+    await nat.remove()
+  }
+  try {
+    const outside = await spawnReady(
+      "ip",
+      ["netns", "exec", namespaces.outside, binary, "-listen-ip", nat.network.harnessAddress, ...args],
+      timeoutMs
+    )
+    stopped.push(outside.stop)
+    const ready = outside.ready as { readonly plainControlUrl?: unknown; readonly authKey?: unknown }
+    if (typeof ready.plainControlUrl !== "string" || typeof ready.authKey !== "string") {
+      throw new Error(`the tailnet harness's ready line has no plainControlUrl or authKey: ${JSON.stringify(ready)}`)
+    }
+    // The Go nodes join over plain http (our devices over https, with the CA).
+    const peer = await spawnReady(
+      "ip",
+      [
+        "netns",
+        "exec",
+        namespaces.peer,
+        binary,
+        "-peer-only",
+        "-control-url",
+        ready.plainControlUrl,
+        "-authkey",
+        ready.authKey,
+        "-hostname",
+        natPeerHostname,
+        "-admin-socket",
+        join(adminDir, "admin.sock"),
+        ...(verbose ? ["-v"] : [])
+      ],
+      timeoutMs
+    ).catch((error: unknown) => {
+      throw new Error(
+        `${
+          error instanceof Error ? error.message : String(error)
+        }\n--- outside harness stderr ---\n${outside.stderrTail()}`,
+        { cause: error }
+      )
     })
+    stopped.push(peer.stop)
+    const peerReady = peer.ready as { readonly adminUrl?: unknown; readonly peer?: unknown }
+    return {
+      ready: { ...(outside.ready as object), peer: peerReady.peer, peerAdminUrl: peerReady.adminUrl },
+      stderrTail: () =>
+        `--- outside harness ---\n${outside.stderrTail()}\n--- NATed peer's harness ---\n${peer.stderrTail()}`,
+      stop,
+      pid: outside.pid,
+      lan: undefined,
+      nat: nat.network
+    } satisfies RunningHarness
+  } catch (error) {
+    await stop(1_000)
+    throw error
+  }
+}
+
+/** A child that printed its ready line. */
+interface ReadyChild {
+  readonly ready: unknown
+  readonly stderrTail: () => string
+  readonly stop: (graceMs?: number) => Promise<void>
+  readonly pid: number
+}
+
+/** Spawns `command` and waits for its JSON ready line on stdout; kills it when that fails. */
+const spawnReady = (command: string, args: ReadonlyArray<string>, timeoutMs: number): Promise<ReadyChild> => {
+  const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] })
   const stderr: Array<string> = []
   createInterface({ input: child.stderr! }).on("line", (line) => {
     stderr.push(line)
     if (stderr.length > STDERR_LINES) stderr.shift()
   })
   const stderrTail = () => stderr.join("\n")
-  const stop = async (graceMs = 5_000) => {
-    await stopChild(child, graceMs)
-    await lan?.remove()
-  }
+  const stop = (graceMs = 5_000) => stopChild(child, graceMs)
   const killOnExit = () => child.kill("SIGKILL")
   process.once("exit", killOnExit)
   child.once("exit", () => process.removeListener("exit", killOnExit))
 
-  return new Promise<RunningHarness>((resolvePromise, rejectPromise) => {
-    const timeoutMs = options.readyTimeoutMs ?? 90_000
+  return new Promise<ReadyChild>((resolvePromise, rejectPromise) => {
     const fail = (why: string) => {
       clearTimeout(timer)
       void stop(1_000).finally(() => rejectPromise(new Error(`${why}\n--- harness stderr ---\n${stderrTail()}`)))
     }
     const timer = setTimeout(() => fail(`the tailnet harness was not ready after ${timeoutMs} ms`), timeoutMs)
-    child.once("error", (error) => fail(`could not start the tailnet harness ${binary}: ${error.message}`))
+    child.once("error", (error) => fail(`could not start the tailnet harness (${command}): ${error.message}`))
     child.once("exit", (code, signal) => fail(`the tailnet harness exited before it was ready (${signal ?? code})`))
     const lines = createInterface({ input: child.stdout! })
     lines.once("line", (line) => {
@@ -192,7 +289,7 @@ const spawnHarness = (
       } catch {
         return fail(`the tailnet harness printed something other than its JSON ready line: ${line}`)
       }
-      resolvePromise({ ready, stderrTail, stop, pid: child.pid!, lan: lan?.segment })
+      resolvePromise({ ready, stderrTail, stop, pid: child.pid! })
     })
   })
 }
@@ -214,15 +311,45 @@ export const adminRequest = async (
   adminUrl: string,
   path: string,
   init: { readonly method?: "GET" | "POST"; readonly body?: Uint8Array | string } = {}
-): Promise<string> => {
-  const response = await fetch(new URL(path, adminUrl), {
-    method: init.method ?? "GET",
-    ...(init.body === undefined ? {} : { body: toBody(init.body) })
-  })
-  const text = await response.text()
-  if (!response.ok) throw new Error(`harness ${path} answered ${response.status}: ${text}`)
-  return text
+): Promise<string> => new TextDecoder().decode(await adminRequestBytes(adminUrl, path, init))
+
+/**
+ * Like `adminRequest`, with the body as bytes. `adminUrl` is `http://…`, or `unix:<path>` for an
+ * admin API on a unix socket (the `nat` topology's NATed peer).
+ */
+export const adminRequestBytes = async (
+  adminUrl: string,
+  path: string,
+  init: { readonly method?: "GET" | "POST"; readonly body?: Uint8Array | string } = {}
+): Promise<Uint8Array> => {
+  const { body, status } = adminUrl.startsWith("unix:")
+    ? await unixRequest(adminUrl.slice("unix:".length), path, init)
+    : await fetch(new URL(path, adminUrl), {
+      method: init.method ?? "GET",
+      ...(init.body === undefined ? {} : { body: toBody(init.body) })
+    }).then(async (response) => ({ status: response.status, body: new Uint8Array(await response.arrayBuffer()) }))
+  if (status < 200 || status > 299) {
+    throw new Error(`harness ${path} answered ${status}: ${new TextDecoder().decode(body)}`)
+  }
+  return body
 }
+
+const unixRequest = (
+  socketPath: string,
+  path: string,
+  init: { readonly method?: "GET" | "POST"; readonly body?: Uint8Array | string }
+): Promise<{ readonly status: number; readonly body: Uint8Array }> =>
+  new Promise((resolvePromise, rejectPromise) => {
+    const outgoing = request({ socketPath, path, method: init.method ?? "GET", host: "localhost" }, (response) => {
+      const chunks: Array<Buffer> = []
+      response.on("data", (chunk: Buffer) => chunks.push(chunk))
+      response.once("error", rejectPromise)
+      response.once("end", () =>
+        resolvePromise({ status: response.statusCode ?? 0, body: new Uint8Array(Buffer.concat(chunks)) }))
+    })
+    outgoing.once("error", rejectPromise)
+    outgoing.end(init.body === undefined ? undefined : Buffer.from(init.body))
+  })
 
 /** fetch wants an ArrayBuffer-backed view; a Buffer may share a larger pool. */
 export const toBody = (data: Uint8Array | string): string | Uint8Array<ArrayBuffer> =>

@@ -4,7 +4,9 @@
  * harness in `harness/`. The layer builds the harness if its binary is missing, starts it, and
  * stops it when its scope closes, also when a test fails. It refuses to start unless loopback is
  * the only network interface. With `topology: "lan"` the harness runs in a network namespace of
- * its own on a LAN with this process, where devices can go direct (`pathTo` tells).
+ * its own on a LAN with this process, where devices can go direct (`pathTo` tells). With
+ * `topology: "nat"` this process and a Go peer (`nat-peer`) are each behind a masquerading
+ * router, with control, DERP and STUN outside; the peer calls are then that peer's.
  *
  * @since 0.1.0
  */
@@ -22,10 +24,11 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import {
   adminRequest,
+  adminRequestBytes,
   type LanSegment,
+  type NatNetwork,
   startHarness,
   type StartOptions,
-  toBody,
   type Topology
 } from "./HarnessProcess.ts"
 import { setUdpBlocked } from "./internal/lan.ts"
@@ -44,6 +47,12 @@ export const HarnessInfo = Schema.Struct({
   derpCertName: Schema.optional(Schema.String),
   stunPort: Schema.Number,
   adminUrl: Schema.String,
+  /**
+   * The admin API of the harness that runs `peer`, when it is not `adminUrl`'s (the `nat`
+   * topology: `unix:<path>`, a socket of the NATed peer's harness).
+   */
+  peerAdminUrl: Schema.optional(Schema.String),
+  /** The Go peer the peer calls act as (`echo-peer`; the NATed `nat-peer` on the `nat` topology). */
   peer: Schema.Struct({
     hostname: Schema.String,
     fqdn: Schema.String,
@@ -113,11 +122,14 @@ export interface Transfer {
 export interface LocalTailnetService {
   readonly info: HarnessInfo
   readonly topology: Topology
-  /** The LAN between this process and the harness (`lan` topology); undefined on `loopback`. */
+  /** The LAN between this process and the harness (`lan` topology); undefined on the others. */
   readonly lan: LanSegment | undefined
+  /** The routers, addresses and namespaces of the `nat` topology; undefined on the others. */
+  readonly nat: NatNetwork | undefined
   /**
-   * Drops every UDP datagram between this process and the harness on the `lan` topology (direct
-   * paths die; DERP, over TCP, goes on), or lets them through again.
+   * Drops every UDP datagram in or out of this process's namespace by its link to the harness
+   * (`lan`) or to its router (`nat`): direct paths die; DERP, over TCP, goes on. Or lets them
+   * through again.
    */
   readonly blockUdp: (blocked: boolean) => Effect.Effect<void, LocalTailnetError>
   /** The native addon as a backend; `connect` joins through it, so `loseDevice` can reach its devices. */
@@ -195,7 +207,7 @@ export class LocalTailnet extends Context.Service<LocalTailnet, LocalTailnetServ
 const failure = (what: string) => (cause: unknown) =>
   new LocalTailnetError({ message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
 
-/** Starts the loopback tailnet (or, with `topology: "lan"`, the LAN one) for the current scope. */
+/** Starts the loopback tailnet (or, with `topology`, the `lan` or `nat` one) for the current scope. */
 export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService, LocalTailnetError, Scope.Scope> =>
   Effect.gen(function*() {
     const harness = yield* Effect.acquireRelease(
@@ -208,13 +220,20 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
     const info = yield* Schema.decodeUnknownEffect(HarnessInfo)(harness.ready).pipe(
       Effect.mapError(failure("the harness's ready line does not decode"))
     )
-    const admin = (path: string, init?: Parameters<typeof adminRequest>[2]) =>
+    // Control's calls go to the harness that runs control; the Go peer's to the one that runs
+    // the peer (another process on the nat topology).
+    const adminOf = (adminUrl: string) => (path: string, init?: Parameters<typeof adminRequest>[2]) =>
       Effect.tryPromise({
-        try: () => adminRequest(info.adminUrl, path, init),
+        try: () => adminRequest(adminUrl, path, init),
         catch: (cause) => failure(`harness ${path.split("?")[0]}`)(`${String(cause)}\n${harness.stderrTail()}`)
       })
+    const admin = adminOf(info.adminUrl)
+    const peerAdminUrl = info.peerAdminUrl ?? info.adminUrl
+    const peerAdmin = adminOf(peerAdminUrl)
     const json = <A>(path: string, init?: Parameters<typeof adminRequest>[2]) =>
       Effect.map(admin(path, init), (text) => JSON.parse(text) as A)
+    const peerJson = <A>(path: string, init?: Parameters<typeof adminRequest>[2]) =>
+      Effect.map(peerAdmin(path, init), (text) => JSON.parse(text) as A)
     const q = encodeURIComponent
     const native = yield* NativeBackend.make().pipe(Effect.mapError(failure("loading the native addon")))
     // The device last joined or built again under each hostname, for loseDevice.
@@ -234,16 +253,18 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
       connect: async (options) => track(options.hostname ?? "", await native.connect(options))
     }
 
-    const peers = json<Array<PeerView>>("/peers")
+    const peers = peerJson<Array<PeerView>>("/peers")
     const service: LocalTailnetService = {
       info,
       topology: options?.topology ?? "loopback",
       lan: harness.lan,
+      nat: harness.nat,
       blockUdp: (blocked) =>
         Effect.tryPromise({
           try: () => {
-            if (harness.lan === undefined) throw new Error("needs the lan topology")
-            return setUdpBlocked(harness.lan, blocked)
+            const link = harness.lan ?? harness.nat
+            if (link === undefined) throw new Error("needs the lan or nat topology")
+            return setUdpBlocked(link, blocked)
           },
           catch: failure("blockUdp")
         }),
@@ -257,9 +278,9 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
           },
           catch: failure("loseDevice")
         }),
-      waitForPeer: (ip) => json<PeerView>(`/wait-peer?ip=${q(ip)}&timeout=30000`),
+      waitForPeer: (ip) => peerJson<PeerView>(`/wait-peer?ip=${q(ip)}&timeout=30000`),
       waitForPeerGone: (ip, timeoutMs = 60_000) =>
-        Effect.asVoid(admin(`/wait-peer-gone?ip=${q(ip)}&timeout=${timeoutMs}`)),
+        Effect.asVoid(peerAdmin(`/wait-peer-gone?ip=${q(ip)}&timeout=${timeoutMs}`)),
       waitForDisconnect: (nodeKey, timeoutMs = 15_000) =>
         Effect.asVoid(admin(`/wait-disconnected?nodekey=${q(nodeKey)}&timeout=${timeoutMs}`)),
       peers,
@@ -273,23 +294,19 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
         }),
       dialFromPeer: (address, data) =>
         Effect.tryPromise({
-          try: async () => {
-            const response = await fetch(new URL(`/dial-tcp?addr=${q(address)}&timeout=30000`, info.adminUrl), {
+          try: () =>
+            adminRequestBytes(peerAdminUrl, `/dial-tcp?addr=${q(address)}&timeout=30000`, {
               method: "POST",
-              body: toBody(data)
-            })
-            const body = new Uint8Array(await response.arrayBuffer())
-            if (!response.ok) throw new Error(`${response.status}: ${new TextDecoder().decode(body)}`)
-            return body
-          },
+              body: data
+            }),
           catch: failure("harness /dial-tcp")
         }),
       dialFromPeerHashed: (address, data) =>
-        json<Transfer>(`/dial-tcp-hash?addr=${q(address)}&timeout=60000`, { method: "POST", body: data }),
-      sendFromPeer: (address, bytes) => json<Transfer>(`/send-tcp?addr=${q(address)}&n=${bytes}&timeout=60000`),
-      fetchFromPeer: (url) => json<{ status: number; body: string }>(`/fetch?url=${q(url)}&timeout=30000`),
+        peerJson<Transfer>(`/dial-tcp-hash?addr=${q(address)}&timeout=60000`, { method: "POST", body: data }),
+      sendFromPeer: (address, bytes) => peerJson<Transfer>(`/send-tcp?addr=${q(address)}&n=${bytes}&timeout=60000`),
+      fetchFromPeer: (url) => peerJson<{ status: number; body: string }>(`/fetch?url=${q(url)}&timeout=30000`),
       pingFromPeer: (ip) =>
-        Effect.flatMap(json<GoPingResult>(`/ping?ip=${q(ip)}&timeout=15000`), (result) =>
+        Effect.flatMap(peerJson<GoPingResult>(`/ping?ip=${q(ip)}&timeout=15000`), (result) =>
           result.Err
             ? Effect.fail(failure("pingFromPeer")(`the Go peer's ping of ${ip} failed: ${result.Err}`))
             : Effect.succeed<GoPong>({
@@ -322,7 +339,7 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
     return service
   })
 
-/** The loopback (or LAN) tailnet for the layer's lifetime. */
+/** The loopback (or `lan`, or `nat`) tailnet for the layer's lifetime. */
 export const layer = (options?: StartOptions): Layer.Layer<LocalTailnet, LocalTailnetError> =>
   Layer.effect(LocalTailnet, make(options))
 

@@ -8,7 +8,7 @@ import { chmod, mkdtemp, readdir, rm } from "node:fs/promises"
 import { networkInterfaces, tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { startHarness } from "../src/HarnessProcess.ts"
+import { adminRequest, startHarness } from "../src/HarnessProcess.ts"
 
 const namespaces = () => existsSync("/run/netns") ? readdir("/run/netns") : Promise.resolve([])
 
@@ -84,6 +84,73 @@ describe("HarnessProcess", () => {
   it("lan: a harness that exits before it is ready leaves no namespace behind", async () => {
     const before = await namespaces()
     await expect(startHarness({ topology: "lan", args: ["-no-such-flag"] })).rejects.toThrow(
+      /exited before it was ready/
+    )
+    expect(await namespaces()).toEqual(before)
+    expect(Object.keys(networkInterfaces()).filter((name) => name.startsWith("tslab"))).toEqual([])
+  }, 120_000)
+
+  it(
+    "nat: the harness outside, the Go peer behind a router of its own, this namespace behind another; stop removes them all",
+    async () => {
+      // Every temporary file of the run (the harnesses' and the peer's admin socket) goes here.
+      const temp = await mkdtemp(join(tmpdir(), "harness-temp-"))
+      const savedTemp = process.env.TMPDIR
+      process.env.TMPDIR = temp
+      const harness = await startHarness({ topology: "nat" }).finally(() => {
+        if (savedTemp === undefined) delete process.env.TMPDIR
+        else process.env.TMPDIR = savedTemp
+      })
+      try {
+        const nat = harness.nat!
+        expect(harness.lan).toBeUndefined()
+        const made = Object.values(nat.namespaces)
+        for (const namespace of made) expect(namespace).toMatch(new RegExp(`^ts-lab-${process.pid}-\\d+-[a-z-]+$`))
+        expect(await namespaces()).toEqual(expect.arrayContaining(made))
+        const n = nat.harnessAddress.split(".")[2]
+        expect(nat).toMatchObject({
+          harnessAddress: `10.80.${n}.1`,
+          deviceAddress: `10.78.${n}.2`,
+          deviceRouter: { inside: `10.78.${n}.1`, outside: `10.80.${n}.2` },
+          peerAddress: `10.79.${n}.2`,
+          peerRouter: { inside: `10.79.${n}.1`, outside: `10.80.${n}.3` }
+        })
+        expect(networkInterfaces()[nat.interfaceName]?.map((address) => address.address)).toEqual([nat.deviceAddress])
+        // Only the outside subnet is routed from here, through the router; no default route.
+        expect(execFileSync("ip", ["route", "show", "dev", nat.interfaceName], { encoding: "utf8" })).toContain(
+          `10.80.${n}.0/24 via ${nat.deviceRouter.inside}`
+        )
+        expect(execFileSync("ip", ["route", "show", "default"], { encoding: "utf8" })).toBe("")
+        const ready = harness.ready as {
+          controlUrl: string
+          adminUrl: string
+          peerAdminUrl: string
+          peer: { hostname: string }
+        }
+        expect(ready.controlUrl).toMatch(new RegExp(`^https://${nat.harnessAddress.replaceAll(".", "\\.")}:\\d+$`))
+        expect(ready.peer.hostname).toBe("nat-peer")
+        expect(ready.peerAdminUrl).toMatch(new RegExp(`^unix:${temp}/`))
+        // The NATed peer sees the outside harness's echo peer; control's admin API answers too.
+        const seen = JSON.parse(await adminRequest(ready.peerAdminUrl, "/peers")) as Array<{ hostname: string }>
+        expect(seen.map((peer) => peer.hostname)).toContain("echo-peer")
+        expect(await adminRequest(ready.adminUrl, "/map-requests")).toMatch(/streaming/)
+      } finally {
+        await harness.stop()
+      }
+      expect(isRunning(harness.pid)).toBe(false)
+      for (const namespace of Object.values(harness.nat!.namespaces)) {
+        expect(await namespaces()).not.toContain(namespace)
+      }
+      expect(networkInterfaces()[harness.nat!.interfaceName]).toBeUndefined()
+      expect(await readdir(temp)).toEqual([])
+      await rm(temp, { recursive: true, force: true })
+    },
+    180_000
+  )
+
+  it("nat: a harness that exits before it is ready leaves no namespace behind", async () => {
+    const before = await namespaces()
+    await expect(startHarness({ topology: "nat", args: ["-no-such-flag"] })).rejects.toThrow(
       /exited before it was ready/
     )
     expect(await namespaces()).toEqual(before)

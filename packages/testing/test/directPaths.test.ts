@@ -1,7 +1,9 @@
 /**
  * Direct (peer-to-peer UDP) paths between our device and the Go peer. On the `lan` topology the
  * harness runs in a network namespace of its own, joined to this one by a veth pair, so the device
- * has a LAN address to advertise; on `loopback` it has none and everything goes through DERP.
+ * has a LAN address to advertise; on `loopback` it has none and everything goes through DERP. On
+ * `nat` this namespace and the Go peer are each behind a masquerading router, and a direct path
+ * needs STUN and hole punching through both.
  * The path is told two ways: the Go peer's own view (`pathTo`, the path it sends on), and this
  * namespace's packet counters while bytes move (UDP datagrams for a direct path, TCP segments to
  * DERP for a relay), which is how the path our device sends on shows: the two ends choose theirs
@@ -20,7 +22,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import { execFileSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import {
@@ -205,6 +207,95 @@ const waitForDirect = (stream: TcpStream, ip: string, began: number, deadline: n
     return { peerPath, peerDirectMs, deviceDirectMs }
   })
 
+const escaped = (address: string) => address.replaceAll(".", "\\.")
+
+/**
+ * On each of `starts` starts of a device (`<name>-<start>`): both ends direct within
+ * `directWithinMs`, each at the address the other reaches it by (`device`, `peer`: the LAN
+ * addresses, or the routers' outside ones behind NATs); the device's `pathTo`, `ping` and gauge
+ * agree; the Go peer's disco ping comes back direct; and 4 MiB each way move as UDP datagrams
+ * on `interfaceName` with next to nothing through DERP. Returns a line of figures per start.
+ */
+const directOnEachStart = (
+  name: string,
+  at: { readonly interfaceName: string; readonly device: string; readonly peer: string }
+) =>
+  Effect.gen(function*() {
+    const tailnet = yield* LocalTailnet
+    const figures: Array<string> = []
+    for (let start = 1; start <= starts; start++) {
+      yield* Effect.scoped(Effect.gen(function*() {
+        const hostname = `${name}-${start}`
+        const began = performance.now()
+        const { device, ipv4, stream } = yield* joinAndEcho(hostname)
+
+        const { deviceDirectMs, peerDirectMs, peerPath: path } = yield* waitForDirect(
+          stream,
+          ipv4,
+          began,
+          began + directWithinMs
+        )
+        // Both ends advertise the address the other reaches them by: the Go peer's as our device
+        // sees it, ours as the Go peer has it.
+        const goPeer = Option.getOrThrow(yield* device.peerByName(tailnet.info.peer.hostname))
+        const seen = (yield* tailnet.peers).find((view) => view.ipv4 === ipv4)
+        const advertised = `the Go peer advertises [${goPeer.underlayAddresses.join(", ")}], ` +
+          `the device [${seen?.endpoints.join(", ")}]`
+        const where =
+          `start ${start}: the Go peer direct after ${peerDirectMs} ms, our device after ${deviceDirectMs} ms; ${advertised}`
+        assert.strictEqual(path._tag, "Direct", where)
+        assert.isDefined(deviceDirectMs, where)
+        if (path._tag === "Direct") assert.match(path.endpoint, new RegExp(`^${escaped(at.device)}:\\d+$`))
+        assert.isTrue(goPeer.underlayAddresses.some((endpoint) => endpoint.startsWith(`${at.peer}:`)), advertised)
+        assert.isTrue(seen?.endpoints.some((endpoint) => endpoint.startsWith(`${at.device}:`)), advertised)
+
+        // What the device itself reports: the path, a disco ping's path, and the gauge.
+        const ownPath = yield* device.pathTo(goPeer)
+        assert.strictEqual(ownPath._tag, "Direct", where)
+        if (ownPath._tag === "Direct") assert.match(ownPath.endpoint, new RegExp(`^${escaped(at.peer)}:\\d+$`))
+        const pong = yield* device.ping(goPeer)
+        assert.deepStrictEqual(pong.path, ownPath, "a ping goes the way traffic goes")
+        assert.strictEqual(yield* directPeersOf(hostname, 1), 1)
+        // The Go peer's disco ping (tailscale ping) of the device comes back by the direct path.
+        const goPong = yield* tailnet.pingFromPeer(ipv4)
+        assert.strictEqual(goPong.path._tag, "Direct", JSON.stringify(goPong))
+        if (goPong.path._tag === "Direct") {
+          assert.match(goPong.path.endpoint, new RegExp(`^${escaped(at.device)}:\\d+$`))
+        }
+
+        // Bulk data both ways through the echo, counted in this namespace as it moves.
+        const payload = randomBytes(transferBytes)
+        // The device keeps its connection to its home relay open, direct or not.
+        assert.isAtLeast(relayBytes(relayOf(tailnet)).connections, 1, "no connection to the relay")
+        const before = counters(at.interfaceName, relayOf(tailnet))
+        const echoed = yield* Effect.forkScoped(readExactly(stream, transferBytes))
+        for (let offset = 0; offset < transferBytes; offset += 256 * 1024) {
+          yield* stream.write(payload.subarray(offset, offset + 256 * 1024))
+        }
+        assert.deepStrictEqual(yield* Fiber.join(echoed), { bytes: transferBytes, sha256: sha256(payload) })
+        const moved = difference(before, counters(at.interfaceName, relayOf(tailnet)))
+
+        // Through DERP these would be TCP segments instead.
+        assert.isAtLeast(moved.udpOut, datagramsFor(transferBytes), JSON.stringify(moved))
+        assert.isAtLeast(moved.udpIn, datagramsFor(transferBytes), JSON.stringify(moved))
+        assert.isBelow(moved.tcpIn + moved.tcpOut, (moved.udpIn + moved.udpOut) / 20, JSON.stringify(moved))
+        assert.isBelow(moved.relaySent + moved.relayReceived, transferBytes / 100, JSON.stringify(moved))
+        assert.isAtLeast(moved.lanRx, transferBytes)
+        assert.isAtLeast(moved.lanTx, transferBytes)
+        figures.push(
+          `start ${start}: the Go peer direct after ${peerDirectMs} ms (to ${
+            path._tag === "Direct" ? path.endpoint : ""
+          }), our device after ${deviceDirectMs} ms (to ${
+            ownPath._tag === "Direct" ? ownPath.endpoint : ""
+          }); ${transferBytes} B each way: UDP ${moved.udpOut} out / ${moved.udpIn} in datagrams, ` +
+            `TCP ${moved.tcpOut} out / ${moved.tcpIn} in segments, DERP ${moved.relaySent} B out / ` +
+            `${moved.relayReceived} B in, ${at.interfaceName} ${moved.lanTx} B out / ${moved.lanRx} B in`
+        )
+      }))
+    }
+    return figures
+  })
+
 describe("direct paths", () => {
   it.effect("without `ip` (iproute2) the lan topology fails with LocalTailnetError, never skips", () =>
     Effect.gen(function*() {
@@ -238,80 +329,61 @@ describe("direct paths", () => {
           const lan = tailnet.lan
           if (lan === undefined) return assert.fail("the lan topology has no LAN segment")
           assert.strictEqual(tailnet.topology, "lan")
-          assert.match(tailnet.info.controlUrl, new RegExp(`^https://${lan.harnessAddress.replaceAll(".", "\\.")}:`))
-
-          const figures: Array<string> = []
-          for (let start = 1; start <= starts; start++) {
-            yield* Effect.scoped(Effect.gen(function*() {
-              const began = performance.now()
-              const { device, ipv4, stream } = yield* joinAndEcho(`lan-device-${start}`)
-
-              const { deviceDirectMs, peerDirectMs, peerPath: path } = yield* waitForDirect(
-                stream,
-                ipv4,
-                began,
-                began + directWithinMs
-              )
-              // Both ends advertise their LAN address: the Go peer's as our device sees it, ours
-              // as control gave it to the Go peer.
-              const echoPeer = Option.getOrThrow(yield* device.peerByName(tailnet.info.peer.hostname))
-              const seen = (yield* tailnet.peers).find((view) => view.ipv4 === ipv4)
-              const advertised = `the Go peer advertises [${echoPeer.underlayAddresses.join(", ")}], ` +
-                `the device [${seen?.endpoints.join(", ")}]`
-              const where =
-                `start ${start}: the Go peer direct after ${peerDirectMs} ms, our device after ${deviceDirectMs} ms; ${advertised}`
-              assert.strictEqual(path._tag, "Direct", where)
-              assert.isDefined(deviceDirectMs, where)
-              if (path._tag === "Direct") assert.match(path.endpoint, new RegExp(`^${lan.deviceAddress}:\\d+$`))
-              assert.isTrue(
-                echoPeer.underlayAddresses.some((endpoint) => endpoint.startsWith(`${lan.harnessAddress}:`)),
-                advertised
-              )
-              assert.isTrue(
-                seen?.endpoints.some((endpoint) => endpoint.startsWith(`${lan.deviceAddress}:`)),
-                advertised
-              )
-
-              // What the device itself reports: the path, a disco ping's path, and the gauge.
-              const ownPath = yield* device.pathTo(echoPeer)
-              assert.strictEqual(ownPath._tag, "Direct", where)
-              if (ownPath._tag === "Direct") assert.match(ownPath.endpoint, new RegExp(`^${lan.harnessAddress}:\\d+$`))
-              const pong = yield* device.ping(echoPeer)
-              assert.deepStrictEqual(pong.path, ownPath, "a ping goes the way traffic goes")
-              assert.strictEqual(yield* directPeersOf(`lan-device-${start}`, 1), 1)
-              // The Go peer's disco ping (tailscale ping) of the device comes back by the direct path.
-              const goPong = yield* tailnet.pingFromPeer(ipv4)
-              assert.strictEqual(goPong.path._tag, "Direct", JSON.stringify(goPong))
-
-              // Bulk data both ways through the echo, counted in this namespace as it moves.
-              const payload = randomBytes(transferBytes)
-              // The device keeps its connection to its home relay open, direct or not.
-              assert.isAtLeast(relayBytes(relayOf(tailnet)).connections, 1, "no connection to the relay")
-              const before = counters(lan.interfaceName, relayOf(tailnet))
-              const echoed = yield* Effect.forkScoped(readExactly(stream, transferBytes))
-              for (let offset = 0; offset < transferBytes; offset += 256 * 1024) {
-                yield* stream.write(payload.subarray(offset, offset + 256 * 1024))
-              }
-              assert.deepStrictEqual(yield* Fiber.join(echoed), { bytes: transferBytes, sha256: sha256(payload) })
-              const moved = difference(before, counters(lan.interfaceName, relayOf(tailnet)))
-
-              // Through DERP these would be TCP segments instead.
-              assert.isAtLeast(moved.udpOut, datagramsFor(transferBytes), JSON.stringify(moved))
-              assert.isAtLeast(moved.udpIn, datagramsFor(transferBytes), JSON.stringify(moved))
-              assert.isBelow(moved.tcpIn + moved.tcpOut, (moved.udpIn + moved.udpOut) / 20, JSON.stringify(moved))
-              assert.isBelow(moved.relaySent + moved.relayReceived, transferBytes / 100, JSON.stringify(moved))
-              assert.isAtLeast(moved.lanRx, transferBytes)
-              assert.isAtLeast(moved.lanTx, transferBytes)
-              figures.push(
-                `start ${start}: the Go peer direct after ${peerDirectMs} ms (to ${
-                  path._tag === "Direct" ? path.endpoint : ""
-                }), our device after ${deviceDirectMs} ms; ${transferBytes} B each way: UDP ${moved.udpOut} out / ${moved.udpIn} in datagrams, ` +
-                  `TCP ${moved.tcpOut} out / ${moved.tcpIn} in segments, DERP ${moved.relaySent} B out / ` +
-                  `${moved.relayReceived} B in, LAN ${moved.lanTx} B out / ${moved.lanRx} B in`
-              )
-            }))
-          }
+          assert.match(tailnet.info.controlUrl, new RegExp(`^https://${escaped(lan.harnessAddress)}:`))
+          const figures = yield* directOnEachStart("lan-device", {
+            interfaceName: lan.interfaceName,
+            device: lan.deviceAddress,
+            peer: lan.harnessAddress
+          })
           console.log(`direct paths on a LAN:\n  ${figures.join("\n  ")}`)
+        }),
+      240_000
+    )
+  })
+
+  it.effect("without `nft` (nftables) the nat topology fails with LocalTailnetError, never skips", () =>
+    Effect.gen(function*() {
+      // PATH with `ip` but without nft, for this test only.
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const saved = process.env.PATH
+          const onlyIp = mkdtempSync(join(tmpdir(), "no-nft-"))
+          symlinkSync(execFileSync("sh", ["-c", "command -v ip"], { encoding: "utf8" }).trim(), join(onlyIp, "ip"))
+          process.env.PATH = onlyIp
+          return { saved, onlyIp }
+        }),
+        ({ onlyIp, saved }) =>
+          Effect.sync(() => {
+            process.env.PATH = saved
+            rmSync(onlyIp, { recursive: true, force: true })
+          })
+      )
+      const error = yield* Effect.flip(makeLocalTailnet({ topology: "nat" }))
+      assert.instanceOf(error, LocalTailnetError)
+      assert.match(error.message, /^starting the nat tailnet: the nat topology needs `nft` \(nftables\)/)
+    }).pipe(Effect.scoped))
+
+  layer(localTailnet({ topology: "nat" }), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+    it.effect(
+      `behind two NATs the device goes direct to the NATed Go peer within ${
+        directWithinMs / 1000
+      } s, on each of ${starts} starts, by the routers' outside addresses, and its bytes move as UDP`,
+      () =>
+        Effect.gen(function*() {
+          const tailnet = yield* LocalTailnet
+          const nat = tailnet.nat
+          if (nat === undefined) return assert.fail("the nat topology has no network")
+          assert.strictEqual(tailnet.topology, "nat")
+          assert.isUndefined(tailnet.lan)
+          assert.strictEqual(tailnet.info.peer.hostname, "nat-peer")
+          assert.match(tailnet.info.controlUrl, new RegExp(`^https://${escaped(nat.harnessAddress)}:`))
+          // Each end is seen at its router's outside address, the one STUN and the pings show.
+          const figures = yield* directOnEachStart("nat-device", {
+            interfaceName: nat.interfaceName,
+            device: nat.deviceRouter.outside,
+            peer: nat.peerRouter.outside
+          })
+          console.log(`direct paths through two NATs:\n  ${figures.join("\n  ")}`)
         }),
       240_000
     )
