@@ -296,6 +296,64 @@ const directOnEachStart = (
     return figures
   })
 
+/**
+ * A device (`hostname`) direct to the Go peer; UDP blocked a quarter into an 8 MiB echo: the
+ * relay takes over within 10 s and the bytes arrive exact, the device's `pathTo`, `ping` and
+ * gauge say Relay, the Go peer's disco ping comes back through DERP; UDP unblocked: direct again
+ * within `directWithinMs`. `where` names the topology in the console figure.
+ */
+const fallbackAndBack = (hostname: string, where: string) =>
+  Effect.gen(function*() {
+    const tailnet = yield* LocalTailnet
+    const relay = relayOf(tailnet)
+    const began = performance.now()
+    const { device, ipv4, stream } = yield* joinAndEcho(hostname)
+    const direct = yield* waitForDirect(stream, ipv4, began, began + directWithinMs)
+    assert.isDefined(direct.deviceDirectMs, "direct before UDP is blocked")
+
+    const size = 8 * 1024 * 1024
+    const chunk = 64 * 1024
+    const payload = randomBytes(size)
+    const echoed = yield* Effect.forkScoped(readExactly(stream, size))
+    yield* Effect.addFinalizer(() => Effect.ignore(tailnet.blockUdp(false)))
+    let blockedAt: number | undefined
+    let relayedAfterMs: number | undefined
+    let relayedBefore = 0
+    for (let offset = 0; offset < size; offset += chunk) {
+      if (offset === size / 4) {
+        yield* tailnet.blockUdp(true)
+        blockedAt = performance.now()
+        relayedBefore = relayBytes(relay).sent
+      }
+      yield* stream.write(payload.subarray(offset, offset + chunk))
+      if (
+        blockedAt !== undefined && relayedAfterMs === undefined && relayBytes(relay).sent - relayedBefore > chunk
+      ) {
+        relayedAfterMs = Math.round(performance.now() - blockedAt)
+      }
+    }
+    assert.deepStrictEqual(yield* Fiber.join(echoed), { bytes: size, sha256: sha256(payload) })
+    assert.isDefined(relayedAfterMs, "nothing went through the relay while UDP was blocked")
+    assert.isAtMost(relayedAfterMs!, 10_000, `the relay took over after ${relayedAfterMs} ms`)
+    // The device says so too, and its pings come back through the relay.
+    const goPeer = Option.getOrThrow(yield* device.peerByName(tailnet.info.peer.hostname))
+    assert.deepStrictEqual(yield* device.pathTo(goPeer), DevicePath.Relay({ region: goPeer.derpRegion }))
+    assert.strictEqual((yield* device.ping(goPeer)).path._tag, "Relay")
+    assert.strictEqual(yield* directPeersOf(hostname, 0), 0)
+    // The Go peer's disco ping now travels through DERP, and the device answers it there.
+    const goPong = yield* tailnet.pingFromPeer(ipv4)
+    assert.strictEqual(goPong.path._tag, "Relay", JSON.stringify(goPong))
+
+    yield* tailnet.blockUdp(false)
+    const unblocked = performance.now()
+    const again = yield* waitForDirect(stream, ipv4, unblocked, unblocked + directWithinMs)
+    assert.isDefined(again.deviceDirectMs, "direct again after UDP came back")
+    assert.strictEqual((yield* device.pathTo(goPeer))._tag, "Direct")
+    console.log(
+      `fallback ${where}: the relay took over ${relayedAfterMs} ms after UDP was blocked; direct again ${again.deviceDirectMs} ms after it was unblocked`
+    )
+  })
+
 describe("direct paths", () => {
   it.effect("without `ip` (iproute2) the lan topology fails with LocalTailnetError, never skips", () =>
     Effect.gen(function*() {
@@ -387,62 +445,18 @@ describe("direct paths", () => {
         }),
       240_000
     )
+
+    it.effect(
+      "behind two NATs, with UDP blocked mid-transfer, the transfer moves to the relay within 10 s and arrives exact; unblocked, it goes direct again",
+      () => fallbackAndBack("nat-fallback", "behind two NATs"),
+      120_000
+    )
   })
 
   layer(localTailnet({ topology: "lan" }), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
     it.effect(
       "with UDP blocked mid-transfer, the transfer moves to the relay within 10 s and arrives exact; unblocked, it goes direct again",
-      () =>
-        Effect.gen(function*() {
-          const tailnet = yield* LocalTailnet
-          const relay = relayOf(tailnet)
-          const began = performance.now()
-          const { device, ipv4, stream } = yield* joinAndEcho("lan-fallback")
-          const direct = yield* waitForDirect(stream, ipv4, began, began + directWithinMs)
-          assert.isDefined(direct.deviceDirectMs, "direct before UDP is blocked")
-
-          const size = 8 * 1024 * 1024
-          const chunk = 64 * 1024
-          const payload = randomBytes(size)
-          const echoed = yield* Effect.forkScoped(readExactly(stream, size))
-          yield* Effect.addFinalizer(() => Effect.ignore(tailnet.blockUdp(false)))
-          let blockedAt: number | undefined
-          let relayedAfterMs: number | undefined
-          let relayedBefore = 0
-          for (let offset = 0; offset < size; offset += chunk) {
-            if (offset === size / 4) {
-              yield* tailnet.blockUdp(true)
-              blockedAt = performance.now()
-              relayedBefore = relayBytes(relay).sent
-            }
-            yield* stream.write(payload.subarray(offset, offset + chunk))
-            if (
-              blockedAt !== undefined && relayedAfterMs === undefined && relayBytes(relay).sent - relayedBefore > chunk
-            ) {
-              relayedAfterMs = Math.round(performance.now() - blockedAt)
-            }
-          }
-          assert.deepStrictEqual(yield* Fiber.join(echoed), { bytes: size, sha256: sha256(payload) })
-          assert.isDefined(relayedAfterMs, "nothing went through the relay while UDP was blocked")
-          assert.isAtMost(relayedAfterMs!, 10_000, `the relay took over after ${relayedAfterMs} ms`)
-          // The device says so too, and its pings come back through the relay.
-          const echoPeer = Option.getOrThrow(yield* device.peerByName(tailnet.info.peer.hostname))
-          assert.deepStrictEqual(yield* device.pathTo(echoPeer), DevicePath.Relay({ region: echoPeer.derpRegion }))
-          assert.strictEqual((yield* device.ping(echoPeer)).path._tag, "Relay")
-          assert.strictEqual(yield* directPeersOf("lan-fallback", 0), 0)
-          // The Go peer's disco ping now travels through DERP, and the device answers it there.
-          const goPong = yield* tailnet.pingFromPeer(ipv4)
-          assert.strictEqual(goPong.path._tag, "Relay", JSON.stringify(goPong))
-
-          yield* tailnet.blockUdp(false)
-          const unblocked = performance.now()
-          const again = yield* waitForDirect(stream, ipv4, unblocked, unblocked + directWithinMs)
-          assert.isDefined(again.deviceDirectMs, "direct again after UDP came back")
-          assert.strictEqual((yield* device.pathTo(echoPeer))._tag, "Direct")
-          console.log(
-            `fallback on a LAN: the relay took over ${relayedAfterMs} ms after UDP was blocked; direct again ${again.deviceDirectMs} ms after it was unblocked`
-          )
-        }),
+      () => fallbackAndBack("lan-fallback", "on a LAN"),
       120_000
     )
   })
