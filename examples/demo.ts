@@ -3,21 +3,34 @@
  * DERP and a Go peer called echo-peer) and, as the device "demo": prints its addresses, finds
  * echo-peer by name, round-trips a TCP message and a UDP datagram, serves a small HTTP page that
  * the Go peer fetches, and shuts down. With TS_AUTH_KEY (and optionally TS_CONTROL_URL) it joins
- * that tailnet instead and does what it can there. `--json` prints the results as one JSON
- * object on the last line.
+ * that tailnet instead and does what it can there. `--topology lan` or `--topology nat` puts
+ * the loopback tailnet's Go peer on a LAN with the device, or each behind a NAT of its own
+ * (network namespaces), where traffic goes direct; the demo says which path it took. `--json`
+ * prints the results as one JSON object on the last line.
  */
 import type { Tailscale } from "@effect-tailscale/core/Tailscale"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
 import * as TailnetSocket from "@effect-tailscale/node/TailnetSocket"
+import type { Topology } from "@effect-tailscale/testing/HarnessProcess"
 import { connect, layer as localTailnet, LocalTailnet } from "@effect-tailscale/testing/LocalTailnet"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as http from "node:http"
 
 const json = process.argv.includes("--json")
+const topologyArg = process.argv.includes("--topology")
+  ? process.argv[process.argv.indexOf("--topology") + 1]
+  : undefined
+const topologies: ReadonlyArray<Topology> = ["loopback", "lan", "nat"]
+if (topologyArg !== undefined && !topologies.includes(topologyArg as Topology)) {
+  console.error(`--topology must be one of ${topologies.join(", ")} (got ${topologyArg})`)
+  process.exit(2)
+}
+const topology = (topologyArg ?? "loopback") as Topology
 const say = (line: string) => Effect.sync(() => json || console.log(line))
 const ip = NetAddress.formatIp
 
@@ -56,7 +69,7 @@ const udpRoundTrip = (tailscale: typeof Tailscale.Service, to: { ip: string; por
   }))
 
 const onLoopback = Effect.gen(function*() {
-  yield* say("▸ starting a tailnet on loopback (control, DERP, and a Go peer called echo-peer)")
+  yield* say(`▸ starting a tailnet (${topology}: control, DERP, and a Go peer)`)
   const tailnet = yield* LocalTailnet
   const peerInfo = tailnet.info.peer
   yield* say(`  control at ${tailnet.info.controlUrl}`)
@@ -67,7 +80,7 @@ const onLoopback = Effect.gen(function*() {
   const found = Option.getOrThrow(peer)
   yield* tailnet.waitForPeer(ipv4)
 
-  yield* say("▸ TCP: sending a message to echo-peer's echo service")
+  yield* say(`▸ TCP: sending a message to ${peerInfo.hostname}'s echo service`)
   const echoStarted = yield* Clock.currentTimeMillis
   const tcpEcho = yield* Effect.scoped(Effect.gen(function*() {
     const stream = yield* tailscale.dial({ peer: peerInfo.hostname, port: peerInfo.tcpEchoPort })
@@ -77,11 +90,16 @@ const onLoopback = Effect.gen(function*() {
   }))
   yield* say(`  echoed back: ${tcpEcho} (dial and round trip: ${yield* since(echoStarted)})`)
 
-  yield* say("▸ UDP: sending a datagram to echo-peer")
+  yield* say(`▸ ping: a disco ping of ${peerInfo.hostname}, and the path traffic takes`)
+  const pong = yield* tailscale.ping(found, { timeout: "10 seconds" })
+  const path = pong.path._tag === "Direct" ? `direct to ${pong.path.endpoint}` : "through the DERP relay"
+  yield* say(`  pong in ${Duration.toMillis(pong.latency).toFixed(1)} ms, ${path}`)
+
+  yield* say(`▸ UDP: sending a datagram to ${peerInfo.hostname}`)
   const udpEcho = yield* udpRoundTrip(tailscale, { ip: ip(found.ipv4), port: peerInfo.udpEchoPort })
   yield* say(`  echoed back: ${udpEcho}`)
 
-  yield* say("▸ HTTP: serving a page on the tailnet for echo-peer to fetch")
+  yield* say(`▸ HTTP: serving a page on the tailnet for ${peerInfo.hostname} to fetch`)
   const fetched = yield* Effect.scoped(Effect.gen(function*() {
     const listener = yield* tailscale.listen(8080)
     const server = http.createServer((request, response) => {
@@ -91,7 +109,7 @@ const onLoopback = Effect.gen(function*() {
     return yield* tailnet.fetchFromPeer(`http://${ipv4}:8080/`)
   }))
   const httpFromPeer = fetched.status === 200 && fetched.body === `hello ${peerInfo.ipv4}, this is demo`
-  yield* say(`  echo-peer got ${fetched.status}: "${fetched.body}"`)
+  yield* say(`  ${peerInfo.hostname} got ${fetched.status}: "${fetched.body}"`)
 
   yield* say("▸ shutting down")
   const shutdownGraceful = yield* tailscale.shutdown
@@ -101,12 +119,14 @@ const onLoopback = Effect.gen(function*() {
     ipv4,
     ipv6,
     peer: { name: found.hostname, ipv4: ip(found.ipv4) },
+    topology,
+    path: pong.path._tag,
     tcpEcho,
     udpEcho,
     httpFromPeer,
     shutdownGraceful
   }
-}).pipe(Effect.provide(localTailnet()))
+}).pipe(Effect.provide(localTailnet({ topology })))
 
 const onRealTailnet = Effect.gen(function*() {
   yield* say("▸ joining the tailnet from TS_AUTH_KEY")

@@ -9,8 +9,8 @@ import { layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
 const examples = join(import.meta.dirname, "..", "..", "..", "examples")
 
 /** Runs the demo with `--json` and returns the object on its last line of output. */
-const runDemo = async (env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> => {
-  const { stdout } = await promisify(execFile)(process.execPath, [join(examples, "demo.ts"), "--json"], {
+const runDemo = async (env: NodeJS.ProcessEnv, args: ReadonlyArray<string> = []): Promise<Record<string, unknown>> => {
+  const { stdout } = await promisify(execFile)(process.execPath, [join(examples, "demo.ts"), "--json", ...args], {
     cwd: examples,
     timeout: 90_000,
     env: { ...process.env, RUST_LOG: "off", ...env }
@@ -34,6 +34,8 @@ describe("demo", () => {
       "ipv4",
       "ipv6",
       "peer",
+      "topology",
+      "path",
       "tcpEcho",
       "udpEcho",
       "httpFromPeer",
@@ -43,6 +45,13 @@ describe("demo", () => {
     assert.match(String(result.ipv6), /^fd7a:115c:a1e0:/)
     assert.deepStrictEqual(result.peer, { name: "echo-peer", ipv4: "100.64.0.1" })
     assert.deepInclude(result, { ok: true, tcpEcho: true, udpEcho: true, httpFromPeer: true, shutdownGraceful: true })
+    assert.strictEqual(result.topology, "loopback")
+    assert.oneOf(result.path, ["Direct", "Relay"])
+  }, 120_000)
+
+  it("--topology nat: the device and the Go peer each behind a NAT, and traffic goes direct", async () => {
+    const result = await runDemo(withoutTailnetEnv, ["--topology", "nat"])
+    assert.deepInclude(result, { ok: true, topology: "nat", path: "Direct", tcpEcho: true, httpFromPeer: true })
   }, 120_000)
 
   layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
