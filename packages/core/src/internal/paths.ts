@@ -8,8 +8,7 @@ import type { RawDirectPaths, RawPong } from "../Backend.ts"
 import type { NodeInfo } from "../NodeInfo.ts"
 import { PeerPath, type Pong } from "../PeerPath.ts"
 import { deviceClosed, type TailscaleError } from "../TailscaleError.ts"
-import { fromBackend } from "./backendErrors.ts"
-import type { Generation, Supervised } from "./supervisor.ts"
+import { type Generation, type Supervised, watchOnce } from "./supervisor.ts"
 
 /**
  * The device's direct paths once their version differs from `known` (without it: now), or
@@ -19,14 +18,7 @@ import type { Generation, Supervised } from "./supervisor.ts"
 const watchPaths = (generation: Generation, operation: string, known?: number) =>
   generation.raw.watchPaths === undefined
     ? Effect.succeed<RawDirectPaths | null>({ version: 0, paths: [] })
-    : Effect.tryPromise({
-      try: async (): Promise<RawDirectPaths | null> => {
-        const paths = await generation.raw.watchPaths!(known)
-        if (paths === null) await (generation.ended ?? Promise.resolve(null))
-        return paths
-      },
-      catch: (error) => fromBackend(operation, error)
-    })
+    : watchOnce(generation, operation, (raw) => raw.watchPaths!(known))
 
 /** The path to `peer` in `paths`: direct when it has one, else its DERP home region. */
 const pathIn = (paths: RawDirectPaths, peer: NodeInfo): PeerPath => {

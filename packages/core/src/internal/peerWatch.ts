@@ -5,12 +5,11 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import type { RawNodeInfo, RawPeerTable } from "../Backend.ts"
+import type { RawNodeInfo } from "../Backend.ts"
 import type { NodeInfo } from "../NodeInfo.ts"
 import { PeerChange } from "../PeerChange.ts"
 import { internal, type TailscaleError } from "../TailscaleError.ts"
-import { fromBackend } from "./backendErrors.ts"
-import type { Generation, Supervised } from "./supervisor.ts"
+import { type Generation, type Supervised, watchOnce } from "./supervisor.ts"
 
 interface Known {
   readonly node: NodeInfo
@@ -31,14 +30,7 @@ interface WatchState {
 export const watchTable = (generation: Generation, version: number, operation: string) =>
   generation.raw.watchPeers === undefined
     ? Effect.fail(internal(`${operation}: this backend cannot list its peers`))
-    : Effect.tryPromise({
-      try: async (): Promise<RawPeerTable | null> => {
-        const table = await generation.raw.watchPeers!(version)
-        if (table === null) await (generation.ended ?? Promise.resolve(null))
-        return table
-      },
-      catch: (error) => fromBackend(operation, error)
-    })
+    : watchOnce(generation, operation, (raw) => raw.watchPeers!(version))
 
 /** The changes from `known` to `table`, and what is known after them. */
 const diff = (

@@ -145,6 +145,25 @@ const makeGeneration = (raw: RawDevice, shutdownMs: number): Generation => {
   return { raw, ended, stream, listener, udp, stop, netmap: { self: false, peers: false } }
 }
 
+/**
+ * One answer of a long-poll watch of the device (`watchPeers`, `watchPaths`): the value, or
+ * `null` once the device has ended and the supervisor knows why (its `ended` has settled), so
+ * the caller's next `current` gives the successor or the gate's failure instead of this device.
+ */
+export const watchOnce = <A>(
+  generation: Generation,
+  operation: string,
+  watch: (raw: RawDevice) => Promise<A | null>
+): Effect.Effect<A | null, TailscaleError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const value = await watch(generation.raw)
+      if (value === null) await (generation.ended ?? Promise.resolve(null))
+      return value
+    },
+    catch: (error) => fromBackend(operation, error)
+  })
+
 /** Supervises `first` for the current scope; the scope's end shuts down whichever device is current. */
 export const supervise = (
   first: RawDevice,

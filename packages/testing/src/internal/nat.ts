@@ -153,35 +153,11 @@ export const makeNat = async (): Promise<Nat> => {
     }
     const { deviceRouter, outside, peer, peerRouter } = namespaces
     // The other pairs live between namespaces this run made, so their names cannot clash.
-    await ip(
-      "-n",
-      deviceRouter,
-      "link",
-      "add",
-      "outside",
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "dev-router",
-      "netns",
-      outside
-    )
-    await ip(
-      "-n",
-      peerRouter,
-      "link",
-      "add",
-      "outside",
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "peer-router",
-      "netns",
-      outside
-    )
-    await ip("-n", peerRouter, "link", "add", "inside", "type", "veth", "peer", "name", "eth0", "netns", peer)
+    const veth = (from: string, name: string, peerName: string, into: string) =>
+      ip("-n", from, "link", "add", name, "type", "veth", "peer", "name", peerName, "netns", into)
+    await veth(deviceRouter, "outside", "dev-router", outside)
+    await veth(peerRouter, "outside", "peer-router", outside)
+    await veth(peerRouter, "inside", "eth0", peer)
     await ip("-n", outside, "link", "add", "br0", "type", "bridge")
     const links: ReadonlyArray<readonly [namespace: string | undefined, link: string, address?: string]> = [
       [undefined, interfaceName, network.deviceAddress],
