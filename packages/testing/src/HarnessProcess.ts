@@ -155,9 +155,17 @@ const spawnHarness = (
   // `ip netns exec` executes the harness in its place, so the child is the harness itself.
   const child = lan === undefined
     ? spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] })
-    : spawn("ip", ["netns", "exec", lan.segment.namespace, binary, "-listen-ip", lan.segment.harnessAddress, ...args], {
-      stdio: ["pipe", "pipe", "pipe"]
-    })
+    : spawn("ip", [
+      "netns",
+      "exec",
+      lan.segment.namespace,
+      binary,
+      "-listen-ip",
+      lan.segment.harnessAddress,
+      "-outside-ip",
+      lan.segment.outsideAddress,
+      ...args
+    ], { stdio: ["pipe", "pipe", "pipe"] })
   const stderr: Array<string> = []
   createInterface({ input: child.stderr! }).on("line", (line) => {
     stderr.push(line)
