@@ -76,8 +76,18 @@ export declare class Device {
    * this device (Go's `WhoIs`); `null` when no peer has the address.
    */
   whoIs(ip: string): Promise<WhoIs | null>
-  /** The peers whose accepted routes are the most specific match for `ip`. */
+  /**
+   * The peers whose accepted routes are the most specific match for `ip`, as this device
+   * routes it: a default route (`0.0.0.0/0`, `::/0`) counts only for the chosen exit node.
+   */
   peersWithRoute(ip: string): Promise<Array<NodeInfo>>
+  /**
+   * Sends traffic to addresses outside the tailnet through `peer` (hostname, FQDN or tailnet
+   * address), which must offer itself as an exit node (both default routes approved), as
+   * tsnet's `EditPrefs` with `ExitNodeID`; `null` for none (such addresses then have no
+   * route). Resolves with the exit node. Waits for the first network map.
+   */
+  setExitNode(peer?: string | undefined | null): Promise<NodeInfo | null>
   /** Listens for TCP connections on one of this device's tailnet addresses. */
   tcpListen(ip: string, port: number): Promise<TcpListener>
   /** Opens a TCP connection to a tailnet address. Waits for this device's own address first. */
@@ -192,6 +202,12 @@ export interface ConnectOptions {
    * (or DERP relay) with a private CA. Trusted by every device in this process from then on.
    */
   caFile?: string
+  /**
+   * The peer (hostname, FQDN or tailnet address) that, as exit node, carries traffic to addresses
+   * outside the tailnet, as Go's `ExitNodeIP` pref: looked up in each network map until a
+   * peer has it; until then such addresses have no route. Change it with `setExitNode`.
+   */
+  exitNode?: string
 }
 
 export interface Datagram {

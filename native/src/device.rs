@@ -16,6 +16,7 @@ use ts_netstack_smoltcp::CreateSocket;
 use crate::address::{parse_ip, socket_addr};
 use crate::control_link;
 use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
+use crate::exit_node::{self, Choice};
 use crate::health;
 use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, new_span, release_free_memory, start, stop};
 use crate::limits::DEFAULT_SHUTDOWN;
@@ -158,7 +159,8 @@ impl Device {
             connect_timeout: prepared.connect_timeout,
             log_sink: prepared.log_sink,
         };
-        Ok(Device { shared: start(recipe, false, span).await? })
+        let exit = prepared.exit_node.map_or(Choice::Nobody, Choice::Wanted);
+        Ok(Device { shared: start(recipe, false, span, exit).await? })
     }
 
     /// A new device built like this one (same options, same key state, so the same node and
@@ -169,7 +171,8 @@ impl Device {
         // a refused registration.
         let registered = self.shared.registered.load(Ordering::Acquire);
         let span = new_span(self.shared.recipe.log_sink);
-        Ok(Device { shared: start(self.shared.recipe.duplicate(), registered, span).await? })
+        let exit = self.shared.exit.choice();
+        Ok(Device { shared: start(self.shared.recipe.duplicate(), registered, span, exit).await? })
     }
 
     /// Resolves with the cause once the crate's runtime behind this device is gone (every call
@@ -336,14 +339,48 @@ impl Device {
         }))
     }
 
-    /// The peers whose accepted routes are the most specific match for `ip`.
+    /// The peers whose accepted routes are the most specific match for `ip`, as this device
+    /// routes it: a default route (`0.0.0.0/0`, `::/0`) counts only for the chosen exit node.
     #[napi]
     pub async fn peers_with_route(&self, ip: String) -> napi::Result<Vec<NodeInfo>> {
         let ip = parse_ip("ip", &ip)?;
         let (peers, table) = self
             .call("peersWithRoute", |d| async move { Ok((d.peers_with_route(ip).await?, self.table(&d).await?)) })
             .await?;
-        Ok(peers.iter().map(|node| NodeInfo::new(node, &table.users)).collect())
+        let chosen = self.shared.exit.chosen();
+        Ok(peers
+            .iter()
+            .filter(|node| exit_node::routes(node, ip, chosen.as_ref()))
+            .map(|node| NodeInfo::new(node, &table.users))
+            .collect())
+    }
+
+    /// Sends traffic to addresses outside the tailnet through `peer` (hostname, FQDN or tailnet
+    /// address), which must offer itself as an exit node (both default routes approved), as
+    /// tsnet's `EditPrefs` with `ExitNodeID`; `null` for none (such addresses then have no
+    /// route). Resolves with the exit node. Waits for the first network map.
+    #[napi]
+    pub async fn set_exit_node(&self, peer: Option<String>) -> napi::Result<Option<NodeInfo>> {
+        let Some(wanted) = peer else {
+            self.call("setExitNode", |d| async move { self.shared.exit.set(&d, Choice::Nobody).await }).await?;
+            return Ok(None);
+        };
+        exit_node::validate("peer", &wanted)?;
+        let table = self.call("setExitNode", |d| async move { self.table(&d).await }).await?;
+        let Some(node) = exit_node::find(&table.peers, &wanted) else {
+            return Err(Failure::invalid("peer", &wanted, "no peer has that name or tailnet address").into());
+        };
+        if !exit_node::offers_exit(node) {
+            return Err(Failure::invalid(
+                "peer",
+                &wanted,
+                "does not offer itself as an exit node (control has approved no 0.0.0.0/0 and ::/0 routes for it)",
+            )
+            .into());
+        }
+        let chosen = Choice::Chosen(node.stable_id.clone());
+        self.call("setExitNode", |d| async move { self.shared.exit.set(&d, chosen).await }).await?;
+        Ok(Some(NodeInfo::new(node, &table.users)))
     }
 
     /// Listens for TCP connections on one of this device's tailnet addresses.
@@ -374,6 +411,9 @@ impl Device {
 
     async fn tcp_connect_in_span(&self, ip: String, port: f64) -> napi::Result<TcpStream> {
         let remote = socket_addr("ip", &ip, "port", port, false)?;
+        // An exit node named in the options is looked up in the first network map: until then an
+        // address outside the tailnet has no route.
+        self.unless_closed(self.shared.exit.settled()).await?;
         let device = self.device()?;
         let local_ip = self.unless_closed(own_address(&device, remote.is_ipv4())).await?;
         let local_ip = match local_ip {
@@ -386,6 +426,25 @@ impl Device {
         if !self.shared.netstack_addressed.load(Ordering::Acquire) {
             let _ = self.unless_closed(device.runtime().ask(ts_runtime::GetChannel).into_future()).await?;
             self.shared.netstack_addressed.store(true, Ordering::Release);
+        }
+        // An address outside the tailnet that no peer routes (no subnet route covers it, and no
+        // exit node is set) would see its SYNs dropped until the caller's limit: say so at once.
+        if !exit_node::in_tailnet(remote.ip()) {
+            let peers = match self.unless_closed(device.peers_with_route(remote.ip())).await? {
+                Ok(peers) => peers,
+                Err(error) => return Err(self.checked_failure(&device, error, "tcpConnect").await.into()),
+            };
+            let chosen = self.shared.exit.chosen();
+            if !peers.iter().any(|peer| exit_node::routes(peer, remote.ip(), chosen.as_ref())) {
+                let unless = if chosen.is_some() { "" } else { ", and no exit node is set" };
+                return Err(Failure::new(
+                    Code::ConnectionRefused,
+                    format!(
+                        "TCP connect to {remote}: no route: the address is outside the tailnet, no peer's subnet route covers it{unless}"
+                    ),
+                )
+                .into());
+            }
         }
         // The crate's `tcp_connect` picks its local port at random without checking it is free.
         let lease = self.shared.ports.claim_ephemeral(Protocol::Tcp, local_ip)?;

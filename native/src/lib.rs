@@ -8,6 +8,7 @@ mod control_link;
 mod control_probe;
 mod device;
 mod error;
+mod exit_node;
 mod health;
 mod keys;
 mod lifecycle;

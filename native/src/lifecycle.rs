@@ -14,6 +14,7 @@ use ts_netstack_smoltcp::netcore::Channel;
 use crate::control_link::{self, ControlLink};
 use crate::control_probe::{connect_timed_out, probe_control, within};
 use crate::error::{Failure, Result, from_device};
+use crate::exit_node::{Choice, ExitNode};
 use crate::health::{self, Health};
 use crate::limits::DEFAULT_SHUTDOWN;
 use crate::logging;
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) health: Health,
     /// Whether the device has a live session with control (false while control is away).
     pub(crate) control: ControlLink,
+    /// Which peer carries traffic to addresses outside the tailnet.
+    pub(crate) exit: Arc<ExitNode>,
     /// What `respawn` builds a new device from: the same options and key state.
     pub(crate) recipe: Recipe,
     /// Everything this device does runs in it, so its log records reach its own sink.
@@ -142,8 +145,9 @@ pub(crate) fn new_span(log_sink: Option<u32>) -> tracing::Span {
     logging::device_span(log_sink)
 }
 
-/// Connects a device from `recipe` in `span` (`new_span`) and starts watching its runtime.
-pub(crate) async fn start(recipe: Recipe, registered: bool, span: tracing::Span) -> Result<Arc<Shared>> {
+/// Connects a device from `recipe` in `span` (`new_span`), with `exit` as its exit node, and
+/// starts watching its runtime.
+pub(crate) async fn start(recipe: Recipe, registered: bool, span: tracing::Span, exit: Choice) -> Result<Arc<Shared>> {
     let secrets = SecretsGuard::register(recipe.secrets());
     let control = recipe.config.control_server_url.clone();
     let deadline = recipe.connect_timeout.map(|t| tokio::time::Instant::now() + t);
@@ -175,13 +179,40 @@ pub(crate) async fn start(recipe: Recipe, registered: bool, span: tracing::Span)
         netstack_addressed: AtomicBool::new(false),
         health: Health::default(),
         control: ControlLink::default(),
+        exit: Arc::new(ExitNode::new(exit)),
         recipe,
         span,
         _secrets: secrets,
         runtime: tokio::runtime::Handle::current(),
     });
     watch_runtime(Arc::downgrade(&shared));
+    follow_exit_node(&shared);
     Ok(shared)
+}
+
+/// Tells the new runtime the exit node once it is known (`ExitNode::follow`), until the device
+/// ends. Holds neither the device nor the shared state, so a shutdown never waits for it.
+fn follow_exit_node(shared: &Arc<Shared>) {
+    if shared.exit.choice() == Choice::Nobody {
+        return;
+    }
+    let Some(device) = shared.device.recover().clone() else { return };
+    let weak = device.runtime().downgrade();
+    drop(device);
+    let runtime = move || weak.upgrade();
+    let exit = Arc::clone(&shared.exit);
+    let token = shared.token.clone();
+    let follow = async move {
+        let Some(strong) = runtime() else { return };
+        let asked = strong.ask(ts_runtime::WatchPeers).await;
+        drop(strong);
+        let Ok(ts_runtime::peer_tracker::PeerTableWatch(table)) = asked else { return };
+        tokio::select! {
+            () = token.cancelled() => {}
+            () = exit.follow(&runtime, table) => {}
+        }
+    };
+    tokio::spawn(follow.instrument(shared.span.clone()));
 }
 
 /// Probes the runtime once a second until the device is shut down, dropped or found lost, so

@@ -127,7 +127,7 @@ impl NodeInfo {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
     use std::num::NonZeroU32;
@@ -136,7 +136,7 @@ mod tests {
     use tailscale::keys::{DiscoKeyPair, MachineKeyPair, NodeKeyPair};
     use ts_control::{NodeLastSeen, NodeStatus as S, StableNodeId, TailnetAddress};
 
-    fn node() -> Node {
+    pub(crate) fn node() -> Node {
         let node_key = NodeKeyPair::random().public;
         Node {
             id: 42,

@@ -9,6 +9,7 @@ use tailscale::Config;
 
 use crate::address;
 use crate::error::{Failure, Result};
+use crate::exit_node;
 use crate::keys::{self, OnBadFormat};
 
 /// How to join the tailnet. Every field is optional.
@@ -43,6 +44,10 @@ pub struct ConnectOptions {
     /// A PEM file of CA certificates to trust beside the public web roots, for a control server
     /// (or DERP relay) with a private CA. Trusted by every device in this process from then on.
     pub ca_file: Option<String>,
+    /// The peer (hostname, FQDN or tailnet address) that, as exit node, carries traffic to addresses
+    /// outside the tailnet, as Go's `ExitNodeIP` pref: looked up in each network map until a
+    /// peer has it; until then such addresses have no route. Change it with `setExitNode`.
+    pub exit_node: Option<String>,
 }
 
 pub(crate) struct Prepared {
@@ -53,6 +58,7 @@ pub(crate) struct Prepared {
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) log_sink: Option<u32>,
     pub(crate) ca_file: Option<String>,
+    pub(crate) exit_node: Option<String>,
 }
 
 /// Where the device's identity comes from. Loading a key file can create it, so it happens only
@@ -143,7 +149,19 @@ pub(crate) fn prepare(options: ConnectOptions) -> Result<Prepared> {
         Some(ms) => return Err(Failure::invalid("connectTimeoutMs", ms, "must be a positive number of milliseconds")),
     };
 
-    Ok(Prepared { config, keys, auth_key, connect_timeout, log_sink: options.log_sink, ca_file })
+    if let Some(peer) = &options.exit_node {
+        exit_node::validate("exitNode", peer)?;
+    }
+
+    Ok(Prepared {
+        config,
+        keys,
+        auth_key,
+        connect_timeout,
+        log_sink: options.log_sink,
+        ca_file,
+        exit_node: options.exit_node,
+    })
 }
 
 fn parse_control_url(text: &str) -> Result<url::Url> {
@@ -207,6 +225,7 @@ mod tests {
             (ConnectOptions { auth_key: Some(" ".into()), ..options() }, "authKey:"),
             (ConnectOptions { client_name: Some("".into()), ..options() }, "clientName:"),
             (ConnectOptions { key_state: Some("{}".into()), ..options() }, "keyState:"),
+            (ConnectOptions { exit_node: Some("no such name".into()), ..options() }, "exitNode:"),
             (
                 ConnectOptions { key_file: Some("/tmp/x".into()), key_state: Some("{}".into()), ..options() },
                 "keyState:",

@@ -202,6 +202,14 @@ export interface RawDevice {
    * Optional: without it, `ping` fails.
    */
   ping?(ip: string, timeoutMs: number): Promise<RawPong>
+  /**
+   * Sends traffic to addresses outside the tailnet through the peer `peer` names (hostname,
+   * FQDN or tailnet address), which must offer itself as an exit node (control approved its
+   * `0.0.0.0/0` and `::/0`), or through none (`null`: such addresses then have no route).
+   * Resolves with the exit node; rejects `INVALID_ARGUMENT` for a peer that is not there or
+   * offers no exit. Waits for the first network map. Optional: without it, `setExitNode` fails.
+   */
+  setExitNode?(peer: string | null): Promise<RawNodeInfo | null>
   tcpListen(ip: string, port: number): Promise<RawTcpListener>
   tcpConnect(ip: string, port: number): Promise<RawTcpStream>
   udpBind(ip: string, port: number): Promise<RawUdpSocket>
@@ -247,6 +255,11 @@ export interface RawConnectOptions {
   readonly connectTimeoutMs?: number | undefined
   /** A PEM file of CA certificates to trust beside the public web roots (process-wide). */
   readonly caFile?: string | undefined
+  /**
+   * The exit node (a peer's hostname, FQDN or tailnet address), looked up in each network map
+   * until a peer has it, as Go's `ExitNodeIP` pref; until then outside addresses have no route.
+   */
+  readonly exitNode?: string | undefined
   /** A log subscription's id: this device's records go there only. */
   readonly logSink?: number | undefined
 }

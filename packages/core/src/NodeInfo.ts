@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import * as IpNetwork from "effect/net/IpNetwork"
 import * as Schema from "effect/Schema"
 
 const Timestamp = Schema.DateTimeUtcFromString
@@ -76,7 +77,10 @@ export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/Nod
   discoKey: Absent(Schema.String),
   /** Base64 of the Tailnet Lock signature. */
   tailnetLockKeySignature: Absent(Schema.String),
-  /** The node's own addresses plus any subnet routes it serves. */
+  /**
+   * The node's own addresses plus any subnet routes it serves, and `0.0.0.0/0` and `::/0` when
+   * it offers itself as an exit node (see `isExitNodeOption`).
+   */
   acceptedRoutes: Schema.Array(Schema.IpNetworkFromString),
   /** Public or LAN endpoints, `ip:port` or `[ip]:port`. */
   underlayAddresses: Schema.Array(Schema.String),
@@ -100,5 +104,16 @@ export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/Nod
   /** Whether the node is owned by its tags rather than a user. */
   get isTagged(): boolean {
     return this.tags.length > 0
+  }
+
+  /**
+   * Whether the node offers itself as an exit node (Go's `ExitNodeOption`): control approved
+   * both of its default routes, `0.0.0.0/0` and `::/0`. `Tailscale.setExitNode` takes only such
+   * a node.
+   */
+  get isExitNodeOption(): boolean {
+    const defaults = this.acceptedRoutes.filter((route) => route.prefixLength === 0)
+    return defaults.some((route) => IpNetwork.isIpv4Network(route)) &&
+      defaults.some((route) => IpNetwork.isIpv6Network(route))
   }
 }

@@ -105,7 +105,13 @@ export interface TailscaleService {
    * device. None when no peer has the address. `TailnetCaller` uses it.
    */
   readonly whoIs: (ip: IpInput, options?: CallOptions) => Effect.Effect<Option.Option<Caller>, TailscaleError>
-  /** The peers whose routes are the most specific match for `ip` (several for redundant subnet routers). */
+  /**
+   * The peers whose routes are the most specific match for `ip` (several for redundant subnet
+   * routers): where this device's traffic to `ip` goes. A peer's default route (`0.0.0.0/0`,
+   * `::/0`) counts only when it is the chosen exit node (`setExitNode`), as only then does the
+   * device use it; so for an address outside the tailnet that no subnet route covers, this is
+   * the exit node, or nobody.
+   */
   readonly peersWithRoute: (
     ip: IpInput,
     options?: CallOptions
@@ -140,6 +146,20 @@ export interface TailscaleService {
    * answers, else `Relay`. Only peers this device talks to get a direct path.
    */
   readonly pathTo: (peer: PeerInput, options?: CallOptions) => Effect.Effect<PeerPath, TailscaleError>
+  /**
+   * Sends this device's traffic to addresses outside the tailnet (`dial`, and so
+   * `TailnetHttpClient` and `TailnetProxy`) through `peer` (by name, tailnet IP or `NodeInfo`) as
+   * exit node, as tsnet's `EditPrefs` with an exit node does; `null` for none. Succeeds with the
+   * exit node. The peer must offer itself as one (control approved both of its default routes,
+   * `0.0.0.0/0` and `::/0`); one that does not, or no peer with that name or address, is
+   * `InvalidArgument`. No other peer's default routes are ever used: without an exit node, a
+   * dial to an outside address that no subnet route covers fails at once with
+   * `ConnectionRefused` (no route). The choice is kept when the device is built again.
+   */
+  readonly setExitNode: (
+    peer: PeerInput | null,
+    options?: CallOptions
+  ) => Effect.Effect<Option.Option<NodeInfo>, TailscaleError>
   /** Every peer, as of the latest network map (the first one is waited for, within the netmap limit). */
   readonly peers: Effect.Effect<ReadonlyArray<NodeInfo>, TailscaleError>
   /**
@@ -226,6 +246,13 @@ export interface TailscaleOptions {
    * the process trusts them.
    */
   readonly caFile?: string | undefined
+  /**
+   * The exit node: a peer (hostname, FQDN or tailnet address) that carries traffic to addresses
+   * outside the tailnet, as Go's `ExitNodeIP` pref. It is looked up in each network map until a
+   * peer has it (building the layer does not wait for that); until then such addresses have no
+   * route. `setExitNode` changes it, and checks the peer offers itself as one.
+   */
+  readonly exitNode?: string | undefined
   /** `RUST_LOG`-style filter for the backend's log records (default `"warn"`; `"off"` for none). */
   readonly logFilter?: string | undefined
   /**
@@ -257,9 +284,12 @@ export const make: (
   const logSink = yield* Logs.forward(backend, options.logFilter ?? "warn")
 
   const connectMs = toMillis(timeouts.connect)
+  // The exit node chosen last (`setExitNode`), for a device connected again.
+  const chosen = { exitNode: connectOptions.exitNode }
   const connectAgain = () =>
     backend.connect({
       ...connectOptions,
+      exitNode: chosen.exitNode,
       ...(connectMs === undefined ? {} : { connectTimeoutMs: connectMs }),
       ...(logSink === undefined ? {} : { logSink })
     })
@@ -445,6 +475,22 @@ export const make: (
         (d) => d.raw.peersWithRoute(formatIp(ip))
       )
       return yield* Effect.forEach(raw, decodeNodeInfo)
+    }),
+    setExitNode: Effect.fn("Tailscale.setExitNode")(function*(input: PeerInput | null, options?: CallOptions) {
+      const limit = yield* netmapLimit(options)
+      let peer: string | null = null
+      if (input instanceof NodeInfo) peer = formatIp(input.ipv4)
+      else if (typeof input === "string" && Result.isFailure(NetAddress.ipFromString(input))) {
+        if (input.replace(/\.$/, "") === "") return yield* Effect.fail(invalidArgument("peer", "must not be empty"))
+        peer = input
+      } else if (input !== null) peer = formatIp(yield* parseIp("peer", input))
+      const raw = yield* call("setExitNode", limit, (d) =>
+        d.raw.setExitNode === undefined
+          ? Promise.reject(new Error("INTERNAL: this backend cannot set an exit node"))
+          : d.raw.setExitNode(peer))
+      const exitNode = yield* decodeOptional(raw)
+      chosen.exitNode = Option.match(exitNode, { onNone: () => undefined, onSome: (node) => formatIp(node.ipv4) })
+      return exitNode
     }),
     peers: Effect.gen(function*() {
       // A device that ends meanwhile is followed by its successor, or the gate's failure.

@@ -112,6 +112,20 @@ func startAdmin(listenIP netip.Addr, ctl *control, p *peer, authKey, workDir str
 		ctl.server.SetNodeCapMap(nodeKey, caps)
 		writeJSON(w, map[string]int{"nodeCaps": len(caps)})
 	})
+	// ?on=true: the Go peer offers itself as an exit node (advertised and approved default
+	// routes); ?on=false: it stops.
+	mux.HandleFunc("POST /exit-node", func(w http.ResponseWriter, r *http.Request) {
+		on, err := strconv.ParseBool(r.FormValue("on"))
+		if err != nil {
+			http.Error(w, "on must be true or false", http.StatusBadRequest)
+			return
+		}
+		if err := offerExitNode(r.Context(), ctl, p, on); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		writeJSON(w, map[string]bool{"exitNode": on})
+	})
 	mux.HandleFunc("GET /map-requests", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ctl.counts.snapshot())
 	})

@@ -1,8 +1,9 @@
 // Command tailnet-harness runs a real tailnet for integration tests: a DERP relay over TLS
 // (certificate from a CA made per run), a STUN responder, Tailscale's test control server over
-// plain http and https, and a tsnet peer "echo-peer" with TCP, UDP and HTTP services. All of them
-// listen on 127.0.0.1, or on -listen-ip (an address of a LAN the harness shares with the devices
-// under test). It prints one JSON line on stdout when ready, logs only to stderr, and exits when
+// plain http and https, and a tsnet peer "echo-peer" with TCP, UDP and HTTP services, which the
+// admin API can make an exit node. All of them listen on 127.0.0.1, or on -listen-ip (an address
+// of a LAN the harness shares with the devices under test); with -outside-ip, a TCP echo and an
+// HTTP server outside the tailnet listen there, for traffic through the exit node. It prints one JSON line on stdout when ready, logs only to stderr, and exits when
 // stdin closes or on SIGINT/SIGTERM.
 //
 // With -peer-only it runs the tsnet peer alone, joined to the control server at -control-url
@@ -45,6 +46,8 @@ type ready struct {
 	STUNPort     int      `json:"stunPort"`
 	AdminURL     string   `json:"adminUrl"`
 	Peer         peerInfo `json:"peer"`
+	// With -outside-ip: the servers outside the tailnet, reached through the Go peer as exit node.
+	Outside *outsideInfo `json:"outside,omitempty"`
 }
 
 type peerInfo struct {
@@ -74,6 +77,7 @@ func main() {
 	peerOnly := flag.Bool("peer-only", false, "run only the Go peer, joined to -control-url with -authkey, its admin endpoints on -admin-socket")
 	controlURL := flag.String("control-url", "", "with -peer-only: the control server (plain http) the peer joins")
 	adminSocket := flag.String("admin-socket", "", "with -peer-only: the unix socket the peer's admin endpoints listen on")
+	outsideFlag := flag.String("outside-ip", "", "an address of this host outside the tailnet (and that devices under test cannot reach) where a TCP echo and an HTTP server listen, for traffic through the Go peer as exit node")
 	flag.Parse()
 	listenIP, err := netip.ParseAddr(*listenFlag)
 	if err != nil || !listenIP.Is4() {
@@ -129,6 +133,14 @@ func main() {
 	control := startControl(listenIP, derpMap(listenIP, derpPort, stunPort, certName), *authKey, *throttle, cert, logf)
 	peer := startPeer(control.url, *authKey, *hostname, filepath.Join(workDir, "echo-peer"), *derpPin != "wrong", logf)
 	adminURL := startAdmin(listenIP, control, peer, *authKey, workDir)
+	var outside *outsideInfo
+	if *outsideFlag != "" {
+		ip, err := netip.ParseAddr(*outsideFlag)
+		if err != nil {
+			log.Fatalf("-outside-ip: %v", err)
+		}
+		outside = startOutside(ip)
+	}
 
 	line, err := json.Marshal(ready{
 		ControlURL:      control.tlsURL,
@@ -140,6 +152,7 @@ func main() {
 		STUNPort:        stunPort,
 		AdminURL:        adminURL,
 		Peer:            peer.info,
+		Outside:         outside,
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -16,6 +16,7 @@ import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { FakeTailnet, layer as fakeTailnetLayer } from "./FakeTailnet.ts"
+import type { Topology } from "./HarnessProcess.ts"
 import { connect, layer as localTailnetLayer, LocalTailnet } from "./LocalTailnet.ts"
 
 /** A peer on the tailnet with a TCP and a UDP echo. */
@@ -27,12 +28,21 @@ export interface EchoPeer {
   readonly udpEchoPort: number
 }
 
+/** A TCP echo outside the tailnet, and how to make the echo peer the exit node that reaches it. */
+export interface ExitNodeLab {
+  /** The echo peer offers itself as an exit node (control approves its default routes), or stops. */
+  readonly offer: (on: boolean) => Effect.Effect<void, unknown>
+  /** A TCP echo at an address outside the tailnet that only the echo peer, as exit node, reaches. */
+  readonly outsideEcho: { readonly ip: string; readonly port: number }
+}
+
 /** How a conformance device joins. */
 export interface JoinOptions {
   readonly authKey?: Redacted.Redacted<string> | undefined
   readonly withoutAuthKey?: boolean | undefined
   readonly reconnect?: boolean | undefined
   readonly tags?: ReadonlyArray<string> | undefined
+  readonly exitNode?: string | undefined
 }
 
 /** A tailnet user as the suite expects to see one. */
@@ -83,6 +93,8 @@ export interface TailnetProviderService {
   ) => Effect.Effect<void, unknown>
   /** Has the echo peer dial `address` (`ip:port`, `[ipv6]:port`), send `data`, and return what it read back. */
   readonly echoPeerDials: (address: string, data: string) => Effect.Effect<string, unknown>
+  /** Exit nodes, where this tailnet has a place outside it (the loopback topology has none). */
+  readonly exitNode: ExitNodeLab | undefined
 }
 
 /** The tailnet under test: `fakeProvider` or `localProvider`. */
@@ -113,6 +125,9 @@ const echoUdp = (device: TailscaleService, port: number) =>
     }))
   })
 
+/** Where the outside echo listens: TEST-NET-1 (RFC 5737), as on the lan topology. */
+const outsideEcho = { ip: "192.0.2.1", port: 7001 }
+
 /** The fake tailnet's user, named as testcontrol names its one user (`AllNodesSameUser`). */
 const fakeUser: ExpectedUser = { id: 123, loginName: "user-123@fake-control.example.net", displayName: "User 123" }
 
@@ -124,6 +139,15 @@ export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
     const peer = yield* tailnet.addDevice({ hostname: "echo-peer" }).pipe(Effect.orDie)
     yield* Effect.forkScoped(yield* Effect.orDie(echoTcp(peer, 7001)))
     yield* Effect.forkScoped(yield* Effect.orDie(echoUdp(peer, 7002)))
+    const outside = yield* Effect.orDie(tailnet.listenOutside("echo-peer", outsideEcho))
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const connection = yield* outside.accept()
+      yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+        const chunk = yield* connection.read()
+        if (Option.isNone(chunk)) return yield* Effect.interrupt
+        yield* connection.write(chunk.value)
+      })))
+    })))
     const ipv4 = NetAddress.formatIp(yield* Effect.orDie(peer.ipv4))
     return {
       name: "FakeTailnet",
@@ -154,13 +178,14 @@ export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
           yield* stream.write(data)
           const reply = yield* stream.read()
           return Option.match(reply, { onNone: () => "", onSome: (bytes) => new TextDecoder().decode(bytes) })
-        }))
+        })),
+      exitNode: { offer: (on) => tailnet.offerExitNode("echo-peer", on), outsideEcho }
     }
   })
 ).pipe(Layer.provide(fakeTailnetLayer({ user: fakeUser })))
 
-/** The loopback tailnet: a Go peer, Tailscale's test control server and a DERP relay. */
-export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect(
+/** The loopback tailnet (or the LAN one, `localProviderOn`) as a provider. */
+const localTailnetProvider = Layer.effect(
   TailnetProvider,
   Effect.gen(function*() {
     const tailnet = yield* LocalTailnet
@@ -190,10 +215,26 @@ export const localProvider: Layer.Layer<TailnetProvider, unknown> = Layer.effect
       setNodeCapabilities: (device, capabilities) =>
         Effect.flatMap(device.self, (self) => tailnet.setNodeCapabilities(self.nodeKey, capabilities)),
       echoPeerDials: (address, data) =>
-        Effect.map(tailnet.dialFromPeer(address, data), (bytes) => new TextDecoder().decode(bytes))
-    }
+        Effect.map(tailnet.dialFromPeer(address, data), (bytes) => new TextDecoder().decode(bytes)),
+      exitNode: tailnet.info.outside === undefined ? undefined : {
+        offer: tailnet.offerExitNode,
+        outsideEcho: { ip: tailnet.info.outside.ip, port: tailnet.info.outside.tcpEchoPort }
+      }
+    } satisfies TailnetProviderService
   })
-).pipe(Layer.provide(localTailnetLayer()))
+)
+
+/** The loopback tailnet: a Go peer, Tailscale's test control server and a DERP relay. */
+export const localProvider: Layer.Layer<TailnetProvider, unknown> = localTailnetProvider.pipe(
+  Layer.provide(localTailnetLayer())
+)
+
+/**
+ * The local tailnet on `topology` (`lan`: the harness in a namespace of its own, with a TCP echo
+ * outside the tailnet that only the Go peer reaches, for exit nodes).
+ */
+export const localProviderOn = (topology: Topology): Layer.Layer<TailnetProvider, unknown> =>
+  localTailnetProvider.pipe(Layer.provide(localTailnetLayer({ topology })))
 
 /** A device the echo peer can already reach. */
 export const joinReachable = (hostname: string) =>

@@ -14,6 +14,8 @@
  *   per node with `setUser`), a tagged node by its tags; the test grants app capabilities
  *   (`setAppCapabilities`) and node capabilities (`setNodeCapabilities`), which `whoIs` and
  *   `TailnetCaller` report as on a real tailnet.
+ * - Exit nodes: a node offers itself (`offerExitNode`), and dials of the devices that chose it
+ *   to addresses outside the tailnet reach the servers the test opens there (`listenOutside`).
  * - Faults: control down, a peer offline, connections reset, added latency, UDP loss.
  * - Time is Effect's `Clock`: latency under `TestClock` advances only with `TestClock.adjust`.
  *
@@ -28,14 +30,24 @@ import {
   type TailscaleService
 } from "@effect-tailscale/core/Tailscale"
 import * as Tailscale_ from "@effect-tailscale/core/Tailscale"
-import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import { AddressInUse, invalidArgument, TailscaleError } from "@effect-tailscale/core/TailscaleError"
+import * as TcpListener from "@effect-tailscale/core/TcpListener"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as NetAddress from "effect/net/NetAddress"
 import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
-import { connectDevice, type FakeNode, nodeInfo, type TailnetState } from "./internal/fakeDevice.ts"
+import {
+  connectDevice,
+  type FakeNode,
+  inTailnet,
+  listenOutside,
+  nodeInfo,
+  type TailnetState
+} from "./internal/fakeDevice.ts"
 import { MAX_DATAGRAM_BYTES } from "./internal/fakeNet.ts"
 
 /** How the in-memory tailnet behaves: the auth key control requires, a seed, latency and faults. */
@@ -123,6 +135,20 @@ export interface FakeTailnetService {
    */
   readonly loseDevice: (hostname: string, cause?: string) => Effect.Effect<void>
   /**
+   * The node offers itself as an exit node (control approves its `0.0.0.0/0` and `::/0`), or
+   * stops: devices see the routes, and may choose it with `setExitNode` or the `exitNode` option.
+   */
+  readonly offerExitNode: (hostname: string, on: boolean) => Effect.Effect<void>
+  /**
+   * A TCP server outside the tailnet (at `ip`, any address outside `100.64.0.0/10` and
+   * `fd7a:115c:a1e0::/48`) that the node `exitNode` reaches: a device that chose that node as its
+   * exit node dials it there. Owned by the scope.
+   */
+  readonly listenOutside: (
+    exitNode: string,
+    address: { readonly ip: string; readonly port: number }
+  ) => Effect.Effect<TcpListener.TcpListener, TailscaleError, Scope.Scope>
+  /**
    * The path the node's traffic to `peer` takes, as its `pathTo` and `ping` report it: a direct
    * path to an endpoint (`"ip:port"`), or `"relay"` (DERP, where every path starts).
    */
@@ -187,7 +213,9 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         listeners: new Map(),
         udp: new Map(),
         streams: new Set(),
-        directPaths: new Map()
+        directPaths: new Map(),
+        exitNode: false,
+        outside: new Map()
       }
       nodes.set(id, node)
       state.peersChanged()
@@ -279,6 +307,33 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
         }),
       loseDevice: (hostname, cause = "lost by FakeTailnet.loseDevice") =>
         Effect.sync(() => find(hostname).forEach((node) => state.losers.get(node)?.(cause))),
+      offerExitNode: (hostname, on) =>
+        Effect.sync(() => {
+          find(hostname).forEach((node) => (node.exitNode = on))
+          state.peersChanged()
+        }),
+      listenOutside: (exitNode, address) =>
+        Effect.gen(function*() {
+          const node = find(exitNode)[0]
+          if (node === undefined) {
+            return yield* Effect.fail(invalidArgument("exitNode", `no node called ${JSON.stringify(exitNode)}`))
+          }
+          const ip = NetAddress.ipFromString(address.ip)
+          if (Result.isFailure(ip) || inTailnet(address.ip)) {
+            return yield* Effect.fail(
+              invalidArgument("ip", `must be an address outside the tailnet (got ${JSON.stringify(address.ip)})`)
+            )
+          }
+          const raw = listenOutside(node, NetAddress.formatIp(ip.success), address.port)
+          if (raw === undefined) {
+            return yield* Effect.fail(
+              new TailscaleError({
+                reason: new AddressInUse({ message: `TCP ${address.ip}:${address.port} is already served` })
+              })
+            )
+          }
+          return yield* TcpListener.fromRaw(raw)
+        }),
       setPath: (hostname, peer, path) =>
         Effect.sync(() => {
           for (const node of find(hostname)) {

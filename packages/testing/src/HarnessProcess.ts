@@ -160,7 +160,17 @@ export const startHarness = async (options: StartOptions = {}): Promise<RunningH
       ? await spawnReady(binary, args, timeoutMs)
       : await spawnReady(
         "ip",
-        ["netns", "exec", lan.segment.namespace, binary, "-listen-ip", lan.segment.harnessAddress, ...args],
+        [
+          "netns",
+          "exec",
+          lan.segment.namespace,
+          binary,
+          "-listen-ip",
+          lan.segment.harnessAddress,
+          "-outside-ip",
+          lan.segment.outsideAddress,
+          ...args
+        ],
         timeoutMs
       )
     const stop = async (graceMs = 5_000) => {

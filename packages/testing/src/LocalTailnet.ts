@@ -61,7 +61,17 @@ export const HarnessInfo = Schema.Struct({
     tcpEchoPort: Schema.Number,
     udpEchoPort: Schema.Number,
     httpPort: Schema.Number
-  })
+  }),
+  /**
+   * On the `lan` topology: a TCP echo and an HTTP server (`GET /` answers
+   * `hello from outside the tailnet`) at an address only the harness's namespace has, reached
+   * only through the Go peer as exit node (`offerExitNode`).
+   */
+  outside: Schema.optional(Schema.Struct({
+    ip: Schema.String,
+    tcpEchoPort: Schema.Number,
+    httpPort: Schema.Number
+  }))
 })
 /** The harness's ready line, decoded. */
 export type HarnessInfo = typeof HarnessInfo.Type
@@ -177,6 +187,11 @@ export interface LocalTailnetService {
     nodeKey: string,
     capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>
   ) => Effect.Effect<void, LocalTailnetError>
+  /**
+   * The Go peer offers itself as an exit node (it advertises `0.0.0.0/0` and `::/0` and control
+   * approves them), or stops; devices see the routes in their next network map.
+   */
+  readonly offerExitNode: (on: boolean) => Effect.Effect<void, LocalTailnetError>
   /** New registrations wait for an interactive login. */
   readonly requireLogin: (on: boolean) => Effect.Effect<void, LocalTailnetError>
   /** Approves a login URL a device reported. */
@@ -321,6 +336,7 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
         Effect.asVoid(
           admin(`/node-caps?nodekey=${q(nodeKey)}`, { method: "POST", body: JSON.stringify(capabilities) })
         ),
+      offerExitNode: (on) => Effect.asVoid(admin(`/exit-node?on=${on}`, { method: "POST" })),
       requireLogin: (on) => Effect.asVoid(admin(`/require-auth?on=${on}`, { method: "POST" })),
       completeLogin: (url) => Effect.asVoid(admin(`/complete-auth?url=${q(url)}`, { method: "POST" })),
       restartControl: (downMs = 300) => Effect.asVoid(admin(`/control-restart?downMs=${downMs}`, { method: "POST" })),

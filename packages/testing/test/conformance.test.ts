@@ -5,7 +5,7 @@
 import type { NodeInfo } from "@effect-tailscale/core/NodeInfo"
 import * as PeerPath from "@effect-tailscale/core/PeerPath"
 import * as TailnetCaller from "@effect-tailscale/core/TailnetCaller"
-import { Tailscale } from "@effect-tailscale/core/Tailscale"
+import { Tailscale, type TailscaleService } from "@effect-tailscale/core/Tailscale"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Duration from "effect/Duration"
@@ -26,6 +26,7 @@ import {
   type JoinOptions,
   joinReachable,
   localProvider,
+  localProviderOn,
   TailnetProvider,
   udpEcho
 } from "../src/Conformance.ts"
@@ -654,7 +655,108 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
     })
   })
 
+/** Until `device` sees the echo peer offer (or stop offering) itself as an exit node. */
+const untilExitOffer = (device: TailscaleService, hostname: string, offered: boolean) =>
+  device.peerByName(hostname).pipe(
+    Effect.map((peer) => Option.exists(peer, (node) => node.isExitNodeOption) === offered),
+    Effect.repeat({ until: (seen) => seen, schedule: Schedule.spaced("50 millis"), times: 200 }),
+    Effect.asVoid
+  )
+
+/** Writes `text` and reads until as many bytes came back. */
+const echoed = (stream: TcpStream, text: string) =>
+  Effect.gen(function*() {
+    yield* stream.write(text)
+    let received = ""
+    while (received.length < text.length) {
+      const chunk = yield* stream.read()
+      if (Option.isNone(chunk)) break
+      received += new TextDecoder().decode(chunk.value)
+    }
+    return received
+  })
+
+/**
+ * Exit nodes, on the fake tailnet and on the LAN one (whose harness has an address outside the
+ * tailnet, reached only through the Go peer).
+ */
+const exitNode = (name: string, provider: Layer.Layer<TailnetProvider, unknown>) =>
+  describe(name, () => {
+    layer(provider, { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+      it.effect("an exit node carries traffic to an outside address once chosen, and only then", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const lab = provider.exitNode!
+          const peer = provider.echoPeer
+          const outside = `${lab.outsideEcho.ip}:${lab.outsideEcho.port}` as const
+          const { device } = yield* joinReachable("conformance-exit")
+          const dialOutside = Effect.scoped(Effect.flatMap(device.dial(outside), (stream) => echoed(stream, "exit")))
+
+          // Not offered yet: neither routed nor choosable.
+          assert.strictEqual(
+            invalidField(yield* Effect.exit(device.setExitNode(peer.hostname))),
+            "InvalidArgument peer"
+          )
+          assert.strictEqual(reasonTag(yield* Effect.exit(dialOutside)), "ConnectionRefused")
+
+          yield* lab.offer(true)
+          yield* Effect.addFinalizer(() => Effect.ignore(lab.offer(false)))
+          yield* untilExitOffer(device, peer.hostname, true)
+          // Offered and approved, but not chosen: its default routes are not this device's.
+          assert.deepStrictEqual(yield* device.peersWithRoute(lab.outsideEcho.ip), [])
+          const refused = yield* Effect.exit(dialOutside)
+          assert.strictEqual(reasonTag(refused), "ConnectionRefused")
+          assert.include(failureText(refused), "no exit node is set")
+
+          const chosen = Option.getOrThrow(yield* device.setExitNode(peer.hostname))
+          assert.strictEqual(chosen.hostname, peer.hostname)
+          assert.deepStrictEqual(
+            (yield* device.peersWithRoute(lab.outsideEcho.ip)).map((node) => node.stableId),
+            [chosen.stableId]
+          )
+          // Tailnet addresses still go to their own peers.
+          assert.deepStrictEqual((yield* device.peersWithRoute(peer.ipv4)).map((node) => node.stableId), [
+            chosen.stableId
+          ])
+          assert.strictEqual(yield* dialOutside, "exit")
+
+          assert.isTrue(Option.isNone(yield* device.setExitNode(null)))
+          assert.deepStrictEqual(yield* device.peersWithRoute(lab.outsideEcho.ip), [])
+          assert.strictEqual(reasonTag(yield* Effect.exit(dialOutside)), "ConnectionRefused")
+
+          // By tailnet address too; and no peer by that name is InvalidArgument.
+          assert.strictEqual(Option.getOrThrow(yield* device.setExitNode(peer.ipv4)).stableId, chosen.stableId)
+          assert.strictEqual(yield* dialOutside, "exit")
+          assert.strictEqual(
+            invalidField(yield* Effect.exit(device.setExitNode("nobody-here"))),
+            "InvalidArgument peer"
+          )
+        }))
+
+      it.effect("the exitNode option is looked up in the network map", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const lab = provider.exitNode!
+          const peer = provider.echoPeer
+          yield* lab.offer(true)
+          yield* Effect.addFinalizer(() => Effect.ignore(lab.offer(false)))
+          const device = yield* provider.join("conformance-exit-option", { exitNode: peer.hostname })
+          yield* untilExitOffer(device, peer.hostname, true)
+          const stream = yield* device.dial(`${lab.outsideEcho.ip}:${lab.outsideEcho.port}`)
+          assert.strictEqual(yield* echoed(stream, "option"), "option")
+          assert.deepStrictEqual(
+            (yield* device.peersWithRoute(lab.outsideEcho.ip)).map((node) => node.hostname),
+            [peer.hostname]
+          )
+        }))
+    })
+  })
+
 describe("conformance", () => {
   conformance("FakeTailnet", fakeProvider)
   conformance("LocalTailnet", localProvider)
+  describe("exit node", () => {
+    exitNode("FakeTailnet", fakeProvider)
+    exitNode("LocalTailnet", localProviderOn("lan"))
+  })
 })

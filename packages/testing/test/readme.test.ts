@@ -23,7 +23,8 @@ describe("README", () => {
       ["the HTTP client and caller identity example", "packages/testing/test/readme-tailnet-apps.test.ts"],
       ["the metrics example", "packages/testing/test/readme-metrics.test.ts"],
       ["the named devices example", "packages/testing/test/readme-named-devices.test.ts"],
-      ["the paths and ping example", "packages/testing/test/readme-paths.test.ts"]
+      ["the paths and ping example", "packages/testing/test/readme-paths.test.ts"],
+      ["the exit node example", "packages/testing/test/readme-exit-node.test.ts"]
     ] as const
   ) {
     it(`shows ${what} as it is`, async () => {

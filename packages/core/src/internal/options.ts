@@ -4,7 +4,9 @@
  * fake refuses what production refuses.
  */
 import * as Effect from "effect/Effect"
+import * as NetAddress from "effect/net/NetAddress"
 import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type { RawConnectOptions } from "../Backend.ts"
 import type { TailscaleOptions } from "../Tailscale.ts"
@@ -27,6 +29,13 @@ const MAX_KEY_STATE = 64 * 1024
 const MAX_TAGS = 64
 
 const path = boundedString(MAX_PATH, (value) => value === "" ? "must not be empty" : undefined)
+
+/** A hostname, an FQDN (a trailing dot is allowed) or an IP address. */
+const PEER = /^(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}\.?$/
+const exitNode = boundedString(253, (value) =>
+  PEER.test(value) || Result.isSuccess(NetAddress.ipFromString(value))
+    ? undefined
+    : `must be a peer's hostname, FQDN or tailnet address (got ${shown(value)})`)
 
 const redactedString = (max: number, what: string) =>
   satisfying(
@@ -88,6 +97,7 @@ const OptionsInput = Schema.Struct({
     )
   ),
   caFile: Schema.optionalKey(Schema.UndefinedOr(path)),
+  exitNode: Schema.optionalKey(Schema.UndefinedOr(exitNode)),
   logFilter: Schema.optionalKey(
     Schema.UndefinedOr(
       boundedString(MAX_LOG_FILTER, (value) =>
@@ -120,6 +130,7 @@ export const validateOptions = (options: TailscaleOptions): Effect.Effect<RawCon
       tags: options.tags,
       ephemeral: options.ephemeral,
       clientName: options.clientName,
-      caFile: options.caFile
+      caFile: options.caFile,
+      exitNode: options.exitNode
     }
   })

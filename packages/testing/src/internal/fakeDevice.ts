@@ -52,6 +52,13 @@ export interface FakeNode {
   readonly streams: Set<FakeStream>
   /** The direct path to each peer that has one (`ip:port`, by peer id); the rest go through DERP. */
   readonly directPaths: Map<number, string>
+  /** Whether it offers itself as an exit node: control approved its `0.0.0.0/0` and `::/0`. */
+  exitNode: boolean
+  /**
+   * By `"<ip>|<port>"`: servers outside the tailnet that this node reaches as exit node
+   * (`FakeTailnet.listenOutside`); the dials of devices that chose it go there.
+   */
+  readonly outside: Map<string, Channel<FakeStream>>
 }
 
 /**
@@ -137,7 +144,7 @@ export const nodeInfo = (node: FakeNode, domain: string): RawNodeInfo => ({
   nodeKeyExpiry: "0001-01-01T00:00:00Z",
   machineKey: node.machineKey,
   discoKey: node.discoKey,
-  acceptedRoutes: [`${node.ipv4}/32`, `${node.ipv6}/128`],
+  acceptedRoutes: [`${node.ipv4}/32`, `${node.ipv6}/128`, ...(node.exitNode ? ["0.0.0.0/0", "::/0"] : [])],
   underlayAddresses: [],
   derpRegion: 900
 })
@@ -149,6 +156,30 @@ const normalizeIp = (text: string) => {
 
 const byIp = (state: TailnetState, ip: string) =>
   [...state.nodes.values()].find((node) => node.ipv4 === ip || node.ipv6 === ip)
+
+const tailnetRanges = [IpNetwork.fromStringUnsafe("100.64.0.0/10"), IpNetwork.fromStringUnsafe("fd7a:115c:a1e0::/48")]
+
+/** Whether `ip` is in the tailnet's own ranges, where peers have their addresses; anything else is outside. */
+export const inTailnet = (ip: string) => {
+  const parsed = NetAddress.ipFromString(ip)
+  return Result.isSuccess(parsed) && tailnetRanges.some((range) => IpNetwork.contains(range, parsed.success))
+}
+
+/** The peer of `node` that `wanted` names: a tailnet address, or a hostname or FQDN. */
+const findPeer = (state: TailnetState, node: FakeNode, wanted: string) => {
+  const name = wanted.replace(/\.$/, "").toLowerCase()
+  return [...state.nodes.values()].find((peer) =>
+    peer !== node &&
+    (peer.ipv4 === normalizeIp(wanted) || peer.ipv6 === normalizeIp(wanted) || peer.hostname === name ||
+      `${peer.hostname}.${state.domain}` === name)
+  )
+}
+
+/** A device's exit node: wanted by name or address until a peer has it, then that peer. */
+type ExitChoice = { readonly _tag: "Wanted"; readonly peer: string } | {
+  readonly _tag: "Chosen"
+  readonly node: FakeNode
+}
 
 /** Whether `node` is what a grant's entry names: `"*"`, its hostname, an address or a CIDR of its. */
 const names = (entry: string, node: FakeNode) => {
@@ -242,8 +273,18 @@ const listenTcp = (node: FakeNode, ip: string, port: number): RawTcpListener => 
   }
 }
 
-/** Dials `ip:port` from the node: a stream pair whose far end waits in the target's listener. */
-const dialTcp = async (state: TailnetState, node: FakeNode, ip: string, port: number): Promise<FakeStream> => {
+/**
+ * Dials `ip:port` from the node: a stream pair whose far end waits in the target's listener, or
+ * for an address outside the tailnet, in the exit node's server there.
+ */
+const dialTcp = async (
+  state: TailnetState,
+  node: FakeNode,
+  ip: string,
+  port: number,
+  exitNode: FakeNode | undefined
+): Promise<FakeStream> => {
+  if (!inTailnet(normalizeIp(ip))) return dialOutside(state, node, ip, port, exitNode)
   const target = byIp(state, normalizeIp(ip))
   // Nobody there, or offline: SYNs go unanswered, as on a real tailnet; the caller's
   // dial timeout ends the wait.
@@ -262,6 +303,61 @@ const dialTcp = async (state: TailnetState, node: FakeNode, ip: string, port: nu
   target.streams.add(theirs)
   incoming.push(theirs)
   return ours
+}
+
+/** A dial to an address outside the tailnet: through the exit node, or no route (as the addon fails). */
+const dialOutside = async (
+  state: TailnetState,
+  node: FakeNode,
+  ip: string,
+  port: number,
+  exitNode: FakeNode | undefined
+): Promise<FakeStream> => {
+  if (exitNode === undefined || !exitNode.exitNode) {
+    throw fail(
+      "CONNECTION_REFUSED",
+      `TCP connect to ${ip}:${port}: no route: the address is outside the tailnet, no peer's subnet route covers it${
+        exitNode === undefined ? ", and no exit node is set" : ""
+      }`
+    )
+  }
+  if (exitNode.offline || node.offline) return never()
+  await state.delay()
+  const incoming = exitNode.outside.get(`${normalizeIp(ip)}|${port}`)
+  if (incoming === undefined) {
+    throw fail("CONNECTION_REFUSED", `TCP connect: ${ip}:${port} refused the exit node's connection`)
+  }
+  const local: RawSocketAddress = { ip: ip.includes(":") ? node.ipv6 : node.ipv4, port: state.ephemeralPort++ }
+  const [ours, theirs] = streamPair(local, { ip: normalizeIp(ip), port }, {
+    capacity: state.capacity,
+    delay: state.delay
+  })
+  node.streams.add(ours)
+  exitNode.streams.add(theirs)
+  incoming.push(theirs)
+  return ours
+}
+
+/**
+ * A TCP listener at `ip:port` outside the tailnet, reached through `exitNode`; `undefined` when
+ * that endpoint is served already. `ip` must be normalized and outside the tailnet.
+ */
+export const listenOutside = (exitNode: FakeNode, ip: string, port: number): RawTcpListener | undefined => {
+  const endpoint = `${ip}|${port}`
+  if (exitNode.outside.has(endpoint)) return undefined
+  const incoming = new Channel<FakeStream>()
+  exitNode.outside.set(endpoint, incoming)
+  let listenerClosed = false
+  return {
+    accept: () => incoming.take(),
+    localAddress: { ip, port },
+    close: () => {
+      if (listenerClosed) return
+      listenerClosed = true
+      if (exitNode.outside.get(endpoint) === incoming) exitNode.outside.delete(endpoint)
+      incoming.close(fail("DEVICE_CLOSED", "the TCP listener is closed"))
+    }
+  }
 }
 
 /** A UDP socket on the node; what it sends goes through the tailnet's latency and loss. */
@@ -388,6 +484,17 @@ export const connectDevice = async (
     })
   const peers = (node: FakeNode) => [...state.nodes.values()].filter((peer) => peer !== node)
   const info = (node: FakeNode) => nodeInfo(node, state.domain)
+  let exit: ExitChoice | undefined = connect.exitNode === undefined
+    ? undefined
+    : { _tag: "Wanted", peer: connect.exitNode }
+  /** The exit node: a wanted one is looked up until a peer has it, as in each network map. */
+  const exitNodeOf = (node: FakeNode): FakeNode | undefined => {
+    if (exit?._tag === "Wanted") {
+      const found = findPeer(state, node, exit.peer)
+      if (found !== undefined) exit = { _tag: "Chosen", node: found }
+    }
+    return exit?._tag === "Chosen" && state.nodes.has(exit.node.id) ? exit.node : undefined
+  }
 
   return {
     ipv4: async () => (await self("ipv4")).ipv4,
@@ -418,11 +525,38 @@ export const connectDevice = async (
     },
     peersWithRoute: async (ip) => {
       const node = await self("peersWithRoute")
+      if (!inTailnet(normalizeIp(ip))) {
+        // Only the chosen exit node's default routes count, as on the addon.
+        const exitNode = exitNodeOf(node)
+        return exitNode?.exitNode ? [info(exitNode)] : []
+      }
       const peer = byIp(state, normalizeIp(ip))
       return peer && peer !== node ? [info(peer)] : []
     },
+    setExitNode: async (wanted) => {
+      const node = await self("setExitNode")
+      if (wanted === null) {
+        exit = undefined
+        return null
+      }
+      const peer = findPeer(state, node, wanted)
+      if (peer === undefined) {
+        throw fail("INVALID_ARGUMENT", `peer: no peer has that name or tailnet address (got "${wanted}")`)
+      }
+      if (!peer.exitNode) {
+        throw fail(
+          "INVALID_ARGUMENT",
+          `peer: does not offer itself as an exit node (control has approved no 0.0.0.0/0 and ::/0 routes for it) (got "${wanted}")`
+        )
+      }
+      exit = { _tag: "Chosen", node: peer }
+      return info(peer)
+    },
     tcpListen: async (ip, port) => listenTcp(await self("tcpListen"), ip, port),
-    tcpConnect: async (ip, port) => dialTcp(state, await self("tcpConnect"), ip, port),
+    tcpConnect: async (ip, port) => {
+      const node = await self("tcpConnect")
+      return dialTcp(state, node, ip, port, exitNodeOf(node))
+    },
     udpBind: async (ip, port) => bindUdp(state, await self("udpBind"), ip, port),
     shutdown: (_timeoutMs) => {
       closed ??= Promise.resolve(stop())
@@ -462,6 +596,11 @@ export const connectDevice = async (
       ),
     watchControl: (known) =>
       watchUntil(state.controlWatchers, () => !state.controlDown !== known ? !state.controlDown : undefined),
-    respawn: () => connectDevice(state, connect, registered)
+    // The device built again keeps the exit node chosen last.
+    respawn: () =>
+      connectDevice(state, {
+        ...connect,
+        exitNode: exit === undefined ? undefined : exit._tag === "Wanted" ? exit.peer : exit.node.ipv4
+      }, registered)
   }
 }

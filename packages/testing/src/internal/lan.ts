@@ -18,7 +18,16 @@ export interface LanSegment {
   readonly harnessAddress: string
   /** This namespace's address on the segment, the one devices in this process advertise. */
   readonly deviceAddress: string
+  /**
+   * An address outside the tailnet that only the harness's namespace has (on its loopback;
+   * this namespace has no route to it): the harness's servers there are reached only through
+   * the Go peer as exit node.
+   */
+  readonly outsideAddress: string
 }
+
+/** TEST-NET-1 (RFC 5737): documentation only, never routed anywhere. */
+const outsideAddress = "192.0.2.1"
 
 /** Names of the veth ends in this namespace; `assertLoopbackOnly` lets them through. */
 export const lanInterfacePrefix = "tslab"
@@ -183,7 +192,8 @@ export interface Lan {
 /**
  * Makes a namespace for the harness and a veth pair into it, with 10.77.<n>.1/24 on the
  * harness's side and 10.77.<n>.2/24 on this side, both up, IPv4 only (no link-local IPv6, so
- * every address on the segment is a private 10.x one). Removed on `remove`, and when this
+ * every address on the segment is a private 10.x one), and 192.0.2.1/32 on the harness's
+ * loopback, outside the tailnet. Removed on `remove`, and when this
  * process exits without it.
  */
 export const makeLan = async (): Promise<Lan> => {
@@ -218,13 +228,15 @@ export const makeLan = async (): Promise<Lan> => {
       namespace,
       interfaceName,
       harnessAddress: `10.77.${n}.1`,
-      deviceAddress: `10.77.${n}.2`
+      deviceAddress: `10.77.${n}.2`,
+      outsideAddress
     }
     const inside = ["-n", namespace]
     await ip("link", "set", segment.interfaceName, "addrgenmode", "none")
     await ip(...inside, "link", "set", harnessInterface, "addrgenmode", "none")
     await ip("address", "add", `${segment.deviceAddress}/24`, "dev", segment.interfaceName)
     await ip(...inside, "address", "add", `${segment.harnessAddress}/24`, "dev", harnessInterface)
+    await ip(...inside, "address", "add", `${outsideAddress}/32`, "dev", "lo")
     await ip(...inside, "link", "set", "lo", "up")
     await ip(...inside, "link", "set", harnessInterface, "up")
     await ip("link", "set", segment.interfaceName, "up")
