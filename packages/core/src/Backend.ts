@@ -16,7 +16,11 @@
  * @since 0.1.0
  */
 
-/** Stable error codes carried by backend rejections. */
+/**
+ * Stable error codes carried by backend rejections.
+ *
+ * @category constants
+ */
 export const BackendErrorCodes = [
   "KEY_FILE",
   "INVALID_ARGUMENT",
@@ -32,10 +36,18 @@ export const BackendErrorCodes = [
   "INTERNAL"
 ] as const
 
-/** One of `BackendErrorCodes`: the prefix of every backend rejection's message. */
+/**
+ * One of `BackendErrorCodes`: the prefix of every backend rejection's message.
+ *
+ * @category models
+ */
 export type BackendErrorCode = typeof BackendErrorCodes[number]
 
-/** `ip` is an IPv4 dotted quad or an IPv6 address without brackets. */
+/**
+ * `ip` is an IPv4 dotted quad or an IPv6 address without brackets.
+ *
+ * @category models
+ */
 export interface RawSocketAddress {
   readonly ip: string
   readonly port: number
@@ -45,13 +57,19 @@ export interface RawSocketAddress {
  * A node's connection to control, as the backend reports it: tagged as `NodeStatus` is, times
  * as ISO-8601 (when offline: as control reported it, rounded to about ten minutes, and as
  * estimated locally).
+ *
+ * @category models
  */
 export type RawNodeStatus =
   | { readonly _tag: "Unknown" }
   | { readonly _tag: "Online" }
   | { readonly _tag: "Offline"; readonly lastSeenControl?: string | undefined; readonly lastSeenEstimated: string }
 
-/** A tailnet user, as control describes them. */
+/**
+ * A tailnet user, as control describes them.
+ *
+ * @category models
+ */
 export interface RawUserProfile {
   readonly id: number
   /** An email address or "email-ish" name. */
@@ -60,7 +78,11 @@ export interface RawUserProfile {
   readonly profilePicUrl?: string | undefined
 }
 
-/** Every field of the crate's `Node`, and its owner, as plain data. Keys are public keys only. */
+/**
+ * Every field of the crate's `Node`, and its owner, as plain data. Keys are public keys only.
+ *
+ * @category models
+ */
 export interface RawNodeInfo {
   readonly id: number
   readonly stableId: string
@@ -95,14 +117,22 @@ export interface RawNodeInfo {
   readonly derpRegion?: number | undefined
 }
 
-/** Every peer as of one network map. */
+/**
+ * Every peer as of one network map.
+ *
+ * @category models
+ */
 export interface RawPeerTable {
   /** Counts the network maps that updated the peers; 0 before the first. */
   readonly version: number
   readonly peers: ReadonlyArray<RawNodeInfo>
 }
 
-/** A disco ping's pong. */
+/**
+ * A disco ping's pong.
+ *
+ * @category models
+ */
 export interface RawPong {
   /** Round trip in milliseconds (fractional). */
   readonly latencyMs: number
@@ -110,7 +140,11 @@ export interface RawPong {
   readonly endpoint?: string | null | undefined
 }
 
-/** One peer's direct path. */
+/**
+ * One peer's direct path.
+ *
+ * @category models
+ */
 export interface RawDirectPath {
   /** The peer's `nodekey:<hex>`. */
   readonly nodeKey: string
@@ -118,31 +152,51 @@ export interface RawDirectPath {
   readonly endpoint: string
 }
 
-/** Every peer on a direct path; the others' traffic goes through DERP. */
+/**
+ * Every peer on a direct path; the others' traffic goes through DERP.
+ *
+ * @category models
+ */
 export interface RawDirectPaths {
   /** Counts the changes; 0 before the first. */
   readonly version: number
   readonly paths: ReadonlyArray<RawDirectPath>
 }
 
-/** The peer behind a tailnet address, and what the tailnet's policy grants it toward this device. */
+/**
+ * The peer behind a tailnet address, and what the tailnet's policy grants it toward this device.
+ *
+ * @category models
+ */
 export interface RawWhoIs {
   readonly node: RawNodeInfo
   /** App capability name to its values, each a JSON text (the packet filter's `CapGrant`s). */
   readonly appCapabilities: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
-/** Whether control authorized the device, or where a person can approve it: tagged as `AuthState` is. */
+/**
+ * Whether control authorized the device, or where a person can approve it: tagged as `AuthState` is.
+ *
+ * @category models
+ */
 export type RawAuthState = { readonly _tag: "Authorized" } | { readonly _tag: "NeedsLogin"; readonly url: string }
 
-/** A received UDP datagram and its sender. */
+/**
+ * A received UDP datagram and its sender.
+ *
+ * @category models
+ */
 export interface RawDatagram {
   readonly data: Uint8Array
   readonly ip: string
   readonly port: number
 }
 
-/** A TCP connection: `read` resolves with the next bytes (`null` at end of stream), `write` once every byte is taken. */
+/**
+ * A TCP connection: `read` resolves with the next bytes (`null` at end of stream), `write` once every byte is taken.
+ *
+ * @category models
+ */
 export interface RawTcpStream {
   /** Next chunk; `null` once the peer has finished sending (end of stream). */
   read(): Promise<Uint8Array | null>
@@ -154,14 +208,22 @@ export interface RawTcpStream {
   close(): void
 }
 
-/** A TCP listener: `accept` resolves with the next connection. */
+/**
+ * A TCP listener: `accept` resolves with the next connection.
+ *
+ * @category models
+ */
 export interface RawTcpListener {
   accept(): Promise<RawTcpStream>
   readonly localAddress: RawSocketAddress
   close(): void
 }
 
-/** A bound UDP socket. */
+/**
+ * A bound UDP socket.
+ *
+ * @category models
+ */
 export interface RawUdpSocket {
   recv(): Promise<RawDatagram>
   send(ip: string, port: number, data: Uint8Array): Promise<void>
@@ -169,7 +231,11 @@ export interface RawUdpSocket {
   close(): void
 }
 
-/** One device of a backend: addresses, lookups, sockets and shutdown, as promises. */
+/**
+ * One device of a backend: addresses, lookups, sockets and shutdown, as promises.
+ *
+ * @category models
+ */
 export interface RawDevice {
   ipv4(): Promise<string>
   ipv6(): Promise<string>
@@ -235,7 +301,11 @@ export interface RawDevice {
   respawn?(): Promise<RawDevice>
 }
 
-/** Everything a device connects with, validated by core first. */
+/**
+ * Everything a device connects with, validated by core first.
+ *
+ * @category options
+ */
 export interface RawConnectOptions {
   /** Path of the key file: created when missing, never overwritten unless `overwriteBadKeyFile`. */
   readonly keyFile?: string | undefined
@@ -264,10 +334,18 @@ export interface RawConnectOptions {
   readonly logSink?: number | undefined
 }
 
-/** A log record's level, as `tracing` names it. */
+/**
+ * A log record's level, as `tracing` names it.
+ *
+ * @category models
+ */
 export type RawLogLevel = "ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE"
 
-/** One log record from the backend, already redacted. */
+/**
+ * One log record from the backend, already redacted.
+ *
+ * @category models
+ */
 export interface RawLogRecord {
   readonly level: RawLogLevel
   readonly target: string
@@ -275,7 +353,11 @@ export interface RawLogRecord {
   readonly fields: Readonly<Record<string, string>>
 }
 
-/** A subscription to the backend's log records; `unsubscribe` ends it. */
+/**
+ * A subscription to the backend's log records; `unsubscribe` ends it.
+ *
+ * @category models
+ */
 export interface LogSubscription {
   /** Pass as `logSink` when connecting: that device's records then come here only. */
   readonly id: number
@@ -283,7 +365,11 @@ export interface LogSubscription {
   readonly unsubscribe: () => void
 }
 
-/** What core runs on: the native addon (`@effect-tailscale/node`) or the fake tailnet. */
+/**
+ * What core runs on: the native addon (`@effect-tailscale/node`) or the fake tailnet.
+ *
+ * @category models
+ */
 export interface Backend {
   connect(options: RawConnectOptions): Promise<RawDevice>
   /**

@@ -16,10 +16,18 @@
  */
 import * as Data from "effect/Data"
 
-/** Whether a running device has a live session with control. */
+/**
+ * Whether a running device has a live session with control.
+ *
+ * @category models
+ */
 export type ControlLink = "Connected" | "Unreachable"
 
-/** Where a device is: `Connecting`, `NeedsLogin`, `Running`, `Reconnecting` or `Stopped`. */
+/**
+ * Where a device is: `Connecting`, `NeedsLogin`, `Running`, `Reconnecting` or `Stopped`.
+ *
+ * @category models
+ */
 export type DeviceState = Data.TaggedEnum<{
   Connecting: {}
   NeedsLogin: { readonly url: string }
@@ -28,5 +36,9 @@ export type DeviceState = Data.TaggedEnum<{
   Stopped: {}
 }>
 
-/** Constructors and matchers for `DeviceState`. */
+/**
+ * Constructors and matchers for `DeviceState`.
+ *
+ * @category constructors
+ */
 export const DeviceState = Data.taggedEnum<DeviceState>()

@@ -26,7 +26,11 @@ const writeError = (cause: TailscaleError) => new Socket.SocketError({ reason: n
 /** End of stream is a clean close (1000), as `Socket` reports it. */
 const endOfStream = new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000 }) })
 
-/** The stream as an `effect/socket` `Socket`, for code written against Effect's socket interface. */
+/**
+ * The stream as an `effect/socket` `Socket`, for code written against Effect's socket interface.
+ *
+ * @category constructors
+ */
 export const toSocket = (stream: TcpStream): Socket.Socket =>
   Socket.make({
     reader: Effect.succeed({
@@ -48,6 +52,8 @@ export const toSocket = (stream: TcpStream): Socket.Socket =>
 /**
  * Serves connections from `listener`: `run(handler)` gives each one to the handler in its own
  * fiber and closes it when the handler ends. A failing handler is logged, not fatal.
+ *
+ * @category constructors
  */
 export const toSocketServer = (listener: TcpListener): SocketServer.SocketServer["Service"] => ({
   address: listener.localAddress,
@@ -89,6 +95,8 @@ const datagramError = (
 /**
  * A UDP socket as a `DatagramSocket`. The socket is not connected: every written datagram needs
  * an address. Multicast does not exist on a tailnet and fails as unsupported.
+ *
+ * @category constructors
  */
 export const toDatagramSocket = (socket: UdpSocket): DatagramSocket.DatagramSocket => {
   const write = (datagram: DatagramSocket.OutgoingDatagram) => {

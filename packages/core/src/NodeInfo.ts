@@ -12,7 +12,11 @@ const Timestamp = Schema.DateTimeUtcFromString
 /** Absent (or undefined) on the wire, `Option` in the decoded value. */
 const Absent = <S extends Schema.Top>(schema: S) => Schema.OptionFromOptional(schema)
 
-/** Connection to the control plane (not reachability): `Online`, `Offline` or `Unknown`. */
+/**
+ * Connection to the control plane (not reachability): `Online`, `Offline` or `Unknown`.
+ *
+ * @category models
+ */
 export const NodeStatus = Schema.Union([
   Schema.TaggedStruct("Unknown", {}),
   Schema.TaggedStruct("Online", {}),
@@ -22,7 +26,11 @@ export const NodeStatus = Schema.Union([
     lastSeenEstimated: Timestamp
   })
 ])
-/** A node's connection to control: `Online`, `Offline` (with when it was last seen) or `Unknown`. */
+/**
+ * A node's connection to control: `Online`, `Offline` (with when it was last seen) or `Unknown`.
+ *
+ * @category models
+ */
 export type NodeStatus = typeof NodeStatus.Type
 
 /**
@@ -43,7 +51,11 @@ export class TailnetUser extends Schema.Class<TailnetUser>("@effect-tailscale/co
   profilePicUrl: Absent(Schema.String)
 }) {}
 
-/** A node of the tailnet (this device or a peer): ids, names, addresses, keys, tags and routes, decoded from the backend. */
+/**
+ * A node of the tailnet (this device or a peer): ids, names, addresses, keys, tags and routes, decoded from the backend.
+ *
+ * @category models
+ */
 export class NodeInfo extends Schema.Class<NodeInfo>("@effect-tailscale/core/NodeInfo")({
   /** Control's numeric node id. */
   id: Schema.Number,

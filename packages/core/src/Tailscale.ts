@@ -61,7 +61,11 @@ import type * as UdpSocket from "./UdpSocket.ts"
 /** What an unbounded ping waits for at most, since the backend takes a number: a day. */
 const PING_FOREVER_MS = 86_400_000
 
-/** Options every waiting call takes. */
+/**
+ * Options every waiting call takes.
+ *
+ * @category options
+ */
 export interface CallOptions {
   /**
    * Overrides the default from `TailscaleTimeouts` for this call. For lookups it bounds the wait
@@ -70,13 +74,21 @@ export interface CallOptions {
   readonly timeout?: Duration.Input | undefined
 }
 
-/** Where a UDP socket binds. */
+/**
+ * Where a UDP socket binds.
+ *
+ * @category options
+ */
 export interface BindOptions extends CallOptions {
   /** The device's own `"ipv4"` (default) or `"ipv6"` address, or an explicit one. */
   readonly address?: BindAddress | undefined
 }
 
-/** Where a TCP listener listens. */
+/**
+ * Where a TCP listener listens.
+ *
+ * @category options
+ */
 export interface ListenOptions extends CallOptions {
   /**
    * Only this one of the device's addresses: `"ipv4"`, `"ipv6"`, or the address itself.
@@ -85,7 +97,11 @@ export interface ListenOptions extends CallOptions {
   readonly address?: BindAddress | undefined
 }
 
-/** A device on the tailnet: its addresses and node, peer lookups, TCP and UDP sockets owned by scopes, its state, and shutdown. */
+/**
+ * A device on the tailnet: its addresses and node, peer lookups, TCP and UDP sockets owned by scopes, its state, and shutdown.
+ *
+ * @category services
+ */
 export interface TailscaleService {
   /** This device's IPv4 tailnet address; waits for the first network map. */
   readonly ipv4: Effect.Effect<NetAddress.Ipv4Address, TailscaleError>
@@ -179,19 +195,35 @@ export interface TailscaleService {
   readonly shutdown: Effect.Effect<boolean>
 }
 
-/** A peer by bare hostname or FQDN, by tailnet IP, or as a `NodeInfo` from a lookup. */
+/**
+ * A peer by bare hostname or FQDN, by tailnet IP, or as a `NodeInfo` from a lookup.
+ *
+ * @category models
+ */
 export type PeerInput = string | IpInput | NodeInfo
 
-/** The device in context: `yield* Tailscale`. Provided by `NodeTailscale.layer` (or the fake tailnet in tests). */
+/**
+ * The device in context: `yield* Tailscale`. Provided by `NodeTailscale.layer` (or the fake tailnet in tests).
+ *
+ * @category services
+ */
 export class Tailscale extends Context.Service<Tailscale, TailscaleService>()("@effect-tailscale/core/Tailscale") {}
 
-/** The identifier of a device declared with `named`. */
+/**
+ * The identifier of a device declared with `named`.
+ *
+ * @category models
+ */
 export interface Named<Name extends string> {
   readonly _: unique symbol
   readonly name: Name
 }
 
-/** The service key of a named device: `yield*` it like `Tailscale`. */
+/**
+ * The service key of a named device: `yield*` it like `Tailscale`.
+ *
+ * @category models
+ */
 export type NamedTag<Name extends string> = Context.Service<Named<Name>, TailscaleService>
 
 /**
@@ -206,6 +238,8 @@ export type NamedTag<Name extends string> = Context.Service<Named<Name>, Tailsca
  *   return yield* office.ipv4
  * })
  * ```
+ *
+ * @category constructors
  */
 export const named = <const Name extends string>(name: Name): NamedTag<Name> =>
   Context.Service<Named<Name>, TailscaleService>(`@effect-tailscale/core/Tailscale/${name}`)
@@ -215,15 +249,25 @@ export const named = <const Name extends string>(name: Name): NamedTag<Name> =>
  * device) to the current logger for the lifetime of the scope, filtered by `filter` (`RUST_LOG`
  * style, default `"warn"`), annotated `tailscaleProcess: true`. Each device's own records go to
  * the logger it was connected under (`logFilter`), never here.
+ *
+ * @category utils
  */
 export const processLogs = (backend: Backend, filter = "warn"): Effect.Effect<void, TailscaleError, Scope.Scope> =>
   Effect.asVoid(Logs.forwardProcess(backend, filter))
 
-/** Provides the named device as `Tailscale`, for layers and code written for one device. */
+/**
+ * Provides the named device as `Tailscale`, for layers and code written for one device.
+ *
+ * @category layers
+ */
 export const asTailscale = <Name extends string>(tag: NamedTag<Name>): Layer.Layer<Tailscale, never, Named<Name>> =>
   Layer.effect(Tailscale, Effect.service(tag))
 
-/** How a device joins: identity (key file or key state), auth key, control URL, hostname, tags, and how it behaves when lost. */
+/**
+ * How a device joins: identity (key file or key state), auth key, control URL, hostname, tags, and how it behaves when lost.
+ *
+ * @category options
+ */
 export interface TailscaleOptions {
   /** Key file: created (mode 0600) when missing; an invalid one is an error unless `overwriteBadKeyFile`. */
   readonly keyFile?: string | undefined
@@ -271,6 +315,8 @@ export interface TailscaleOptions {
 /**
  * Connects a device through `backend` and builds the service. The device belongs to the scope:
  * it is shut down (within the shutdown timeout) when the scope closes, whatever the exit.
+ *
+ * @category constructors
  */
 export const make: (
   backend: Backend,

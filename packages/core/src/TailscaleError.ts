@@ -10,14 +10,22 @@ import * as Schema from "effect/Schema"
 /** Every reason says what happened, and keeps what it was made from (the backend's rejection) as `cause`. */
 const ReasonFields = { message: Schema.String, cause: Schema.optional(Schema.Defect()) }
 
-/** The key file cannot be read, created, parsed or written. An invalid file is never overwritten unless asked. */
+/**
+ * The key file cannot be read, created, parsed or written. An invalid file is never overwritten unless asked.
+ *
+ * @category errors
+ */
 export class KeyFile extends Schema.TaggedError<KeyFile>()("KeyFile", ReasonFields) {
   get isRetryable(): boolean {
     return false
   }
 }
 
-/** Bad input, caught before anything was sent. `field` names the offending option or argument. */
+/**
+ * Bad input, caught before anything was sent. `field` names the offending option or argument.
+ *
+ * @category errors
+ */
 export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", {
   ...ReasonFields,
   field: Schema.String
@@ -27,14 +35,22 @@ export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("Inva
   }
 }
 
-/** The control server cannot be reached, or did not finish the handshake in time. */
+/**
+ * The control server cannot be reached, or did not finish the handshake in time.
+ *
+ * @category errors
+ */
 export class ControlUnreachable extends Schema.TaggedError<ControlUnreachable>()("ControlUnreachable", ReasonFields) {
   get isRetryable(): boolean {
     return true
   }
 }
 
-/** Control turned the device away (invalid or expired auth key), or it needs an interactive login at `loginUrl`. */
+/**
+ * Control turned the device away (invalid or expired auth key), or it needs an interactive login at `loginUrl`.
+ *
+ * @category errors
+ */
 export class NotAuthorized extends Schema.TaggedError<NotAuthorized>()("NotAuthorized", {
   ...ReasonFields,
   loginUrl: Schema.optional(Schema.String)
@@ -44,7 +60,11 @@ export class NotAuthorized extends Schema.TaggedError<NotAuthorized>()("NotAutho
   }
 }
 
-/** An operation did not finish within its timeout (`operation` names it). Safe to retry. */
+/**
+ * An operation did not finish within its timeout (`operation` names it). Safe to retry.
+ *
+ * @category errors
+ */
 export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", {
   ...ReasonFields,
   operation: Schema.String
@@ -54,35 +74,55 @@ export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", {
   }
 }
 
-/** The peer refused the TCP connection (nothing listening on that port). */
+/**
+ * The peer refused the TCP connection (nothing listening on that port).
+ *
+ * @category errors
+ */
 export class ConnectionRefused extends Schema.TaggedError<ConnectionRefused>()("ConnectionRefused", ReasonFields) {
   get isRetryable(): boolean {
     return true
   }
 }
 
-/** The peer reset an open TCP connection. */
+/**
+ * The peer reset an open TCP connection.
+ *
+ * @category errors
+ */
 export class ConnectionReset extends Schema.TaggedError<ConnectionReset>()("ConnectionReset", ReasonFields) {
   get isRetryable(): boolean {
     return true
   }
 }
 
-/** The address and port are already bound on this device. */
+/**
+ * The address and port are already bound on this device.
+ *
+ * @category errors
+ */
 export class AddressInUse extends Schema.TaggedError<AddressInUse>()("AddressInUse", ReasonFields) {
   get isRetryable(): boolean {
     return false
   }
 }
 
-/** A UDP datagram larger than the 4096 bytes the network stack can hold. */
+/**
+ * A UDP datagram larger than the 4096 bytes the network stack can hold.
+ *
+ * @category errors
+ */
 export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("MessageTooLarge", ReasonFields) {
   get isRetryable(): boolean {
     return false
   }
 }
 
-/** The device or socket is closed (also when it closed while a call was waiting). */
+/**
+ * The device or socket is closed (also when it closed while a call was waiting).
+ *
+ * @category errors
+ */
 export class DeviceClosed extends Schema.TaggedError<DeviceClosed>()("DeviceClosed", ReasonFields) {
   get isRetryable(): boolean {
     return false
@@ -94,6 +134,8 @@ export class DeviceClosed extends Schema.TaggedError<DeviceClosed>()("DeviceClos
  * for longer than the crate retries). Its pending calls and open sockets end with this reason;
  * unless reconnection is turned off, the layer builds the device again and later calls wait for
  * it. Safe to retry.
+ *
+ * @category errors
  */
 export class DeviceLost extends Schema.TaggedError<DeviceLost>()("DeviceLost", ReasonFields) {
   get isRetryable(): boolean {
@@ -101,14 +143,22 @@ export class DeviceLost extends Schema.TaggedError<DeviceLost>()("DeviceLost", R
   }
 }
 
-/** The native addon cannot be loaded (not built, or built for another platform). The message says what to do. */
+/**
+ * The native addon cannot be loaded (not built, or built for another platform). The message says what to do.
+ *
+ * @category errors
+ */
 export class NativeUnavailable extends Schema.TaggedError<NativeUnavailable>()("NativeUnavailable", ReasonFields) {
   get isRetryable(): boolean {
     return false
   }
 }
 
-/** Anything else: an error the crate reports without detail, or data that does not decode. Worth a bug report. */
+/**
+ * Anything else: an error the crate reports without detail, or data that does not decode. Worth a bug report.
+ *
+ * @category errors
+ */
 export class Internal extends Schema.TaggedError<Internal>()("Internal", ReasonFields) {
   get isRetryable(): boolean {
     return false
@@ -120,6 +170,7 @@ export class Internal extends Schema.TaggedError<Internal>()("Internal", ReasonF
  * (`Caller.capability`): the policy and the program disagree on its shape. `name` is the
  * capability.
  *
+ * @category errors
  * @since 0.1.0
  */
 export class InvalidCapability extends Schema.TaggedError<InvalidCapability>()("InvalidCapability", {
@@ -131,7 +182,11 @@ export class InvalidCapability extends Schema.TaggedError<InvalidCapability>()("
   }
 }
 
-/** Every reason a `TailscaleError` can carry. */
+/**
+ * Every reason a `TailscaleError` can carry.
+ *
+ * @category models
+ */
 export const TailscaleErrorReason = Schema.Union([
   KeyFile,
   InvalidArgument,
@@ -149,19 +204,23 @@ export const TailscaleErrorReason = Schema.Union([
   Internal
 ])
 
-/** One of the reasons: match on `_tag`. */
+/**
+ * One of the reasons: match on `_tag`.
+ *
+ * @category models
+ */
 export type TailscaleErrorReason = typeof TailscaleErrorReason.Type
 
 /**
  * What marks a `TailscaleError`, also across copies of this package (`isTailscaleError`).
  *
- * @category type ids
+ * @category symbols
  * @since 0.1.0
  */
 export const TypeId: TypeId = "~@effect-tailscale/core/TailscaleError"
 
 /**
- * @category type ids
+ * @category symbols
  * @since 0.1.0
  */
 export type TypeId = "~@effect-tailscale/core/TailscaleError"
@@ -174,7 +233,11 @@ export type TypeId = "~@effect-tailscale/core/TailscaleError"
  */
 export const isTailscaleError = (u: unknown): u is TailscaleError => Predicate.hasProperty(u, TypeId)
 
-/** The one error type of the service; `reason` says what happened (`Effect.catchReason` handles one). */
+/**
+ * The one error type of the service; `reason` says what happened (`Effect.catchReason` handles one).
+ *
+ * @category errors
+ */
 export class TailscaleError extends Schema.TaggedError<TailscaleError>("@effect-tailscale/core/TailscaleError")(
   "TailscaleError",
   { reason: TailscaleErrorReason }
@@ -190,19 +253,35 @@ export class TailscaleError extends Schema.TaggedError<TailscaleError>("@effect-
   }
 }
 
-/** A `TailscaleError` for bad input in `field` (for backends and test doubles). */
+/**
+ * A `TailscaleError` for bad input in `field` (for backends and test doubles).
+ *
+ * @category constructors
+ */
 export const invalidArgument = (field: string, message: string): TailscaleError =>
   new TailscaleError({ reason: new InvalidArgument({ field, message: `${field}: ${message}` }) })
 
-/** A `TailscaleError` for `operation` not finishing within `after` (for backends and test doubles). */
+/**
+ * A `TailscaleError` for `operation` not finishing within `after` (for backends and test doubles).
+ *
+ * @category constructors
+ */
 export const timeout = (operation: string, after: string): TailscaleError =>
   new TailscaleError({ reason: new Timeout({ operation, message: `${operation} did not finish within ${after}` }) })
 
-/** A `TailscaleError` for a call on a closed handle (for backends and test doubles). */
+/**
+ * A `TailscaleError` for a call on a closed handle (for backends and test doubles).
+ *
+ * @category constructors
+ */
 export const deviceClosed = (what: string): TailscaleError =>
   new TailscaleError({ reason: new DeviceClosed({ message: `the ${what} is closed` }) })
 
-/** A `TailscaleError` for a call on a lost device (for backends and test doubles). */
+/**
+ * A `TailscaleError` for a call on a lost device (for backends and test doubles).
+ *
+ * @category constructors
+ */
 export const deviceLost = (what: string, cause: string): TailscaleError =>
   new TailscaleError({
     reason: new DeviceLost({
@@ -210,6 +289,10 @@ export const deviceLost = (what: string, cause: string): TailscaleError =>
     })
   })
 
-/** A `TailscaleError` for anything unexpected, keeping `cause`. */
+/**
+ * A `TailscaleError` for anything unexpected, keeping `cause`.
+ *
+ * @category constructors
+ */
 export const internal = (message: string, cause?: unknown): TailscaleError =>
   new TailscaleError({ reason: new Internal({ message, ...(cause === undefined ? {} : { cause }) }) })

@@ -18,39 +18,67 @@
  */
 import * as Metric from "effect/Metric"
 
-/** `tailscale_bytes_sent`: bytes written to TCP streams and sent in UDP datagrams. */
+/**
+ * `tailscale_bytes_sent`: bytes written to TCP streams and sent in UDP datagrams.
+ *
+ * @category metrics
+ */
 export const bytesSent = Metric.counter("tailscale_bytes_sent", {
   description: "Bytes written to TCP streams and sent in UDP datagrams over the tailnet"
 })
 
-/** `tailscale_bytes_received`: bytes read from TCP streams and received in UDP datagrams. */
+/**
+ * `tailscale_bytes_received`: bytes read from TCP streams and received in UDP datagrams.
+ *
+ * @category metrics
+ */
 export const bytesReceived = Metric.counter("tailscale_bytes_received", {
   description: "Bytes read from TCP streams and received in UDP datagrams over the tailnet"
 })
 
-/** `tailscale_connections_open`: TCP streams open now, dialed or accepted (up and down). */
+/**
+ * `tailscale_connections_open`: TCP streams open now, dialed or accepted (up and down).
+ *
+ * @category metrics
+ */
 export const connectionsOpen = Metric.counter("tailscale_connections_open", {
   description: "TCP streams open now (dialed or accepted); goes up and down"
 })
 
-/** `tailscale_dials`: dials, with `outcome` `success` or the failure's reason. */
+/**
+ * `tailscale_dials`: dials, with `outcome` `success` or the failure's reason.
+ *
+ * @category metrics
+ */
 export const dials = Metric.counter("tailscale_dials", {
   description: "TCP dials, by outcome (success, or the failure's reason)",
   incremental: true
 })
 
-/** `tailscale_lookups`: peer lookups, with `kind`. */
+/**
+ * `tailscale_lookups`: peer lookups, with `kind`.
+ *
+ * @category metrics
+ */
 export const lookups = Metric.counter("tailscale_lookups", {
   description: "Peer lookups, by kind (peerByName, peerByIp, peersWithRoute, whoIs)",
   incremental: true
 })
 
-/** `tailscale_device_states`: how often the device entered each state. */
+/**
+ * `tailscale_device_states`: how often the device entered each state.
+ *
+ * @category metrics
+ */
 export const deviceStates = Metric.frequency("tailscale_device_states", {
   description: "States the device entered"
 })
 
-/** `tailscale_direct_peers`: peers this device reaches over a direct UDP path now. */
+/**
+ * `tailscale_direct_peers`: peers this device reaches over a direct UDP path now.
+ *
+ * @category metrics
+ */
 export const directPeers = Metric.gauge("tailscale_direct_peers", {
   description: "Peers reached over a direct UDP path now (the others through a DERP relay)"
 })

@@ -19,7 +19,11 @@ import * as Pending from "./internal/pending.ts"
 import { deviceClosed, type TailscaleError } from "./TailscaleError.ts"
 import * as TcpStream from "./TcpStream.ts"
 
-/** A TCP listener on the device, owned by a scope: `accept` or the `connections` stream. */
+/**
+ * A TCP listener on the device, owned by a scope: `accept` or the `connections` stream.
+ *
+ * @category models
+ */
 export interface TcpListener {
   /** Where it listens or is bound: the device's tailnet address and port. */
   readonly localAddress: NetAddress.InetAddress
@@ -35,7 +39,11 @@ export interface TcpListener {
   readonly close: Effect.Effect<void>
 }
 
-/** Wraps a backend listener for the current scope (for backends and test doubles). */
+/**
+ * Wraps a backend listener for the current scope (for backends and test doubles).
+ *
+ * @category constructors
+ */
 export const fromRaw = (raw: RawTcpListener, meter: SocketMeter = unmetered) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.accept(), (error) => fromBackend("accept", error))

@@ -24,7 +24,11 @@ import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, type TailscaleError } from "./TailscaleError.ts"
 
-/** A TCP connection over the tailnet, owned by a scope: `read`/`write`, or `stream`/`sink`. */
+/**
+ * A TCP connection over the tailnet, owned by a scope: `read`/`write`, or `stream`/`sink`.
+ *
+ * @category models
+ */
 export interface TcpStream {
   /** This end of the connection: the device's tailnet address and port. */
   readonly localAddress: NetAddress.InetAddress
@@ -53,7 +57,11 @@ export interface TcpStream {
   readonly close: Effect.Effect<void>
 }
 
-/** Wraps a backend stream; the scope closes it. `meter` counts its bytes and its open time. */
+/**
+ * Wraps a backend stream; the scope closes it. `meter` counts its bytes and its open time.
+ *
+ * @category constructors
+ */
 export const fromRaw = (raw: RawTcpStream, meter: SocketMeter = unmetered) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.read(), (error) => fromBackend("read", error))

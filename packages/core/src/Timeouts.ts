@@ -15,7 +15,11 @@ import * as Option from "effect/Option"
 import { badLimit } from "./internal/inputs.ts"
 import { type TailscaleError, timeout as timeoutError } from "./TailscaleError.ts"
 
-/** The limits a device applies to each kind of wait. */
+/**
+ * The limits a device applies to each kind of wait.
+ *
+ * @category options
+ */
 export interface Timeouts {
   /** Reaching control when the device starts. */
   readonly connect: Duration.Input
@@ -31,7 +35,11 @@ export interface Timeouts {
   readonly shutdown: Duration.Input
 }
 
-/** 30 s for control, the first netmap and dials; none for accept and read; 5 s for shutdown. */
+/**
+ * 30 s for control, the first netmap and dials; none for accept and read; 5 s for shutdown.
+ *
+ * @category constants
+ */
 export const defaults: Timeouts = {
   connect: "30 seconds",
   netmap: "30 seconds",
@@ -41,12 +49,20 @@ export const defaults: Timeouts = {
   shutdown: "5 seconds"
 }
 
-/** The `Timeouts` in force: provide it to the layer that builds a device. */
+/**
+ * The `Timeouts` in force: provide it to the layer that builds a device.
+ *
+ * @category services
+ */
 export const TailscaleTimeouts = Context.Reference<Timeouts>("@effect-tailscale/core/TailscaleTimeouts", {
   defaultValue: () => defaults
 })
 
-/** Fails with a `Timeout` reason naming `operation` when `self` takes longer than `limit`. */
+/**
+ * Fails with a `Timeout` reason naming `operation` when `self` takes longer than `limit`.
+ *
+ * @category utils
+ */
 export const within =
   (operation: string, limit: Duration.Input) =>
   <A, R>(self: Effect.Effect<A, TailscaleError, R>): Effect.Effect<A, TailscaleError, R> =>
@@ -63,7 +79,11 @@ export const within =
           : self
     })
 
-/** Milliseconds for a backend that takes a number, or undefined for "forever". */
+/**
+ * Milliseconds for a backend that takes a number, or undefined for "forever".
+ *
+ * @category utils
+ */
 export const toMillis = (limit: Duration.Input): number | undefined => {
   const duration = Duration.fromInputUnsafe(limit)
   return Duration.isFinite(duration) ? Duration.toMillis(duration) : undefined

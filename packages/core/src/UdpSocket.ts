@@ -19,16 +19,28 @@ import { own } from "./internal/owned.ts"
 import * as Pending from "./internal/pending.ts"
 import { deviceClosed, invalidArgument, type TailscaleError } from "./TailscaleError.ts"
 
-/** The most a datagram can carry through the crate's network stack (the addon's `MAX_DATAGRAM_BYTES`, checked by a test). */
+/**
+ * The most a datagram can carry through the crate's network stack (the addon's `MAX_DATAGRAM_BYTES`, checked by a test).
+ *
+ * @category constants
+ */
 export const maxDatagramBytes = 4096
 
-/** A received datagram: its bytes and who sent it. */
+/**
+ * A received datagram: its bytes and who sent it.
+ *
+ * @category models
+ */
 export interface Datagram {
   readonly data: Uint8Array
   readonly from: { readonly ip: NetAddress.IpAddress; readonly port: number }
 }
 
-/** A UDP socket on the device, owned by a scope: `send`, `receive` or the `datagrams` stream. */
+/**
+ * A UDP socket on the device, owned by a scope: `send`, `receive` or the `datagrams` stream.
+ *
+ * @category models
+ */
 export interface UdpSocket {
   /** Where it listens or is bound: the device's tailnet address and port. */
   readonly localAddress: NetAddress.InetAddress
@@ -46,7 +58,11 @@ export interface UdpSocket {
   readonly close: Effect.Effect<void>
 }
 
-/** Wraps a backend socket for the current scope (for backends and test doubles). */
+/**
+ * Wraps a backend socket for the current scope (for backends and test doubles).
+ *
+ * @category constructors
+ */
 export const fromRaw = (raw: RawUdpSocket, meter: SocketMeter = unmetered) =>
   Effect.gen(function*() {
     const pending = yield* Pending.make(() => raw.recv(), (error) => fromBackend("receive", error))

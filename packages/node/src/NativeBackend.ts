@@ -10,12 +10,20 @@ import type * as Native from "@effect-tailscale/native"
 import * as Effect from "effect/Effect"
 import { createRequire } from "node:module"
 
-/** The addon's module, as `@effect-tailscale/native` declares it. */
+/**
+ * The addon's module, as `@effect-tailscale/native` declares it.
+ *
+ * @category models
+ */
 export type NativeModule = typeof Native
 
 const require_ = createRequire(import.meta.url)
 
-/** The addon module, loaded once. `specifier` is for tests that point at a broken build. */
+/**
+ * The addon module, loaded once. `specifier` is for tests that point at a broken build.
+ *
+ * @category utils
+ */
 export const load = (specifier = "@effect-tailscale/native"): Effect.Effect<NativeModule, TailscaleError> =>
   Effect.try({
     try: () => require_(specifier) as NativeModule,
@@ -31,7 +39,11 @@ export const load = (specifier = "@effect-tailscale/native"): Effect.Effect<Nati
       })
   })
 
-/** Adapts the addon to the backend contract core expects. */
+/**
+ * Adapts the addon to the backend contract core expects.
+ *
+ * @category constructors
+ */
 export const fromNative = (native: NativeModule): Backend => ({
   connect: (options) => {
     // The addon's declarations say `field?: T`: leave absent what is undefined.
@@ -48,10 +60,18 @@ export const fromNative = (native: NativeModule): Backend => ({
   }
 })
 
-/** Which addon binary is loaded: its version, the `tailscale` crate inside, and `release` or `debug`. */
+/**
+ * Which addon binary is loaded: its version, the `tailscale` crate inside, and `release` or `debug`.
+ *
+ * @category models
+ */
 export type BuildInfo = ReturnType<NativeModule["buildInfo"]>
 
-/** The build of the addon that `make` uses (loading it if needed). */
+/**
+ * The build of the addon that `make` uses (loading it if needed).
+ *
+ * @category utils
+ */
 export const buildInfo = (specifier?: string): Effect.Effect<BuildInfo, TailscaleError> =>
   Effect.map(load(specifier), (native) => native.buildInfo())
 
@@ -59,11 +79,17 @@ export const buildInfo = (specifier?: string): Effect.Effect<BuildInfo, Tailscal
  * Tasks alive in the addon's async runtime (every device's actors, sockets and pending calls;
  * this call counts as one). Once every device has shut down it is back where it was before
  * them, so a test can check that device lifecycles leave nothing running.
+ *
+ * @category utils
  */
 export const runtimeTasks = (specifier?: string): Effect.Effect<number, TailscaleError> =>
   Effect.flatMap(load(specifier), (native) => Effect.promise(() => native.runtimeTasks()))
 
-/** The addon as a `Backend`; logs (at debug level) which build was loaded. */
+/**
+ * The addon as a `Backend`; logs (at debug level) which build was loaded.
+ *
+ * @category constructors
+ */
 export const make = (specifier?: string): Effect.Effect<Backend, TailscaleError> =>
   Effect.tap(load(specifier), (native) => {
     const build = native.buildInfo()

@@ -20,10 +20,18 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as NativeBackend from "./NativeBackend.ts"
 
-/** The options `make` and the layers take (core's `TailscaleOptions`). */
+/**
+ * The options `make` and the layers take (core's `TailscaleOptions`).
+ *
+ * @category options
+ */
 export type NodeTailscaleOptions = TailscaleOptions
 
-/** Connects a device for the current scope. */
+/**
+ * Connects a device for the current scope.
+ *
+ * @category constructors
+ */
 export const make = (
   options: NodeTailscaleOptions = {}
 ): Effect.Effect<TailscaleService, TailscaleError, Scope.Scope> =>
@@ -36,6 +44,8 @@ export const make = (
  * A fresh identity (random node, machine and disco keys) as the JSON a key file holds, for the
  * `keyState` option: a device built from it joins as the same node every time, with no key file.
  * It holds private keys, so it comes redacted: store it as you would a password.
+ *
+ * @category constructors
  */
 export const generateKeyState: Effect.Effect<Redacted.Redacted<string>, TailscaleError> = Effect.map(
   NativeBackend.load(),
@@ -46,15 +56,25 @@ export const generateKeyState: Effect.Effect<Redacted.Redacted<string>, Tailscal
  * Forwards the addon's log records that belong to no device (a key file loaded outside a device,
  * for example) to the current logger while the scope lasts, at `filter` (default `"warn"`).
  * Each device's own records go to the logger it was built under, never here.
+ *
+ * @category utils
  */
 export const processLogs = (filter?: string): Effect.Effect<void, TailscaleError, Scope.Scope> =>
   Effect.flatMap(NativeBackend.make(), (backend) => Tailscale_.processLogs(backend, filter))
 
-/** The `Tailscale` service over the native addon, connected with `options` for the layer's lifetime. */
+/**
+ * The `Tailscale` service over the native addon, connected with `options` for the layer's lifetime.
+ *
+ * @category layers
+ */
 export const layer = (options: NodeTailscaleOptions = {}): Layer.Layer<Tailscale, TailscaleError> =>
   Layer.effect(Tailscale, make(options))
 
-/** A second (third, …) device in one program, under `tag` (from `Tailscale.named`). */
+/**
+ * A second (third, …) device in one program, under `tag` (from `Tailscale.named`).
+ *
+ * @category layers
+ */
 export const layerNamed = <Name extends string>(
   tag: Tailscale_.NamedTag<Name>,
   options: NodeTailscaleOptions = {}
@@ -68,6 +88,8 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
  * `TS_AUTH_KEY` (redacted), `TS_CONTROL_URL`, `TS_HOSTNAME`, `TS_KEY_FILE`, `TS_EPHEMERAL`,
  * `RUST_LOG` as the filter for the crate's log records, and `SSL_CERT_FILE` as `caFile` (CA
  * certificates trusted beside the public web roots, as for OpenSSL-based tools).
+ *
+ * @category constructors
  */
 export const fromEnv: Config.Config<NodeTailscaleOptions> = Config.all({
   authKey: optional(Config.Redacted("TS_AUTH_KEY")),
@@ -79,7 +101,11 @@ export const fromEnv: Config.Config<NodeTailscaleOptions> = Config.all({
   caFile: optional(Config.String("SSL_CERT_FILE"))
 })
 
-/** `fromEnv`, with any option given here as a `Config` (e.g. `Config.succeed(true)`) taking precedence. */
+/**
+ * `fromEnv`, with any option given here as a `Config` (e.g. `Config.succeed(true)`) taking precedence.
+ *
+ * @category layers
+ */
 export const layerConfig = (
   overrides: Config.Wrap<NodeTailscaleOptions> = {}
 ): Layer.Layer<Tailscale, TailscaleError | Config.ConfigError> =>

@@ -11,7 +11,11 @@ import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { makeSocketFactory, type TailnetConnect } from "./TailnetSocket.ts"
 
-/** An `http.Agent` that dials over the tailnet. */
+/**
+ * An `http.Agent` that dials over the tailnet.
+ *
+ * @category models
+ */
 export class TailnetAgent extends http.Agent {
   readonly #connect: TailnetConnect
 
@@ -38,6 +42,8 @@ export class TailnetAgent extends http.Agent {
  * A `TailnetAgent` that dials through the `Tailscale` service (names or IPs), destroyed with the
  * scope. `TailnetHttpClient.layer` uses it; so can `http.request` and any library that takes an
  * `http.Agent`.
+ *
+ * @category constructors
  */
 export const makeAgent: Effect.Effect<TailnetAgent, never, Tailscale | Scope.Scope> = Effect.gen(function*() {
   const agent = new TailnetAgent(yield* makeSocketFactory)

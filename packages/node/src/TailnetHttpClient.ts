@@ -39,7 +39,11 @@ class HttpsRefused extends https.Agent {
   }
 }
 
-/** The agents the client uses: the tailnet for `http:`, a refusal for `https:`. */
+/**
+ * The agents the client uses: the tailnet for `http:`, a refusal for `https:`.
+ *
+ * @category layers
+ */
 export const agentLayer: Layer.Layer<NodeHttpClient.HttpAgent, never, Tailscale> = Layer.effect(
   NodeHttpClient.HttpAgent,
   Effect.gen(function*() {
@@ -50,7 +54,11 @@ export const agentLayer: Layer.Layer<NodeHttpClient.HttpAgent, never, Tailscale>
   })
 )
 
-/** `HttpClient` whose requests go over the `Tailscale` device in context. */
+/**
+ * `HttpClient` whose requests go over the `Tailscale` device in context.
+ *
+ * @category layers
+ */
 export const layer: Layer.Layer<HttpClient.HttpClient, never, Tailscale> = NodeHttpClient.layerNodeHttpNoAgent.pipe(
   Layer.provide(agentLayer)
 )

@@ -29,7 +29,11 @@ import type * as Scope from "effect/Scope"
 import * as http from "node:http"
 import { serve } from "./TailnetSocket.ts"
 
-/** An `HttpServer` listening on `port` of both of the device's tailnet addresses, for the scope. */
+/**
+ * An `HttpServer` listening on `port` of both of the device's tailnet addresses, for the scope.
+ *
+ * @category constructors
+ */
 export const make = (
   port: number
 ): Effect.Effect<HttpServer.HttpServer["Service"], TailscaleError, Tailscale | Scope.Scope> =>
@@ -58,7 +62,11 @@ export const make = (
     })
   })
 
-/** `HttpServer` plus the Node HTTP services it needs, on a tailnet port. */
+/**
+ * `HttpServer` plus the Node HTTP services it needs, on a tailnet port.
+ *
+ * @category layers
+ */
 export const layer = (port: number): Layer.Layer<
   HttpServer.HttpServer | Layer.Success<typeof PlatformHttpServer.layerHttpServices>,
   TailscaleError,
@@ -71,6 +79,8 @@ const callers = TailnetCaller.cachedPerConnection()
  * The peer that sent the request being handled: its `NodeInfo` with the user who owns it and the
  * app capabilities the policy grants it toward this device, from the connection's remote
  * tailnet address (looked up once per connection). `UnknownCaller` when no peer has it.
+ *
+ * @category utils
  */
 export const caller: Effect.Effect<
   Caller,
@@ -84,7 +94,11 @@ export const caller: Effect.Effect<
   return yield* callers(source?.socket ?? request, ip)
 })
 
-/** Runs `handler` with `TailnetCaller` provided: the peer that sent the request. */
+/**
+ * Runs `handler` with `TailnetCaller` provided: the peer that sent the request.
+ *
+ * @category utils
+ */
 export const withCaller = <A, E, R>(
   handler: Effect.Effect<A, E, R>
 ): Effect.Effect<

@@ -27,7 +27,11 @@ import * as http from "node:http"
 import * as net from "node:net"
 import { fromTcpStream } from "./TailnetSocket.ts"
 
-/** Where the proxies listen. */
+/**
+ * Where the proxies listen.
+ *
+ * @category services
+ */
 export interface TailnetProxyService {
   /** The SOCKS5 server's port on 127.0.0.1. */
   readonly socksPort: number
@@ -39,12 +43,20 @@ export interface TailnetProxyService {
   readonly httpUrl: string
 }
 
-/** The running proxies in context. */
+/**
+ * The running proxies in context.
+ *
+ * @category services
+ */
 export class TailnetProxy extends Context.Service<TailnetProxy, TailnetProxyService>()(
   "@effect-tailscale/node/TailnetProxy"
 ) {}
 
-/** Ports for the proxies (default: any free port). */
+/**
+ * Ports for the proxies (default: any free port).
+ *
+ * @category options
+ */
 export interface TailnetProxyOptions {
   /** Default 0: any free port. */
   readonly socksPort?: number | undefined
@@ -170,7 +182,11 @@ const listen = (server: net.Server, port: number, what: string) =>
     server.listen(port, "127.0.0.1", () => resume(Effect.succeed((server.address() as net.AddressInfo).port)))
   })
 
-/** The proxies for the `Tailscale` device in context, closed with the scope. */
+/**
+ * The proxies for the `Tailscale` device in context, closed with the scope.
+ *
+ * @category constructors
+ */
 export const make = (options: TailnetProxyOptions = {}) =>
   Effect.gen(function*() {
     const tailscale = yield* Tailscale
@@ -218,6 +234,10 @@ export const make = (options: TailnetProxyOptions = {}) =>
     } satisfies TailnetProxyService
   })
 
-/** The proxies for the `Tailscale` device in context, for the layer's lifetime. */
+/**
+ * The proxies for the `Tailscale` device in context, for the layer's lifetime.
+ *
+ * @category layers
+ */
 export const layer = (options?: TailnetProxyOptions): Layer.Layer<TailnetProxy, TailscaleError, Tailscale> =>
   Layer.effect(TailnetProxy, make(options))

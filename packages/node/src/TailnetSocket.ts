@@ -24,7 +24,11 @@ import type * as http from "node:http"
 import type * as net from "node:net"
 import { Duplex } from "node:stream"
 
-/** A connected `net.Socket`-like `Duplex` over a tailnet TCP stream. */
+/**
+ * A connected `net.Socket`-like `Duplex` over a tailnet TCP stream.
+ *
+ * @category models
+ */
 export class TailnetSocket extends Duplex {
   readonly remoteAddress: string
   readonly remotePort: number
@@ -141,13 +145,19 @@ export class TailnetSocket extends Duplex {
   }
 }
 
-/** A `TailnetSocket` over a backend stream (for backends; services hand out `TcpStream`s). */
+/**
+ * A `TailnetSocket` over a backend stream (for backends; services hand out `TcpStream`s).
+ *
+ * @category constructors
+ */
 export const toDuplex = (stream: RawTcpStream): TailnetSocket => new TailnetSocket(stream)
 
 /**
  * A `TailnetSocket` over a stream from `dial` or `accept`. It reads and writes through the
  * stream's own calls, so nothing is lost to a read that was interrupted earlier; `onClose` runs
  * once, after the socket closed the stream (e.g. to close the scope that owns it).
+ *
+ * @category constructors
  */
 export const fromTcpStream = (stream: TcpStream, onClose: () => void = () => {}): Effect.Effect<TailnetSocket> =>
   Effect.map(Effect.context<never>(), (context) => {
@@ -190,6 +200,8 @@ const ownSocket = <E>(scope: Scope.Scope, open: Effect.Effect<TcpStream, E, Scop
  * listener (or device) ends serving quietly; any other accept failure is the server's `error`
  * event when it has a listener for it, else a process warning, never an unhandled `error` that
  * would end the process. Each connection lives until its socket closes, or the scope does.
+ *
+ * @category utils
  */
 export const serve = (
   listener: TcpListener,
@@ -209,7 +221,11 @@ export const serve = (
     yield* Effect.forkScoped(Effect.forever(acceptOne).pipe(Effect.catch(report)))
   })
 
-/** Opens a socket to a host (a tailnet IP or a peer's name) and port over the tailnet. */
+/**
+ * Opens a socket to a host (a tailnet IP or a peer's name) and port over the tailnet.
+ *
+ * @category models
+ */
 export type TailnetConnect = (host: string, port: number) => Promise<TailnetSocket>
 
 /**
@@ -217,6 +233,8 @@ export type TailnetConnect = (host: string, port: number) => Promise<TailnetSock
  * `ws`'s `createConnection`, a database driver's `stream` option, or anything that wants a
  * `Duplex` to `host:port` (a peer name, MagicDNS name or tailnet IP). The socket is connected
  * when the promise resolves, and lives until it is closed or the scope closes.
+ *
+ * @category constructors
  */
 export const makeSocketFactory: Effect.Effect<TailnetConnect, never, Tailscale | Scope.Scope> = Effect.gen(function*() {
   const tailscale = yield* Tailscale

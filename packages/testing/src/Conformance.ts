@@ -19,7 +19,11 @@ import { FakeTailnet, layer as fakeTailnetLayer } from "./FakeTailnet.ts"
 import type { Topology } from "./HarnessProcess.ts"
 import { connect, layer as localTailnetLayer, LocalTailnet } from "./LocalTailnet.ts"
 
-/** A peer on the tailnet with a TCP and a UDP echo. */
+/**
+ * A peer on the tailnet with a TCP and a UDP echo.
+ *
+ * @category models
+ */
 export interface EchoPeer {
   readonly hostname: string
   readonly fqdn: string
@@ -28,7 +32,11 @@ export interface EchoPeer {
   readonly udpEchoPort: number
 }
 
-/** A TCP echo outside the tailnet, and how to make the echo peer the exit node that reaches it. */
+/**
+ * A TCP echo outside the tailnet, and how to make the echo peer the exit node that reaches it.
+ *
+ * @category models
+ */
 export interface ExitNodeLab {
   /** The echo peer offers itself as an exit node (control approves its default routes), or stops. */
   readonly offer: (on: boolean) => Effect.Effect<void, unknown>
@@ -36,7 +44,11 @@ export interface ExitNodeLab {
   readonly outsideEcho: { readonly ip: string; readonly port: number }
 }
 
-/** How a conformance device joins. */
+/**
+ * How a conformance device joins.
+ *
+ * @category options
+ */
 export interface JoinOptions {
   readonly authKey?: Redacted.Redacted<string> | undefined
   readonly withoutAuthKey?: boolean | undefined
@@ -45,14 +57,22 @@ export interface JoinOptions {
   readonly exitNode?: string | undefined
 }
 
-/** A tailnet user as the suite expects to see one. */
+/**
+ * A tailnet user as the suite expects to see one.
+ *
+ * @category models
+ */
 export interface ExpectedUser {
   readonly id: number
   readonly loginName: string
   readonly displayName: string
 }
 
-/** A tailnet the conformance suite runs on: it joins devices and knows an echo peer. */
+/**
+ * A tailnet the conformance suite runs on: it joins devices and knows an echo peer.
+ *
+ * @category services
+ */
 export interface TailnetProviderService {
   readonly name: string
   /** A device joined to the tailnet for the scope. */
@@ -97,7 +117,11 @@ export interface TailnetProviderService {
   readonly exitNode: ExitNodeLab | undefined
 }
 
-/** The tailnet under test: `fakeProvider` or `localProvider`. */
+/**
+ * The tailnet under test: `fakeProvider` or `localProvider`.
+ *
+ * @category services
+ */
 export class TailnetProvider extends Context.Service<TailnetProvider, TailnetProviderService>()(
   "@effect-tailscale/testing/TailnetProvider"
 ) {}
@@ -131,7 +155,11 @@ const outsideEcho = { ip: "192.0.2.1", port: 7001 }
 /** The fake tailnet's user, named as testcontrol names its one user (`AllNodesSameUser`). */
 const fakeUser: ExpectedUser = { id: 123, loginName: "user-123@fake-control.example.net", displayName: "User 123" }
 
-/** The in-memory tailnet with an echo peer that runs on the fake device itself. */
+/**
+ * The in-memory tailnet with an echo peer that runs on the fake device itself.
+ *
+ * @category layers
+ */
 export const fakeProvider: Layer.Layer<TailnetProvider> = Layer.effect(
   TailnetProvider,
   Effect.gen(function*() {
@@ -224,7 +252,11 @@ const localTailnetProvider = Layer.effect(
   })
 )
 
-/** The loopback tailnet: a Go peer, Tailscale's test control server and a DERP relay. */
+/**
+ * The loopback tailnet: a Go peer, Tailscale's test control server and a DERP relay.
+ *
+ * @category layers
+ */
 export const localProvider: Layer.Layer<TailnetProvider, unknown> = localTailnetProvider.pipe(
   Layer.provide(localTailnetLayer())
 )
@@ -232,11 +264,17 @@ export const localProvider: Layer.Layer<TailnetProvider, unknown> = localTailnet
 /**
  * The local tailnet on `topology` (`lan`: the harness in a namespace of its own, with a TCP echo
  * outside the tailnet that only the Go peer reaches, for exit nodes).
+ *
+ * @category layers
  */
 export const localProviderOn = (topology: Topology): Layer.Layer<TailnetProvider, unknown> =>
   localTailnetProvider.pipe(Layer.provide(localTailnetLayer({ topology })))
 
-/** A device the echo peer can already reach. */
+/**
+ * A device the echo peer can already reach.
+ *
+ * @category utils
+ */
 export const joinReachable = (hostname: string) =>
   Effect.gen(function*() {
     const provider = yield* TailnetProvider
@@ -246,7 +284,11 @@ export const joinReachable = (hostname: string) =>
     return { device, ipv4, provider }
   })
 
-/** Sends until an echo comes back: on a real tailnet the first datagrams can race the handshake. */
+/**
+ * Sends until an echo comes back: on a real tailnet the first datagrams can race the handshake.
+ *
+ * @category utils
+ */
 export const udpEcho = (device: TailscaleService, peer: EchoPeer, localPort: number, payload: string) =>
   Effect.scoped(Effect.gen(function*() {
     const socket = yield* device.bindUdp(localPort)

@@ -50,7 +50,11 @@ import {
 } from "./internal/fakeDevice.ts"
 import { MAX_DATAGRAM_BYTES } from "./internal/fakeNet.ts"
 
-/** How the in-memory tailnet behaves: the auth key control requires, a seed, latency and faults. */
+/**
+ * How the in-memory tailnet behaves: the auth key control requires, a seed, latency and faults.
+ *
+ * @category options
+ */
 export interface FakeTailnetOptions {
   /** Seeds node ids and keys. Default 1. */
   readonly seed?: number | undefined
@@ -67,7 +71,11 @@ export interface FakeTailnetOptions {
   readonly user?: FakeUser | undefined
 }
 
-/** A tailnet user: who owns a node that is not tagged. */
+/**
+ * A tailnet user: who owns a node that is not tagged.
+ *
+ * @category models
+ */
 export interface FakeUser {
   readonly id: number
   readonly loginName: string
@@ -79,6 +87,8 @@ export interface FakeUser {
  * An app-capability grant of the tailnet's policy (a grant with an `app` part): callers that
  * `from` names get `capabilities` toward the devices `to` names. Each entry is `"*"` (the
  * default), a hostname, an address or a CIDR; each capability has a list of JSON values.
+ *
+ * @category models
  */
 export interface AppGrant {
   readonly from?: ReadonlyArray<string> | undefined
@@ -86,10 +96,18 @@ export interface AppGrant {
   readonly capabilities: Readonly<Record<string, ReadonlyArray<unknown>>>
 }
 
-/** The largest UDP datagram, as in tailscale-rs's network stack. */
+/**
+ * The largest UDP datagram, as in tailscale-rs's network stack.
+ *
+ * @category constants
+ */
 export const maxDatagramBytes = MAX_DATAGRAM_BYTES
 
-/** The in-memory tailnet: add devices, and inject faults (control down, a peer offline, resets, latency, loss, a lost device). */
+/**
+ * The in-memory tailnet: add devices, and inject faults (control down, a peer offline, resets, latency, loss, a lost device).
+ *
+ * @category services
+ */
 export interface FakeTailnetService {
   readonly authKey: string
   readonly domain: string
@@ -159,7 +177,11 @@ export interface FakeTailnetService {
   ) => Effect.Effect<void>
 }
 
-/** The in-memory tailnet in context. */
+/**
+ * The in-memory tailnet in context.
+ *
+ * @category services
+ */
 export class FakeTailnet extends Context.Service<FakeTailnet, FakeTailnetService>()(
   "@effect-tailscale/testing/FakeTailnet"
 ) {}
@@ -179,7 +201,11 @@ const random = (seed: number) => {
 const hex = (next: () => number, bytes: number) =>
   Array.from({ length: bytes }, () => Math.floor(next() * 256).toString(16).padStart(2, "0")).join("")
 
-/** An in-memory tailnet for the current scope. */
+/**
+ * An in-memory tailnet for the current scope.
+ *
+ * @category constructors
+ */
 export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailnetService> =>
   Effect.gen(function*() {
     const runPromise = Effect.runPromiseWith(yield* Effect.context<never>())
@@ -349,17 +375,29 @@ export const make = (options: FakeTailnetOptions = {}): Effect.Effect<FakeTailne
     return service
   })
 
-/** An in-memory tailnet for the layer's lifetime. */
+/**
+ * An in-memory tailnet for the layer's lifetime.
+ *
+ * @category layers
+ */
 export const layer = (options?: FakeTailnetOptions): Layer.Layer<FakeTailnet> =>
   Layer.effect(FakeTailnet, make(options))
 
-/** A `Tailscale` device on the `FakeTailnet` in context. */
+/**
+ * A `Tailscale` device on the `FakeTailnet` in context.
+ *
+ * @category layers
+ */
 export const device = (
   options?: TailscaleOptions & { readonly withoutAuthKey?: boolean | undefined }
 ): Layer.Layer<Tailscale, TailscaleError, FakeTailnet> =>
   Layer.effect(Tailscale, Effect.flatMap(FakeTailnet, (tailnet) => tailnet.addDevice(options)))
 
-/** A device on the `FakeTailnet` in context, under `tag` (from `Tailscale.named`). */
+/**
+ * A device on the `FakeTailnet` in context, under `tag` (from `Tailscale.named`).
+ *
+ * @category layers
+ */
 export const deviceNamed = <Name extends string>(
   tag: NamedTag<Name>,
   options?: TailscaleOptions & { readonly withoutAuthKey?: boolean | undefined }

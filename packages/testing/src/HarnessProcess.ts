@@ -33,10 +33,16 @@ export type { NatNetwork, Router } from "./internal/nat.ts"
  * behind 10.80.<n>.3), control, DERP and STUN outside (10.80.<n>.1); a direct path needs STUN
  * and hole punching through both NATs. `lan` needs `ip` (iproute2) and root; `nat` also `nft`
  * (nftables).
+ *
+ * @category models
  */
 export type Topology = "loopback" | "lan" | "nat"
 
-/** A started harness: its ready line, its stderr, and how to stop it. */
+/**
+ * A started harness: its ready line, its stderr, and how to stop it.
+ *
+ * @category models
+ */
 export interface RunningHarness {
   /** The ready line, parsed but not validated (`LocalTailnet` decodes it with Schema). */
   readonly ready: unknown
@@ -51,7 +57,11 @@ export interface RunningHarness {
   readonly nat: NatNetwork | undefined
 }
 
-/** How to start the harness. */
+/**
+ * How to start the harness.
+ *
+ * @category options
+ */
 export interface StartOptions {
   readonly args?: ReadonlyArray<string> | undefined
   readonly readyTimeoutMs?: number | undefined
@@ -68,12 +78,18 @@ const repositoryRoot = resolve(here, "../../..")
 /** The Go sources: only in a checkout of the repository, never in the published package. */
 const harnessSource = resolve(here, "../harness")
 
-/** The package with the prebuilt harness for this machine, e.g. `…-linux-x64`. */
+/**
+ * The package with the prebuilt harness for this machine, e.g. `…-linux-x64`.
+ *
+ * @category utils
+ */
 export const harnessPackage = `@effect-tailscale/tailnet-harness-${process.platform}-${process.arch}`
 
 /**
  * `TAILNET_HARNESS_BIN`; in a checkout, the binary `npm test` builds into `.cache/bin`; once
  * installed from npm, the prebuilt binary of this platform's optional package.
+ *
+ * @category utils
  */
 export const harnessBinary = (): string => {
   if (process.env.TAILNET_HARNESS_BIN) return process.env.TAILNET_HARNESS_BIN
@@ -95,6 +111,8 @@ export const harnessBinary = (): string => {
  * where loopback is the sole interface (the fresh network namespace `npm test` creates), so no
  * packet can leave this machine. The `lan` and `nat` topologies' veth pairs (`tslab<n>`) are let
  * through: they lead only into namespaces a run made on this machine.
+ *
+ * @category guards
  */
 export const assertLoopbackOnly = (): void => {
   const external = Object.entries(networkInterfaces()).flatMap(([name, addresses]) =>
@@ -115,6 +133,8 @@ export const assertLoopbackOnly = (): void => {
  * Builds the harness into `binary` when it is missing, with the Go toolchain on PATH and only
  * the modules `go.sum` pins (`GOTOOLCHAIN=local`, `-mod=readonly`). `scripts/setup.sh` does the
  * same before the tests, outside the network namespace, where the modules can be downloaded.
+ *
+ * @category utils
  */
 export const ensureHarnessBuilt = async (binary: string = harnessBinary()): Promise<void> => {
   if (existsSync(binary)) return
@@ -145,6 +165,8 @@ const STDERR_LINES = 80
  * harness (`-peer-only`) with the Go peer behind its router. `stop` stops them (the NATed peer
  * first: it logs out of control) and removes the network after they have exited (also when one
  * never got ready).
+ *
+ * @category constructors
  */
 export const startHarness = async (options: StartOptions = {}): Promise<RunningHarness> => {
   assertLoopbackOnly()
@@ -184,7 +206,11 @@ export const startHarness = async (options: StartOptions = {}): Promise<RunningH
   }
 }
 
-/** The NATed Go peer's tailnet hostname. */
+/**
+ * The NATed Go peer's tailnet hostname.
+ *
+ * @category constants
+ */
 export const natPeerHostname = "nat-peer"
 
 const startNat = async (binary: string, args: ReadonlyArray<string>, timeoutMs: number, verbose: boolean) => {
@@ -316,7 +342,11 @@ const stopChild = (child: ChildProcess, graceMs: number): Promise<void> => {
   })
 }
 
-/** Calls one of the harness's admin endpoints and returns the body, failing on non-2xx. */
+/**
+ * Calls one of the harness's admin endpoints and returns the body, failing on non-2xx.
+ *
+ * @category utils
+ */
 export const adminRequest = async (
   adminUrl: string,
   path: string,
@@ -326,6 +356,8 @@ export const adminRequest = async (
 /**
  * Like `adminRequest`, with the body as bytes. `adminUrl` is `http://…`, or `unix:<path>` for an
  * admin API on a unix socket (the `nat` topology's NATed peer).
+ *
+ * @category utils
  */
 export const adminRequestBytes = async (
   adminUrl: string,
@@ -361,6 +393,10 @@ const unixRequest = (
     outgoing.end(init.body === undefined ? undefined : Buffer.from(init.body))
   })
 
-/** fetch wants an ArrayBuffer-backed view; a Buffer may share a larger pool. */
+/**
+ * fetch wants an ArrayBuffer-backed view; a Buffer may share a larger pool.
+ *
+ * @category utils
+ */
 export const toBody = (data: Uint8Array | string): string | Uint8Array<ArrayBuffer> =>
   typeof data === "string" ? data : new Uint8Array(data)

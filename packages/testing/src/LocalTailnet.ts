@@ -33,7 +33,11 @@ import {
 } from "./HarnessProcess.ts"
 import { setUdpBlocked } from "./internal/lan.ts"
 
-/** What the harness prints when it is ready (one JSON line on stdout). */
+/**
+ * What the harness prints when it is ready (one JSON line on stdout).
+ *
+ * @category models
+ */
 export const HarnessInfo = Schema.Struct({
   /** Control over https; its certificate, like the DERP relay's, is from a CA made for this run. */
   controlUrl: Schema.String,
@@ -73,16 +77,28 @@ export const HarnessInfo = Schema.Struct({
     httpPort: Schema.Number
   }))
 })
-/** The harness's ready line, decoded. */
+/**
+ * The harness's ready line, decoded.
+ *
+ * @category models
+ */
 export type HarnessInfo = typeof HarnessInfo.Type
 
-/** The loopback (or LAN) tailnet could not start, or a harness call failed. */
+/**
+ * The loopback (or LAN) tailnet could not start, or a harness call failed.
+ *
+ * @category errors
+ */
 export class LocalTailnetError extends Schema.TaggedError<LocalTailnetError>()("LocalTailnetError", {
   message: Schema.String,
   cause: Schema.optional(Schema.Defect())
 }) {}
 
-/** A node as the Go echo peer sees it. */
+/**
+ * A node as the Go echo peer sees it.
+ *
+ * @category models
+ */
 export interface PeerView {
   readonly hostname: string
   readonly ipv4: string
@@ -102,12 +118,18 @@ export interface PeerView {
 /**
  * The path the Go peer sends to a node on: `Direct` (UDP to the node's endpoint) once a direct
  * path is confirmed and trusted, `Relay` (through a DERP region) until then or without one.
+ *
+ * @category models
  */
 export type PeerPath =
   | { readonly _tag: "Direct"; readonly endpoint: string }
   | { readonly _tag: "Relay"; readonly region: string }
 
-/** The Go peer's disco ping of a node: the round trip, and the path the pong came back by. */
+/**
+ * The Go peer's disco ping of a node: the round trip, and the path the pong came back by.
+ *
+ * @category models
+ */
 export interface GoPong {
   readonly latencyMs: number
   readonly path: PeerPath
@@ -122,13 +144,21 @@ interface GoPingResult {
   readonly DERPRegionCode?: string
 }
 
-/** A byte count and its SHA-256, to compare transfers. */
+/**
+ * A byte count and its SHA-256, to compare transfers.
+ *
+ * @category models
+ */
 export interface Transfer {
   readonly bytes: number
   readonly sha256: string
 }
 
-/** The loopback tailnet: its addresses, the Go echo peer's view and actions, and control's admin API (restart, stop, logins). */
+/**
+ * The loopback tailnet: its addresses, the Go echo peer's view and actions, and control's admin API (restart, stop, logins).
+ *
+ * @category services
+ */
 export interface LocalTailnetService {
   readonly info: HarnessInfo
   readonly topology: Topology
@@ -214,7 +244,11 @@ export interface LocalTailnetService {
   ) => Effect.Effect<{ readonly streaming: number; readonly lite: number }, LocalTailnetError>
 }
 
-/** The loopback tailnet in context. */
+/**
+ * The loopback tailnet in context.
+ *
+ * @category services
+ */
 export class LocalTailnet extends Context.Service<LocalTailnet, LocalTailnetService>()(
   "@effect-tailscale/testing/LocalTailnet"
 ) {}
@@ -222,7 +256,11 @@ export class LocalTailnet extends Context.Service<LocalTailnet, LocalTailnetServ
 const failure = (what: string) => (cause: unknown) =>
   new LocalTailnetError({ message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
 
-/** Starts the loopback tailnet (or, with `topology`, the `lan` or `nat` one) for the current scope. */
+/**
+ * Starts the loopback tailnet (or, with `topology`, the `lan` or `nat` one) for the current scope.
+ *
+ * @category constructors
+ */
 export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService, LocalTailnetError, Scope.Scope> =>
   Effect.gen(function*() {
     const harness = yield* Effect.acquireRelease(
@@ -355,17 +393,29 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
     return service
   })
 
-/** The loopback (or `lan`, or `nat`) tailnet for the layer's lifetime. */
+/**
+ * The loopback (or `lan`, or `nat`) tailnet for the layer's lifetime.
+ *
+ * @category layers
+ */
 export const layer = (options?: StartOptions): Layer.Layer<LocalTailnet, LocalTailnetError> =>
   Layer.effect(LocalTailnet, make(options))
 
-/** How a device joins the loopback tailnet (the control URL and CA are the tailnet's). */
+/**
+ * How a device joins the loopback tailnet (the control URL and CA are the tailnet's).
+ *
+ * @category options
+ */
 export interface DeviceOptions extends Omit<NodeTailscale.NodeTailscaleOptions, "controlUrl"> {
   /** Join without the tailnet's auth key (for interactive login). */
   readonly withoutAuthKey?: boolean | undefined
 }
 
-/** Connects a device to the local tailnet for the current scope, trusting the tailnet's CA. */
+/**
+ * Connects a device to the local tailnet for the current scope, trusting the tailnet's CA.
+ *
+ * @category constructors
+ */
 export const connect = (options: DeviceOptions = {}) =>
   Effect.gen(function*() {
     const tailnet = yield* LocalTailnet
@@ -380,11 +430,19 @@ export const connect = (options: DeviceOptions = {}) =>
     })
   })
 
-/** A `Tailscale` device joined to the local tailnet. */
+/**
+ * A `Tailscale` device joined to the local tailnet.
+ *
+ * @category layers
+ */
 export const device = (options: DeviceOptions = {}): Layer.Layer<Tailscale, TailscaleError, LocalTailnet> =>
   Layer.effect(Tailscale, connect(options))
 
-/** A device joined to the local tailnet under `tag` (from `Tailscale.named`). */
+/**
+ * A device joined to the local tailnet under `tag` (from `Tailscale.named`).
+ *
+ * @category layers
+ */
 export const deviceNamed = <Name extends string>(
   tag: NamedTag<Name>,
   options: DeviceOptions = {}

@@ -19,7 +19,11 @@ import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 
-/** A layer providing a partial `Tailscale`. */
+/**
+ * A layer providing a partial `Tailscale`.
+ *
+ * @category layers
+ */
 export const layer = (implementation: Layer.PartialEffectful<TailscaleService>): Layer.Layer<Tailscale> =>
   Layer.mock(Tailscale)(implementation)
 
@@ -27,7 +31,11 @@ const unsafe = <A>(result: Result.Result<A, unknown>): A => Result.getOrThrow(re
 const ipv4 = (text: string) => unsafe(NetAddress.ipv4FromString(text))
 const ipv6 = (text: string) => unsafe(NetAddress.ipv6FromString(text))
 
-/** A device alone on its tailnet: it has addresses and finds no peers; dialing anything fails. */
+/**
+ * A device alone on its tailnet: it has addresses and finds no peers; dialing anything fails.
+ *
+ * @category utils
+ */
 export const alone = (addresses: { readonly ipv4?: string; readonly ipv6?: string } = {}) =>
   layer({
     ipv4: Effect.succeed(ipv4(addresses.ipv4 ?? "100.64.0.1")),

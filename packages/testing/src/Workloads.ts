@@ -22,7 +22,11 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 
-/** What a workload did: attempts, successes, failures by kind, and whether the device still works. */
+/**
+ * What a workload did: attempts, successes, failures by kind, and whether the device still works.
+ *
+ * @category models
+ */
 export interface Tally {
   readonly attempted: number
   readonly succeeded: number
@@ -36,7 +40,11 @@ export interface Tally {
   readonly healthyAfter: boolean
 }
 
-/** A peer and port the workloads dial (an echo server). */
+/**
+ * A peer and port the workloads dial (an echo server).
+ *
+ * @category models
+ */
 export interface Target {
   readonly hostname: string
   readonly port: number
@@ -85,7 +93,11 @@ const tally = (
     }
   })
 
-/** Waits until `device` is `Running` with control `link`, within `limit` (none by default). */
+/**
+ * Waits until `device` is `Running` with control `link`, within `limit` (none by default).
+ *
+ * @category utils
+ */
 export const untilControl = (device: TailscaleService, link: ControlLink, limit?: Duration.Input) => {
   const running = device.states.pipe(
     Stream.filter((state) => state._tag === "Running" && state.control === link),
@@ -94,7 +106,11 @@ export const untilControl = (device: TailscaleService, link: ControlLink, limit?
   return limit === undefined ? running : Effect.timeout(running, limit)
 }
 
-/** One dial of `target` by name with a round trip, each step within `limit`; a wrong echo is a failure. */
+/**
+ * One dial of `target` by name with a round trip, each step within `limit`; a wrong echo is a failure.
+ *
+ * @category utils
+ */
 export const echoOnce = (
   device: TailscaleService,
   target: Target,
@@ -102,7 +118,11 @@ export const echoOnce = (
   limit: Duration.Input = "60 seconds"
 ) => echoAt(device, { peer: target.hostname, port: target.port }, payload, limit)
 
-/** One dial with a round trip, each step within `limit`; a wrong echo is a failure. */
+/**
+ * One dial with a round trip, each step within `limit`; a wrong echo is a failure.
+ *
+ * @category utils
+ */
 export const echoAt = (
   device: TailscaleService,
   to: DialTarget,
@@ -117,7 +137,11 @@ export const echoAt = (
     if (text !== payload) return yield* Effect.fail(new Error(`echo: sent ${payload}, got ${JSON.stringify(text)}`))
   }))
 
-/** A lookup and an echo within 30 s each. */
+/**
+ * A lookup and an echo within 30 s each.
+ *
+ * @category guards
+ */
 export const isHealthy = (device: TailscaleService, target: Target): Effect.Effect<boolean> =>
   Effect.gen(function*() {
     const peer = yield* device.peerByName(target.hostname, { timeout: "30 seconds" })
@@ -126,7 +150,11 @@ export const isHealthy = (device: TailscaleService, target: Target): Effect.Effe
     return true
   }).pipe(Effect.orElseSucceed(() => false))
 
-/** `count` dials at once, each with a round trip, each step within `timeout`. */
+/**
+ * `count` dials at once, each with a round trip, each step within `timeout`.
+ *
+ * @category utils
+ */
 export const concurrentDials = (
   device: TailscaleService,
   target: Target,
@@ -134,7 +162,11 @@ export const concurrentDials = (
   limit: Duration.Input = "60 seconds"
 ) => tally(count, (index) => echoOnce(device, target, `dial ${index}`, limit), isHealthy(device, target))
 
-/** `count` lookups of the target by name at once; each must find it. */
+/**
+ * `count` lookups of the target by name at once; each must find it.
+ *
+ * @category utils
+ */
 export const concurrentLookups = (device: TailscaleService, target: Target, count: number) =>
   tally(
     count,
@@ -148,6 +180,8 @@ export const concurrentLookups = (device: TailscaleService, target: Target, coun
  * `count` short-lived clients, one after another: each joins, dials the long-lived device
  * (`server`, which echoes on `server.port`), and leaves. Then the long-lived device must still
  * reach `peer`.
+ *
+ * @category utils
  */
 export const churn = (
   join: (index: number) => Effect.Effect<TailscaleService, unknown, Scope.Scope>,
@@ -184,7 +218,11 @@ export const churn = (
     return yield* tally(count, (index) => exits[index]!, isHealthy(serverDevice, peer))
   })
 
-/** Waits (up to 30 s) until `device` has `ip` among its peers. */
+/**
+ * Waits (up to 30 s) until `device` has `ip` among its peers.
+ *
+ * @category utils
+ */
 export const knows = (device: TailscaleService, ip: string) =>
   device.peerByIp(ip).pipe(
     Effect.filterOrFail(Option.isSome, () => new Error(`${ip} is not a peer yet`)),
@@ -195,7 +233,11 @@ export const knows = (device: TailscaleService, ip: string) =>
     })
   )
 
-/** Echoes every connection on `port` until the scope closes; each connection closes at its end. */
+/**
+ * Echoes every connection on `port` until the scope closes; each connection closes at its end.
+ *
+ * @category utils
+ */
 export const serveEcho = (device: TailscaleService, port: number) =>
   Effect.gen(function*() {
     const listener = yield* device.listen(port)
@@ -210,7 +252,11 @@ export const serveEcho = (device: TailscaleService, port: number) =>
     )
   })
 
-/** How the device came through control restarts: how many, how many it recovered from, the slowest. */
+/**
+ * How the device came through control restarts: how many, how many it recovered from, the slowest.
+ *
+ * @category models
+ */
 export interface Restarts {
   readonly attempted: number
   readonly recovered: number
@@ -221,6 +267,8 @@ export interface Restarts {
  * Restarts control `count` times; after each, waits (up to `limitMs`) until the device is
  * connected to control again and an echo works. Recovery is the time from the restart to that
  * echo.
+ *
+ * @category utils
  */
 export const controlRestarts = (
   device: TailscaleService,
@@ -253,7 +301,11 @@ export const controlRestarts = (
     return { attempted: count, recovered: recovered.length, maxRecoveryMs: Math.max(0, ...recovered) }
   })
 
-/** What `controlOutage` measured. */
+/**
+ * What `controlOutage` measured.
+ *
+ * @category models
+ */
 export interface OutageReport {
   readonly seconds: number
   readonly openStreamsSurvived: number
@@ -268,6 +320,8 @@ export interface OutageReport {
  * Control away for `seconds` under `device`, with `streams` echo streams to `target` open and
  * moving bytes all along, and `dials` new dials spread over the outage. Once control is back, a
  * new device joins (`joinNewcomer`) and `device` dials it by IP until it answers.
+ *
+ * @category utils
  */
 export const controlOutage = (
   device: TailscaleService,
