@@ -10,6 +10,12 @@
  *   6. One call across the napi boundary (an empty write), which each round trip pays twice
  *   7. The process's CPU use while idle after 5 devices were connected and shut down
  *   8. The path each subject's traffic took (direct UDP or the DERP relay)
+ *   9. CPU seconds per GiB of the bulk transfer, of the subject's process and of the echo peer's
+ *
+ * 1, 2, 8 and 9 are measured twice: on the `loopback` topology, where our devices relay through
+ * DERP, and on the `lan` topology (the harness in a namespace of its own, on a LAN with this one),
+ * where every subject goes direct over UDP. `--topology loopback|lan` measures only one;
+ * `--profile` records a CPU profile (`perf record`) of each subject's process.
  *
  * for: the Effect service, the raw addon, a Rust program using the crate directly (the ceiling)
  * and a second Go tsnet node (what a user would pick instead), the latter twice: on the direct
@@ -38,8 +44,8 @@ import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import { spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { spawn, spawnSync } from "node:child_process"
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
@@ -63,6 +69,29 @@ const self = fileURLToPath(import.meta.url)
 const root = join(dirname(self), "..")
 const progress = (line: string) => !json && console.error(line)
 const subjectArg = args.includes("--subject") ? args[args.indexOf("--subject") + 1] : undefined
+type TopologyName = "loopback" | "lan"
+const topologyArg = args.includes("--topology") ? args[args.indexOf("--topology") + 1] : undefined
+const topologies: ReadonlyArray<TopologyName> = topologyArg === "loopback" || topologyArg === "lan"
+  ? [topologyArg]
+  : ["loopback", "lan"]
+const profile = args.includes("--profile")
+const profileDir = join(root, ".cache", "bench", "profiles")
+const GiB = 1024 * 1024 * 1024
+
+/** CPU seconds (user and system, every thread) of process `pid` so far, from /proc (10 ms ticks). */
+const processCpuSeconds = (pid: number): number => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // Fields from the third on: utime is the 14th, stime the 15th (USER_HZ is 100 on Linux).
+    return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / 100
+  } catch {
+    return NaN
+  }
+}
+/** What `--subject` processes are told: the harness's pid and the topology. */
+const harnessPid = () => Number(process.env.BENCH_HARNESS_PID ?? NaN)
+const onLan = () => process.env.BENCH_TOPOLOGY === "lan"
 
 /** Packets in this network namespace: the tunnel is UDP on a direct path, TCP through DERP. */
 interface Traffic {
@@ -102,6 +131,10 @@ interface Figures {
   traffic?: Traffic
   /** What the Go node's own status said about its path to the echo peer. */
   reportedPath?: string
+  /** CPU seconds the subject's process used during the bulk transfer (for Go: the whole harness). */
+  bulkCpuSeconds?: number
+  /** CPU seconds the harness (the echo peer) used during the bulk transfer. */
+  peerBulkCpuSeconds?: number
 }
 
 const percentile = (samples: Array<number>, p: number) => {
@@ -115,6 +148,8 @@ const message = new Uint8Array(64).fill(7)
 /** The measurements written once against a small interface both the addon and Effect fit. */
 interface Subject {
   readonly roundTripTcp: () => Promise<number>
+  /** Sends `bytes` over the stream and reads them back (the echo). */
+  readonly echo: (bytes: Uint8Array) => Promise<void>
   readonly bulk: (bytes: number) => Promise<number>
   readonly roundTripUdp: () => Promise<number | undefined>
   readonly lookup: () => Promise<unknown>
@@ -127,7 +162,12 @@ interface Subject {
 const measure = async (subject: Subject): Promise<Figures> => {
   const rttTcp: Array<number> = []
   for (let i = 0; i < ROUNDS; i++) rttTcp.push(await subject.roundTripTcp())
+  const cpuBefore = process.cpuUsage()
+  const peerCpuBefore = processCpuSeconds(harnessPid())
   const tcpMBps = await subject.bulk(BULK)
+  const cpuUsed = process.cpuUsage(cpuBefore)
+  const bulkCpuSeconds = (cpuUsed.user + cpuUsed.system) / 1e6
+  const peerBulkCpuSeconds = processCpuSeconds(harnessPid()) - peerCpuBefore
   const rttUdp: Array<number> = []
   for (let i = 0; i < ROUNDS; i++) {
     const rtt = await subject.roundTripUdp()
@@ -137,7 +177,9 @@ const measure = async (subject: Subject): Promise<Figures> => {
   const started = process.hrtime.bigint()
   for (let i = 0; i < LOOKUPS; i++) await subject.lookup()
   const lookupsPerSec = LOOKUPS / (microsSince(started) / 1e6)
-  if (subject.emptyCall === undefined) return { tcpMBps, rttTcp, rttUdp, lookupsPerSec }
+  if (subject.emptyCall === undefined) {
+    return { tcpMBps, rttTcp, rttUdp, lookupsPerSec, bulkCpuSeconds, peerBulkCpuSeconds }
+  }
   const calls: Array<number> = []
   for (let i = 0; i < ROUNDS; i++) {
     const started = process.hrtime.bigint()
@@ -150,9 +192,41 @@ const measure = async (subject: Subject): Promise<Figures> => {
     rttTcp,
     rttUdp,
     lookupsPerSec,
+    bulkCpuSeconds,
+    peerBulkCpuSeconds,
     callUs: percentile(calls, 0.5),
     ...(oneWriteMBps === undefined ? {} : { oneWriteMBps })
   }
+}
+
+/**
+ * On the `lan` topology: echoes 32 KiB probes every 100 ms until this namespace sends them as
+ * UDP datagrams (the direct path; a tailnet packet carries at most 1280 bytes), for up to 20 s,
+ * so the figures are the direct path's. Returns how long that took (ms), or undefined if it
+ * never went direct.
+ */
+const untilDirect = async (subject: Subject): Promise<number | undefined> => {
+  const probe = new Uint8Array(32 * 1024).fill(9)
+  const started = performance.now()
+  const sent = () => {
+    const lines = readFileSync("/proc/net/snmp", "utf8").split("\n")
+    const counter = (proto: string, name: string) => {
+      const [names, values] = lines.filter((line) => line.startsWith(`${proto}:`)).map((line) => line.split(/\s+/))
+      return Number(values?.[names?.indexOf(name) ?? -1] ?? NaN)
+    }
+    return { udp: counter("Udp", "OutDatagrams"), tcp: counter("Tcp", "OutSegs") }
+  }
+  while (performance.now() - started < 20_000) {
+    const before = sent()
+    await subject.echo(probe)
+    const after = sent()
+    const udp = after.udp - before.udp
+    if (udp >= Math.floor(probe.length / 1280) && (after.tcp - before.tcp) * 4 < udp) {
+      return Math.round(performance.now() - started)
+    }
+    await sleep(100)
+  }
+  return undefined
 }
 
 interface Target {
@@ -174,6 +248,10 @@ const rawSubject = async (device: RawDevice, ownIp: string, target: Target, udpP
       await stream.write(message)
       await readExactly(message.length)
       return microsSince(started)
+    },
+    echo: async (bytes) => {
+      await stream.write(bytes)
+      await readExactly(bytes.length)
     },
     bulk: async (bytes) => {
       const chunk = new Uint8Array(64 * 1024).fill(42)
@@ -228,6 +306,11 @@ const effectSubject = async (service: TailscaleService, target: Target, udpPort:
         yield* readExactly(message.length)
         return microsSince(started)
       })),
+    echo: (bytes) =>
+      run(Effect.gen(function*() {
+        yield* stream.write(bytes)
+        yield* readExactly(bytes.length)
+      })),
     bulk: (bytes) =>
       run(Effect.gen(function*() {
         const chunk = new Uint8Array(64 * 1024).fill(42)
@@ -254,8 +337,9 @@ const effectSubject = async (service: TailscaleService, target: Target, udpPort:
 }
 
 /** Runs the Rust baseline: it joins, we wait until the peer sees it, then it measures. */
-const rustBaseline = (info: HarnessInfo): Promise<Figures> =>
+const rustBaseline = (harness: Harness, topology: TopologyName): Promise<Figures> =>
   new Promise((resolve, reject) => {
+    const info = harness.info
     // scripts/bench.sh builds it for the host and says where.
     const binary = process.env.RUST_BASELINE ?? join(root, "target", "release", "tailscale-rust-baseline")
     const child = spawn(binary, [
@@ -267,7 +351,16 @@ const rustBaseline = (info: HarnessInfo): Promise<Figures> =>
       String(BULK),
       String(ROUNDS),
       String(LOOKUPS)
-    ], { stdio: ["pipe", "pipe", "inherit"] })
+    ], {
+      stdio: ["pipe", "pipe", "inherit"],
+      env: {
+        ...process.env,
+        BENCH_HARNESS_PID: String(harness.pid),
+        ...(topology === "lan" ? { BENCH_WAIT_DIRECT: "1" } : {})
+      }
+    })
+    const recording = profile ? recordProfile(child.pid!, `rust-${topology}`) : undefined
+    child.once("exit", () => recording?.stop())
     const lines = createInterface({ input: child.stdout! })
     let joined = false
     let before = netCounters()
@@ -286,7 +379,9 @@ const rustBaseline = (info: HarnessInfo): Promise<Figures> =>
         rttTcp: [parsed.rttP50Us.tcp, parsed.rttP99Us.tcp],
         rttUdp: [parsed.rttP50Us.udp, parsed.rttP99Us.udp],
         lookupsPerSec: parsed.lookupsPerSec,
-        traffic: trafficSince(before)
+        traffic: trafficSince(before),
+        bulkCpuSeconds: parsed.bulkCpuSeconds,
+        peerBulkCpuSeconds: parsed.peerBulkCpuSeconds ?? NaN
       })
     })
     child.once("error", reject)
@@ -294,17 +389,26 @@ const rustBaseline = (info: HarnessInfo): Promise<Figures> =>
   })
 
 /** The Go node in the harness; `derp` makes it one that never binds UDP, so it uses the relay only. */
-const goBaseline = async (info: HarnessInfo, derp: boolean): Promise<Omit<Figures, "lookupsPerSec">> => {
+const goBaseline = async (
+  harness: Harness,
+  derp: boolean,
+  topology: TopologyName
+): Promise<Omit<Figures, "lookupsPerSec">> => {
   const before = netCounters()
-  const parsed = JSON.parse(
-    await adminRequest(info.adminUrl, `/bench-go?bytes=${BULK}&rounds=${ROUNDS}${derp ? "&derp=1" : ""}`)
-  )
+  const recording = profile ? recordProfile(harness.pid, `go${derp ? "-derp" : ""}-${topology}`) : undefined
+  const answer = await adminRequest(
+    harness.info.adminUrl,
+    `/bench-go?bytes=${BULK}&rounds=${ROUNDS}${derp ? "&derp=1" : ""}`
+  ).finally(() => recording?.stop())
+  const parsed = JSON.parse(answer)
   return {
     tcpMBps: parsed.tcpMBps,
     rttTcp: [parsed.rttP50Us.tcp, parsed.rttP99Us.tcp],
     rttUdp: [parsed.rttP50Us.udp, parsed.rttP99Us.udp],
     traffic: trafficSince(before),
-    reportedPath: parsed.path
+    reportedPath: parsed.path,
+    // The harness's whole process: the Go bench node, and the echo peer it talks to.
+    bulkCpuSeconds: parsed.bulkCpuSeconds
   }
 }
 
@@ -317,6 +421,49 @@ interface HarnessInfo {
   authKey: string
   adminUrl: string
   peer: { ipv4: string; tcpEchoPort: number; udpEchoPort: number }
+}
+
+/** A running harness: its ready line and its process id (the Go nodes' process). */
+interface Harness {
+  readonly info: HarnessInfo
+  readonly pid: number
+}
+
+/**
+ * `--profile`: `perf record` (call graphs, 499 Hz) of process `pid` into
+ * `.cache/bench/profiles/<name>.perf.data`, until `stop` or the process exits; then a flat
+ * report of the hottest symbols beside it (`<name>.txt`). Node subjects run with
+ * `--perf-basic-prof`, so JavaScript frames have names.
+ */
+const recordProfile = (pid: number, name: string) => {
+  mkdirSync(profileDir, { recursive: true })
+  const data = join(profileDir, `${name}.perf.data`)
+  const perf = spawn("perf", ["record", "-F", "499", "-g", "-q", "-o", data, "-p", String(pid)], {
+    stdio: ["ignore", "ignore", "inherit"]
+  })
+  const finished = new Promise<void>((resolve) => perf.once("close", () => resolve()))
+  perf.once("error", (error) => progress(`  perf record failed: ${error.message}`))
+  return {
+    stop: async () => {
+      perf.kill("SIGINT")
+      await finished
+      const report = spawnSync("perf", [
+        "report",
+        "-i",
+        data,
+        "--stdio",
+        "--no-children",
+        "--sort",
+        "dso,sym",
+        "--percent-limit",
+        "0.5",
+        "-g",
+        "none"
+      ], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 })
+      writeFileSync(join(profileDir, `${name}.txt`), report.stdout ?? "")
+      progress(`  profile: ${data} (report: ${name}.txt)`)
+    }
+  }
 }
 
 const rssMiB = () => {
@@ -378,6 +525,7 @@ const worker = async (name: string, info: HarnessInfo): Promise<unknown> => {
       await adminRequest(info.adminUrl, `/wait-peer?ip=${ip}&timeout=30000`)
       const raw = await rawSubject(device, ip, target, 5500)
       await raw.roundTripTcp() // first packets wait for the WireGuard handshake
+      if (onLan()) progress(`  direct after ${await untilDirect(raw)} ms`)
       const before = netCounters()
       const figures = await measure(raw)
       figures.traffic = trafficSince(before)
@@ -401,6 +549,7 @@ const worker = async (name: string, info: HarnessInfo): Promise<unknown> => {
       await adminRequest(info.adminUrl, `/wait-peer?ip=${effectIp}&timeout=30000`)
       const viaEffect = await effectSubject(service, target, 5501)
       await viaEffect.roundTripTcp()
+      if (onLan()) progress(`  direct after ${await untilDirect(viaEffect)} ms`)
       const before = netCounters()
       const figures = await measure(viaEffect)
       figures.traffic = trafficSince(before)
@@ -459,13 +608,14 @@ const worker = async (name: string, info: HarnessInfo): Promise<unknown> => {
 }
 
 /** Runs `--subject name` in a fresh Node process against the running harness; its last stdout line is the result. */
-const inOwnProcess = <A>(name: string, info: HarnessInfo): Promise<A> =>
+const inOwnProcess = <A>(name: string, harness: Harness, topology: TopologyName = "loopback"): Promise<A> =>
   new Promise((resolve, reject) => {
     const passed = ["--connections", "--devices"].flatMap((
       f
     ) => (args.includes(f) ? [f, args[args.indexOf(f) + 1]!] : []))
     const child = spawn(process.execPath, [
       ...process.execArgv,
+      ...(profile ? ["--perf-basic-prof"] : []),
       self,
       "--subject",
       name,
@@ -473,14 +623,23 @@ const inOwnProcess = <A>(name: string, info: HarnessInfo): Promise<A> =>
       ...(json ? ["--json"] : [])
     ], {
       stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, BENCH_HARNESS_INFO: JSON.stringify(info) }
+      env: {
+        ...process.env,
+        BENCH_HARNESS_INFO: JSON.stringify(harness.info),
+        BENCH_HARNESS_PID: String(harness.pid),
+        BENCH_TOPOLOGY: topology
+      }
     })
+    const recording = profile && (name === "addon" || name === "effect")
+      ? recordProfile(child.pid!, `${name}-${topology}`)
+      : undefined
     let last = ""
     createInterface({ input: child.stdout! }).on("line", (line) => {
       if (line.trim() !== "") last = line
     })
     child.once("error", reject)
-    child.once("close", (code) => {
+    child.once("close", async (code) => {
+      await recording?.stop()
       if (code !== 0) return reject(new Error(`the ${name} subject exited with ${code}`))
       try {
         resolve(JSON.parse(last) as A)
@@ -492,142 +651,234 @@ const inOwnProcess = <A>(name: string, info: HarnessInfo): Promise<A> =>
 
 type GoFigures = Omit<Figures, "lookupsPerSec">
 
-const main = async () => {
-  const harness = await startHarness()
-  const info = harness.ready as HarnessInfo
-  try {
-    const samples = {
-      effect: [] as Array<Figures>,
-      addon: [] as Array<Figures>,
-      rust: [] as Array<Figures>,
-      go: [] as Array<GoFigures>,
-      goDerp: [] as Array<GoFigures>
-    }
-    const subjects: Array<readonly [string, () => Promise<void>]> = [
-      ["raw addon", async () => {
-        samples.addon.push(await inOwnProcess<Figures>("addon", info))
-      }],
-      ["Effect service", async () => {
-        samples.effect.push(await inOwnProcess<Figures>("effect", info))
-      }],
-      ["Rust crate directly", async () => {
-        samples.rust.push(await rustBaseline(info))
-      }],
-      ["Go tsnet node (direct)", async () => {
-        samples.go.push(await goBaseline(info, false))
-      }],
+const keys = ["effect", "addon", "rust", "go", "goDerp"] as const
+type Key = (typeof keys)[number]
+/** On the LAN every subject goes direct; Go's relay-only node would repeat the loopback figure. */
+const lanKeys = ["effect", "addon", "rust", "go"] as const
+type Samples = Record<Key, Array<GoFigures>>
+
+/** Every subject measured `runs` times against one harness on `topology`, the order rotating. */
+const measureTopology = async (topology: TopologyName, harness: Harness): Promise<Samples> => {
+  const samples: Samples = { effect: [], addon: [], rust: [], go: [], goDerp: [] }
+  const subjects: Array<readonly [string, () => Promise<void>]> = [
+    ["raw addon", async () => {
+      samples.addon.push(await inOwnProcess<Figures>("addon", harness, topology))
+    }],
+    ["Effect service", async () => {
+      samples.effect.push(await inOwnProcess<Figures>("effect", harness, topology))
+    }],
+    ["Rust crate directly", async () => {
+      samples.rust.push(await rustBaseline(harness, topology))
+    }],
+    ["Go tsnet node (direct)", async () => {
+      samples.go.push(await goBaseline(harness, false, topology))
+    }],
+    ...(topology === "lan" ? [] : [
       ["Go tsnet node (DERP only)", async () => {
-        samples.goDerp.push(await goBaseline(info, true))
-      }]
-    ]
-    for (let run = 1; run <= runs; run++) {
-      // Each run starts with the next subject, so none always goes first or last.
-      for (let i = 0; i < subjects.length; i++) {
-        const [name, measureOne] = subjects[(i + run - 1) % subjects.length]!
-        progress(`▸ run ${run}/${runs}: ${name}`)
-        await measureOne()
-      }
+        samples.goDerp.push(await goBaseline(harness, true, topology))
+      }] as const
+    ])
+  ]
+  for (let run = 1; run <= runs; run++) {
+    // Each run starts with the next subject, so none always goes first or last.
+    for (let i = 0; i < subjects.length; i++) {
+      const [name, measureOne] = subjects[(i + run - 1) % subjects.length]!
+      progress(`▸ ${topology}, run ${run}/${runs}: ${name}`)
+      await measureOne()
     }
+  }
+  progress(
+    `  ${topology} speed (medians): ${
+      JSON.stringify(Object.fromEntries(keys.map((k) => [k, median(samples[k].map((f) => f.tcpMBps))])))
+    }`
+  )
+  return samples
+}
 
-    const keys = ["effect", "addon", "rust", "go", "goDerp"] as const
-    progress(
-      `  speed (medians): ${JSON.stringify({ tcpMBps: keys.map((k) => median(samples[k].map((f) => f.tcpMBps))) })}`
-    )
-    progress(
-      `▸ memory: ${CONNECTIONS} TCP connections through the Effect service (each connect asks the crate's control actor, which the loopback tailnet's throttle holds up to 250 ms)`
-    )
-    const connections = await inOwnProcess<{ before: number; after: number; pct: number }>("memory-connections", info)
-    progress(`▸ memory: ${DEVICES} devices created and shut down`)
-    const devices = await inOwnProcess<{ before: number; after: number; pct: number }>("memory-devices", info)
-    progress(`▸ idle CPU over ${IDLE_MS / 1000} s after ${SHUTDOWN_CYCLES} devices were connected and shut down`)
-    const idleCpu = await inOwnProcess<number>("idle-cpu", info)
-    progress("▸ fake tailnet TCP throughput")
-    const fake = await inOwnProcess<number>("fake", info)
+const withHarness = async <A>(topology: TopologyName, use: (harness: Harness) => Promise<A>): Promise<A> => {
+  const running = await startHarness({ topology })
+  try {
+    return await use({ info: running.ready as HarnessInfo, pid: running.pid })
+  } finally {
+    await running.stop()
+  }
+}
 
-    const p99 = (figures: Array<GoFigures>, key: "rttTcp" | "rttUdp") =>
-      median(figures.map((f) => (f[key].length === 2 ? f[key][1]! : percentile(f[key], 0.99))))
-    const p50 = (figures: Array<GoFigures>, key: "rttTcp" | "rttUdp") =>
-      median(figures.map((f) => (f[key].length === 2 ? f[key][0]! : percentile(f[key], 0.5))))
-    const bySubject = (f: (figures: Array<GoFigures>) => number) =>
-      Object.fromEntries(keys.map((k) => [k, f(samples[k])])) as Record<(typeof keys)[number], number>
-    const path = Object.fromEntries(keys.map((k) => {
-      const traffic = samples[k].flatMap((f) => (f.traffic ? [f.traffic] : []))
-      const via = [...new Set(traffic.map(pathOf))].join("/")
-      const reported = [...new Set(samples[k].flatMap((f) => (f.reportedPath ? [f.reportedPath] : [])))].join("/")
-      return [k, {
-        via,
-        udpDatagrams: median(traffic.map((t) => t.udpDatagrams)),
-        tcpSegments: median(traffic.map((t) => t.tcpSegments)),
-        ...(reported === "" ? {} : { reported })
-      }]
-    }))
-    const result = {
-      tcpMBps: { ...bySubject((f) => median(f.map((x) => x.tcpMBps))), fake },
-      rttP50Us: { tcp: bySubject((f) => p50(f, "rttTcp")), udp: bySubject((f) => p50(f, "rttUdp")) },
-      rttP99Us: { tcp: bySubject((f) => p99(f, "rttTcp")), udp: bySubject((f) => p99(f, "rttUdp")) },
-      lookupsPerSec: {
-        effect: median(samples.effect.map((f) => f.lookupsPerSec)),
-        addon: median(samples.addon.map((f) => f.lookupsPerSec)),
-        rust: median(samples.rust.map((f) => f.lookupsPerSec))
-      },
-      addonCallP50Us: median(samples.addon.map((f) => f.callUs ?? NaN)),
-      addonOneWriteMBps: median(samples.addon.map((f) => f.oneWriteMBps ?? NaN)),
-      rssGrowthPct: { connections: connections.pct, devices: devices.pct },
-      rssMiB: { connections: [connections.before, connections.after], devices: [devices.before, devices.after] },
-      idleCpuPctAfterShutdowns: idleCpu,
-      path,
-      counts: { connections: CONNECTIONS, devices: DEVICES, shutdownsBeforeIdle: SHUTDOWN_CYCLES },
-      runs
+const p99 = (figures: Array<GoFigures>, key: "rttTcp" | "rttUdp") =>
+  median(figures.map((f) => (f[key].length === 2 ? f[key][1]! : percentile(f[key], 0.99))))
+const p50 = (figures: Array<GoFigures>, key: "rttTcp" | "rttUdp") =>
+  median(figures.map((f) => (f[key].length === 2 ? f[key][0]! : percentile(f[key], 0.5))))
+
+/** The JSON figures of one topology's samples, per subject measured there. */
+const summarize = (samples: Samples, subjects: ReadonlyArray<Key>) => {
+  const bySubject = (f: (figures: Array<GoFigures>) => number) =>
+    Object.fromEntries(subjects.map((k) => [k, f(samples[k])])) as Record<Key, number>
+  const path = Object.fromEntries(subjects.map((k) => {
+    const traffic = samples[k].flatMap((f) => (f.traffic ? [f.traffic] : []))
+    const reported = [...new Set(samples[k].flatMap((f) => (f.reportedPath ? [f.reportedPath] : [])))].join("/")
+    // The Go nodes live with the echo peer: on the LAN their traffic never crosses this namespace.
+    const via = traffic.every((t) => t.udpDatagrams + t.tcpSegments < 1000) && reported !== ""
+      ? reported
+      : [...new Set(traffic.map(pathOf))].join("/")
+    return [k, {
+      via,
+      udpDatagrams: median(traffic.map((t) => t.udpDatagrams)),
+      tcpSegments: median(traffic.map((t) => t.tcpSegments)),
+      ...(reported === "" ? {} : { reported })
+    }]
+  })) as Record<Key, { via: string; udpDatagrams: number; tcpSegments: number; reported?: string }>
+  const perGiB = (seconds: number | undefined) => (seconds ?? NaN) / (BULK / GiB)
+  return {
+    tcpMBps: bySubject((f) => median(f.map((x) => x.tcpMBps))),
+    rttP50Us: { tcp: bySubject((f) => p50(f, "rttTcp")), udp: bySubject((f) => p50(f, "rttUdp")) },
+    rttP99Us: { tcp: bySubject((f) => p99(f, "rttTcp")), udp: bySubject((f) => p99(f, "rttUdp")) },
+    path,
+    cpuSecondsPerGiB: bySubject((f) => median(f.map((x) => perGiB(x.bulkCpuSeconds)))),
+    peerCpuSecondsPerGiB: bySubject((f) => median(f.map((x) => perGiB(x.peerBulkCpuSeconds))))
+  }
+}
+
+const main = async () => {
+  const measured: Partial<Record<TopologyName, ReturnType<typeof summarize>>> = {}
+  let rest:
+    | {
+      connections: { before: number; after: number; pct: number }
+      devices: { before: number; after: number; pct: number }
+      idleCpu: number
+      fake: number
+      lookupsPerSec: { effect: number; addon: number; rust: number }
+      addonCallP50Us: number
+      addonOneWriteMBps: number
     }
-    if (json) {
-      console.log(JSON.stringify(result))
-    } else {
-      const f = (n: number) => (Number.isFinite(n) ? n.toFixed(n >= 100 ? 0 : 1) : "-")
-      const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}x` : "-")
-      const row = (values: Record<string, number>) => keys.map((k) => f(values[k] ?? NaN).padStart(8)).join("  ")
-      console.log(
-        `\nmedians of ${runs} runs, each subject in its own process; ratios are against the Rust crate used directly (same run)\n`
+    | undefined
+  for (const topology of topologies) {
+    await withHarness(topology, async (harness) => {
+      const samples = await measureTopology(topology, harness)
+      measured[topology] = summarize(samples, topology === "lan" ? lanKeys : keys)
+      if (topology !== "loopback") return
+      progress(
+        `▸ memory: ${CONNECTIONS} TCP connections through the Effect service (each connect asks the crate's control actor, which the loopback tailnet's throttle holds up to 250 ms)`
       )
-      console.log("                         Effect     addon      Rust  Go direct   Go DERP")
-      console.log(
-        `TCP MB/s (echo, 32 MiB)  ${row(result.tcpMBps)}   Effect/Rust ${
-          ratio(result.tcpMBps.effect, result.tcpMBps.rust)
-        }, Effect/Go DERP ${ratio(result.tcpMBps.effect, result.tcpMBps.goDerp)}`
+      const connections = await inOwnProcess<{ before: number; after: number; pct: number }>(
+        "memory-connections",
+        harness
       )
-      for (const proto of ["tcp", "udp"] as const) {
-        console.log(
-          `${proto.toUpperCase()} RTT p50 µs          ${row(result.rttP50Us[proto])}   Effect/Rust ${
-            ratio(result.rttP50Us[proto].effect, result.rttP50Us[proto].rust)
-          }`
-        )
-        console.log(`${proto.toUpperCase()} RTT p99 µs          ${row(result.rttP99Us[proto])}`)
+      progress(`▸ memory: ${DEVICES} devices created and shut down`)
+      const devices = await inOwnProcess<{ before: number; after: number; pct: number }>("memory-devices", harness)
+      progress(`▸ idle CPU over ${IDLE_MS / 1000} s after ${SHUTDOWN_CYCLES} devices were connected and shut down`)
+      const idleCpu = await inOwnProcess<number>("idle-cpu", harness)
+      progress("▸ fake tailnet TCP throughput")
+      const fake = await inOwnProcess<number>("fake", harness)
+      rest = {
+        connections,
+        devices,
+        idleCpu,
+        fake,
+        lookupsPerSec: {
+          effect: median(samples.effect.map((f) => (f as Figures).lookupsPerSec)),
+          addon: median(samples.addon.map((f) => (f as Figures).lookupsPerSec)),
+          rust: median(samples.rust.map((f) => (f as Figures).lookupsPerSec))
+        },
+        addonCallP50Us: median(samples.addon.map((f) => (f as Figures).callUs ?? NaN)),
+        addonOneWriteMBps: median(samples.addon.map((f) => (f as Figures).oneWriteMBps ?? NaN))
       }
-      console.log(`path                     ${keys.map((k) => String(path[k]!.via).padStart(8)).join("  ")}`)
+    })
+  }
+
+  const loop = measured.loopback
+  const lan = measured.lan
+  const cpuSecondsPerGiB = { ...loop?.cpuSecondsPerGiB, ...(lan ? { lan: lan.cpuSecondsPerGiB } : {}) }
+  const result = {
+    tcpMBps: {
+      ...loop?.tcpMBps,
+      ...(rest ? { fake: rest.fake } : {}),
+      ...(lan ? { lan: lan.tcpMBps } : {})
+    },
+    rttP50Us: { ...loop?.rttP50Us, ...(lan ? { lan: lan.rttP50Us } : {}) },
+    rttP99Us: { ...loop?.rttP99Us, ...(lan ? { lan: lan.rttP99Us } : {}) },
+    ...(rest
+      ? {
+        lookupsPerSec: rest.lookupsPerSec,
+        addonCallP50Us: rest.addonCallP50Us,
+        addonOneWriteMBps: rest.addonOneWriteMBps,
+        rssGrowthPct: { connections: rest.connections.pct, devices: rest.devices.pct },
+        rssMiB: {
+          connections: [rest.connections.before, rest.connections.after],
+          devices: [rest.devices.before, rest.devices.after]
+        },
+        idleCpuPctAfterShutdowns: rest.idleCpu
+      }
+      : {}),
+    path: { ...loop?.path, ...(lan ? { lan: lan.path } : {}) },
+    /** CPU seconds of each subject's process per GiB of the bulk echo (Go: the harness, both nodes). */
+    cpuSecondsPerGiB,
+    /** CPU seconds of the harness (the echo peer's process) per GiB of each subject's bulk echo. */
+    peerCpuSecondsPerGiB: { ...loop?.peerCpuSecondsPerGiB, ...(lan ? { lan: lan.peerCpuSecondsPerGiB } : {}) },
+    counts: { connections: CONNECTIONS, devices: DEVICES, shutdownsBeforeIdle: SHUTDOWN_CYCLES },
+    topologies,
+    runs
+  }
+  if (json) {
+    console.log(JSON.stringify(result))
+    return
+  }
+  const f = (n: number | undefined) =>
+    n !== undefined && Number.isFinite(n) ? n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2) : "-"
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a !== undefined && b !== undefined && b > 0 ? `${(a / b).toFixed(2)}x` : "-"
+  const row = (values: Partial<Record<string, number>> | undefined) =>
+    keys.map((k) => f(values?.[k]).padStart(8)).join("  ")
+  console.log(
+    `\nmedians of ${runs} runs, each subject in its own process; ratios are against the Rust crate used directly (same run)`
+  )
+  for (const [topology, m] of Object.entries(measured)) {
+    console.log(
+      `\n${topology === "lan" ? "lan (direct UDP)" : "loopback (our devices relay through DERP)"}`
+    )
+    console.log("                         Effect     addon      Rust  Go direct   Go DERP")
+    console.log(
+      `TCP MB/s (echo, 32 MiB)  ${row(m.tcpMBps)}   Effect/Rust ${ratio(m.tcpMBps.effect, m.tcpMBps.rust)}, Effect/Go ${
+        ratio(m.tcpMBps.effect, m.tcpMBps.go)
+      }, Effect/Go DERP ${ratio(m.tcpMBps.effect, m.tcpMBps.goDerp)}`
+    )
+    for (const proto of ["tcp", "udp"] as const) {
       console.log(
-        `one addon call p50 µs    ${"".padStart(8)}  ${
-          f(result.addonCallP50Us).padStart(8)
-        }   (an empty write: each round trip pays two)`
-      )
-      console.log(
-        `one write, MB/s          ${"".padStart(8)}  ${
-          f(result.addonOneWriteMBps).padStart(8)
-        }   the echo as one write; /64 KiB writes ${ratio(result.addonOneWriteMBps, result.tcpMBps.addon)}`
-      )
-      console.log(
-        `peerByName per second    ${row(result.lookupsPerSec)}   Effect/addon ${
-          ratio(result.lookupsPerSec.effect, result.lookupsPerSec.addon)
+        `${proto.toUpperCase()} RTT p50 µs          ${row(m.rttP50Us[proto])}   Effect/Rust ${
+          ratio(m.rttP50Us[proto].effect, m.rttP50Us[proto].rust)
         }`
       )
-      console.log(
-        `RSS growth: ${f(connections.pct)}% after ${CONNECTIONS} connections (${f(connections.before)} → ${
-          f(connections.after)
-        } MiB), ${f(devices.pct)}% after ${DEVICES} devices (${f(devices.before)} → ${f(devices.after)} MiB)`
-      )
-      console.log(`idle CPU after ${SHUTDOWN_CYCLES} device shutdowns: ${f(idleCpu)}% of a core`)
-      console.log(`fake tailnet TCP: ${f(fake)} MB/s`)
+      console.log(`${proto.toUpperCase()} RTT p99 µs          ${row(m.rttP99Us[proto])}`)
     }
-  } finally {
-    await harness.stop()
+    console.log(`path                     ${keys.map((k) => String(m.path[k]?.via ?? "-").padStart(8)).join("  ")}`)
+    console.log(`CPU s per GiB            ${row(m.cpuSecondsPerGiB)}   (Go: both Go nodes)`)
+    console.log(`echo peer CPU s per GiB  ${row(m.peerCpuSecondsPerGiB)}`)
+  }
+  if (rest) {
+    console.log("")
+    console.log(
+      `one addon call p50 µs    ${"".padStart(8)}  ${
+        f(rest.addonCallP50Us).padStart(8)
+      }   (an empty write: each round trip pays two)`
+    )
+    console.log(
+      `one write, MB/s          ${"".padStart(8)}  ${
+        f(rest.addonOneWriteMBps).padStart(8)
+      }   the echo as one write; /64 KiB writes ${ratio(rest.addonOneWriteMBps, loop?.tcpMBps.addon)}`
+    )
+    console.log(
+      `peerByName per second    ${row(rest.lookupsPerSec)}   Effect/addon ${
+        ratio(rest.lookupsPerSec.effect, rest.lookupsPerSec.addon)
+      }`
+    )
+    console.log(
+      `RSS growth: ${f(rest.connections.pct)}% after ${CONNECTIONS} connections (${f(rest.connections.before)} → ${
+        f(rest.connections.after)
+      } MiB), ${f(rest.devices.pct)}% after ${DEVICES} devices (${f(rest.devices.before)} → ${
+        f(rest.devices.after)
+      } MiB)`
+    )
+    console.log(`idle CPU after ${SHUTDOWN_CYCLES} device shutdowns: ${f(rest.idleCpu)}% of a core`)
+    console.log(`fake tailnet TCP: ${f(rest.fake)} MB/s`)
   }
 }
 

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"tailscale.com/envknob"
@@ -130,6 +131,7 @@ func measure(ctx context.Context, node *tsnet.Server, target peerInfo, bytes, ro
 		tcpRTT = append(tcpRTT, float64(time.Since(started).Microseconds()))
 	}
 
+	cpuBefore := processCPUSeconds()
 	started := time.Now()
 	writeErr := make(chan error, 1)
 	go func() {
@@ -151,6 +153,7 @@ func measure(ctx context.Context, node *tsnet.Server, target peerInfo, bytes, ro
 		return nil, fmt.Errorf("bulk write: %w", err)
 	}
 	tcpMBps := float64(bytes) / time.Since(started).Seconds() / 1e6
+	bulkCPUSeconds := processCPUSeconds() - cpuBefore
 
 	ip4, _ := node.TailscaleIPs()
 	pc, err := node.ListenPacket("udp", netip.AddrPortFrom(ip4, 5700).String())
@@ -173,10 +176,12 @@ func measure(ctx context.Context, node *tsnet.Server, target peerInfo, bytes, ro
 		udpRTT = append(udpRTT, float64(time.Since(started).Microseconds()))
 	}
 	return map[string]any{
-		"path":     pathTo(ctx, node, target.IPv4),
-		"tcpMBps":  tcpMBps,
-		"rttP50Us": map[string]float64{"tcp": percentile(tcpRTT, 0.5), "udp": percentile(udpRTT, 0.5)},
-		"rttP99Us": map[string]float64{"tcp": percentile(tcpRTT, 0.99), "udp": percentile(udpRTT, 0.99)},
+		"path":    pathTo(ctx, node, target.IPv4),
+		"tcpMBps": tcpMBps,
+		// The whole harness process: the Go bench node and the echo peer it talks to.
+		"bulkCpuSeconds": bulkCPUSeconds,
+		"rttP50Us":       map[string]float64{"tcp": percentile(tcpRTT, 0.5), "udp": percentile(udpRTT, 0.5)},
+		"rttP99Us":       map[string]float64{"tcp": percentile(tcpRTT, 0.99), "udp": percentile(udpRTT, 0.99)},
 	}, nil
 }
 
@@ -205,4 +210,13 @@ func pathTo(ctx context.Context, node *tsnet.Server, ip string) string {
 		}
 	}
 	return "unknown"
+}
+
+// processCPUSeconds is the CPU time (user and system) this process has used so far.
+func processCPUSeconds() float64 {
+	var usage syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
+		return 0
+	}
+	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano()).Seconds()
 }
