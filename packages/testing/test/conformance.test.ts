@@ -97,112 +97,116 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           assert.deepStrictEqual(seen.tags, ["tag:conformance"])
         }))
 
-      it.effect("user identity: an untagged node is owned by the tailnet's user, a tagged one by its tags alone", () =>
-        Effect.gen(function*() {
-          const { device: owned, ipv4: ownedIp, provider } = yield* joinReachable("conformance-owned")
-          const tagged = yield* provider.join("conformance-tagged", { tags: ["tag:conformance"] })
-          const taggedIp = NetAddress.formatIp(yield* tagged.ipv4)
-          yield* provider.reachable(taggedIp)
-          const expectUser = (node: NodeInfo, what: string) => {
-            const user = Option.getOrThrow(node.user)
-            assert.deepStrictEqual(
-              { id: user.id, loginName: user.loginName, displayName: Option.getOrNull(user.displayName) },
-              provider.user,
-              what
-            )
-            assert.isFalse(node.isTagged, what)
-          }
-          expectUser(yield* owned.self, "self")
-          const taggedSelf = yield* tagged.self
-          assert.isTrue(Option.isNone(taggedSelf.user), "a tagged node has no user")
-          assert.deepStrictEqual(taggedSelf.tags, ["tag:conformance"])
-          assert.isTrue(taggedSelf.isTagged)
-          // As peers see them, and as the echo peer (untagged) is seen.
-          expectUser(Option.getOrThrow(yield* tagged.peerByIp(ownedIp)), "an untagged peer")
-          const taggedPeer = yield* Effect.flatMap(owned.peerByIp(taggedIp), Effect.fromOption)
-          assert.isTrue(Option.isNone(taggedPeer.user))
-          assert.deepStrictEqual(taggedPeer.tags, ["tag:conformance"])
-          expectUser(Option.getOrThrow(yield* owned.peerByName(provider.echoPeer.hostname)), "the echo peer")
-          // Who is calling: the tagged device, then the echo peer, dial the owned one.
-          const listener = yield* owned.listen(9110)
-          const callers = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
-            const found: Array<NodeInfo> = []
-            for (let i = 0; i < 2; i++) {
-              const connection = yield* listener.accept()
-              found.push(yield* TailnetCaller.ofStream(connection).pipe(Effect.provideService(Tailscale, owned)))
-              yield* connection.write("ok")
+      describe("user identity", () => {
+        it.effect("an untagged node is owned by the tailnet's user, a tagged one by its tags alone", () =>
+          Effect.gen(function*() {
+            const { device: owned, ipv4: ownedIp, provider } = yield* joinReachable("conformance-owned")
+            const tagged = yield* provider.join("conformance-tagged", { tags: ["tag:conformance"] })
+            const taggedIp = NetAddress.formatIp(yield* tagged.ipv4)
+            yield* provider.reachable(taggedIp)
+            const expectUser = (node: NodeInfo, what: string) => {
+              const user = Option.getOrThrow(node.user)
+              assert.deepStrictEqual(
+                { id: user.id, loginName: user.loginName, displayName: Option.getOrNull(user.displayName) },
+                provider.user,
+                what
+              )
+              assert.isFalse(node.isTagged, what)
             }
-            return found
-          })))
-          const fromTagged = yield* tagged.dial({ ip: ownedIp, port: 9110 })
-          assert.isTrue(Option.isSome(yield* fromTagged.read()))
-          assert.strictEqual(yield* provider.echoPeerDials(`${ownedIp}:9110`, "??"), "ok")
-          const [taggedCaller, echoCaller] = yield* Fiber.join(callers)
-          assert.strictEqual(taggedCaller.hostname, "conformance-tagged")
-          assert.isTrue(Option.isNone(taggedCaller.user))
-          assert.deepStrictEqual(taggedCaller.tags, ["tag:conformance"])
-          assert.strictEqual(echoCaller.hostname, provider.echoPeer.hostname)
-          expectUser(echoCaller, "the echo peer as a caller")
-        }))
+            expectUser(yield* owned.self, "self")
+            const taggedSelf = yield* tagged.self
+            assert.isTrue(Option.isNone(taggedSelf.user), "a tagged node has no user")
+            assert.deepStrictEqual(taggedSelf.tags, ["tag:conformance"])
+            assert.isTrue(taggedSelf.isTagged)
+            // As peers see them, and as the echo peer (untagged) is seen.
+            expectUser(Option.getOrThrow(yield* tagged.peerByIp(ownedIp)), "an untagged peer")
+            const taggedPeer = yield* Effect.flatMap(owned.peerByIp(taggedIp), Effect.fromOption)
+            assert.isTrue(Option.isNone(taggedPeer.user))
+            assert.deepStrictEqual(taggedPeer.tags, ["tag:conformance"])
+            expectUser(Option.getOrThrow(yield* owned.peerByName(provider.echoPeer.hostname)), "the echo peer")
+            // Who is calling: the tagged device, then the echo peer, dial the owned one.
+            const listener = yield* owned.listen(9110)
+            const callers = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
+              const found: Array<NodeInfo> = []
+              for (let i = 0; i < 2; i++) {
+                const connection = yield* listener.accept()
+                found.push(yield* TailnetCaller.ofStream(connection).pipe(Effect.provideService(Tailscale, owned)))
+                yield* connection.write("ok")
+              }
+              return found
+            })))
+            const fromTagged = yield* tagged.dial({ ip: ownedIp, port: 9110 })
+            assert.isTrue(Option.isSome(yield* fromTagged.read()))
+            assert.strictEqual(yield* provider.echoPeerDials(`${ownedIp}:9110`, "??"), "ok")
+            const [taggedCaller, echoCaller] = yield* Fiber.join(callers)
+            assert.strictEqual(taggedCaller.hostname, "conformance-tagged")
+            assert.isTrue(Option.isNone(taggedCaller.user))
+            assert.deepStrictEqual(taggedCaller.tags, ["tag:conformance"])
+            assert.strictEqual(echoCaller.hostname, provider.echoPeer.hostname)
+            expectUser(echoCaller, "the echo peer as a caller")
+          }))
+      })
 
-      it.effect("capabilities: a caller's app capabilities and node capabilities, decoded with a Schema", () =>
-        Effect.gen(function*() {
-          const { device: server, ipv4: serverIp, provider } = yield* joinReachable("conformance-caps-server")
-          const client = yield* provider.join("conformance-caps-client", { tags: ["tag:conformance"] })
-          const clientIp = NetAddress.formatIp(yield* client.ipv4)
-          yield* provider.reachable(clientIp)
-          const files = "example.com/cap/files"
-          const level = "example.com/cap/level"
-          yield* Effect.acquireRelease(
-            provider.setAppCapabilities({
-              [files]: [{ shares: ["docs", "photos"], write: false }, { shares: ["inbox"], write: true }],
-              "example.com/cap/flag": []
-            }),
-            () =>
-              Effect.orDie(provider.setAppCapabilities({}))
-          ).pipe(Effect.orDie)
-          yield* provider.setNodeCapabilities(client, { [level]: [3] }).pipe(Effect.orDie)
-          // Control sends the new policy to every device; wait until the server has it.
-          const caller = yield* Effect.flatMap(server.whoIs(clientIp), Effect.fromOption).pipe(
-            Effect.filterOrFail((found) => found.hasCapability(files) && found.hasCapability(level)),
-            Effect.retry({ schedule: Schedule.spaced("200 millis"), times: 150 })
-          )
-          const Files = Schema.Struct({ shares: Schema.Array(Schema.String), write: Schema.Boolean })
-          assert.deepStrictEqual(yield* caller.capability(files, Files), [
-            { shares: ["docs", "photos"], write: false },
-            { shares: ["inbox"], write: true }
-          ])
-          assert.deepStrictEqual(yield* caller.capability(level, Schema.Number), [3], "a node capability")
-          assert.isTrue(caller.hasCapability("example.com/cap/flag"), "a capability without values")
-          assert.deepStrictEqual(yield* caller.capability("example.com/cap/flag", Schema.Unknown), [])
-          assert.isFalse(caller.hasCapability("example.com/cap/none"))
-          assert.deepStrictEqual(yield* caller.capability("example.com/cap/none", Schema.String), [])
-          const wrong = yield* Effect.flip(caller.capability(files, Schema.String))
-          assert.strictEqual(wrong.reason._tag, "InvalidCapability")
-          assert.include(wrong.message, files)
-          // The same through a connection, with TailnetCaller in context.
-          const listener = yield* server.listen(9111)
-          const handled = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
-            const connection = yield* listener.accept()
-            const found = yield* TailnetCaller.ofStream(connection).pipe(Effect.provideService(Tailscale, server))
-            const check = Effect.all([
-              TailnetCaller.hasCapability(files),
-              TailnetCaller.capability(files, Files),
-              TailnetCaller.hasCapability("example.com/cap/none")
-            ]).pipe(Effect.provideService(TailnetCaller.TailnetCaller, found))
-            yield* connection.write("ok")
-            return yield* check
-          })))
-          const stream = yield* client.dial({ ip: serverIp, port: 9111 })
-          yield* stream.read()
-          const [has, granted, hasNone] = yield* Fiber.join(handled)
-          assert.isTrue(has)
-          assert.strictEqual(granted.length, 2)
-          assert.isFalse(hasNone)
-          // The server's own peer table carries the node capabilities as JSON texts.
-          const seen = Option.getOrThrow(yield* server.peerByIp(clientIp))
-          assert.deepStrictEqual(seen.nodeCapabilities[level], ["3"])
-        }), { timeout: 120_000 })
+      describe("capabilities", () => {
+        it.effect("a caller's app capabilities and node capabilities, decoded with a Schema", () =>
+          Effect.gen(function*() {
+            const { device: server, ipv4: serverIp, provider } = yield* joinReachable("conformance-caps-server")
+            const client = yield* provider.join("conformance-caps-client", { tags: ["tag:conformance"] })
+            const clientIp = NetAddress.formatIp(yield* client.ipv4)
+            yield* provider.reachable(clientIp)
+            const files = "example.com/cap/files"
+            const level = "example.com/cap/level"
+            yield* Effect.acquireRelease(
+              provider.setAppCapabilities({
+                [files]: [{ shares: ["docs", "photos"], write: false }, { shares: ["inbox"], write: true }],
+                "example.com/cap/flag": []
+              }),
+              () =>
+                Effect.orDie(provider.setAppCapabilities({}))
+            ).pipe(Effect.orDie)
+            yield* provider.setNodeCapabilities(client, { [level]: [3] }).pipe(Effect.orDie)
+            // Control sends the new policy to every device; wait until the server has it.
+            const caller = yield* Effect.flatMap(server.whoIs(clientIp), Effect.fromOption).pipe(
+              Effect.filterOrFail((found) => found.hasCapability(files) && found.hasCapability(level)),
+              Effect.retry({ schedule: Schedule.spaced("200 millis"), times: 150 })
+            )
+            const Files = Schema.Struct({ shares: Schema.Array(Schema.String), write: Schema.Boolean })
+            assert.deepStrictEqual(yield* caller.capability(files, Files), [
+              { shares: ["docs", "photos"], write: false },
+              { shares: ["inbox"], write: true }
+            ])
+            assert.deepStrictEqual(yield* caller.capability(level, Schema.Number), [3], "a node capability")
+            assert.isTrue(caller.hasCapability("example.com/cap/flag"), "a capability without values")
+            assert.deepStrictEqual(yield* caller.capability("example.com/cap/flag", Schema.Unknown), [])
+            assert.isFalse(caller.hasCapability("example.com/cap/none"))
+            assert.deepStrictEqual(yield* caller.capability("example.com/cap/none", Schema.String), [])
+            const wrong = yield* Effect.flip(caller.capability(files, Schema.String))
+            assert.strictEqual(wrong.reason._tag, "InvalidCapability")
+            assert.include(wrong.message, files)
+            // The same through a connection, with TailnetCaller in context.
+            const listener = yield* server.listen(9111)
+            const handled = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
+              const connection = yield* listener.accept()
+              const found = yield* TailnetCaller.ofStream(connection).pipe(Effect.provideService(Tailscale, server))
+              const check = Effect.all([
+                TailnetCaller.hasCapability(files),
+                TailnetCaller.capability(files, Files),
+                TailnetCaller.hasCapability("example.com/cap/none")
+              ]).pipe(Effect.provideService(TailnetCaller.TailnetCaller, found))
+              yield* connection.write("ok")
+              return yield* check
+            })))
+            const stream = yield* client.dial({ ip: serverIp, port: 9111 })
+            yield* stream.read()
+            const [has, granted, hasNone] = yield* Fiber.join(handled)
+            assert.isTrue(has)
+            assert.strictEqual(granted.length, 2)
+            assert.isFalse(hasNone)
+            // The server's own peer table carries the node capabilities as JSON texts.
+            const seen = Option.getOrThrow(yield* server.peerByIp(clientIp))
+            assert.deepStrictEqual(seen.nodeCapabilities[level], ["3"])
+          }), { timeout: 120_000 })
+      })
 
       it.effect("names are case-insensitive, as in DNS", () =>
         Effect.gen(function*() {
@@ -377,49 +381,50 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
           ])
         }), { timeout: 120_000 })
 
-      it.effect("peer list: every peer, then each that joins and leaves, as network maps arrive", () =>
-        Effect.gen(function*() {
-          const { device, provider } = yield* joinReachable("conformance-peers")
-          const { echoPeer } = provider
-          assert.include(
-            (yield* device.peers).map((peer) =>
-              peer.hostname
-            ),
-            echoPeer.hostname
-          )
-          const seen: Array<string> = []
-          yield* Effect.forkScoped(
-            Stream.runForEach(
-              device.peerChanges,
-              (change) =>
-                Effect.sync(() =>
-                  seen.push(`${change._tag} ${change.peer.hostname}`)
-                )
+      describe("peer list", () => {
+        it.effect("every peer, then each that joins and leaves, as network maps arrive", () =>
+          Effect.gen(function*() {
+            const { device, provider } = yield* joinReachable("conformance-peers")
+            const { echoPeer } = provider
+            assert.include(
+              (yield* device.peers).map((peer) =>
+                peer.hostname
+              ),
+              echoPeer.hostname
             )
-          )
-          const waitFor = (entry: string) =>
-            Effect.gen(function*() {
-              while (!seen.includes(entry)) {
-                yield* Effect.sleep("50 millis")
-              }
-            }).pipe(
-              Effect.timeoutOrElse({
-                duration: "60 seconds",
-                orElse: () =>
-                  Effect.die(new Error(`no ${entry} within 60 s; saw ${seen.join(", ")}`))
-              })
+            const seen: Array<string> = []
+            yield* Effect.forkScoped(
+              Stream.runForEach(
+                device.peerChanges,
+                (change) =>
+                  Effect.sync(() =>
+                    seen.push(`${change._tag} ${change.peer.hostname}`)
+                  )
+              )
             )
-          yield* waitFor(`Added ${echoPeer.hostname}`)
-          const scope = yield* Scope.make()
-          yield* provider.join("conformance-peers-newcomer").pipe(Scope.provide(scope))
-          yield* waitFor("Added conformance-peers-newcomer")
-          yield* Scope.close(scope, Exit.void)
-          // Tailscale's test control server never deletes a node, not even an ephemeral one that
-          // logged out (real control servers do, and the network map then removes the peer).
-          if (provider.name === "LocalTailnet") return
-          yield* waitFor("Removed conformance-peers-newcomer")
-          assert.notInclude((yield* device.peers).map((peer) => peer.hostname), "conformance-peers-newcomer")
-        }), { timeout: 120_000 })
+            const waitFor = (entry: string) =>
+              Effect.gen(function*() {
+                while (!seen.includes(entry)) {
+                  yield* Effect.sleep("50 millis")
+                }
+              }).pipe(
+                Effect.timeoutOrElse({
+                  duration: "60 seconds",
+                  orElse: () => Effect.die(new Error(`no ${entry} within 60 s; saw ${seen.join(", ")}`))
+                })
+              )
+            yield* waitFor(`Added ${echoPeer.hostname}`)
+            const scope = yield* Scope.make()
+            yield* provider.join("conformance-peers-newcomer").pipe(Scope.provide(scope))
+            yield* waitFor("Added conformance-peers-newcomer")
+            yield* Scope.close(scope, Exit.void)
+            // Tailscale's test control server never deletes a node, not even an ephemeral one that
+            // logged out (real control servers do, and the network map then removes the peer).
+            if (provider.name === "LocalTailnet") return
+            yield* waitFor("Removed conformance-peers-newcomer")
+            assert.notInclude((yield* device.peers).map((peer) => peer.hostname), "conformance-peers-newcomer")
+          }), { timeout: 120_000 })
+      })
 
       it.effect("ping: the echo peer answers by name, IP and node, with the path the pong took; pathTo agrees on its form", () =>
         Effect.gen(function*() {
@@ -431,10 +436,8 @@ const conformance = (name: string, provider: Layer.Layer<TailnetProvider, unknow
             assert.isTrue(Duration.isGreaterThanOrEqualTo(pong.latency, Duration.zero))
             assert.isTrue(Duration.isLessThan(pong.latency, Duration.seconds(20)))
             PeerPath.PeerPath.$match(pong.path, {
-              Direct: ({ endpoint }) =>
-                assert.match(endpoint, /^(\d+\.\d+\.\d+\.\d+|\[[0-9a-f:]+\]):\d+$/),
-              Relay: ({ region }) =>
-                assert.deepStrictEqual(region, peer.derpRegion)
+              Direct: ({ endpoint }) => assert.match(endpoint, /^(\d+\.\d+\.\d+\.\d+|\[[0-9a-f:]+\]):\d+$/),
+              Relay: ({ region }) => assert.deepStrictEqual(region, peer.derpRegion)
             })
           }
           const path = yield* device.pathTo(peer)
