@@ -257,17 +257,29 @@ const registration = (state: TailnetState, connect: RawConnectOptions, existing:
 const listenTcp = (node: FakeNode, ip: string, port: number): RawTcpListener => {
   const endpoint = `${bindable(node, ip)}|${port}`
   if (node.listeners.has(endpoint)) throw fail("ADDRESS_IN_USE", `TCP ${ip}:${port} is already bound on this device`)
+  return queueListener(node.listeners, endpoint, { ip, port })
+}
+
+/**
+ * A listener whose connections wait in a queue registered in `table` under `endpoint` until
+ * `accept`; closing it takes the queue out of `table`, unless another listener holds the
+ * endpoint by then (a device built again after a loss may listen on the same endpoint).
+ */
+const queueListener = (
+  table: Map<string, Channel<FakeStream>>,
+  endpoint: string,
+  localAddress: { readonly ip: string; readonly port: number }
+): RawTcpListener => {
   const incoming = new Channel<FakeStream>()
-  node.listeners.set(endpoint, incoming)
+  table.set(endpoint, incoming)
   let listenerClosed = false
   return {
     accept: () => incoming.take(),
-    localAddress: { ip, port },
+    localAddress,
     close: () => {
       if (listenerClosed) return
       listenerClosed = true
-      // A device built again after a loss may listen on the same endpoint by now.
-      if (node.listeners.get(endpoint) === incoming) node.listeners.delete(endpoint)
+      if (table.get(endpoint) === incoming) table.delete(endpoint)
       incoming.close(fail("DEVICE_CLOSED", "the TCP listener is closed"))
     }
   }
@@ -345,19 +357,7 @@ const dialOutside = async (
 export const listenOutside = (exitNode: FakeNode, ip: string, port: number): RawTcpListener | undefined => {
   const endpoint = `${ip}|${port}`
   if (exitNode.outside.has(endpoint)) return undefined
-  const incoming = new Channel<FakeStream>()
-  exitNode.outside.set(endpoint, incoming)
-  let listenerClosed = false
-  return {
-    accept: () => incoming.take(),
-    localAddress: { ip, port },
-    close: () => {
-      if (listenerClosed) return
-      listenerClosed = true
-      if (exitNode.outside.get(endpoint) === incoming) exitNode.outside.delete(endpoint)
-      incoming.close(fail("DEVICE_CLOSED", "the TCP listener is closed"))
-    }
-  }
+  return queueListener(exitNode.outside, endpoint, { ip, port })
 }
 
 /** A UDP socket on the node; what it sends goes through the tailnet's latency and loss. */
