@@ -58,8 +58,11 @@ import type * as TcpStream from "./TcpStream.ts"
 import { defaults as defaultTimeouts, TailscaleTimeouts, toMillis, within } from "./Timeouts.ts"
 import type * as UdpSocket from "./UdpSocket.ts"
 
-/** What an unbounded ping waits for at most, since the backend takes a number: a day. */
-const PING_FOREVER_MS = 86_400_000
+/**
+ * The longest a ping waits: the backend pings again every second until its limit, even after
+ * the caller gave up (a backend call runs to completion), so an unbounded ping is bounded here.
+ */
+const PING_LIMIT_MS = 600_000
 
 /**
  * Options every waiting call takes.
@@ -154,7 +157,8 @@ export interface TailscaleService {
    * Disco-pings a peer (by name, tailnet IP or `NodeInfo`), as `tailscale ping` does: through
    * its direct path when it has one, else to its UDP endpoints and through its DERP region at
    * once. The first pong gives the round trip and the path it took. Fails `Timeout` within the
-   * dial limit (or `timeout`), and `InvalidArgument` when no peer has that name or address.
+   * dial limit (or `timeout`; 10 minutes at most), and `InvalidArgument` when no peer has that
+   * name or address.
    */
   readonly ping: (peer: PeerInput, options?: CallOptions) => Effect.Effect<Pong, TailscaleError>
   /**
@@ -553,7 +557,7 @@ export const make: (
         const raw = yield* call("ping", "Infinity", (d) =>
           d.raw.ping === undefined
             ? Promise.reject(new Error("INTERNAL: this backend cannot ping"))
-            : d.raw.ping(formatIp(peer.ipv4), toMillis(limit) ?? PING_FOREVER_MS))
+            : d.raw.ping(formatIp(peer.ipv4), Math.min(toMillis(limit) ?? PING_LIMIT_MS, PING_LIMIT_MS)))
         return pongFrom(peer, raw)
       }).pipe(within("ping", limit))
     }),
