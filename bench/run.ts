@@ -36,7 +36,7 @@ import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
 import * as Tailscale from "@effect-tailscale/core/Tailscale"
 import * as NativeBackend from "@effect-tailscale/node/NativeBackend"
 import * as FakeTailnet from "@effect-tailscale/testing/FakeTailnet"
-import { adminRequest, startHarness } from "@effect-tailscale/testing/HarnessProcess"
+import { adminRequest, type HarnessInfo, startHarness } from "@effect-tailscale/testing/HarnessProcess"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -412,17 +412,6 @@ const goBaseline = async (
   }
 }
 
-interface HarnessInfo {
-  /** https, with a certificate from the run's CA in `caFile`: what our devices use. */
-  controlUrl: string
-  caFile: string
-  /** The same control over plain http, for the Rust baseline (which cannot take a CA). */
-  plainControlUrl: string
-  authKey: string
-  adminUrl: string
-  peer: { ipv4: string; tcpEchoPort: number; udpEchoPort: number }
-}
-
 /** A running harness: its ready line and its process id (the Go nodes' process). */
 interface Harness {
   readonly info: HarnessInfo
@@ -698,7 +687,7 @@ const measureTopology = async (topology: TopologyName, harness: Harness): Promis
 const withHarness = async <A>(topology: TopologyName, use: (harness: Harness) => Promise<A>): Promise<A> => {
   const running = await startHarness({ topology })
   try {
-    return await use({ info: running.ready as HarnessInfo, pid: running.pid })
+    return await use({ info: running.ready, pid: running.pid })
   } finally {
     await running.stop()
   }

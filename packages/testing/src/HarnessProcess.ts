@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import * as Schema from "effect/Schema"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { request } from "node:http"
@@ -39,13 +40,82 @@ export type { NatNetwork, Router } from "./internal/nat.ts"
 export type Topology = "loopback" | "lan" | "nat"
 
 /**
+ * What the harness prints when it is ready (one JSON line on stdout).
+ *
+ * @category models
+ */
+export const HarnessInfo = Schema.Struct({
+  /** Control over https; its certificate, like the DERP relay's, is from a CA made for this run. */
+  controlUrl: Schema.String,
+  /** That CA's certificate (PEM): pass it as `caFile` (or `SSL_CERT_FILE`). */
+  caFile: Schema.String,
+  /** The same control server over plain http, for the Go nodes and the crate baseline. */
+  plainControlUrl: Schema.String,
+  authKey: Schema.String,
+  derpPort: Schema.Number,
+  /** With `-derp-pin`: the relay's `CertName` in the DERP map (`sha256-raw:<hex>`). */
+  derpCertName: Schema.optional(Schema.String),
+  stunPort: Schema.Number,
+  adminUrl: Schema.String,
+  /**
+   * The admin API of the harness that runs `peer`, when it is not `adminUrl`'s (the `nat`
+   * topology: `unix:<path>`, a socket of the NATed peer's harness).
+   */
+  peerAdminUrl: Schema.optional(Schema.String),
+  /** The Go peer the peer calls act as (`echo-peer`; the NATed `nat-peer` on the `nat` topology). */
+  peer: Schema.Struct({
+    hostname: Schema.String,
+    fqdn: Schema.String,
+    ipv4: Schema.String,
+    ipv6: Schema.String,
+    tcpEchoPort: Schema.Number,
+    udpEchoPort: Schema.Number,
+    httpPort: Schema.Number
+  }),
+  /**
+   * On the `lan` topology: a TCP echo and an HTTP server (`GET /` answers
+   * `hello from outside the tailnet`) at an address only the harness's namespace has, reached
+   * only through the Go peer as exit node (`offerExitNode`).
+   */
+  outside: Schema.optional(Schema.Struct({
+    ip: Schema.String,
+    tcpEchoPort: Schema.Number,
+    httpPort: Schema.Number
+  }))
+})
+
+/**
+ * The harness's ready line, decoded.
+ *
+ * @category models
+ */
+export type HarnessInfo = typeof HarnessInfo.Type
+
+/** The ready line of a `-peer-only` harness: its admin API and its Go peer. */
+const PeerOnlyReady = Schema.Struct({ adminUrl: Schema.String, peer: HarnessInfo.fields.peer })
+
+/** A ready line as `schema` has it, or an error quoting it. */
+const decodeReady = <S extends Schema.Decoder<unknown>>(schema: S, ready: unknown): S["Type"] => {
+  try {
+    return Schema.decodeUnknownSync(schema)(ready)
+  } catch (error) {
+    throw new Error(
+      `the tailnet harness's ready line does not decode (${error instanceof Error ? error.message : String(error)}): ${
+        JSON.stringify(ready)
+      }`,
+      { cause: error }
+    )
+  }
+}
+
+/**
  * A started harness: its ready line, its stderr, and how to stop it.
  *
  * @category models
  */
 export interface RunningHarness {
-  /** The ready line, parsed but not validated (`LocalTailnet` decodes it with Schema). */
-  readonly ready: unknown
+  /** The ready line, decoded. */
+  readonly ready: HarnessInfo
   /** The last lines the harness wrote to stderr, for failure messages. */
   readonly stderrTail: () => string
   /** Closes the harness's stdin and waits for it to exit (killing it after `graceMs`). */
@@ -199,7 +269,12 @@ export const startHarness = async (options: StartOptions = {}): Promise<RunningH
       await harness.stop(graceMs)
       await lan?.remove()
     }
-    return { ...harness, stop, lan: lan?.segment, nat: undefined }
+    try {
+      return { ...harness, ready: decodeReady(HarnessInfo, harness.ready), stop, lan: lan?.segment, nat: undefined }
+    } catch (error) {
+      await harness.stop(1_000)
+      throw error
+    }
   } catch (error) {
     await lan?.remove()
     throw error
@@ -235,10 +310,7 @@ const startNat = async (binary: string, args: ReadonlyArray<string>, timeoutMs: 
       timeoutMs
     )
     stopped.push(outside.stop)
-    const ready = outside.ready as { readonly plainControlUrl?: unknown; readonly authKey?: unknown }
-    if (typeof ready.plainControlUrl !== "string" || typeof ready.authKey !== "string") {
-      throw new Error(`the tailnet harness's ready line has no plainControlUrl or authKey: ${JSON.stringify(ready)}`)
-    }
+    const ready = decodeReady(HarnessInfo, outside.ready)
     // The Go nodes join over plain http (our devices over https, with the CA).
     const peer = await spawnReady(
       "ip",
@@ -268,9 +340,9 @@ const startNat = async (binary: string, args: ReadonlyArray<string>, timeoutMs: 
       )
     })
     stopped.push(peer.stop)
-    const peerReady = peer.ready as { readonly adminUrl?: unknown; readonly peer?: unknown }
+    const peerReady = decodeReady(PeerOnlyReady, peer.ready)
     return {
-      ready: { ...(outside.ready as object), peer: peerReady.peer, peerAdminUrl: peerReady.adminUrl },
+      ready: { ...ready, peer: peerReady.peer, peerAdminUrl: peerReady.adminUrl },
       stderrTail: () =>
         `--- outside harness ---\n${outside.stderrTail()}\n--- NATed peer's harness ---\n${peer.stderrTail()}`,
       stop,

@@ -25,6 +25,7 @@ import type * as Scope from "effect/Scope"
 import {
   adminRequest,
   adminRequestBytes,
+  type HarnessInfo,
   type LanSegment,
   type NatNetwork,
   startHarness,
@@ -33,56 +34,14 @@ import {
 } from "./HarnessProcess.ts"
 import { setUdpBlocked } from "./internal/lan.ts"
 
-/**
- * What the harness prints when it is ready (one JSON line on stdout).
- *
- * @category models
- */
-export const HarnessInfo = Schema.Struct({
-  /** Control over https; its certificate, like the DERP relay's, is from a CA made for this run. */
-  controlUrl: Schema.String,
-  /** That CA's certificate (PEM): pass it as `caFile` (or `SSL_CERT_FILE`). */
-  caFile: Schema.String,
-  /** The same control server over plain http, for the Go nodes and the crate baseline. */
-  plainControlUrl: Schema.String,
-  authKey: Schema.String,
-  derpPort: Schema.Number,
-  /** With `-derp-pin`: the relay's `CertName` in the DERP map (`sha256-raw:<hex>`). */
-  derpCertName: Schema.optional(Schema.String),
-  stunPort: Schema.Number,
-  adminUrl: Schema.String,
+export {
   /**
-   * The admin API of the harness that runs `peer`, when it is not `adminUrl`'s (the `nat`
-   * topology: `unix:<path>`, a socket of the NATed peer's harness).
+   * What the harness prints when it is ready (`HarnessProcess.HarnessInfo`).
+   *
+   * @category models
    */
-  peerAdminUrl: Schema.optional(Schema.String),
-  /** The Go peer the peer calls act as (`echo-peer`; the NATed `nat-peer` on the `nat` topology). */
-  peer: Schema.Struct({
-    hostname: Schema.String,
-    fqdn: Schema.String,
-    ipv4: Schema.String,
-    ipv6: Schema.String,
-    tcpEchoPort: Schema.Number,
-    udpEchoPort: Schema.Number,
-    httpPort: Schema.Number
-  }),
-  /**
-   * On the `lan` topology: a TCP echo and an HTTP server (`GET /` answers
-   * `hello from outside the tailnet`) at an address only the harness's namespace has, reached
-   * only through the Go peer as exit node (`offerExitNode`).
-   */
-  outside: Schema.optional(Schema.Struct({
-    ip: Schema.String,
-    tcpEchoPort: Schema.Number,
-    httpPort: Schema.Number
-  }))
-})
-/**
- * The harness's ready line, decoded.
- *
- * @category models
- */
-export type HarnessInfo = typeof HarnessInfo.Type
+  HarnessInfo
+} from "./HarnessProcess.ts"
 
 /**
  * The loopback (or LAN) tailnet could not start, or a harness call failed.
@@ -270,9 +229,7 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
       }),
       (running) => Effect.promise(() => running.stop())
     )
-    const info = yield* Schema.decodeUnknownEffect(HarnessInfo)(harness.ready).pipe(
-      Effect.mapError(failure("the harness's ready line does not decode"))
-    )
+    const info = harness.ready
     // Control's calls go to the harness that runs control; the Go peer's to the one that runs
     // the peer (another process on the nat topology).
     const adminOf = (adminUrl: string) => (path: string, init?: Parameters<typeof adminRequest>[2]) =>

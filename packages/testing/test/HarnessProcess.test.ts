@@ -36,13 +36,7 @@ describe("HarnessProcess", () => {
         else process.env.TMPDIR = savedTemp
       })
       expect(existsSync(binary)).toBe(true)
-      const ready = harness.ready as {
-        controlUrl: string
-        plainControlUrl: string
-        caFile: string
-        adminUrl: string
-        peer: { hostname: string }
-      }
+      const ready = harness.ready
       expect(ready.controlUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/)
       expect(ready.plainControlUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
       expect(ready.caFile.startsWith(temp)).toBe(true)
@@ -72,7 +66,7 @@ describe("HarnessProcess", () => {
     expect(await namespaces()).toContain(lan.namespace)
     // Our end of the pair carries the device address, IPv4 only.
     expect(networkInterfaces()[lan.interfaceName]?.map((address) => address.address)).toEqual([lan.deviceAddress])
-    const ready = harness.ready as { controlUrl: string; adminUrl: string }
+    const ready = harness.ready
     expect(ready.controlUrl).toMatch(new RegExp(`^https://${lan.harnessAddress.replaceAll(".", "\\.")}:\\d+$`))
     expect((await fetch(new URL("/peers", ready.adminUrl))).ok).toBe(true)
     await harness.stop()
@@ -121,17 +115,12 @@ describe("HarnessProcess", () => {
           `10.80.${n}.0/24 via ${nat.deviceRouter.inside}`
         )
         expect(execFileSync("ip", ["route", "show", "default"], { encoding: "utf8" })).toBe("")
-        const ready = harness.ready as {
-          controlUrl: string
-          adminUrl: string
-          peerAdminUrl: string
-          peer: { hostname: string }
-        }
+        const ready = harness.ready
         expect(ready.controlUrl).toMatch(new RegExp(`^https://${nat.harnessAddress.replaceAll(".", "\\.")}:\\d+$`))
         expect(ready.peer.hostname).toBe("nat-peer")
         expect(ready.peerAdminUrl).toMatch(new RegExp(`^unix:${temp}/`))
         // The NATed peer sees the outside harness's echo peer; control's admin API answers too.
-        const seen = JSON.parse(await adminRequest(ready.peerAdminUrl, "/peers")) as Array<{ hostname: string }>
+        const seen = JSON.parse(await adminRequest(ready.peerAdminUrl!, "/peers")) as Array<{ hostname: string }>
         expect(seen.map((peer) => peer.hostname)).toContain("echo-peer")
         expect(await adminRequest(ready.adminUrl, "/map-requests")).toMatch(/streaming/)
       } finally {

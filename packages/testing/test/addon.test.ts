@@ -8,7 +8,7 @@ import { execFile } from "node:child_process"
 import { createRequire } from "node:module"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { adminRequest, type RunningHarness, startHarness } from "../src/HarnessProcess.ts"
+import { adminRequest, type HarnessInfo, type RunningHarness, startHarness } from "../src/HarnessProcess.ts"
 
 const addonPath = createRequire(import.meta.url).resolve("@effect-tailscale/native")
 const native = createRequire(import.meta.url)(addonPath) as typeof Native
@@ -24,11 +24,11 @@ const rejection = async (promise: Promise<unknown>): Promise<string> => {
 
 describe("addon on the loopback tailnet", () => {
   let harness: RunningHarness
-  let info: { controlUrl: string; caFile: string; authKey: string; adminUrl: string; peer: { ipv4: string } }
+  let info: HarnessInfo
 
   beforeAll(async () => {
     harness = await startHarness()
-    info = harness.ready as typeof info
+    info = harness.ready
   }, 120_000)
 
   afterAll(async () => {
