@@ -306,15 +306,7 @@ const dialTcp = async (
   if (incoming === undefined) {
     throw fail("CONNECTION_REFUSED", `TCP connect: the peer refused the connection to ${ip}:${port}`)
   }
-  const local: RawSocketAddress = { ip: ip.includes(":") ? node.ipv6 : node.ipv4, port: state.ephemeralPort++ }
-  const [ours, theirs] = streamPair(local, { ip: normalizeIp(ip), port }, {
-    capacity: state.capacity,
-    delay: state.delay
-  })
-  node.streams.add(ours)
-  target.streams.add(theirs)
-  incoming.push(theirs)
-  return ours
+  return connectStreams(state, node, ip, port, target, incoming)
 }
 
 /** A dial to an address outside the tailnet: through the exit node, or no route (as the addon fails). */
@@ -339,13 +331,28 @@ const dialOutside = async (
   if (incoming === undefined) {
     throw fail("CONNECTION_REFUSED", `TCP connect: ${ip}:${port} refused the exit node's connection`)
   }
+  return connectStreams(state, node, ip, port, exitNode, incoming)
+}
+
+/**
+ * A connection from `node` to `ip:port`, accepted by `far` (the peer, or the exit node for an
+ * outside address): our end is returned, theirs waits in `incoming` for `accept`.
+ */
+const connectStreams = (
+  state: TailnetState,
+  node: FakeNode,
+  ip: string,
+  port: number,
+  far: FakeNode,
+  incoming: Channel<FakeStream>
+): FakeStream => {
   const local: RawSocketAddress = { ip: ip.includes(":") ? node.ipv6 : node.ipv4, port: state.ephemeralPort++ }
   const [ours, theirs] = streamPair(local, { ip: normalizeIp(ip), port }, {
     capacity: state.capacity,
     delay: state.delay
   })
   node.streams.add(ours)
-  exitNode.streams.add(theirs)
+  far.streams.add(theirs)
   incoming.push(theirs)
   return ours
 }
