@@ -11,6 +11,7 @@ const root = join(import.meta.dirname, "..")
 const packages = [
   ["@effect-tailscale/core", "packages/core/src"],
   ["@effect-tailscale/node", "packages/node/src"],
+  ["@effect-tailscale/tailnet-harness", "packages/tailnet-harness/src"],
   ["@effect-tailscale/testing", "packages/testing/src"]
 ]
 const declaration =

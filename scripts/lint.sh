@@ -21,7 +21,7 @@ say "TypeScript and JavaScript: ESLint and dprint"
 if [ $fix = 1 ]; then pnpm exec eslint --fix .; else pnpm exec eslint --max-warnings 0 .; fi
 
 say "Go: gofmt and go vet (the tailnet harness)"
-cd packages/testing/harness
+cd packages/tailnet-harness/harness
 if [ $fix = 1 ]; then gofmt -w .; fi
 unformatted="$(gofmt -l .)"
 if [ -n "$unformatted" ]; then

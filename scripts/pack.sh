@@ -20,11 +20,11 @@ cp "$library" "native/npm/$addon_platform/tailscale.$addon_platform.node"
 echo "  release addon ready in $((SECONDS - started))s" >&2
 
 say "building the harness for $harness_platform"
-(cd packages/testing/harness && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
-  go build -trimpath -ldflags="-s -w" -o "$ROOT/packages/testing/npm/$harness_platform/tailnet-harness" .)
+(cd packages/tailnet-harness/harness && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+  go build -trimpath -ldflags="-s -w" -o "$ROOT/packages/tailnet-harness/npm/$harness_platform/tailnet-harness" .)
 
-say "building dist/ of core, node and testing"
-for package in core node testing; do
+say "building dist/ of core, node, tailnet-harness and testing"
+for package in core node tailnet-harness testing; do
   rm -rf "packages/$package/dist" "packages/$package/tsconfig.tsbuildinfo"
   (cd "packages/$package" && pnpm exec tsc -p tsconfig.json)
 done
@@ -32,8 +32,8 @@ done
 out="$ROOT/.cache/packs"
 rm -rf "$out"
 mkdir -p "$out"
-for dir in native "native/npm/$addon_platform" packages/core packages/node packages/testing \
-  "packages/testing/npm/$harness_platform"; do
+for dir in native "native/npm/$addon_platform" packages/core packages/node packages/tailnet-harness \
+  "packages/tailnet-harness/npm/$harness_platform" packages/testing; do
   (cd "$dir" && pnpm pack --pack-destination "$out" >/dev/null)
 done
 ls "$out"/*.tgz

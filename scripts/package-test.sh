@@ -55,10 +55,11 @@ NODE
 (cd "$project" && pnpm install --reporter=silent --config.confirmModulesPurge=false --ignore-workspace)
 
 say "effect and @effect/platform-node are peers everywhere, and one copy of effect is installed"
-for package in core node testing; do
+for package in core node tailnet-harness testing; do
   tar xzf "$packs/effect-tailscale-$package-0.1.0.tgz" -O package/package.json | node -e '
     const manifest = JSON.parse(require("fs").readFileSync(0, "utf8"))
-    const peers = ["effect", ...(manifest.name === "@effect-tailscale/core" ? [] : ["@effect/platform-node"])]
+    const effectOnly = ["@effect-tailscale/core", "@effect-tailscale/tailnet-harness"].includes(manifest.name)
+    const peers = ["effect", ...(effectOnly ? [] : ["@effect/platform-node"])]
     for (const peer of peers) {
       if (!manifest.peerDependencies?.[peer] || manifest.dependencies?.[peer]) {
         console.error(`error: ${manifest.name} must have ${peer} as a peer dependency only`)
@@ -92,7 +93,8 @@ node -e '
 ' "$result"
 
 say "without its platform package, the harness says which package is missing"
-rm -rf "$project"/node_modules/.pnpm/@effect-tailscale+tailnet-harness-*
+# The platform packages only: the launcher, @effect-tailscale/tailnet-harness, stays.
+rm -rf "$project"/node_modules/.pnpm/@effect-tailscale+tailnet-harness-linux-*
 message="$(cd "$project" && node --input-type=module -e '
   const { harnessBinary } = await import("@effect-tailscale/testing/HarnessProcess")
   try {

@@ -35,5 +35,5 @@ echo "  addon ready in $((SECONDS - started))s" >&2
 say "building the tailnet harness (Go)"
 started=$SECONDS
 mkdir -p "$ROOT/.cache/bin"
-(cd packages/testing/harness && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go build -o "$ROOT/.cache/bin/tailnet-harness" .)
+(cd packages/tailnet-harness/harness && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go build -o "$ROOT/.cache/bin/tailnet-harness" .)
 echo "  harness ready in $((SECONDS - started))s" >&2

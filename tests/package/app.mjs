@@ -1,6 +1,7 @@
 // Plain JavaScript, run with plain `node` (no type stripping): joins the loopback tailnet that
-// @effect-tailscale/testing's prebuilt harness serves, dials the Go echo peer, and prints what
-// came back and which addon build was loaded, as one JSON line.
+// the prebuilt harness serves (@effect-tailscale/tailnet-harness, started through testing's
+// re-export of its launcher), dials the Go echo peer, and prints what came back and which addon
+// build was loaded, as one JSON line.
 import * as NativeBackend from "@effect-tailscale/node/NativeBackend"
 import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
 import { adminRequest, startHarness } from "@effect-tailscale/testing/HarnessProcess"

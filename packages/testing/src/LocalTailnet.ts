@@ -1,7 +1,7 @@
 /**
  * A real tailnet on loopback for integration tests: Tailscale's test control server, a DERP
  * relay, STUN and a Go `tsnet` peer called `echo-peer` (TCP echo, UDP echo, HTTP), all from the
- * harness in `harness/`. The layer builds the harness if its binary is missing, starts it, and
+ * harness of `@effect-tailscale/tailnet-harness`. The layer builds the harness if its binary is missing, starts it, and
  * stops it when its scope closes, also when a test fails. It refuses to start unless loopback is
  * the only network interface. With `topology: "lan"` the harness runs in a network namespace of
  * its own on a LAN with this process, where devices can go direct (`pathTo` tells). With
@@ -32,7 +32,6 @@ import {
   type StartOptions,
   type Topology
 } from "./HarnessProcess.ts"
-import { setUdpBlocked } from "./internal/lan.ts"
 
 export {
   /**
@@ -269,15 +268,7 @@ export const make = (options?: StartOptions): Effect.Effect<LocalTailnetService,
       topology: options?.topology ?? "loopback",
       lan: harness.lan,
       nat: harness.nat,
-      blockUdp: (blocked) =>
-        Effect.tryPromise({
-          try: () => {
-            const link = harness.lan ?? harness.nat
-            if (link === undefined) throw new Error("needs the lan or nat topology")
-            return setUdpBlocked(link, blocked)
-          },
-          catch: failure("blockUdp")
-        }),
+      blockUdp: (blocked) => Effect.tryPromise({ try: () => harness.blockUdp(blocked), catch: failure("blockUdp") }),
       backend,
       loseDevice: (hostname) =>
         Effect.try({

@@ -5,8 +5,6 @@
  * WebSocket server on another of our devices through the socket factory.
  */
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
-import * as TailnetProxy from "@effect-tailscale/node/TailnetProxy"
-import * as TailnetSocket from "@effect-tailscale/node/TailnetSocket"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -18,8 +16,9 @@ import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import { promisify } from "node:util"
 import { WebSocket, WebSocketServer } from "ws"
-import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
-import { knows } from "../src/Workloads.ts"
+import * as TailnetProxy from "../src/TailnetProxy.ts"
+import * as TailnetSocket from "../src/TailnetSocket.ts"
+import { connect, knows, layer as loopbackTailnet, LoopbackTailnet } from "./tailnet.ts"
 
 const curl = (...args: ReadonlyArray<string>) =>
   Effect.promise(() =>
@@ -67,13 +66,13 @@ const socks5 = (port: number, host: string, targetPort: number, payload: string)
   )
 
 describe("proxy", () => {
-  layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+  layer(loopbackTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
     const withProxy = <A, E>(
       hostname: string,
-      body: (proxy: TailnetProxy.TailnetProxyService) => Effect.Effect<A, E, LocalTailnet>
+      body: (proxy: TailnetProxy.TailnetProxyService) => Effect.Effect<A, E, LoopbackTailnet>
     ) =>
       Effect.gen(function*() {
-        const tailnet = yield* LocalTailnet
+        const tailnet = yield* LoopbackTailnet
         const device = yield* connect({ hostname })
         yield* tailnet.waitForPeer(NetAddress.formatIp(yield* device.ipv4))
         const proxy = yield* TailnetProxy.make().pipe(Effect.provideService(Tailscale, device))
@@ -83,7 +82,7 @@ describe("proxy", () => {
     it.effect("curl through SOCKS5 and through HTTP CONNECT reaches the Go peer by name", () =>
       withProxy("proxy-curl", (proxy) =>
         Effect.gen(function*() {
-          const tailnet = yield* LocalTailnet
+          const tailnet = yield* LoopbackTailnet
           const url = `http://${tailnet.info.peer.hostname}:${tailnet.info.peer.httpPort}/`
           const viaSocks = yield* curl("--socks5-hostname", `127.0.0.1:${proxy.socksPort}`, url)
           assert.deepStrictEqual(viaSocks, { ok: true, stdout: "hello from echo-peer\n" })
@@ -100,7 +99,7 @@ describe("proxy", () => {
     it.effect("a SOCKS5 client gets the echo, and refusal and unknown hosts as SOCKS5 reply codes", () =>
       withProxy("proxy-socks", (proxy) =>
         Effect.gen(function*() {
-          const tailnet = yield* LocalTailnet
+          const tailnet = yield* LoopbackTailnet
           const echo = yield* socks5(
             proxy.socksPort,
             tailnet.info.peer.hostname,
@@ -118,7 +117,7 @@ describe("proxy", () => {
 
     it.effect("a ws client connects through the socket factory to a WebSocket server on another device", () =>
       Effect.gen(function*() {
-        const tailnet = yield* LocalTailnet
+        const tailnet = yield* LoopbackTailnet
         const server = yield* connect({ hostname: "ws-server" })
         const client = yield* connect({ hostname: "ws-client" })
         yield* knows(client, NetAddress.formatIp(yield* server.ipv4))
@@ -162,7 +161,7 @@ describe("proxy", () => {
 
     it.effect("closing its scope stops the proxies", () =>
       Effect.gen(function*() {
-        const tailnet = yield* LocalTailnet
+        const tailnet = yield* LoopbackTailnet
         const device = yield* connect({ hostname: "proxy-close" })
         const scope = yield* Scope.make()
         const proxy = yield* TailnetProxy.make().pipe(Effect.provideService(Tailscale, device), Scope.provide(scope))

@@ -1,16 +1,12 @@
 /**
- * What only the real loopback tailnet can show (the behaviours both tailnets share are in
- * conformance.test.ts, which runs here too). The whole path against a Tailscale node we did not
- * write: our device (tailscale-rs through the
- * addon and the Effect service) and a Go tsnet peer, on a real control server and DERP relay on
- * loopback, inside the network namespace `npm test` creates.
+ * This package's device on the real loopback tailnet, beyond the behaviours both tailnets share
+ * (testing's conformance suite). The whole path against a Tailscale node we did not write:
+ * `NodeTailscale` (tailscale-rs through the addon and the Effect service), its Node adapters and
+ * a Go tsnet peer, on a real control server and DERP relay on loopback, inside the network
+ * namespace `npm test` creates.
  */
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import { defaults, TailscaleTimeouts } from "@effect-tailscale/core/Timeouts"
-import * as NodeTailscale from "@effect-tailscale/node/NodeTailscale"
-import * as TailnetAgent from "@effect-tailscale/node/TailnetAgent"
-import * as TailnetHttpServer from "@effect-tailscale/node/TailnetHttpServer"
-import * as TailnetSocket from "@effect-tailscale/node/TailnetSocket"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -31,10 +27,13 @@ import * as http from "node:http"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
-import { untilControl } from "../src/Workloads.ts"
+import * as NodeTailscale from "../src/NodeTailscale.ts"
+import * as TailnetAgent from "../src/TailnetAgent.ts"
+import * as TailnetHttpServer from "../src/TailnetHttpServer.ts"
+import * as TailnetSocket from "../src/TailnetSocket.ts"
 import { readExactly, sha256 } from "./bytes.ts"
 import { failureText, reasonTag } from "./reasons.ts"
+import { connect, layer as loopbackTailnet, LoopbackTailnet, untilControl } from "./tailnet.ts"
 
 const pattern = (bytes: number) => {
   const out = new Uint8Array(bytes)
@@ -45,7 +44,7 @@ const pattern = (bytes: number) => {
 /** A device that the Go peer can already see, so the first packets are not dropped. */
 const joined = (hostname: string) =>
   Effect.gen(function*() {
-    const tailnet = yield* LocalTailnet
+    const tailnet = yield* LoopbackTailnet
     const device = yield* connect({ hostname })
     const ipv4 = yield* device.ipv4
     yield* tailnet.waitForPeer(NetAddress.formatIp(ipv4))
@@ -59,11 +58,11 @@ const readAll = (device: { readonly stream: Stream.Stream<Uint8Array, unknown> }
   }).pipe(Effect.map((chunks) => Buffer.concat(chunks)))
 
 describe("loopback tailnet", () => {
-  layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+  layer(loopbackTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
     // First in the file: trusting a CA is process-wide, and this file runs in its own process.
     it.effect("control's private CA: ControlUnreachable at once, naming the issuer, until caFile trusts it", () =>
       Effect.gen(function*() {
-        const tailnet = yield* LocalTailnet
+        const tailnet = yield* LoopbackTailnet
         const over = {
           controlUrl: tailnet.info.controlUrl,
           authKey: Redacted.make(tailnet.info.authKey),
@@ -88,7 +87,7 @@ describe("loopback tailnet", () => {
         const dir = yield* Effect.promise(() => mkdtemp(join(tmpdir(), "ca-file-")))
         const file = join(dir, "not-a-ca.pem")
         yield* Effect.promise(() => writeFile(file, "hello\n"))
-        const tailnet = yield* LocalTailnet
+        const tailnet = yield* LoopbackTailnet
         const exit = yield* Effect.exit(NodeTailscale.make({ controlUrl: tailnet.info.controlUrl, caFile: file }))
         assert.strictEqual(reasonTag(exit), "InvalidArgument")
         assert.include(failureText(exit), "caFile: holds no PEM certificate")
@@ -291,7 +290,7 @@ describe("loopback tailnet", () => {
 
 describe("control outage", () => {
   // A tailnet of its own: control is away for a minute here.
-  layer(localTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+  layer(loopbackTailnet(), { excludeTestServices: true, timeout: "120 seconds" })((it) => {
     it.effect(
       "control away 60 s: an open stream moves 10 MiB exact, dials, inbound connections and lookups work; after it, a new peer is reachable, and the device was never rebuilt",
       () =>
