@@ -234,7 +234,7 @@ export interface DirectPaths {
   paths: Array<DirectPath>
 }
 
-/** Every code a rejection can carry, as the prefix of its message (`"<CODE>: …"`). */
+/** Every code a failure can carry: the `code` of the `Error`, and the start of its message. */
 export type ErrorCode = 'KEY_FILE' | 'INVALID_ARGUMENT' | 'CONTROL_UNREACHABLE' | 'NOT_AUTHORIZED' | 'TIMEOUT' | 'CONNECTION_REFUSED' | 'CONNECTION_RESET' | 'ADDRESS_IN_USE' | 'MESSAGE_TOO_LARGE' | 'DEVICE_CLOSED' | 'DEVICE_LOST' | 'INTERNAL'
 
 /**

@@ -98,7 +98,7 @@ mod tests {
         assert_eq!(parse_ip("ip", "[fd7a:115c:a1e0::1]").unwrap().to_string(), "fd7a:115c:a1e0::1");
         let failure = parse_ip("ip", "100.64.0.300").unwrap_err();
         assert_eq!(failure.code, Code::InvalidArgument);
-        assert!(failure.message.starts_with("ip:"), "{}", failure.message);
+        assert_eq!(failure.subject, "ip");
     }
 
     #[test]
@@ -117,7 +117,7 @@ mod tests {
         assert!(validate_hostname("hostname", "demo-1").is_ok());
         for bad in ["", "-a", "a-", "has space", "a.b", &"x".repeat(64)] {
             let failure = validate_hostname("hostname", bad).unwrap_err();
-            assert!(failure.message.starts_with("hostname:"), "{}", failure.message);
+            assert_eq!(failure.subject, "hostname", "{failure}");
         }
     }
 

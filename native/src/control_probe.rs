@@ -16,7 +16,7 @@ pub(crate) async fn probe_control(
     limit: Option<Duration>,
 ) -> Result<()> {
     let unreachable = |why: String| {
-        Failure::new(Code::ControlUnreachable, format!("connect: cannot reach the control server at {url}: {why}"))
+        Failure::new(Code::ControlUnreachable, "connect", format!("cannot reach the control server at {url}: {why}"))
     };
     let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
     let port = url.port_or_known_default().unwrap_or(443);
@@ -44,7 +44,7 @@ pub(crate) async fn probe_control(
 /// `connectTimeoutMs` passed: the one limit on connecting (core passes its own through).
 pub(crate) fn connect_timed_out(limit: Option<Duration>, pending: &str) -> Failure {
     let ms = limit.map_or(0, |limit| limit.as_millis());
-    Failure::new(Code::Timeout, format!("connect: timed out after {ms} ms: {pending}"))
+    Failure::new(Code::Timeout, "connect", format!("timed out after {ms} ms: {pending}"))
 }
 
 /// `future`, bounded by `deadline` when there is one; `None` when the deadline passed first.

@@ -15,7 +15,7 @@ use ts_netstack_smoltcp::CreateSocket;
 
 use crate::address::{parse_ip, socket_addr};
 use crate::control_link;
-use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
+use crate::error::{Code, Failure, Result, Settled, SocketOp, from_device, from_netstack};
 use crate::exit_node::{self, Choice};
 use crate::health;
 use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, new_span, release_free_memory, start, stop};
@@ -115,11 +115,11 @@ impl Device {
         if error == tailscale::Error::Internal(tailscale::InternalErrorKind::Actor)
             && !self.shared.registered.load(Ordering::Acquire)
         {
-            let message = match logging::registration_refusal(&self.shared.span) {
-                Some(reason) => format!("{what}: control refused this device's registration: {reason}"),
-                None => format!("{what}: control rejected this device's registration (is the auth key valid?)"),
+            let detail = match logging::registration_refusal(&self.shared.span) {
+                Some(reason) => format!("control refused this device's registration: {reason}"),
+                None => "control rejected this device's registration (is the auth key valid?)".to_string(),
             };
-            return Failure::new(Code::NotAuthorized, message);
+            return Failure::new(Code::NotAuthorized, what, detail);
         }
         from_device(error, what)
     }
@@ -144,35 +144,43 @@ impl Device {
 impl Device {
     /// Joins the tailnet. Resolves once the control server has been reached (not once the device
     /// has an address: await `ipv4()` for that).
-    #[napi(factory)]
-    pub async fn connect(options: Option<ConnectOptions>) -> napi::Result<Device> {
-        let mut prepared = prepare(options.unwrap_or_default())?;
-        if let Some(path) = &prepared.ca_file {
-            trust::trust_ca_file("caFile", path)?;
-        }
-        // The device's span exists from here: what loading its key file logs is its own.
-        let span = new_span(prepared.log_sink);
-        prepared.config.key_state = span.in_scope(|| prepared.keys.load())?;
-        let recipe = Recipe {
-            config: prepared.config,
-            auth_key: prepared.auth_key,
-            connect_timeout: prepared.connect_timeout,
-            log_sink: prepared.log_sink,
-        };
-        let exit = prepared.exit_node.map_or(Choice::Nobody, Choice::Wanted);
-        Ok(Device { shared: start(recipe, false, span, exit).await? })
+    // Not a `factory`: napi-rs makes a factory's return value the instance, and here that value
+    // is a `Settled`. A static method's value converts like any other, a `Device` to an instance.
+    #[napi(ts_return_type = "Promise<Device>")]
+    pub async fn connect(options: Option<ConnectOptions>) -> Settled<Device> {
+        Settled::of(async {
+            let mut prepared = prepare(options.unwrap_or_default())?;
+            if let Some(path) = &prepared.ca_file {
+                trust::trust_ca_file("caFile", path)?;
+            }
+            // The device's span exists from here: what loading its key file logs is its own.
+            let span = new_span(prepared.log_sink);
+            prepared.config.key_state = span.in_scope(|| prepared.keys.load())?;
+            let recipe = Recipe {
+                config: prepared.config,
+                auth_key: prepared.auth_key,
+                connect_timeout: prepared.connect_timeout,
+                log_sink: prepared.log_sink,
+            };
+            let exit = prepared.exit_node.map_or(Choice::Nobody, Choice::Wanted);
+            Ok(Device { shared: start(recipe, false, span, exit).await? })
+        })
+        .await
     }
 
     /// A new device built like this one (same options, same key state, so the same node and
     /// addresses), for when this one is lost. Connects like `connect`.
-    #[napi]
-    pub async fn respawn(&self) -> napi::Result<Device> {
-        // Control accepted this identity before: a runtime that stops from now on is a loss, not
-        // a refused registration.
-        let registered = self.shared.registered.load(Ordering::Acquire);
-        let span = new_span(self.shared.recipe.log_sink);
-        let exit = self.shared.exit.choice();
-        Ok(Device { shared: start(self.shared.recipe.duplicate(), registered, span, exit).await? })
+    #[napi(ts_return_type = "Promise<Device>")]
+    pub async fn respawn(&self) -> Settled<Device> {
+        Settled::of(async {
+            // Control accepted this identity before: a runtime that stops from now on is a loss, not
+            // a refused registration.
+            let registered = self.shared.registered.load(Ordering::Acquire);
+            let span = new_span(self.shared.recipe.log_sink);
+            let exit = self.shared.exit.choice();
+            Ok(Device { shared: start(self.shared.recipe.duplicate(), registered, span, exit).await? })
+        })
+        .await
     }
 
     /// Resolves with the cause once the crate's runtime behind this device is gone (every call
@@ -205,211 +213,248 @@ impl Device {
     /// Stops the crate's runtime behind this device at once, as a crash inside it would: the
     /// runtime watch then reports the device lost (`waitLost`), its calls and sockets fail, and
     /// `respawn` builds it again. For testing code that must survive a lost device.
-    #[napi]
-    pub fn abort_runtime(&self) -> napi::Result<()> {
+    #[napi(ts_return_type = "void")]
+    pub fn abort_runtime(&self) -> Settled<()> {
         let _device = self.shared.span.enter();
-        self.device()?.runtime().kill();
-        Ok(())
+        Settled(self.device().map(|device| device.runtime().kill()))
     }
 
     /// This device's IPv4 tailnet address. Waits for the first network map.
-    #[napi]
-    pub async fn ipv4(&self) -> napi::Result<String> {
-        let ip = self.call("ipv4", |d| async move { d.ipv4_addr().await }).await?;
-        self.mark_registered();
-        Ok(ip.to_string())
+    #[napi(ts_return_type = "Promise<string>")]
+    pub async fn ipv4(&self) -> Settled<String> {
+        Settled::of(async {
+            let ip = self.call("ipv4", |d| async move { d.ipv4_addr().await }).await?;
+            self.mark_registered();
+            Ok(ip.to_string())
+        })
+        .await
     }
 
     /// This device's IPv6 tailnet address. Waits for the first network map.
-    #[napi]
-    pub async fn ipv6(&self) -> napi::Result<String> {
-        let ip = self.call("ipv6", |d| async move { d.ipv6_addr().await }).await?;
-        self.mark_registered();
-        Ok(ip.to_string())
+    #[napi(ts_return_type = "Promise<string>")]
+    pub async fn ipv6(&self) -> Settled<String> {
+        Settled::of(async {
+            let ip = self.call("ipv6", |d| async move { d.ipv6_addr().await }).await?;
+            self.mark_registered();
+            Ok(ip.to_string())
+        })
+        .await
     }
 
     /// This device's own node. Waits for the first network map.
-    #[napi]
-    pub async fn self_node(&self) -> napi::Result<NodeInfo> {
-        let (node, table) =
-            self.call("selfNode", |d| async move { Ok((d.self_node().await?, self.table(&d).await?)) }).await?;
-        self.mark_registered();
-        Ok(NodeInfo::new(&node, &table.users))
+    #[napi(ts_return_type = "Promise<NodeInfo>")]
+    pub async fn self_node(&self) -> Settled<NodeInfo> {
+        Settled::of(async {
+            let (node, table) =
+                self.call("selfNode", |d| async move { Ok((d.self_node().await?, self.table(&d).await?)) }).await?;
+            self.mark_registered();
+            Ok(NodeInfo::new(&node, &table.users))
+        })
+        .await
     }
 
     /// Whether control has authorized this device, or where a person can log it in.
     /// Waits until control has answered the registration.
-    #[napi]
-    pub async fn auth_state(&self) -> napi::Result<AuthState> {
-        let state = self.call("authState", |d| async move { d.is_authorized().await }).await?;
-        Ok(match state {
-            CrateAuthState::Authorized => {
-                self.mark_registered();
-                AuthState::Authorized
-            }
-            CrateAuthState::NotAuthorized(url) => AuthState::NeedsLogin { url: url.to_string() },
+    #[napi(ts_return_type = "Promise<AuthState>")]
+    pub async fn auth_state(&self) -> Settled<AuthState> {
+        Settled::of(async {
+            let state = self.call("authState", |d| async move { d.is_authorized().await }).await?;
+            Ok(match state {
+                CrateAuthState::Authorized => {
+                    self.mark_registered();
+                    AuthState::Authorized
+                }
+                CrateAuthState::NotAuthorized(url) => AuthState::NeedsLogin { url: url.to_string() },
+            })
         })
+        .await
     }
 
     /// A peer by bare hostname or fully qualified name (a trailing dot is allowed).
-    #[napi]
-    pub async fn peer_by_name(&self, name: String) -> napi::Result<Option<NodeInfo>> {
-        if name.trim_end_matches('.').is_empty() {
-            return Err(Failure::invalid("name", name, "must be a hostname or FQDN").into());
-        }
-        let (peer, table) = self
-            .call("peerByName", |d| async move { Ok((d.peer_by_name(&name).await?, self.table(&d).await?)) })
-            .await?;
-        Ok(peer.as_ref().map(|node| NodeInfo::new(node, &table.users)))
+    #[napi(ts_return_type = "Promise<NodeInfo | null>")]
+    pub async fn peer_by_name(&self, name: String) -> Settled<Option<NodeInfo>> {
+        Settled::of(async {
+            if name.trim_end_matches('.').is_empty() {
+                return Err(Failure::invalid("name", name, "must be a hostname or FQDN"));
+            }
+            let (peer, table) = self
+                .call("peerByName", |d| async move { Ok((d.peer_by_name(&name).await?, self.table(&d).await?)) })
+                .await?;
+            Ok(peer.as_ref().map(|node| NodeInfo::new(node, &table.users)))
+        })
+        .await
     }
 
     /// Every peer, as of the latest network map. Waits for the first.
-    #[napi]
-    pub async fn peers(&self) -> napi::Result<Vec<NodeInfo>> {
-        match self.watch_peers(0.0).await? {
-            Some(table) => Ok(table.peers),
-            None => Err(self.shared.closed_failure().into()),
-        }
+    #[napi(ts_return_type = "Promise<Array<NodeInfo>>")]
+    pub async fn peers(&self) -> Settled<Vec<NodeInfo>> {
+        Settled::of(async {
+            match self.watch_peers(0.0).await.0? {
+                Some(table) => Ok(table.peers),
+                None => Err(self.shared.closed_failure()),
+            }
+        })
+        .await
     }
 
     /// Resolves with the peer table once its version differs from `known` (0 before the first
     /// network map), or with `null` once the device is shut down or lost.
-    #[napi]
-    pub async fn watch_peers(&self, known: f64) -> napi::Result<Option<PeerTable>> {
-        let receiver = self.call("watchPeers", |d| async move { peer_table::watch(&d).await }).await?;
-        Ok(self.unless_closed(peer_table::changed_from(receiver, known as u64)).await.ok().flatten())
+    #[napi(ts_return_type = "Promise<PeerTable | null>")]
+    pub async fn watch_peers(&self, known: f64) -> Settled<Option<PeerTable>> {
+        Settled::of(async {
+            let receiver = self.call("watchPeers", |d| async move { peer_table::watch(&d).await }).await?;
+            Ok(self.unless_closed(peer_table::changed_from(receiver, known as u64)).await.ok().flatten())
+        })
+        .await
     }
 
     /// Resolves with the direct paths once their version differs from `known` (without it: as
     /// they are now), or with `null` once the device is shut down or lost.
-    #[napi]
-    pub async fn watch_paths(&self, known: Option<f64>) -> napi::Result<Option<DirectPaths>> {
-        let receiver = self.call("watchPaths", |d| async move { peer_paths::watch(&d).await }).await?;
-        let known = known.map(|version| version as u64);
-        Ok(self.unless_closed(peer_paths::changed_from(receiver, known)).await.ok().flatten())
+    #[napi(ts_return_type = "Promise<DirectPaths | null>")]
+    pub async fn watch_paths(&self, known: Option<f64>) -> Settled<Option<DirectPaths>> {
+        Settled::of(async {
+            let receiver = self.call("watchPaths", |d| async move { peer_paths::watch(&d).await }).await?;
+            let known = known.map(|version| version as u64);
+            Ok(self.unless_closed(peer_paths::changed_from(receiver, known)).await.ok().flatten())
+        })
+        .await
     }
 
     /// Disco-pings the peer that owns tailnet address `ip`, as `tailscale ping` does: through
     /// its direct path if it has one, else to every UDP address control gave and through DERP
     /// at once. Resolves with the first pong; fails `TIMEOUT` after `timeoutMs`.
-    #[napi]
-    pub async fn ping(&self, ip: String, timeout_ms: f64) -> napi::Result<Pong> {
-        let addr = parse_ip("ip", &ip)?;
-        if !(timeout_ms.is_finite() && timeout_ms > 0.0) {
-            return Err(Failure::invalid("timeoutMs", timeout_ms, "must be a positive number of milliseconds").into());
-        }
-        let timeout = Duration::from_millis(timeout_ms as u64);
-        let peer = self.call("ping", |d| async move { d.peer_by_tailnet_ip(addr).await }).await?;
-        let Some(peer) = peer else {
-            return Err(Failure::invalid("ip", &ip, "is not the tailnet address of a peer").into());
-        };
-        let device = self.device()?;
-        let pinging = peer_paths::ping(&device, &peer, &ip, timeout).instrument(self.shared.span.clone());
-        let pong = self.unless_closed(pinging).await??;
-        pong.ok_or_else(|| {
-            self.device_failure(tailscale::Error::Internal(tailscale::InternalErrorKind::Actor), "ping").into()
+    #[napi(ts_return_type = "Promise<Pong>")]
+    pub async fn ping(&self, ip: String, timeout_ms: f64) -> Settled<Pong> {
+        Settled::of(async {
+            let addr = parse_ip("ip", &ip)?;
+            if !(timeout_ms.is_finite() && timeout_ms > 0.0) {
+                return Err(Failure::invalid("timeoutMs", timeout_ms, "must be a positive number of milliseconds"));
+            }
+            let timeout = Duration::from_millis(timeout_ms as u64);
+            let peer = self.call("ping", |d| async move { d.peer_by_tailnet_ip(addr).await }).await?;
+            let Some(peer) = peer else {
+                return Err(Failure::invalid("ip", &ip, "is not the tailnet address of a peer"));
+            };
+            let device = self.device()?;
+            let pinging = peer_paths::ping(&device, &peer, &ip, timeout).instrument(self.shared.span.clone());
+            let pong = self.unless_closed(pinging).await??;
+            pong.ok_or_else(|| {
+                self.device_failure(tailscale::Error::Internal(tailscale::InternalErrorKind::Actor), "ping")
+            })
         })
+        .await
     }
 
     /// The peer that owns a tailnet IP.
-    #[napi]
-    pub async fn peer_by_ip(&self, ip: String) -> napi::Result<Option<NodeInfo>> {
-        let ip = parse_ip("ip", &ip)?;
-        let (peer, table) = self
-            .call("peerByIp", |d| async move { Ok((d.peer_by_tailnet_ip(ip).await?, self.table(&d).await?)) })
-            .await?;
-        Ok(peer.as_ref().map(|node| NodeInfo::new(node, &table.users)))
+    #[napi(ts_return_type = "Promise<NodeInfo | null>")]
+    pub async fn peer_by_ip(&self, ip: String) -> Settled<Option<NodeInfo>> {
+        Settled::of(async {
+            let ip = parse_ip("ip", &ip)?;
+            let (peer, table) = self
+                .call("peerByIp", |d| async move { Ok((d.peer_by_tailnet_ip(ip).await?, self.table(&d).await?)) })
+                .await?;
+            Ok(peer.as_ref().map(|node| NodeInfo::new(node, &table.users)))
+        })
+        .await
     }
 
     /// The peer that owns a tailnet IP, with the app capabilities the policy grants it toward
     /// this device (Go's `WhoIs`); `null` when no peer has the address.
-    #[napi]
-    pub async fn who_is(&self, ip: String) -> napi::Result<Option<WhoIs>> {
-        let ip = parse_ip("ip", &ip)?;
-        let (peer, own, table) = self
-            .call("whoIs", |d| async move {
-                let peer = d.peer_by_tailnet_ip(ip).await?;
-                Ok((peer, d.self_node().await?, self.table(&d).await?))
-            })
-            .await?;
-        Ok(peer.map(|peer| {
-            let granted =
-                who_is::app_capabilities(&table.app_grants, ip, &peer.node_capabilities, &own.tailnet_address);
-            WhoIs { node: NodeInfo::new(&peer, &table.users), app_capabilities: granted.into_iter().collect() }
-        }))
+    #[napi(ts_return_type = "Promise<WhoIs | null>")]
+    pub async fn who_is(&self, ip: String) -> Settled<Option<WhoIs>> {
+        Settled::of(async {
+            let ip = parse_ip("ip", &ip)?;
+            let (peer, own, table) = self
+                .call("whoIs", |d| async move {
+                    let peer = d.peer_by_tailnet_ip(ip).await?;
+                    Ok((peer, d.self_node().await?, self.table(&d).await?))
+                })
+                .await?;
+            Ok(peer.map(|peer| {
+                let granted =
+                    who_is::app_capabilities(&table.app_grants, ip, &peer.node_capabilities, &own.tailnet_address);
+                WhoIs { node: NodeInfo::new(&peer, &table.users), app_capabilities: granted.into_iter().collect() }
+            }))
+        })
+        .await
     }
 
     /// The peers whose accepted routes are the most specific match for `ip`, as this device
     /// routes it: a default route (`0.0.0.0/0`, `::/0`) counts only for the chosen exit node.
-    #[napi]
-    pub async fn peers_with_route(&self, ip: String) -> napi::Result<Vec<NodeInfo>> {
-        let ip = parse_ip("ip", &ip)?;
-        let (peers, table) = self
-            .call("peersWithRoute", |d| async move { Ok((d.peers_with_route(ip).await?, self.table(&d).await?)) })
-            .await?;
-        let chosen = self.shared.exit.chosen();
-        Ok(peers
-            .iter()
-            .filter(|node| exit_node::routes(node, ip, chosen.as_ref()))
-            .map(|node| NodeInfo::new(node, &table.users))
-            .collect())
+    #[napi(ts_return_type = "Promise<Array<NodeInfo>>")]
+    pub async fn peers_with_route(&self, ip: String) -> Settled<Vec<NodeInfo>> {
+        Settled::of(async {
+            let ip = parse_ip("ip", &ip)?;
+            let (peers, table) = self
+                .call("peersWithRoute", |d| async move { Ok((d.peers_with_route(ip).await?, self.table(&d).await?)) })
+                .await?;
+            let chosen = self.shared.exit.chosen();
+            Ok(peers
+                .iter()
+                .filter(|node| exit_node::routes(node, ip, chosen.as_ref()))
+                .map(|node| NodeInfo::new(node, &table.users))
+                .collect())
+        })
+        .await
     }
 
     /// Sends traffic to addresses outside the tailnet through `peer` (hostname, FQDN or tailnet
     /// address), which must offer itself as an exit node (both default routes approved), as
     /// tsnet's `EditPrefs` with `ExitNodeID`; `null` for none (such addresses then have no
     /// route). Resolves with the exit node. Waits for the first network map.
-    #[napi]
-    pub async fn set_exit_node(&self, peer: Option<String>) -> napi::Result<Option<NodeInfo>> {
-        let Some(wanted) = peer else {
-            self.call("setExitNode", |d| async move { self.shared.exit.set(&d, Choice::Nobody).await }).await?;
-            return Ok(None);
-        };
-        exit_node::validate("peer", &wanted)?;
-        let table = self.call("setExitNode", |d| async move { self.table(&d).await }).await?;
-        let Some(node) = exit_node::find(&table.peers, &wanted) else {
-            return Err(Failure::invalid("peer", &wanted, "no peer has that name or tailnet address").into());
-        };
-        if !exit_node::offers_exit(node) {
-            return Err(Failure::invalid(
-                "peer",
-                &wanted,
-                "does not offer itself as an exit node (control has approved no 0.0.0.0/0 and ::/0 routes for it)",
-            )
-            .into());
-        }
-        let chosen = Choice::Chosen(node.stable_id.clone());
-        self.call("setExitNode", |d| async move { self.shared.exit.set(&d, chosen).await }).await?;
-        Ok(Some(NodeInfo::new(node, &table.users)))
+    #[napi(ts_return_type = "Promise<NodeInfo | null>")]
+    pub async fn set_exit_node(&self, peer: Option<String>) -> Settled<Option<NodeInfo>> {
+        Settled::of(async {
+            let Some(wanted) = peer else {
+                self.call("setExitNode", |d| async move { self.shared.exit.set(&d, Choice::Nobody).await }).await?;
+                return Ok(None);
+            };
+            exit_node::validate("peer", &wanted)?;
+            let table = self.call("setExitNode", |d| async move { self.table(&d).await }).await?;
+            let Some(node) = exit_node::find(&table.peers, &wanted) else {
+                return Err(Failure::invalid("peer", &wanted, "no peer has that name or tailnet address"));
+            };
+            if !exit_node::offers_exit(node) {
+                return Err(Failure::invalid(
+                    "peer",
+                    &wanted,
+                    "does not offer itself as an exit node (control has approved no 0.0.0.0/0 and ::/0 routes for it)",
+                ));
+            }
+            let chosen = Choice::Chosen(node.stable_id.clone());
+            self.call("setExitNode", |d| async move { self.shared.exit.set(&d, chosen).await }).await?;
+            Ok(Some(NodeInfo::new(node, &table.users)))
+        })
+        .await
     }
 
     /// Listens for TCP connections on one of this device's tailnet addresses.
-    #[napi]
-    pub async fn tcp_listen(&self, ip: String, port: f64) -> napi::Result<TcpListener> {
+    #[napi(ts_return_type = "Promise<TcpListener>")]
+    pub async fn tcp_listen(&self, ip: String, port: f64) -> Settled<TcpListener> {
         let span = self.shared.span.clone();
-        self.tcp_listen_in_span(ip, port).instrument(span).await
+        Settled(self.tcp_listen_in_span(ip, port).instrument(span).await)
     }
 
-    async fn tcp_listen_in_span(&self, ip: String, port: f64) -> napi::Result<TcpListener> {
+    async fn tcp_listen_in_span(&self, ip: String, port: f64) -> Result<TcpListener> {
         let addr = socket_addr("ip", &ip, "port", port, false)?;
         let lease = self.shared.ports.claim(Protocol::Tcp, addr)?;
         let device = self.device()?;
         let listener = self.unless_closed(device.tcp_listen(addr)).await?;
         let listener = match listener {
             Ok(listener) => listener,
-            Err(error) => return Err(self.checked_failure(&device, error, "tcpListen").await.into()),
+            Err(error) => return Err(self.checked_failure(&device, error, "tcpListen").await),
         };
         Ok(TcpListener::new(listener, &self.shared.token, lease, self.shared.span.clone()))
     }
 
     /// Opens a TCP connection to a tailnet address. Waits for this device's own address first.
-    #[napi]
-    pub async fn tcp_connect(&self, ip: String, port: f64) -> napi::Result<TcpStream> {
+    #[napi(ts_return_type = "Promise<TcpStream>")]
+    pub async fn tcp_connect(&self, ip: String, port: f64) -> Settled<TcpStream> {
         let span = self.shared.span.clone();
-        self.tcp_connect_in_span(ip, port).instrument(span).await
+        Settled(self.tcp_connect_in_span(ip, port).instrument(span).await)
     }
 
-    async fn tcp_connect_in_span(&self, ip: String, port: f64) -> napi::Result<TcpStream> {
+    async fn tcp_connect_in_span(&self, ip: String, port: f64) -> Result<TcpStream> {
         let remote = socket_addr("ip", &ip, "port", port, false)?;
         // An exit node named in the options is looked up in the first network map: until then an
         // address outside the tailnet has no route.
@@ -418,7 +463,7 @@ impl Device {
         let local_ip = self.unless_closed(own_address(&device, remote.is_ipv4())).await?;
         let local_ip = match local_ip {
             Ok(ip) => ip,
-            Err(error) => return Err(self.checked_failure(&device, error, "tcpConnect").await.into()),
+            Err(error) => return Err(self.checked_failure(&device, error, "tcpConnect").await),
         };
         // The netstack learns the device's addresses from the same network map that answered
         // `own_address`, in its own actor: a dial that overtakes it is refused at once. A message
@@ -432,18 +477,18 @@ impl Device {
         if !exit_node::in_tailnet(remote.ip()) {
             let peers = match self.unless_closed(device.peers_with_route(remote.ip())).await? {
                 Ok(peers) => peers,
-                Err(error) => return Err(self.checked_failure(&device, error, "tcpConnect").await.into()),
+                Err(error) => return Err(self.checked_failure(&device, error, "tcpConnect").await),
             };
             let chosen = self.shared.exit.chosen();
             if !peers.iter().any(|peer| exit_node::routes(peer, remote.ip(), chosen.as_ref())) {
                 let unless = if chosen.is_some() { "" } else { ", and no exit node is set" };
                 return Err(Failure::new(
                     Code::ConnectionRefused,
+                    "TCP connect",
                     format!(
-                        "TCP connect to {remote}: no route: the address is outside the tailnet, no peer's subnet route covers it{unless}"
+                        "no route to {remote}: the address is outside the tailnet, no peer's subnet route covers it{unless}"
                     ),
-                )
-                .into());
+                ));
             }
         }
         // The crate's `tcp_connect` picks its local port at random without checking it is free.
@@ -452,22 +497,22 @@ impl Device {
         let stream = match stream {
             Ok(stream) => stream,
             Err(tailscale::netstack::Error::ConnectionReset) => {
-                return Err(from_netstack(tailscale::netstack::Error::ConnectionReset, SocketOp::Connect).into());
+                return Err(from_netstack(tailscale::netstack::Error::ConnectionReset, SocketOp::Connect));
             }
-            Err(error) => return Err(self.checked_failure(&device, error.into(), "tcpConnect").await.into()),
+            Err(error) => return Err(self.checked_failure(&device, error.into(), "tcpConnect").await),
         };
         self.mark_registered();
         Ok(TcpStream::new(stream, self.shared.token.child_token(), Some(lease), self.shared.span.clone()))
     }
 
     /// Binds a UDP socket on one of this device's tailnet addresses (port 1..65535).
-    #[napi]
-    pub async fn udp_bind(&self, ip: String, port: f64) -> napi::Result<UdpSocket> {
+    #[napi(ts_return_type = "Promise<UdpSocket>")]
+    pub async fn udp_bind(&self, ip: String, port: f64) -> Settled<UdpSocket> {
         let span = self.shared.span.clone();
-        self.udp_bind_in_span(ip, port).instrument(span).await
+        Settled(self.udp_bind_in_span(ip, port).instrument(span).await)
     }
 
-    async fn udp_bind_in_span(&self, ip: String, port: f64) -> napi::Result<UdpSocket> {
+    async fn udp_bind_in_span(&self, ip: String, port: f64) -> Result<UdpSocket> {
         let addr = socket_addr("ip", &ip, "port", port, false)?;
         let lease = self.shared.ports.claim(Protocol::Udp, addr)?;
         let bound = match self.shared.udp.get(addr) {
@@ -477,7 +522,7 @@ impl Device {
                 let socket = self.unless_closed(device.udp_bind(addr)).await?;
                 let socket = match socket {
                     Ok(socket) => socket,
-                    Err(error) => return Err(self.checked_failure(&device, error, "udpBind").await.into()),
+                    Err(error) => return Err(self.checked_failure(&device, error, "udpBind").await),
                 };
                 self.shared.udp.insert(socket, &self.shared.token, &self.shared.span)
             }
@@ -494,42 +539,45 @@ impl Device {
     /// Stops the device and closes its sockets. Resolves `true` when it stopped gracefully within
     /// `timeoutMs` (default 5000); otherwise it is stopped forcibly and resolves `false`.
     /// Calling it again returns the first result.
-    #[napi]
-    pub async fn shutdown(&self, timeout_ms: Option<f64>) -> napi::Result<bool> {
-        let timeout = match timeout_ms {
-            None => DEFAULT_SHUTDOWN,
-            Some(ms) if ms.is_finite() && ms >= 0.0 => Duration::from_millis(ms as u64),
-            Some(ms) => {
-                return Err(Failure::invalid("timeoutMs", ms, "must be a finite number of milliseconds >= 0").into());
-            }
-        };
-        let shared = Arc::clone(&self.shared);
-        let span = self.shared.span.clone();
-        let graceful = self
-            .shared
-            .shutdown_result
-            .get_or_init(|| async move {
-                shared.span.record("closing", true);
-                shared.token.cancel();
-                shared.ports.clear();
-                let taken = shared.device.recover().take();
-                let deadline = Instant::now() + timeout;
-                let graceful = match taken {
-                    Some(device) => stop(device, timeout).await,
-                    None => true,
-                };
-                if shared.logs_out() {
-                    let left = deadline.saturating_duration_since(Instant::now()).max(LOGOUT_MIN);
-                    logout::log_out(&shared.recipe.config, shared.recipe.auth_key.as_deref(), left).await;
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub async fn shutdown(&self, timeout_ms: Option<f64>) -> Settled<bool> {
+        Settled::of(async {
+            let timeout = match timeout_ms {
+                None => DEFAULT_SHUTDOWN,
+                Some(ms) if ms.is_finite() && ms >= 0.0 => Duration::from_millis(ms as u64),
+                Some(ms) => {
+                    return Err(Failure::invalid("timeoutMs", ms, "must be a finite number of milliseconds >= 0"));
                 }
-                // Only now: closing a UDP socket while the netstack runs can crash it (udp.rs).
-                shared.udp.clear();
-                release_free_memory();
-                graceful
-            })
-            // All of it in the device's span: the sockets and pumps it ends log as the device.
-            .instrument(span)
-            .await;
-        Ok(*graceful)
+            };
+            let shared = Arc::clone(&self.shared);
+            let span = self.shared.span.clone();
+            let graceful = self
+                .shared
+                .shutdown_result
+                .get_or_init(|| async move {
+                    shared.span.record("closing", true);
+                    shared.token.cancel();
+                    shared.ports.clear();
+                    let taken = shared.device.recover().take();
+                    let deadline = Instant::now() + timeout;
+                    let graceful = match taken {
+                        Some(device) => stop(device, timeout).await,
+                        None => true,
+                    };
+                    if shared.logs_out() {
+                        let left = deadline.saturating_duration_since(Instant::now()).max(LOGOUT_MIN);
+                        logout::log_out(&shared.recipe.config, shared.recipe.auth_key.as_deref(), left).await;
+                    }
+                    // Only now: closing a UDP socket while the netstack runs can crash it (udp.rs).
+                    shared.udp.clear();
+                    release_free_memory();
+                    graceful
+                })
+                // All of it in the device's span: the sockets and pumps it ends log as the device.
+                .instrument(span)
+                .await;
+            Ok(*graceful)
+        })
+        .await
     }
 }

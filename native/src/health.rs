@@ -48,7 +48,8 @@ impl Health {
 pub fn lost(what: &str, cause: &str) -> Failure {
     Failure::new(
         Code::DeviceLost,
-        format!("{what}: the device's runtime has stopped ({cause}); it must be connected again"),
+        what,
+        format!("the device's runtime has stopped ({cause}); it must be connected again"),
     )
 }
 

@@ -9,6 +9,9 @@ use tailscale::keys::PersistState;
 
 use crate::error::{Code, Failure, Result};
 
+/// The subject of every `KEY_FILE` failure (the message names the file).
+const KEY_FILE: &str = "key file";
+
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
     key_state: PersistState,
@@ -68,8 +71,9 @@ pub fn load_or_create(path: &Path, on_bad_format: OnBadFormat) -> Result<Persist
             Err(reason) => match on_bad_format {
                 OnBadFormat::Error => Err(Failure::new(
                     Code::KeyFile,
+                    KEY_FILE,
                     format!(
-                        "key file {shown} is not a valid key file ({}); it was left untouched. \
+                        "{shown} is not a valid key file ({}); it was left untouched. \
                          Fix or move it, or pass overwriteBadKeyFile to replace it with new keys",
                         strip_quoted(&reason)
                     ),
@@ -88,7 +92,7 @@ pub fn load_or_create(path: &Path, on_bad_format: OnBadFormat) -> Result<Persist
             create_new(path, &state)?;
             Ok(state)
         }
-        Err(e) => Err(Failure::new(Code::KeyFile, format!("could not read key file {shown}: {e}"))),
+        Err(e) => Err(Failure::new(Code::KeyFile, KEY_FILE, format!("could not read {shown}: {e}"))),
     }
 }
 
@@ -99,7 +103,7 @@ fn keep_private(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
     let mode = std::fs::metadata(path)
-        .map_err(|e| Failure::new(Code::KeyFile, format!("could not read key file {shown}: {e}")))?
+        .map_err(|e| Failure::new(Code::KeyFile, KEY_FILE, format!("could not read {shown}: {e}")))?
         .permissions()
         .mode();
     if mode & 0o077 == 0 {
@@ -108,10 +112,8 @@ fn keep_private(path: &Path) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
         Failure::new(
             Code::KeyFile,
-            format!(
-                "key file {shown} can be read by others (mode {:o}) and could not be made private: {e}",
-                mode & 0o777
-            ),
+            KEY_FILE,
+            format!("{shown} can be read by others (mode {:o}) and could not be made private: {e}", mode & 0o777),
         )
     })?;
     tracing::warn!(key_file = %shown, was = format!("{:o}", mode & 0o777), "key file could be read by others; made it private (0600)");
@@ -126,7 +128,7 @@ fn keep_private(_: &Path) -> Result<()> {
 fn ensure_parent(path: &Path) -> Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|e| {
-            Failure::new(Code::KeyFile, format!("could not create the key file's directory {}: {e}", dir.display()))
+            Failure::new(Code::KeyFile, KEY_FILE, format!("could not create its directory {}: {e}", dir.display()))
         }),
         _ => Ok(()),
     }
@@ -154,10 +156,10 @@ fn create_new(path: &Path, state: &PersistState) -> Result<()> {
     let mut file = private_options()
         .create_new(true)
         .open(path)
-        .map_err(|e| Failure::new(Code::KeyFile, format!("could not create key file {shown}: {e}")))?;
+        .map_err(|e| Failure::new(Code::KeyFile, KEY_FILE, format!("could not create {shown}: {e}")))?;
     file.write_all(to_json(state).as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| Failure::new(Code::KeyFile, format!("could not write key file {shown}: {e}")))
+        .map_err(|e| Failure::new(Code::KeyFile, KEY_FILE, format!("could not write {shown}: {e}")))
 }
 
 /// Keeps `bytes` (which may hold private keys) in a new private file beside `path`:
@@ -177,14 +179,16 @@ fn keep_backup(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
             Err(e) => {
                 return Err(Failure::new(
                     Code::KeyFile,
-                    format!("could not back up key file {shown} to {}: {e}", backup.display()),
+                    KEY_FILE,
+                    format!("could not back up {shown} to {}: {e}", backup.display()),
                 ));
             }
         }
     }
     Err(Failure::new(
         Code::KeyFile,
-        format!("could not back up key file {shown}: 1000 earlier backups exist beside it"),
+        KEY_FILE,
+        format!("could not back up {shown}: 1000 earlier backups exist beside it"),
     ))
 }
 
@@ -201,7 +205,7 @@ fn write_atomically(path: &Path, state: &PersistState) -> Result<()> {
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&temp);
-        Failure::new(Code::KeyFile, format!("could not write key file {shown}: {e}"))
+        Failure::new(Code::KeyFile, KEY_FILE, format!("could not write {shown}: {e}"))
     })
 }
 
@@ -299,8 +303,8 @@ mod tests {
             Ok(_) => panic!("a corrupt key file must not load"),
         };
         assert_eq!(failure.code, Code::KeyFile);
-        assert!(failure.message.contains("left untouched"), "{}", failure.message);
-        assert!(!failure.message.contains("privkey:0123"), "{}", failure.message);
+        assert!(failure.detail.contains("left untouched"), "{failure}");
+        assert!(!failure.detail.contains("privkey:0123"), "{failure}");
         assert_eq!(std::fs::read(&path).unwrap(), secretish);
     }
 
@@ -349,7 +353,7 @@ mod tests {
             Err(failure) => failure,
             Ok(_) => panic!("a pre-0.5 key file must not load"),
         };
-        assert!(failure.message.contains("before 0.5"), "{}", failure.message);
+        assert!(failure.detail.contains("before 0.5"), "{failure}");
         assert_eq!(std::fs::read(&path).unwrap(), legacy);
     }
 
@@ -369,6 +373,6 @@ mod tests {
             Ok(_) => panic!("incomplete key state must not parse"),
         };
         assert_eq!(failure.code, Code::InvalidArgument);
-        assert!(!failure.message.contains("deadbeef"), "{}", failure.message);
+        assert!(!failure.detail.contains("deadbeef"), "{failure}");
     }
 }

@@ -32,6 +32,8 @@ mod who_is;
 
 use napi_derive::napi;
 
+use crate::error::Settled;
+
 #[napi_derive::module_init]
 fn init() {
     logging::route_worker_panics_to_log();
@@ -55,14 +57,17 @@ pub fn generate_key_state() -> String {
 /// Loads the key file at `path` and returns its key state as JSON, creating the file (mode 0600)
 /// with fresh keys when missing. An invalid file is an error (`KEY_FILE`) and is left untouched
 /// unless `overwriteBadFormat` is true.
-#[napi]
-pub async fn load_key_file(path: String, overwrite_bad_format: Option<bool>) -> napi::Result<String> {
-    let on_bad =
-        if overwrite_bad_format.unwrap_or(false) { keys::OnBadFormat::Overwrite } else { keys::OnBadFormat::Error };
-    let state = tokio::task::spawn_blocking(move || keys::load_or_create(std::path::Path::new(&path), on_bad))
-        .await
-        .map_err(|e| error::Failure::internal(format!("loadKeyFile: {e}")))??;
-    Ok(keys::to_json(&state))
+#[napi(ts_return_type = "Promise<string>")]
+pub async fn load_key_file(path: String, overwrite_bad_format: Option<bool>) -> Settled<String> {
+    Settled::of(async {
+        let on_bad =
+            if overwrite_bad_format.unwrap_or(false) { keys::OnBadFormat::Overwrite } else { keys::OnBadFormat::Error };
+        let state = tokio::task::spawn_blocking(move || keys::load_or_create(std::path::Path::new(&path), on_bad))
+            .await
+            .map_err(|e| error::Failure::internal("loadKeyFile", e.to_string()))??;
+        Ok(keys::to_json(&state))
+    })
+    .await
 }
 
 /// The public halves of a key state: safe to log or show.
@@ -76,10 +81,12 @@ pub struct PublicKeys {
     pub network_lock_key: String,
 }
 
-#[napi]
-pub fn public_keys(key_state: String) -> napi::Result<PublicKeys> {
-    let keys = keys::public_keys(&keys::from_json(&key_state)?);
-    Ok(PublicKeys { machine_key: keys.machine_key, node_key: keys.node_key, network_lock_key: keys.network_lock_key })
+#[napi(ts_return_type = "PublicKeys")]
+pub fn public_keys(key_state: String) -> Settled<PublicKeys> {
+    Settled(keys::from_json(&key_state).map(|state| {
+        let keys = keys::public_keys(&state);
+        PublicKeys { machine_key: keys.machine_key, node_key: keys.node_key, network_lock_key: keys.network_lock_key }
+    }))
 }
 
 /// How this binary was built.

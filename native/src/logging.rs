@@ -36,7 +36,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
-use crate::error::{Failure, Result};
+use crate::error::{Failure, Result, Settled};
 use crate::redact::{REDACTED, redact, secret_by_name};
 use crate::sync::{Recover, RecoverRw};
 
@@ -356,7 +356,7 @@ impl Visit for Fields {
 /// crate's `ERROR` records exist even when no sink is subscribed (`keep_registration_refusal`).
 pub fn install() {
     if let Err(failure) = level_handle() {
-        tracing::debug!(reason = failure.message, "device logs are not available");
+        tracing::debug!(reason = failure.detail, "device logs are not available");
     }
 }
 
@@ -372,7 +372,7 @@ fn level_handle() -> Result<&'static reload::Handle<LevelFilter, Registry>> {
             .map(|()| handle)
             .map_err(|e| format!("another tracing subscriber is installed in this process ({e})"))
     });
-    installed.as_ref().map_err(|reason| Failure::internal(reason.clone()))
+    installed.as_ref().map_err(|reason| Failure::internal("subscribeLogs", reason.clone()))
 }
 
 /// The most verbose level any sink asks for: the crate only builds records someone may take.
@@ -383,7 +383,9 @@ fn update_level(sinks: &BTreeMap<u32, Arc<Sink>>) -> Result<()> {
         .max()
         .unwrap_or(LevelFilter::OFF)
         .max(LevelFilter::ERROR);
-    level_handle()?.reload(most).map_err(|e| Failure::internal(format!("could not apply the log filter ({e})")))
+    level_handle()?
+        .reload(most)
+        .map_err(|e| Failure::internal("subscribeLogs", format!("could not apply the log filter ({e})")))
 }
 
 pub fn parse_filter(directives: &str) -> Result<EnvFilter> {
@@ -396,16 +398,16 @@ pub fn parse_filter(directives: &str) -> Result<EnvFilter> {
 /// `"warn"` or `"info,ts_runtime=debug"`). Returns the sink's id: a device connected with it as
 /// `logSink` sends its records there only. Records that belong to no device never come here
 /// (`subscribeProcessLogs`).
-#[napi(ts_args_type = "filter: string, handler: (record: LogRecord) => void")]
-pub fn subscribe_logs(filter: String, handler: Handler) -> napi::Result<u32> {
-    Ok(subscribe(&filter, handler, false)?)
+#[napi(ts_args_type = "filter: string, handler: (record: LogRecord) => void", ts_return_type = "number")]
+pub fn subscribe_logs(filter: String, handler: Handler) -> Settled<u32> {
+    Settled(subscribe(&filter, handler, false))
 }
 
 /// Subscribes `handler` to the log records that belong to no device (e.g. loading a key file),
 /// filtered like `subscribeLogs`. A device's records never come here. `unsubscribeLogs` ends it.
-#[napi(ts_args_type = "filter: string, handler: (record: LogRecord) => void")]
-pub fn subscribe_process_logs(filter: String, handler: Handler) -> napi::Result<u32> {
-    Ok(subscribe(&filter, handler, true)?)
+#[napi(ts_args_type = "filter: string, handler: (record: LogRecord) => void", ts_return_type = "number")]
+pub fn subscribe_process_logs(filter: String, handler: Handler) -> Settled<u32> {
+    Settled(subscribe(&filter, handler, true))
 }
 
 fn subscribe(filter: &str, handler: Handler, process: bool) -> Result<u32> {
@@ -418,13 +420,10 @@ fn subscribe(filter: &str, handler: Handler, process: bool) -> Result<u32> {
 }
 
 /// Stops delivering records to the sink `id`; the others keep theirs. Unknown ids are ignored.
-#[napi]
-pub fn unsubscribe_logs(id: u32) -> napi::Result<()> {
+#[napi(ts_return_type = "void")]
+pub fn unsubscribe_logs(id: u32) -> Settled<()> {
     let mut sinks = SINKS.write_recover();
-    if sinks.remove(&id).is_some() {
-        update_level(&sinks)?;
-    }
-    Ok(())
+    Settled(if sinks.remove(&id).is_some() { update_level(&sinks) } else { Ok(()) })
 }
 
 /// The crate's actors run on napi's Tokio workers and catch their own panics, but the default
@@ -514,6 +513,6 @@ mod tests {
     fn filters_parse_or_name_the_field() {
         assert!(parse_filter("info,ts_runtime=debug").is_ok());
         let failure = parse_filter("info,=[bad").unwrap_err();
-        assert!(failure.message.starts_with("filter:"), "{}", failure.message);
+        assert_eq!(failure.subject, "filter");
     }
 }

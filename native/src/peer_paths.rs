@@ -92,7 +92,8 @@ pub async fn ping(
                 Ok(PingStarted::NoDiscoKey) => {
                     return Err(Failure::new(
                         Code::ConnectionRefused,
-                        format!("ping {address}: control gave this peer no disco key, so it cannot be pinged"),
+                        "ping",
+                        format!("control gave the peer {address} no disco key, so it cannot be pinged"),
                     ));
                 }
                 Err(_) => return Ok(None),
@@ -107,6 +108,6 @@ pub async fn ping(
     };
     match tokio::time::timeout(timeout, attempts).await {
         Ok(outcome) => outcome,
-        Err(_) => Err(Failure::new(Code::Timeout, format!("ping {address}: no pong within {timeout:?}"))),
+        Err(_) => Err(Failure::new(Code::Timeout, "ping", format!("no pong from {address} within {timeout:?}"))),
     }
 }

@@ -15,6 +15,17 @@ pub enum Protocol {
     Udp,
 }
 
+impl Protocol {
+    /// The operation that claims a named endpoint (`claim`) or a free one (`claim_ephemeral`).
+    const fn claiming(self, ephemeral: bool) -> &'static str {
+        match (self, ephemeral) {
+            (Protocol::Tcp, false) => "TCP listen",
+            (Protocol::Tcp, true) => "TCP connect",
+            (Protocol::Udp, _) => "UDP bind",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct PortTable {
     bound: Mutex<HashSet<(Protocol, SocketAddr)>>,
@@ -30,11 +41,11 @@ impl PortTable {
     pub fn claim(self: &Arc<Self>, protocol: Protocol, addr: SocketAddr) -> Result<PortLease> {
         let mut bound = self.bound.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if !bound.insert((protocol, addr)) {
-            let name = match protocol {
-                Protocol::Tcp => "TCP",
-                Protocol::Udp => "UDP",
-            };
-            return Err(Failure::new(Code::AddressInUse, format!("{name} {addr} is already bound on this device")));
+            return Err(Failure::new(
+                Code::AddressInUse,
+                protocol.claiming(false),
+                format!("{addr} is already bound on this device"),
+            ));
         }
         Ok(PortLease { table: Arc::clone(self), key: (protocol, addr) })
     }
@@ -53,7 +64,7 @@ impl PortTable {
                 return Ok(lease);
             }
         }
-        Err(Failure::new(Code::AddressInUse, format!("no free port in 49152..65535 on {ip}")))
+        Err(Failure::new(Code::AddressInUse, protocol.claiming(true), format!("no free port in 49152..65535 on {ip}")))
     }
 
     pub fn clear(&self) {

@@ -180,7 +180,7 @@ mod tests {
     #[tokio::test]
     async fn failure_is_sticky() {
         let inbox: Inbox<u8> = spawn("test source", tracing::Span::none(), CancellationToken::new(), 1, || async {
-            Step::Fail(Failure::new(Code::ConnectionReset, "reset"))
+            Step::Fail(Failure::new(Code::ConnectionReset, "test", "reset"))
         });
         let open = CancellationToken::new();
         assert_eq!(inbox.next(&open).await.unwrap_err().code, Code::ConnectionReset);

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::address::SocketAddress;
-use crate::error::{Failure, Result, SocketOp, from_netstack};
+use crate::error::{Failure, Result, Settled, SocketOp, from_netstack};
 use crate::ports::PortLease;
 use crate::pump::{self, Inbox, Step};
 use crate::sync::Recover;
@@ -106,18 +106,21 @@ impl TcpStream {
 impl TcpStream {
     /// The bytes that have arrived (waiting for at least one), or `null` once the peer has
     /// finished sending.
-    #[napi]
-    pub async fn read(&self) -> napi::Result<Option<Buffer>> {
-        let Some(chunks) = self.inbox.next_batch(&self.token, READ_AHEAD).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Buffer::from(chunks.concat())))
+    #[napi(ts_return_type = "Promise<Buffer | null>")]
+    pub async fn read(&self) -> Settled<Option<Buffer>> {
+        Settled::of(async {
+            let Some(chunks) = self.inbox.next_batch(&self.token, READ_AHEAD).await? else {
+                return Ok(None);
+            };
+            Ok(Some(Buffer::from(chunks.concat())))
+        })
+        .await
     }
 
     /// Resolves once every byte has been accepted by the network stack.
-    #[napi]
-    pub async fn write(&self, data: Uint8Array) -> napi::Result<()> {
-        Ok(self.write_all(&data).instrument(self.span.clone()).await?)
+    #[napi(ts_return_type = "Promise<void>")]
+    pub async fn write(&self, data: Uint8Array) -> Settled<()> {
+        Settled(self.write_all(&data).instrument(self.span.clone()).await)
     }
 
     #[napi(getter)]
@@ -192,13 +195,16 @@ impl TcpListener {
 #[napi]
 impl TcpListener {
     /// The next incoming connection.
-    #[napi]
-    pub async fn accept(&self) -> napi::Result<TcpStream> {
-        match self.inbox.next(&self.token).await? {
-            // In the device's span, not `accept`'s (none): the stream's pump starts here.
-            Some(stream) => Ok(TcpStream::new(stream, self.device_token.child_token(), None, self.span.clone())),
-            None => Err(Failure::device_closed("TCP listener").into()),
-        }
+    #[napi(ts_return_type = "Promise<TcpStream>")]
+    pub async fn accept(&self) -> Settled<TcpStream> {
+        Settled::of(async {
+            match self.inbox.next(&self.token).await? {
+                // In the device's span, not `accept`'s (none): the stream's pump starts here.
+                Some(stream) => Ok(TcpStream::new(stream, self.device_token.child_token(), None, self.span.clone())),
+                None => Err(Failure::device_closed("TCP listener")),
+            }
+        })
+        .await
     }
 
     #[napi(getter)]

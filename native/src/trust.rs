@@ -44,14 +44,15 @@ mod tests {
     #[test]
     fn unreadable_or_empty_files_name_the_field() {
         let missing = trust_ca_file("caFile", "/nonexistent/ca.pem").unwrap_err();
-        assert!(missing.message.starts_with("caFile: cannot be read"), "{}", missing.message);
+        assert_eq!(missing.subject, "caFile");
+        assert!(missing.detail.starts_with("cannot be read"), "{missing}");
 
         let dir = std::env::temp_dir().join(format!("trust-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "no certificates here\n").unwrap();
         let failure = trust_ca_file("caFile", empty.to_str().unwrap()).unwrap_err();
-        assert!(failure.message.contains("holds no PEM certificate"), "{}", failure.message);
+        assert!(failure.detail.contains("holds no PEM certificate"), "{failure}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

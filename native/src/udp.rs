@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::address::{SocketAddress, socket_addr};
-use crate::error::{Code, Failure, Result, SocketOp, from_netstack};
+use crate::error::{Code, Failure, Result, Settled, SocketOp, from_netstack};
 use crate::ports::PortLease;
 use crate::pump::{self, Inbox, Step};
 use crate::sync::Recover;
@@ -118,7 +118,8 @@ impl UdpSocket {
         if data.len() > MAX_DATAGRAM {
             return Err(Failure::new(
                 Code::MessageTooLarge,
-                format!("UDP send: {} bytes is more than the {MAX_DATAGRAM} a datagram can hold", data.len()),
+                "UDP send",
+                format!("{} bytes is more than the {MAX_DATAGRAM} a datagram can hold", data.len()),
             ));
         }
         let bound = self.bound()?;
@@ -134,24 +135,26 @@ impl UdpSocket {
 #[napi]
 impl UdpSocket {
     /// The next datagram and its sender.
-    #[napi]
-    pub async fn recv(&self) -> napi::Result<Datagram> {
-        let bound = self.bound()?;
-        match bound.inbox.next(&self.token).await? {
-            Some((from, bytes)) => Ok(Datagram {
-                data: Buffer::from(bytes.to_vec()),
-                ip: from.ip().to_string(),
-                port: u32::from(from.port()),
-            }),
-            None => Err(Failure::device_closed("UDP socket").into()),
-        }
+    #[napi(ts_return_type = "Promise<Datagram>")]
+    pub async fn recv(&self) -> Settled<Datagram> {
+        Settled::of(async {
+            let bound = self.bound()?;
+            match bound.inbox.next(&self.token).await? {
+                Some((from, bytes)) => Ok(Datagram {
+                    data: Buffer::from(bytes.to_vec()),
+                    ip: from.ip().to_string(),
+                    port: u32::from(from.port()),
+                }),
+                None => Err(Failure::device_closed("UDP socket")),
+            }
+        })
+        .await
     }
 
     /// Sends one datagram of at most 4096 bytes.
-    #[napi]
-    pub async fn send(&self, ip: String, port: f64, data: Uint8Array) -> napi::Result<()> {
-        let to = socket_addr("ip", &ip, "port", port, false)?;
-        Ok(self.send_to(to, &data).await?)
+    #[napi(ts_return_type = "Promise<void>")]
+    pub async fn send(&self, ip: String, port: f64, data: Uint8Array) -> Settled<()> {
+        Settled::of(async { self.send_to(socket_addr("ip", &ip, "port", port, false)?, &data).await }).await
     }
 
     #[napi(getter)]

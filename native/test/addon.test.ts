@@ -7,20 +7,34 @@ import type * as Native from "../index.js"
 
 const native = createRequire(import.meta.url)("../index.js") as typeof Native
 
-const rejection = async (promise: Promise<unknown>): Promise<string> => {
+/** A failure as the addon reports it: an `Error` with `code` and `subject` as own properties. */
+interface Failure {
+  readonly code: Native.ErrorCode
+  readonly subject: string
+  readonly message: string
+}
+
+const failure = (error: unknown): Failure => {
+  expect(error).toBeInstanceOf(Error)
+  expect(Object.hasOwn(error as Error, "code") && Object.hasOwn(error as Error, "subject")).toBe(true)
+  const { code, subject, message } = error as Error & Failure
+  return { code, subject, message }
+}
+
+const rejection = async (promise: Promise<unknown>): Promise<Failure> => {
   try {
     await promise
   } catch (error) {
-    return (error as Error).message
+    return failure(error)
   }
   throw new Error("expected a rejection")
 }
 
-const thrown = (f: () => unknown): string => {
+const thrown = (f: () => unknown): Failure => {
   try {
     f()
   } catch (error) {
-    return (error as Error).message
+    return failure(error)
   }
   throw new Error("expected an error")
 }
@@ -35,9 +49,13 @@ describe("addon without a tailnet", () => {
 
   it("refuses plain-http control, pointing at https and caFile", async () => {
     expect(await rejection(native.Device.connect({ controlUrl: "http://127.0.0.1:9", hostname: "plain" })))
-      .toMatch(
-        /^INVALID_ARGUMENT: controlUrl: plain http is not supported: use https \(trust a private CA with caFile\)/
-      )
+      .toEqual({
+        code: "INVALID_ARGUMENT",
+        subject: "controlUrl",
+        message: expect.stringMatching(
+          /^INVALID_ARGUMENT: controlUrl: plain http is not supported: use https \(trust a private CA with caFile\)/
+        )
+      })
   })
 
   it("loads a key file written by the previous release with the same keys", async () => {
@@ -59,22 +77,25 @@ describe("addon without a tailnet", () => {
     [{ keyState: "{}" }, "keyState"],
     [{ connectTimeoutMs: -5 }, "connectTimeoutMs"]
   ])("rejects %j naming %s", async (options, field) => {
-    const message = await rejection(native.Device.connect(options))
+    const { code, subject, message } = await rejection(native.Device.connect(options))
+    expect({ code, subject }).toEqual({ code: "INVALID_ARGUMENT", subject: field })
     expect(message.startsWith(`INVALID_ARGUMENT: ${field}: `)).toBe(true)
   })
 
   it("never echoes an auth key", async () => {
-    const message = await rejection(native.Device.connect({ authKey: "tskey-auth-secret 1" }))
+    const { subject, message } = await rejection(native.Device.connect({ authKey: "tskey-auth-secret 1" }))
+    expect(subject).toBe("authKey")
     expect(message).toMatch(/^INVALID_ARGUMENT: authKey: /)
     expect(message).not.toContain("secret")
   })
 
   it("reports a control URL nobody listens on as unreachable, quickly", async () => {
     const started = Date.now()
-    const message = await rejection(
+    const { code, subject, message } = await rejection(
       native.Device.connect({ controlUrl: "https://127.0.0.1:9", hostname: "nobody", connectTimeoutMs: 10_000 })
     )
-    expect(message).toMatch(/^CONTROL_UNREACHABLE: .*127\.0\.0\.1:9/)
+    expect({ code, subject }).toEqual({ code: "CONTROL_UNREACHABLE", subject: "connect" })
+    expect(message).toMatch(/^CONTROL_UNREACHABLE: connect: .*127\.0\.0\.1:9/)
     expect(Date.now() - started).toBeLessThan(10_000)
   })
 
@@ -92,10 +113,13 @@ describe("addon without a tailnet", () => {
     const corrupt = Buffer.from("{\"key_state\":{\"node_key\":\"privkey:0011\"")
     await writeFile(path, corrupt)
     await chmod(path, 0o640)
-    const message = await rejection(native.loadKeyFile(path))
-    expect(message).toMatch(/^KEY_FILE: key file .* left untouched/)
+    const { code, subject, message } = await rejection(native.loadKeyFile(path))
+    expect({ code, subject }).toEqual({ code: "KEY_FILE", subject: "key file" })
+    expect(message).toMatch(/^KEY_FILE: key file: .* left untouched/)
     expect(message).not.toContain("privkey:0011")
-    expect(await rejection(native.Device.connect({ keyFile: path, hostname: "demo" }))).toMatch(/^KEY_FILE: /)
+    expect(await rejection(native.Device.connect({ keyFile: path, hostname: "demo" }))).toMatchObject({
+      code: "KEY_FILE"
+    })
     expect(await readFile(path)).toEqual(corrupt)
     expect((await stat(path)).mode & 0o777).toBe(0o640)
   })
@@ -123,7 +147,12 @@ describe("addon without a tailnet", () => {
     expect(native.publicKeys(native.generateKeyState()).nodeKey).not.toBe(keys.nodeKey)
   })
 
-  it("rejects a bad log filter naming the field", () => {
-    expect(thrown(() => native.subscribeLogs("info,=[", () => {}))).toMatch(/^INVALID_ARGUMENT: filter: /)
+  it("throws from a synchronous call as it rejects: code and subject as data", () => {
+    expect(thrown(() => native.subscribeLogs("info,=[", () => {}))).toEqual({
+      code: "INVALID_ARGUMENT",
+      subject: "filter",
+      message: expect.stringMatching(/^INVALID_ARGUMENT: filter: not a RUST_LOG-style filter/)
+    })
+    expect(thrown(() => native.publicKeys("{}"))).toMatchObject({ code: "INVALID_ARGUMENT", subject: "keyState" })
   })
 })

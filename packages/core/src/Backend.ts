@@ -4,8 +4,9 @@
  * (`@effect-tailscale/testing`). Backends are thin and promise-based; every policy (timeouts,
  * scopes, decoding, error mapping, interruption safety) lives in core, once.
  *
- * Error contract: a backend rejects with an `Error` whose message is `"<CODE>: <detail>"`, where
- * CODE is one of {@link BackendErrorCode}. Anything else is treated as an internal error.
+ * Error contract: a backend rejects with a {@link BackendError}: an `Error` whose own `code` is
+ * one of {@link BackendErrorCode} and whose `subject` names the offending field or what failed.
+ * Core reads those two, never the message; anything else is treated as an internal error.
  *
  * Cancellation contract: a backend promise, once started, runs to completion (the native addon
  * cannot cancel a pending call without losing data inside the netstack). Core never abandons a
@@ -37,11 +38,34 @@ export const BackendErrorCodes = [
 ] as const
 
 /**
- * One of `BackendErrorCodes`: the prefix of every backend rejection's message.
+ * One of `BackendErrorCodes`: the `code` of every backend rejection.
  *
  * @category models
  */
 export type BackendErrorCode = typeof BackendErrorCodes[number]
+
+/**
+ * What a backend rejects with: an `Error` that carries its failure as data. The native addon's
+ * (and `backendError`'s) message reads `"<CODE>: <subject>: <detail>"`, for people and logs.
+ *
+ * @category models
+ */
+export interface BackendError extends Error {
+  readonly code: BackendErrorCode
+  /**
+   * The offending field for `INVALID_ARGUMENT` (`port`, `tags[1]`); otherwise what failed: the
+   * operation (`connect`, `TCP read`) or the closed handle (`TCP stream`).
+   */
+  readonly subject: string
+}
+
+/**
+ * A `BackendError`, for backends written in JavaScript.
+ *
+ * @category constructors
+ */
+export const backendError = (code: BackendErrorCode, subject: string, detail: string): BackendError =>
+  Object.assign(new Error(`${code}: ${subject}: ${detail}`), { code, subject })
 
 /**
  * `ip` is an IPv4 dotted quad or an IPv6 address without brackets.

@@ -31,7 +31,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { type BindAddress, type DialTarget, formatIp, type IpInput } from "./Address.ts"
 import { AuthState } from "./AuthState.ts"
-import type { Backend } from "./Backend.ts"
+import { type Backend, backendError } from "./Backend.ts"
 import type { Caller } from "./Caller.ts"
 import { decodeWhoIs } from "./Caller.ts"
 import type { DeviceState } from "./DeviceState.ts"
@@ -536,7 +536,7 @@ export const make: (
       } else if (input !== null) peer = formatIp(yield* parseIp("peer", input))
       const raw = yield* call("setExitNode", limit, (d) =>
         d.raw.setExitNode === undefined
-          ? Promise.reject(new Error("INTERNAL: this backend cannot set an exit node"))
+          ? Promise.reject(backendError("INTERNAL", "setExitNode", "this backend cannot set an exit node"))
           : d.raw.setExitNode(peer))
       const exitNode = yield* decodeOptional(raw)
       chosen.exitNode = Option.match(exitNode, { onNone: () => undefined, onSome: (node) => formatIp(node.ipv4) })
@@ -556,7 +556,7 @@ export const make: (
         const peer = yield* resolvePeer("ping", input, limit)
         const raw = yield* call("ping", "Infinity", (d) =>
           d.raw.ping === undefined
-            ? Promise.reject(new Error("INTERNAL: this backend cannot ping"))
+            ? Promise.reject(backendError("INTERNAL", "ping", "this backend cannot ping"))
             : d.raw.ping(formatIp(peer.ipv4), Math.min(toMillis(limit) ?? PING_LIMIT_MS, PING_LIMIT_MS)))
         return pongFrom(peer, raw)
       }).pipe(within("ping", limit))

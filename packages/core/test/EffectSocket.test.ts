@@ -5,7 +5,13 @@ import * as Fiber from "effect/Fiber"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
-import type { RawDatagram, RawTcpListener, RawTcpStream, RawUdpSocket } from "../src/Backend.ts"
+import {
+  backendError,
+  type RawDatagram,
+  type RawTcpListener,
+  type RawTcpStream,
+  type RawUdpSocket
+} from "../src/Backend.ts"
 import { toDatagramSocket, toSocket, toSocketServer } from "../src/EffectSocket.ts"
 import * as Tailscale from "../src/Tailscale.ts"
 import { memoryBackend, scriptedStream } from "./memoryBackend.ts"
@@ -93,7 +99,7 @@ describe("effect/socket adapters", () => {
       const raw: RawUdpSocket = {
         recv: () => incoming.promise,
         send: async (ip, port, data) => {
-          if (data.length > 4096) throw new Error("MESSAGE_TOO_LARGE: UDP send: too big")
+          if (data.length > 4096) throw backendError("MESSAGE_TOO_LARGE", "UDP send", "too big")
           sent.push(`${ip}:${port} ${text(data)}`)
         },
         localAddress: { ip: "100.64.0.2", port: 5000 },

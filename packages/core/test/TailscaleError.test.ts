@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { backendError } from "../src/Backend.ts"
 import * as Tailscale from "../src/Tailscale.ts"
 import { isTailscaleError } from "../src/TailscaleError.ts"
 import { reasonOf } from "./helpers.ts"
@@ -24,7 +25,7 @@ describe("errors from the backend", () => {
     Effect.gen(function*() {
       const { backend } = memoryBackend({
         peerByName: async () => {
-          throw new Error(`${code}: peerByName: something happened`)
+          throw backendError(code, "peerByName", "something happened")
         }
       })
       const service = yield* Tailscale.make(backend)
@@ -33,6 +34,46 @@ describe("errors from the backend", () => {
       assert.strictEqual(reason._tag, tag)
       assert.strictEqual(reason.message, "peerByName: something happened")
       assert.strictEqual(reason.isRetryable, retryable)
+    }))
+
+  it.effect("the field and the operation are the error's subject, not read from its message", () =>
+    Effect.gen(function*() {
+      const failing = (code: string, subject: string) =>
+        memoryBackend({
+          peerByName: async () => {
+            throw Object.assign(new Error("INVALID_ARGUMENT: name: a message that says otherwise"), { code, subject })
+          }
+        }).backend
+      const invalid = reasonOf(
+        yield* Effect.exit((yield* Tailscale.make(failing("INVALID_ARGUMENT", "port"))).peerByName("echo-peer"))
+      )
+      assert.strictEqual(invalid._tag, "InvalidArgument")
+      assert.strictEqual(invalid._tag === "InvalidArgument" ? invalid.field : undefined, "port")
+      assert.strictEqual(invalid.message, "name: a message that says otherwise")
+      const timeout = reasonOf(
+        yield* Effect.exit((yield* Tailscale.make(failing("TIMEOUT", "connect"))).peerByName("echo-peer"))
+      )
+      assert.strictEqual(timeout._tag === "Timeout" ? timeout.operation : undefined, "connect")
+    }))
+
+  it.effect.each(
+    [
+      ["a message in the grammar without code and subject", new Error("INVALID_ARGUMENT: port: must be 1..65535")],
+      ["an unknown code", Object.assign(new Error("ENOENT: no such file"), { code: "ENOENT", subject: "open" })],
+      ["a code without a subject", Object.assign(new Error("TIMEOUT: connect: timed out"), { code: "TIMEOUT" })],
+      ["a plain object with code and subject", { code: "TIMEOUT", subject: "connect", message: "timed out" }]
+    ] as const
+  )("%s is Internal", ([_, error]) =>
+    Effect.gen(function*() {
+      const { backend } = memoryBackend({
+        peerByName: async () => {
+          throw error
+        }
+      })
+      const service = yield* Tailscale.make(backend)
+      const reason = reasonOf(yield* Effect.exit(service.peerByName("echo-peer")))
+      assert.strictEqual(reason._tag, "Internal")
+      assert.strictEqual(reason._tag === "Internal" ? reason.cause : undefined, error)
     }))
 
   it.effect("an unrecognised rejection is Internal, keeping the original as its cause", () =>
@@ -53,7 +94,7 @@ describe("errors from the backend", () => {
     Effect.gen(function*() {
       const { backend } = memoryBackend({
         tcpConnect: async () => {
-          throw new Error("CONNECTION_REFUSED: TCP connect: refused")
+          throw backendError("CONNECTION_REFUSED", "TCP connect", "refused")
         }
       })
       const service = yield* Tailscale.make(backend)
@@ -79,7 +120,7 @@ describe("isTailscaleError", () => {
     Effect.gen(function*() {
       const { backend } = memoryBackend({
         peerByName: async () => {
-          throw new Error("TIMEOUT: peerByName: too slow")
+          throw backendError("TIMEOUT", "peerByName", "too slow")
         }
       })
       const service = yield* Tailscale.make(backend)

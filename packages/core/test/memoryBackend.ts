@@ -1,14 +1,15 @@
 /** A small in-test backend: scripted answers, and counters for every call. */
-import type {
-  Backend,
-  RawConnectOptions,
-  RawDatagram,
-  RawDevice,
-  RawLogRecord,
-  RawNodeInfo,
-  RawTcpListener,
-  RawTcpStream,
-  RawUdpSocket
+import {
+  type Backend,
+  backendError,
+  type RawConnectOptions,
+  type RawDatagram,
+  type RawDevice,
+  type RawLogRecord,
+  type RawNodeInfo,
+  type RawTcpListener,
+  type RawTcpStream,
+  type RawUdpSocket
 } from "../src/Backend.ts"
 
 /** A stream whose reads are answered by the test, in order. */
@@ -133,14 +134,14 @@ export const memoryBackend = (overrides: Partial<RawDevice> = {}, logs: Array<Ra
     tcpListen: track(
       "tcpListen",
       overrides.tcpListen ?? (async (): Promise<RawTcpListener> => {
-        throw new Error("INTERNAL: no listener scripted")
+        throw backendError("INTERNAL", "tcpListen", "no listener scripted")
       })
     ),
     tcpConnect: track("tcpConnect", overrides.tcpConnect ?? (async () => scriptedStream().stream)),
     udpBind: track(
       "udpBind",
       overrides.udpBind ?? (async (): Promise<RawUdpSocket> => {
-        throw new Error("INTERNAL: no UDP socket scripted")
+        throw backendError("INTERNAL", "udpBind", "no UDP socket scripted")
       })
     ),
     shutdown: overrides.shutdown ?? (async () => {
@@ -196,7 +197,7 @@ export const losableBackend = (failedRespawns = 0) => {
     let lostCause: string | undefined
     const n = devices.length + 1
     const live = async <A>(value: A): Promise<A> => {
-      if (lostCause !== undefined) throw new Error(`DEVICE_LOST: the runtime has stopped (${lostCause})`)
+      if (lostCause !== undefined) throw backendError("DEVICE_LOST", "call", `the runtime has stopped (${lostCause})`)
       return value
     }
     const { device: raw } = memoryBackend({
@@ -217,7 +218,7 @@ export const losableBackend = (failedRespawns = 0) => {
       respawn: async () => {
         if (failuresLeft > 0) {
           failuresLeft--
-          throw new Error("CONTROL_UNREACHABLE: control refused the connection")
+          throw backendError("CONTROL_UNREACHABLE", "connect", "control refused the connection")
         }
         return build()
       },

@@ -9,6 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import { backendError } from "../src/Backend.ts"
 import type { DeviceState } from "../src/DeviceState.ts"
 import * as Tailscale from "../src/Tailscale.ts"
 import { reasonOf } from "./helpers.ts"
@@ -103,7 +104,7 @@ describe("supervisor", () => {
       const stream = yield* service.dial({ ip: "100.64.0.1", port: 7001 })
       const read = yield* Effect.forkChild(Effect.exit(stream.read()))
       yield* lose(devices[0]!, "runtime panicked")
-      scripted.fail(0, new Error("DEVICE_CLOSED: the TCP stream is closed"))
+      scripted.fail(0, backendError("DEVICE_CLOSED", "TCP stream", "is closed"))
       const reason = reasonOf(yield* Fiber.join(read))
       assert.strictEqual(reason._tag, "DeviceLost")
     }).pipe(Effect.scoped))

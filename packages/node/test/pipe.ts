@@ -1,5 +1,5 @@
 /** Two in-memory TCP stream ends joined back to back, and a listener that hands out one end. */
-import type { RawTcpListener, RawTcpStream } from "@effect-tailscale/core/Backend"
+import { backendError, type RawTcpListener, type RawTcpStream } from "@effect-tailscale/core/Backend"
 
 class Queue<A> {
   private items: Array<A> = []
@@ -22,9 +22,9 @@ export const streamPair = (): [RawTcpStream, RawTcpStream] => {
   const end = (inbox: Queue<Uint8Array | null>, outbox: Queue<Uint8Array | null>, local: number, remote: number) => {
     let closed = false
     const stream: RawTcpStream = {
-      read: () => (closed ? Promise.reject(new Error("DEVICE_CLOSED: the TCP stream is closed")) : inbox.take()),
+      read: () => (closed ? Promise.reject(backendError("DEVICE_CLOSED", "TCP stream", "is closed")) : inbox.take()),
       write: async (data) => {
-        if (closed) throw new Error("DEVICE_CLOSED: the TCP stream is closed")
+        if (closed) throw backendError("DEVICE_CLOSED", "TCP stream", "is closed")
         outbox.push(new Uint8Array(data))
       },
       localAddress: { ip: "100.64.0.2", port: local },
@@ -53,7 +53,7 @@ export const memoryListener = () => {
     close: () => {
       if (closed) return
       closed = true
-      pending.push(new Error("DEVICE_CLOSED: the TCP listener is closed"))
+      pending.push(backendError("DEVICE_CLOSED", "TCP listener", "is closed"))
     }
   }
   /** A client end whose other end the listener accepts. */

@@ -13,14 +13,25 @@ import { adminRequest, type HarnessInfo, type RunningHarness, startHarness } fro
 const addonPath = createRequire(import.meta.url).resolve("@effect-tailscale/native")
 const native = createRequire(import.meta.url)(addonPath) as typeof Native
 
-const rejection = async (promise: Promise<unknown>): Promise<string> => {
+/** What a call rejected with: the `code` and `subject` the addon's errors carry as data. */
+const rejection = async (
+  promise: Promise<unknown>
+): Promise<{ readonly code: Native.ErrorCode; readonly subject: string; readonly message: string }> => {
   try {
     await promise
   } catch (error) {
-    return (error as Error).message
+    expect(error).toBeInstanceOf(Error)
+    const { code, subject, message } = error as Error & { code: Native.ErrorCode; subject: string }
+    return { code, subject, message }
   }
   throw new Error("expected a rejection")
 }
+
+const invalid = (field: string) => ({
+  code: "INVALID_ARGUMENT",
+  subject: field,
+  message: expect.stringMatching(`^INVALID_ARGUMENT: ${field}: `)
+})
 
 describe("addon on the loopback tailnet", () => {
   let harness: RunningHarness
@@ -50,12 +61,13 @@ describe("addon on the loopback tailnet", () => {
     try {
       const ipv4 = await device.ipv4()
       expect(ipv4).toMatch(/^100\./)
-      expect(await rejection(device.peerByIp("100.64.0.300"))).toMatch(/^INVALID_ARGUMENT: ip: /)
-      expect(await rejection(device.tcpConnect(info.peer.ipv4, 70_000))).toMatch(/^INVALID_ARGUMENT: port: /)
-      expect(await rejection(device.tcpConnect(info.peer.ipv4, 1.5))).toMatch(/^INVALID_ARGUMENT: port: /)
-      expect(await rejection(device.udpBind(ipv4, 0))).toMatch(/^INVALID_ARGUMENT: port: /)
-      expect(await rejection(device.tcpListen("not-an-ip", 80))).toMatch(/^INVALID_ARGUMENT: ip: /)
-      expect(await rejection(device.peerByName(""))).toMatch(/^INVALID_ARGUMENT: name: /)
+      expect(await rejection(device.peerByIp("100.64.0.300"))).toEqual(invalid("ip"))
+      expect(await rejection(device.tcpConnect(info.peer.ipv4, 70_000))).toEqual(invalid("port"))
+      expect(await rejection(device.tcpConnect(info.peer.ipv4, 1.5))).toEqual(invalid("port"))
+      expect(await rejection(device.udpBind(ipv4, 0))).toEqual(invalid("port"))
+      expect(await rejection(device.tcpListen("not-an-ip", 80))).toEqual(invalid("ip"))
+      expect(await rejection(device.peerByName(""))).toEqual(invalid("name"))
+      expect(await rejection(device.ping(info.peer.ipv4, 0))).toEqual(invalid("timeoutMs"))
     } finally {
       await device.shutdown(5_000)
     }
@@ -86,12 +98,15 @@ describe("addon on the loopback tailnet", () => {
     try {
       const ipv4 = await device.ipv4()
       const listener = await device.tcpListen(ipv4, 9100)
-      expect(await rejection(device.tcpListen(ipv4, 9100))).toMatch(/^ADDRESS_IN_USE: /)
+      expect(await rejection(device.tcpListen(ipv4, 9100))).toMatchObject({
+        code: "ADDRESS_IN_USE",
+        subject: "TCP listen"
+      })
       listener.close()
       const again = await device.tcpListen(ipv4, 9100)
       again.close()
       const udp = await device.udpBind(ipv4, 9100)
-      expect(await rejection(device.udpBind(ipv4, 9100))).toMatch(/^ADDRESS_IN_USE: /)
+      expect(await rejection(device.udpBind(ipv4, 9100))).toMatchObject({ code: "ADDRESS_IN_USE", subject: "UDP bind" })
       udp.close()
     } finally {
       await device.shutdown(5_000)
@@ -112,8 +127,8 @@ describe("addon on the loopback tailnet", () => {
     expect(typeof first).toBe("boolean")
     expect(await device.shutdown(5_000)).toBe(first)
     expect(device.closed).toBe(true)
-    expect(await pendingAccept).toMatch(/^DEVICE_CLOSED: /)
-    expect(await pendingRecv).toMatch(/^DEVICE_CLOSED: /)
+    expect(await pendingAccept).toMatchObject({ code: "DEVICE_CLOSED", subject: "TCP listener" })
+    expect(await pendingRecv).toMatchObject({ code: "DEVICE_CLOSED", subject: "UDP socket" })
     // One call at a time: a rejection nobody awaits yet would count as unhandled.
     for (
       const call of [
@@ -132,7 +147,7 @@ describe("addon on the loopback tailnet", () => {
         () => stream.write(Buffer.from("x"))
       ]
     ) {
-      expect(await rejection(call())).toMatch(/^DEVICE_CLOSED: /)
+      expect(await rejection(call())).toMatchObject({ code: "DEVICE_CLOSED" })
     }
     listener.close()
     listener.close()

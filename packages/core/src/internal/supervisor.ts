@@ -15,7 +15,7 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { RawDevice, RawTcpListener, RawTcpStream, RawUdpSocket } from "../Backend.ts"
 import { DeviceState } from "../DeviceState.ts"
 import { deviceClosed, deviceLost, type TailscaleError } from "../TailscaleError.ts"
-import { fromBackend } from "./backendErrors.ts"
+import { asBackendError, fromBackend } from "./backendErrors.ts"
 import { openDevice } from "./owned.ts"
 
 /** One backend device in the service's life; a lost one is followed by a new generation. */
@@ -69,7 +69,7 @@ export const defaultReconnectSchedule: Schedule.Schedule<unknown, TailscaleError
 /** How long a socket waits to learn whether its device was lost or shut down. */
 const CAUSE_WAIT_MS = 5_000
 
-const isClosedError = (error: unknown) => error instanceof Error && error.message.startsWith("DEVICE_CLOSED:")
+const isClosedError = (error: unknown) => asBackendError(error)?.code === "DEVICE_CLOSED"
 
 const makeGeneration = (raw: RawDevice, shutdownMs: number): Generation => {
   const ended: Promise<string | null> | undefined = raw.waitLost?.().catch(() => null)

@@ -204,13 +204,13 @@ export const appCapabilities = (grants: ReadonlyArray<FakeGrant>, caller: FakeNo
 
 const never = <A>() => new Promise<A>(() => {})
 
-const deviceClosed = () => fail("DEVICE_CLOSED", "the device is closed")
+const deviceClosed = () => fail("DEVICE_CLOSED", "device", "is closed")
 
 /** `ip` as one of the node's own addresses, normalized; any other address is `INVALID_ARGUMENT`. */
 const bindable = (node: FakeNode, ip: string) => {
   const normalized = normalizeIp(ip)
   if (normalized !== node.ipv4 && normalized !== node.ipv6) {
-    throw fail("INVALID_ARGUMENT", `ip: ${ip} is not an address of this device`)
+    throw fail("INVALID_ARGUMENT", "ip", `${ip} is not an address of this device`)
   }
   return normalized
 }
@@ -256,7 +256,9 @@ const registration = (state: TailnetState, connect: RawConnectOptions, existing:
 /** A TCP listener on the node: dials to `ip:port` wait in its queue for `accept`. */
 const listenTcp = (node: FakeNode, ip: string, port: number): RawTcpListener => {
   const endpoint = `${bindable(node, ip)}|${port}`
-  if (node.listeners.has(endpoint)) throw fail("ADDRESS_IN_USE", `TCP ${ip}:${port} is already bound on this device`)
+  if (node.listeners.has(endpoint)) {
+    throw fail("ADDRESS_IN_USE", "TCP listen", `${ip}:${port} is already bound on this device`)
+  }
   return queueListener(node.listeners, endpoint, { ip, port })
 }
 
@@ -280,7 +282,7 @@ const queueListener = (
       if (listenerClosed) return
       listenerClosed = true
       if (table.get(endpoint) === incoming) table.delete(endpoint)
-      incoming.close(fail("DEVICE_CLOSED", "the TCP listener is closed"))
+      incoming.close(fail("DEVICE_CLOSED", "TCP listener", "is closed"))
     }
   }
 }
@@ -304,7 +306,7 @@ const dialTcp = async (
   await state.delay()
   const incoming = target.listeners.get(`${normalizeIp(ip)}|${port}`)
   if (incoming === undefined) {
-    throw fail("CONNECTION_REFUSED", `TCP connect: the peer refused the connection to ${ip}:${port}`)
+    throw fail("CONNECTION_REFUSED", "TCP connect", `the peer refused the connection to ${ip}:${port}`)
   }
   return connectStreams(state, node, ip, port, target, incoming)
 }
@@ -320,7 +322,8 @@ const dialOutside = async (
   if (exitNode === undefined || !exitNode.exitNode) {
     throw fail(
       "CONNECTION_REFUSED",
-      `TCP connect to ${ip}:${port}: no route: the address is outside the tailnet, no peer's subnet route covers it${
+      "TCP connect",
+      `no route to ${ip}:${port}: the address is outside the tailnet, no peer's subnet route covers it${
         exitNode === undefined ? ", and no exit node is set" : ""
       }`
     )
@@ -329,7 +332,7 @@ const dialOutside = async (
   await state.delay()
   const incoming = exitNode.outside.get(`${normalizeIp(ip)}|${port}`)
   if (incoming === undefined) {
-    throw fail("CONNECTION_REFUSED", `TCP connect: ${ip}:${port} refused the exit node's connection`)
+    throw fail("CONNECTION_REFUSED", "TCP connect", `${ip}:${port} refused the exit node's connection`)
   }
   return connectStreams(state, node, ip, port, exitNode, incoming)
 }
@@ -370,23 +373,24 @@ export const listenOutside = (exitNode: FakeNode, ip: string, port: number): Raw
 /** A UDP socket on the node; what it sends goes through the tailnet's latency and loss. */
 const bindUdp = (state: TailnetState, node: FakeNode, ip: string, port: number): RawUdpSocket => {
   const address = bindable(node, ip)
-  if (node.udp.has(port)) throw fail("ADDRESS_IN_USE", `UDP ${ip}:${port} is already bound on this device`)
+  if (node.udp.has(port)) throw fail("ADDRESS_IN_USE", "UDP bind", `${ip}:${port} is already bound on this device`)
   const inbox = new Channel<Datagram>()
   node.udp.set(port, inbox)
   let socketClosed = false
   return {
     recv: () => inbox.take(),
     send: async (toIp, toPort, data) => {
-      if (socketClosed || node.udp.get(port) !== inbox) throw fail("DEVICE_CLOSED", "the UDP socket is closed")
+      if (socketClosed || node.udp.get(port) !== inbox) throw fail("DEVICE_CLOSED", "UDP socket", "is closed")
       if (data.length > MAX_DATAGRAM_BYTES) {
         throw fail(
           "MESSAGE_TOO_LARGE",
-          `UDP send: ${data.length} bytes is more than the ${MAX_DATAGRAM_BYTES} a datagram can hold`
+          "UDP send",
+          `${data.length} bytes is more than the ${MAX_DATAGRAM_BYTES} a datagram can hold`
         )
       }
       const to = normalizeIp(toIp)
       if (to.includes(":") !== address.includes(":")) {
-        throw fail("INVALID_ARGUMENT", "UDP send: address family mismatch")
+        throw fail("INVALID_ARGUMENT", "UDP send", "address family mismatch")
       }
       await state.delay()
       state.datagramsSent++
@@ -400,7 +404,7 @@ const bindUdp = (state: TailnetState, node: FakeNode, ip: string, port: number):
       if (socketClosed) return
       socketClosed = true
       if (node.udp.get(port) === inbox) node.udp.delete(port)
-      inbox.close(fail("DEVICE_CLOSED", "the UDP socket is closed"))
+      inbox.close(fail("DEVICE_CLOSED", "UDP socket", "is closed"))
     }
   }
 }
@@ -421,7 +425,7 @@ export const connectDevice = async (
   connect: RawConnectOptions,
   existing?: FakeNode
 ): Promise<RawDevice> => {
-  if (state.controlDown) throw fail("CONTROL_UNREACHABLE", "connect: the control server is down")
+  if (state.controlDown) throw fail("CONTROL_UNREACHABLE", "connect", "the control server is down")
   const pending = registration(state, connect, existing)
 
   let closed: Promise<boolean> | undefined
@@ -457,14 +461,14 @@ export const connectDevice = async (
   /** This device's node, once registered; the device's state decides how a call fails or waits. */
   const self = async (what: string): Promise<FakeNode> => {
     if (lostCause !== undefined) {
-      throw fail("DEVICE_LOST", `${what}: the device's runtime has stopped (${lostCause}); it must be connected again`)
+      throw fail("DEVICE_LOST", what, `the device's runtime has stopped (${lostCause}); it must be connected again`)
     }
     if (closed) throw deviceClosed()
     if (state.controlDown && registered === undefined) return never()
     const result = await pending.result
     if (closed) throw deviceClosed()
     if (result._tag === "Refused") {
-      throw fail("NOT_AUTHORIZED", `${what}: control refused this device's registration: invalid authkey`)
+      throw fail("NOT_AUTHORIZED", what, `control refused this device's registration: invalid authkey`)
     }
     return result.node
   }
@@ -548,12 +552,13 @@ export const connectDevice = async (
       }
       const peer = findPeer(state, node, wanted)
       if (peer === undefined) {
-        throw fail("INVALID_ARGUMENT", `peer: no peer has that name or tailnet address (got "${wanted}")`)
+        throw fail("INVALID_ARGUMENT", "peer", `no peer has that name or tailnet address (got "${wanted}")`)
       }
       if (!peer.exitNode) {
         throw fail(
           "INVALID_ARGUMENT",
-          `peer: does not offer itself as an exit node (control has approved no 0.0.0.0/0 and ::/0 routes for it) (got "${wanted}")`
+          "peer",
+          `does not offer itself as an exit node (control has approved no 0.0.0.0/0 and ::/0 routes for it) (got "${wanted}")`
         )
       }
       exit = { _tag: "Chosen", node: peer }
@@ -585,7 +590,7 @@ export const connectDevice = async (
       const node = await self("ping")
       const peer = byIp(state, normalizeIp(ip))
       if (peer === undefined || peer === node) {
-        throw fail("INVALID_ARGUMENT", `ip: is not the tailnet address of a peer (got "${ip}")`)
+        throw fail("INVALID_ARGUMENT", "ip", `is not the tailnet address of a peer (got "${ip}")`)
       }
       // An offline peer never answers: core's limit ends the wait, as the backend's would.
       if (peer.offline) return never()

@@ -2,10 +2,11 @@
  * The in-memory network behind `FakeTailnet`: TCP stream pairs with backpressure and end of
  * stream, and UDP queues with the crate's size limit. Backend-shaped (promises), no Effect.
  */
-import type { RawSocketAddress, RawTcpStream } from "@effect-tailscale/core/Backend"
+import { backendError, type RawSocketAddress, type RawTcpStream } from "@effect-tailscale/core/Backend"
 import { maxDatagramBytes } from "@effect-tailscale/core/UdpSocket"
 
-export const fail = (code: string, message: string) => new Error(`${code}: ${message}`)
+/** A rejection as the addon's are: code and subject as data, the same words in the message. */
+export const fail = backendError
 
 /** The largest UDP datagram, as in tailscale-rs's network stack (core's one copy of it). */
 export const MAX_DATAGRAM_BYTES = maxDatagramBytes
@@ -63,7 +64,7 @@ class Pipe {
     let offset = 0
     while (offset < data.length) {
       if (this.reset) throw this.reset
-      if (this.ended) throw fail("CONNECTION_RESET", "TCP write: the connection is closed")
+      if (this.ended) throw fail("CONNECTION_RESET", "TCP write", "the connection is closed")
       if (this.discarding) return
       const room = this.capacity - this.buffered
       if (room <= 0) {
@@ -133,13 +134,13 @@ export const streamPair = (
   const toServer = new Pipe(options.capacity)
   const toClient = new Pipe(options.capacity)
   const reset = () => {
-    const error = fail("CONNECTION_RESET", "the connection was reset by the peer")
+    const error = fail("CONNECTION_RESET", "TCP read", "the connection was reset by the peer")
     toServer.abort(error)
     toClient.abort(error)
   }
   const end = (inbox: Pipe, outbox: Pipe, local: RawSocketAddress, remote: RawSocketAddress): FakeStream => {
     let closed = false
-    const closedError = () => fail("DEVICE_CLOSED", "the TCP stream is closed")
+    const closedError = () => fail("DEVICE_CLOSED", "TCP stream", "is closed")
     return {
       read: () => (closed ? Promise.reject(closedError()) : inbox.read()),
       write: (data) => (closed ? Promise.reject(closedError()) : outbox.write(data, options.delay)),
