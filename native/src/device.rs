@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use napi::Env;
+use napi::bindgen_prelude::PromiseRaw;
 use napi_derive::napi;
 use tailscale::AuthState as CrateAuthState;
 use tracing::Instrument;
@@ -18,7 +20,7 @@ use crate::control_link;
 use crate::error::{Code, Failure, Result, SocketOp, from_device, from_netstack};
 use crate::exit_node::{self, Choice};
 use crate::health;
-use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, new_span, release_free_memory, start, stop};
+use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, new_span, release_free_memory, shrink_js_heap, start, stop};
 use crate::limits::DEFAULT_SHUTDOWN;
 use crate::logging;
 use crate::logout;
@@ -493,43 +495,52 @@ impl Device {
 
     /// Stops the device and closes its sockets. Resolves `true` when it stopped gracefully within
     /// `timeoutMs` (default 5000); otherwise it is stopped forcibly and resolves `false`.
-    /// Calling it again returns the first result.
-    #[napi]
-    pub async fn shutdown(&self, timeout_ms: Option<f64>) -> napi::Result<bool> {
-        let timeout = match timeout_ms {
-            None => DEFAULT_SHUTDOWN,
-            Some(ms) if ms.is_finite() && ms >= 0.0 => Duration::from_millis(ms as u64),
-            Some(ms) => {
-                return Err(Failure::invalid("timeoutMs", ms, "must be a finite number of milliseconds >= 0").into());
-            }
-        };
+    /// Calling it again returns the first result. Once stopped, the JavaScript heap is asked to
+    /// give back the pages it no longer uses (`shrink_js_heap`).
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn shutdown<'env>(&self, env: &'env Env, timeout_ms: Option<f64>) -> napi::Result<PromiseRaw<'env, bool>> {
         let shared = Arc::clone(&self.shared);
-        let span = self.shared.span.clone();
-        let graceful = self
-            .shared
-            .shutdown_result
-            .get_or_init(|| async move {
-                shared.span.record("closing", true);
-                shared.token.cancel();
-                shared.ports.clear();
-                let taken = shared.device.recover().take();
-                let deadline = Instant::now() + timeout;
-                let graceful = match taken {
-                    Some(device) => stop(device, timeout).await,
-                    None => true,
-                };
-                if shared.logs_out() {
-                    let left = deadline.saturating_duration_since(Instant::now()).max(LOGOUT_MIN);
-                    logout::log_out(&shared.recipe.config, shared.recipe.auth_key.as_deref(), left).await;
+        let stopped = async move {
+            let timeout = match timeout_ms {
+                None => DEFAULT_SHUTDOWN,
+                Some(ms) if ms.is_finite() && ms >= 0.0 => Duration::from_millis(ms as u64),
+                Some(ms) => {
+                    return Err(
+                        Failure::invalid("timeoutMs", ms, "must be a finite number of milliseconds >= 0").into()
+                    );
                 }
-                // Only now: closing a UDP socket while the netstack runs can crash it (udp.rs).
-                shared.udp.clear();
-                release_free_memory();
-                graceful
-            })
-            // All of it in the device's span: the sockets and pumps it ends log as the device.
-            .instrument(span)
-            .await;
-        Ok(*graceful)
+            };
+            let span = shared.span.clone();
+            let graceful = shared
+                .shutdown_result
+                .get_or_init(|| async {
+                    shared.span.record("closing", true);
+                    shared.token.cancel();
+                    shared.ports.clear();
+                    let taken = shared.device.recover().take();
+                    let deadline = Instant::now() + timeout;
+                    let graceful = match taken {
+                        Some(device) => stop(device, timeout).await,
+                        None => true,
+                    };
+                    if shared.logs_out() {
+                        let left = deadline.saturating_duration_since(Instant::now()).max(LOGOUT_MIN);
+                        logout::log_out(&shared.recipe.config, shared.recipe.auth_key.as_deref(), left).await;
+                    }
+                    // Only now: closing a UDP socket while the netstack runs can crash it (udp.rs).
+                    shared.udp.clear();
+                    release_free_memory();
+                    graceful
+                })
+                // All of it in the device's span: the sockets and pumps it ends log as the device.
+                .instrument(span)
+                .await;
+            Ok(*graceful)
+        };
+        // The callback runs on the JavaScript thread, whose engine is the one to tell.
+        env.spawn_future_with_callback(stopped, |_, graceful| {
+            shrink_js_heap();
+            Ok(graceful)
+        })
     }
 }
