@@ -64,7 +64,11 @@ const program = Effect.gen(function*() {
     )
   )
   const mib = () => Math.round(process.memoryUsage().rss / 1024 / 1024)
-  const rssBefore = mib()
+  // Before and after the lookups alike: after a full collection, so garbage waiting for V8 does
+  // not count, and a short wait.
+  const gc = (globalThis as { gc?: () => void }).gc
+  const settled = Effect.sync(() => gc?.()).pipe(Effect.andThen(Effect.sleep("2 seconds")), Effect.map(mib))
+  const rssBefore = yield* settled
   let rssPeak = rssBefore
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, mib())), 100)
   const lookups = yield* Effect.scoped(
@@ -75,12 +79,9 @@ const program = Effect.gen(function*() {
     )
   )
   clearInterval(sampler)
-  // What stays once the device is closed (the addon hands glibc's free pages back at shutdown),
-  // after a full collection, so garbage waiting for V8 does not count.
-  const gc = (globalThis as { gc?: () => void }).gc
-  gc?.()
-  yield* Effect.sleep("2 seconds")
-  const rssMiB = { before: rssBefore, peak: rssPeak, afterClose: mib() }
+  // What stays once the device is closed: its shutdown hands glibc's free pages back and asks V8
+  // to give back the heap pages the burst grew into.
+  const rssMiB = { before: rssBefore, peak: rssPeak, afterClose: yield* settled }
   progress(`resident memory around the lookups: ${JSON.stringify(rssMiB)} MiB`)
   const churn = yield* Effect.scoped(Effect.gen(function*() {
     const server = yield* join("stress-server")

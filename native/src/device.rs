@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use napi::Env;
+use napi::bindgen_prelude::PromiseRaw;
 use napi_derive::napi;
 use tailscale::AuthState as CrateAuthState;
 use tracing::Instrument;
@@ -18,7 +20,7 @@ use crate::control_link;
 use crate::error::{Code, Failure, Result, Settled, SocketOp, from_device, from_netstack};
 use crate::exit_node::{self, Choice};
 use crate::health;
-use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, new_span, release_free_memory, start, stop};
+use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, new_span, release_free_memory, shrink_js_heap, start, stop};
 use crate::limits::DEFAULT_SHUTDOWN;
 use crate::logging;
 use crate::logout;
@@ -538,10 +540,16 @@ impl Device {
 
     /// Stops the device and closes its sockets. Resolves `true` when it stopped gracefully within
     /// `timeoutMs` (default 5000); otherwise it is stopped forcibly and resolves `false`.
-    /// Calling it again returns the first result.
+    /// Calling it again returns the first result. Once stopped, the JavaScript heap is asked to
+    /// give back the pages it no longer uses (`shrink_js_heap`).
     #[napi(ts_return_type = "Promise<boolean>")]
-    pub async fn shutdown(&self, timeout_ms: Option<f64>) -> Settled<bool> {
-        Settled::of(async {
+    pub fn shutdown<'env>(
+        &self,
+        env: &'env Env,
+        timeout_ms: Option<f64>,
+    ) -> napi::Result<PromiseRaw<'env, Settled<bool>>> {
+        let shared = Arc::clone(&self.shared);
+        let stopped = async move {
             let timeout = match timeout_ms {
                 None => DEFAULT_SHUTDOWN,
                 Some(ms) if ms.is_finite() && ms >= 0.0 => Duration::from_millis(ms as u64),
@@ -549,12 +557,10 @@ impl Device {
                     return Err(Failure::invalid("timeoutMs", ms, "must be a finite number of milliseconds >= 0"));
                 }
             };
-            let shared = Arc::clone(&self.shared);
-            let span = self.shared.span.clone();
-            let graceful = self
-                .shared
+            let span = shared.span.clone();
+            let graceful = shared
                 .shutdown_result
-                .get_or_init(|| async move {
+                .get_or_init(|| async {
                     shared.span.record("closing", true);
                     shared.token.cancel();
                     shared.ports.clear();
@@ -577,7 +583,12 @@ impl Device {
                 .instrument(span)
                 .await;
             Ok(*graceful)
+        };
+        // The callback runs on the JavaScript thread, whose engine is the one to tell; a failure
+        // settles there as the same `Error` every other call rejects with.
+        env.spawn_future_with_callback(async move { Ok::<_, napi::Error>(Settled(stopped.await)) }, |_, outcome| {
+            shrink_js_heap();
+            Ok(outcome)
         })
-        .await
     }
 }
