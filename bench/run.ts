@@ -12,9 +12,11 @@
  *   8. The path each subject's traffic took (direct UDP or the DERP relay)
  *   9. CPU seconds per GiB of the bulk transfer, of the subject's process and of the echo peer's
  *
- * 1, 2, 8 and 9 are measured twice: on the `loopback` topology, where our devices relay through
- * DERP, and on the `lan` topology (the harness in a namespace of its own, on a LAN with this one),
- * where every subject goes direct over UDP. `--topology loopback|lan` measures only one;
+ * 1, 2, 8 and 9 are measured on three topologies: `loopback` (every subject finds a direct path
+ * over 127.0.0.1), `lan` (the harness in a namespace of its own, on a LAN with this one: every
+ * subject direct over UDP) and `relay` (that LAN with UDP dropped: our subjects relay through
+ * DERP, beside Go's relay-only node), with the packets dropped on the relay path meanwhile.
+ * `--topology loopback|lan|relay` measures only one, `--subjects effect,rust` only those;
  * `--profile` records a CPU profile (`perf record`) of each subject's process.
  *
  * for: the Effect service, the raw addon, a Rust program using the crate directly (the ceiling)
@@ -69,11 +71,19 @@ const self = fileURLToPath(import.meta.url)
 const root = join(dirname(self), "..")
 const progress = (line: string) => !json && console.error(line)
 const subjectArg = args.includes("--subject") ? args[args.indexOf("--subject") + 1] : undefined
-type TopologyName = "loopback" | "lan"
+/**
+ * `loopback`: one namespace (every subject finds a direct path over 127.0.0.1); `lan`: the harness
+ * on a LAN, every subject direct over UDP; `relay`: the same LAN with UDP dropped on it by
+ * nftables, so our subjects relay through DERP over TCP (Go's relay-only node is measured there).
+ */
+const topologyNames = ["loopback", "lan", "relay"] as const
+type TopologyName = (typeof topologyNames)[number]
 const topologyArg = args.includes("--topology") ? args[args.indexOf("--topology") + 1] : undefined
-const topologies: ReadonlyArray<TopologyName> = topologyArg === "loopback" || topologyArg === "lan"
-  ? [topologyArg]
-  : ["loopback", "lan"]
+const topologies: ReadonlyArray<TopologyName> = topologyNames.find((t) => t === topologyArg) !== undefined
+  ? [topologyArg as TopologyName]
+  : topologyNames
+/** `--subjects effect,rust`: measure only these (for quick comparisons; the default is all). */
+const subjectsArg = args.includes("--subjects") ? args[args.indexOf("--subjects") + 1]!.split(",") : undefined
 const profile = args.includes("--profile")
 const profileDir = join(root, ".cache", "bench", "profiles")
 const GiB = 1024 * 1024 * 1024
@@ -135,6 +145,20 @@ interface Figures {
   bulkCpuSeconds?: number
   /** CPU seconds the harness (the echo peer) used during the bulk transfer. */
   peerBulkCpuSeconds?: number
+  /** Packets dropped on the relay path while the subject measured (see `derpDrops`). */
+  derpDrops?: number
+}
+
+/**
+ * Packets dropped on the relay path so far: by the harness's DERP server (a full per-client
+ * queue) and by the Go nodes' own DERP clients (magicsock drops a write when 32 are queued).
+ */
+const derpDrops = async (harness: Harness): Promise<number> => {
+  const stats = JSON.parse(await adminRequest(harness.info.adminUrl, "/derp-stats")) as {
+    dropped: Record<string, number>
+    goNodes: Record<string, number>
+  }
+  return Object.values(stats.dropped).reduce((sum, n) => sum + n, 0) + (stats.goNodes.magicsock_send_derp_dropped ?? 0)
 }
 
 const percentile = (samples: Array<number>, p: number) => {
@@ -642,32 +666,47 @@ type GoFigures = Omit<Figures, "lookupsPerSec">
 
 const keys = ["effect", "addon", "rust", "go", "goDerp"] as const
 type Key = (typeof keys)[number]
-/** On the LAN every subject goes direct; Go's relay-only node would repeat the loopback figure. */
-const lanKeys = ["effect", "addon", "rust", "go"] as const
+/**
+ * Who is measured where. On the LAN every subject goes direct, and Go's relay-only node would
+ * repeat the loopback figure; on the relay topology Go's nodes share the harness's namespace,
+ * where UDP is not dropped, so only its relay-only node relays.
+ */
+const keysOf = (topology: TopologyName): ReadonlyArray<Key> =>
+  (topology === "lan"
+    ? ["effect", "addon", "rust", "go"] as const
+    : topology === "relay"
+    ? ["effect", "addon", "rust", "goDerp"] as const
+    : keys).filter((k) => subjectsArg === undefined || subjectsArg.includes(k))
 type Samples = Record<Key, Array<GoFigures>>
 
 /** Every subject measured `runs` times against one harness on `topology`, the order rotating. */
 const measureTopology = async (topology: TopologyName, harness: Harness): Promise<Samples> => {
   const samples: Samples = { effect: [], addon: [], rust: [], go: [], goDerp: [] }
-  const subjects: Array<readonly [string, () => Promise<void>]> = [
-    ["raw addon", async () => {
+  const measure: Record<Key, readonly [string, () => Promise<void>]> = {
+    addon: ["raw addon", async () => {
       samples.addon.push(await inOwnProcess<Figures>("addon", harness, topology))
     }],
-    ["Effect service", async () => {
+    effect: ["Effect service", async () => {
       samples.effect.push(await inOwnProcess<Figures>("effect", harness, topology))
     }],
-    ["Rust crate directly", async () => {
+    rust: ["Rust crate directly", async () => {
       samples.rust.push(await rustBaseline(harness, topology))
     }],
-    ["Go tsnet node (direct)", async () => {
+    go: ["Go tsnet node (direct)", async () => {
       samples.go.push(await goBaseline(harness, false, topology))
     }],
-    ...(topology === "lan" ? [] : [
-      ["Go tsnet node (DERP only)", async () => {
-        samples.goDerp.push(await goBaseline(harness, true, topology))
-      }] as const
-    ])
-  ]
+    goDerp: ["Go tsnet node (DERP only)", async () => {
+      samples.goDerp.push(await goBaseline(harness, true, topology))
+    }]
+  }
+  /** Each measurement, with the relay's drops meanwhile added to its last sample. */
+  const subjects = keysOf(topology).map((k) =>
+    [measure[k][0], async () => {
+      const dropsBefore = await derpDrops(harness)
+      await measure[k][1]()
+      samples[k].at(-1)!.derpDrops = (await derpDrops(harness)) - dropsBefore
+    }] as const
+  )
   for (let run = 1; run <= runs; run++) {
     // Each run starts with the next subject, so none always goes first or last.
     for (let i = 0; i < subjects.length; i++) {
@@ -685,8 +724,9 @@ const measureTopology = async (topology: TopologyName, harness: Harness): Promis
 }
 
 const withHarness = async <A>(topology: TopologyName, use: (harness: Harness) => Promise<A>): Promise<A> => {
-  const running = await startHarness({ topology })
+  const running = await startHarness({ topology: topology === "relay" ? "lan" : topology })
   try {
+    if (topology === "relay") await running.blockUdp(true)
     return await use({ info: running.ready, pid: running.pid })
   } finally {
     await running.stop()
@@ -723,7 +763,8 @@ const summarize = (samples: Samples, subjects: ReadonlyArray<Key>) => {
     rttP99Us: { tcp: bySubject((f) => p99(f, "rttTcp")), udp: bySubject((f) => p99(f, "rttUdp")) },
     path,
     cpuSecondsPerGiB: bySubject((f) => median(f.map((x) => perGiB(x.bulkCpuSeconds)))),
-    peerCpuSecondsPerGiB: bySubject((f) => median(f.map((x) => perGiB(x.peerBulkCpuSeconds))))
+    peerCpuSecondsPerGiB: bySubject((f) => median(f.map((x) => perGiB(x.peerBulkCpuSeconds)))),
+    derpDrops: bySubject((f) => median(f.map((x) => x.derpDrops ?? NaN)))
   }
 }
 
@@ -743,8 +784,8 @@ const main = async () => {
   for (const topology of topologies) {
     await withHarness(topology, async (harness) => {
       const samples = await measureTopology(topology, harness)
-      measured[topology] = summarize(samples, topology === "lan" ? lanKeys : keys)
-      if (topology !== "loopback") return
+      measured[topology] = summarize(samples, keysOf(topology))
+      if (topology !== "loopback" || subjectsArg !== undefined) return
       progress(
         `▸ memory: ${CONNECTIONS} TCP connections through the Effect service (each connect asks the crate's control actor, which the loopback tailnet's throttle holds up to 250 ms)`
       )
@@ -775,16 +816,18 @@ const main = async () => {
   }
 
   const loop = measured.loopback
-  const lan = measured.lan
-  const cpuSecondsPerGiB = { ...loop?.cpuSecondsPerGiB, ...(lan ? { lan: lan.cpuSecondsPerGiB } : {}) }
+  /** A figure of every topology: loopback's at the top level (as it always was), the others by name. */
+  const byTopology = <K extends keyof ReturnType<typeof summarize>>(key: K) => ({
+    ...loop?.[key],
+    ...Object.fromEntries(
+      (["lan", "relay"] as const).flatMap((t) => (measured[t] ? [[t, measured[t]![key]]] : []))
+    )
+  })
+  const cpuSecondsPerGiB = byTopology("cpuSecondsPerGiB")
   const result = {
-    tcpMBps: {
-      ...loop?.tcpMBps,
-      ...(rest ? { fake: rest.fake } : {}),
-      ...(lan ? { lan: lan.tcpMBps } : {})
-    },
-    rttP50Us: { ...loop?.rttP50Us, ...(lan ? { lan: lan.rttP50Us } : {}) },
-    rttP99Us: { ...loop?.rttP99Us, ...(lan ? { lan: lan.rttP99Us } : {}) },
+    tcpMBps: { ...byTopology("tcpMBps"), ...(rest ? { fake: rest.fake } : {}) },
+    rttP50Us: byTopology("rttP50Us"),
+    rttP99Us: byTopology("rttP99Us"),
     ...(rest
       ? {
         lookupsPerSec: rest.lookupsPerSec,
@@ -798,11 +841,13 @@ const main = async () => {
         idleCpuPctAfterShutdowns: rest.idleCpu
       }
       : {}),
-    path: { ...loop?.path, ...(lan ? { lan: lan.path } : {}) },
+    path: byTopology("path"),
     /** CPU seconds of each subject's process per GiB of the bulk echo (Go: the harness, both nodes). */
     cpuSecondsPerGiB,
     /** CPU seconds of the harness (the echo peer's process) per GiB of each subject's bulk echo. */
-    peerCpuSecondsPerGiB: { ...loop?.peerCpuSecondsPerGiB, ...(lan ? { lan: lan.peerCpuSecondsPerGiB } : {}) },
+    peerCpuSecondsPerGiB: byTopology("peerCpuSecondsPerGiB"),
+    /** Packets dropped on the relay path (DERP server and Go's DERP clients) while each subject measured. */
+    derpDrops: byTopology("derpDrops"),
     counts: { connections: CONNECTIONS, devices: DEVICES, shutdownsBeforeIdle: SHUTDOWN_CYCLES },
     topologies,
     runs
@@ -822,7 +867,13 @@ const main = async () => {
   )
   for (const [topology, m] of Object.entries(measured)) {
     console.log(
-      `\n${topology === "lan" ? "lan (direct UDP)" : "loopback (our devices relay through DERP)"}`
+      `\n${
+        topology === "lan"
+          ? "lan (direct UDP)"
+          : topology === "relay"
+          ? "relay (UDP dropped on the LAN: DERP over TCP)"
+          : "loopback (direct over 127.0.0.1)"
+      }`
     )
     console.log("                         Effect     addon      Rust  Go direct   Go DERP")
     console.log(
@@ -841,6 +892,7 @@ const main = async () => {
     console.log(`path                     ${keys.map((k) => String(m.path[k]?.via ?? "-").padStart(8)).join("  ")}`)
     console.log(`CPU s per GiB            ${row(m.cpuSecondsPerGiB)}   (Go: both Go nodes)`)
     console.log(`echo peer CPU s per GiB  ${row(m.peerCpuSecondsPerGiB)}`)
+    console.log(`DERP drops               ${row(m.derpDrops)}`)
   }
   if (rest) {
     console.log("")

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"expvar"
 	"fmt"
 	"io"
 	"net"
@@ -13,18 +14,40 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"tailscale.com/derp/derpserver"
 	"tailscale.com/ipn"
 	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
+	"tailscale.com/util/clientmetric"
 )
 
 // The admin API is for tests only and lives on its own port: testcontrol panics the whole
 // process on paths it does not know, so nothing but Tailscale clients talks to the control port.
-func startAdmin(listenIP netip.Addr, ctl *control, p *peer, authKey, workDir string) string {
+func startAdmin(listenIP netip.Addr, ctl *control, relay *derpserver.Server, p *peer, authKey, workDir string) string {
 	mux := http.NewServeMux()
+	// The relay's counters, as cmd/derper serves them, and the packets it dropped by reason and
+	// kind (full per-client queues: "queue_head"), a process-wide expvar of derpserver.
+	mux.HandleFunc("GET /derp-stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		dropped := map[string]json.RawMessage{}
+		if v, ok := expvar.Get("derp_packets_dropped").(interface{ Do(func(expvar.KeyValue)) }); ok {
+			v.Do(func(kv expvar.KeyValue) { dropped[kv.Key] = json.RawMessage(kv.Value.String()) })
+		}
+		// The Go nodes' own relay sends (magicsock queues 32 writes per DERP connection and drops
+		// the rest), process-wide client metrics of both Go nodes here.
+		clientSends := map[string]int64{}
+		for _, m := range clientmetric.Metrics() {
+			if strings.HasPrefix(m.Name(), "magicsock_send_derp") || strings.HasPrefix(m.Name(), "magicsock_recv_derp") {
+				clientSends[m.Name()] = m.Value()
+			}
+		}
+		fmt.Fprintf(w, `{"server":%s,"dropped":%s,"goNodes":%s}`,
+			relay.ExpVar(false).String(), must(json.Marshal(dropped)), must(json.Marshal(clientSends)))
+	})
 	mux.HandleFunc("GET /bench-go", serveGoBench(&goBench{dir: filepath.Join(workDir, "go-bench")}, ctl.url, authKey, p))
 	peerRoutes(mux, p, func(context.Context) (func(key.NodePublic) []string, error) {
 		return func(k key.NodePublic) []string { return endpointsOf(ctl.server.Node(k)) }, nil

@@ -128,11 +128,11 @@ func main() {
 	default:
 		log.Fatalf("-derp-pin: %q is not self-signed or wrong", *derpPin)
 	}
-	derpPort := startDERP(listenIP, derpCert, certName != "", logf)
+	derpPort, relay := startDERP(listenIP, derpCert, certName != "", logf)
 	stunPort := startSTUN(listenIP)
 	control := startControl(listenIP, derpMap(listenIP, derpPort, stunPort, certName), *authKey, *throttle, cert, logf)
 	peer := startPeer(control.url, *authKey, *hostname, filepath.Join(workDir, "echo-peer"), *derpPin != "wrong", logf)
-	adminURL := startAdmin(listenIP, control, peer, *authKey, workDir)
+	adminURL := startAdmin(listenIP, control, relay, peer, *authKey, workDir)
 	var outside *outsideInfo
 	if *outsideFlag != "" {
 		ip, err := netip.ParseAddr(*outsideFlag)

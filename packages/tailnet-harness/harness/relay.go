@@ -21,7 +21,7 @@ import (
 // "sha256-raw:<hex>"), and the server sends its meta certificate after it, as cmd/derper does.
 // The handler also answers the /derp/latency-check probe tailscale-rs uses to pick its home
 // region.
-func startDERP(listenIP netip.Addr, cert tls.Certificate, pinned bool, logf logger.Logf) int {
+func startDERP(listenIP netip.Addr, cert tls.Certificate, pinned bool, logf logger.Logf) (int, *derpserver.Server) {
 	server := derpserver.New(key.NewNode(), logf)
 	ln := must(net.Listen("tcp", netip.AddrPortFrom(listenIP, 0).String()))
 	srv := httptest.NewUnstartedServer(derpserver.Handler(server))
@@ -38,7 +38,7 @@ func startDERP(listenIP netip.Addr, cert tls.Certificate, pinned bool, logf logg
 	}
 	srv.TLS = serverTLS(cert)
 	srv.StartTLS()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, server
 }
 
 func startSTUN(listenIP netip.Addr) int {
