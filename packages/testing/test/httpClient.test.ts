@@ -1,8 +1,8 @@
 /**
- * Node's HTTP adapters over the in-memory tailnet: one of our devices serves HTTP with
- * TailnetHttpServer, another calls it with TailnetHttpClient by bare name, MagicDNS name and
- * tailnet IP, as on the loopback tailnet (@effect-tailscale/node's own tests). And caller
- * identity for servers on both tailnets: a raw stream handler learns who dialed it.
+ * Effect's HttpClient over the tailnet, and caller identity for servers, on both tailnets: one of
+ * our devices serves HTTP with TailnetHttpServer, another calls it with TailnetHttpClient by bare
+ * name, MagicDNS name and tailnet IP. On the loopback tailnet the client also reaches the Go
+ * peer's server, and a raw stream handler learns who dialed it.
  */
 import * as TailnetCaller from "@effect-tailscale/core/TailnetCaller"
 import { Tailscale, type TailscaleService } from "@effect-tailscale/core/Tailscale"
@@ -139,6 +139,24 @@ const features = (name: string, provider: Layer.Layer<TailnetProvider, unknown>)
 
 describe("http client", () => {
   features("FakeTailnet", fakeProvider)
+  features("LocalTailnet", localProvider)
+
+  describe("LocalTailnet, the Go peer", () => {
+    layer(localProvider, { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+      it.effect("GETs the Go peer's server by name and IP", () =>
+        Effect.gen(function*() {
+          const provider = yield* TailnetProvider
+          const device = yield* provider.join("go-http-client")
+          yield* provider.reachable(NetAddress.formatIp(yield* device.ipv4))
+          for (const host of [provider.echoPeer.hostname, provider.echoPeer.ipv4]) {
+            const text = yield* client(device)(
+              HttpClient.get(`http://${host}:7003/`).pipe(Effect.flatMap((r) => r.text))
+            )
+            assert.strictEqual(text, "hello from echo-peer\n")
+          }
+        }))
+    })
+  })
 })
 
 const callerIdentity = (name: string, provider: Layer.Layer<TailnetProvider, unknown>) =>
