@@ -75,6 +75,27 @@ describe("HarnessProcess", () => {
     expect(networkInterfaces()[lan.interfaceName]).toBeUndefined()
   }, 120_000)
 
+  it(
+    "lan: stopped while UDP is blocked, it leaves no block for the next LAN, which takes its interface's name",
+    async () => {
+      const udpBlocks = () => execFileSync("nft", ["list", "tables"], { encoding: "utf8" })
+      const first = await startHarness({ topology: "lan" })
+      const name = first.lan!.interfaceName
+      await first.blockUdp(true)
+      expect(udpBlocks()).toContain(`${name}_udp`)
+      await first.stop()
+      expect(udpBlocks()).not.toContain(`${name}_udp`)
+      const second = await startHarness({ topology: "lan" })
+      try {
+        expect(second.lan!.interfaceName).toBe(name)
+        expect(udpBlocks()).not.toContain(`${name}_udp`)
+      } finally {
+        await second.stop()
+      }
+    },
+    120_000
+  )
+
   it("lan: a harness that exits before it is ready leaves no namespace behind", async () => {
     const before = await namespaces()
     await expect(startHarness({ topology: "lan", args: ["-no-such-flag"] })).rejects.toThrow(

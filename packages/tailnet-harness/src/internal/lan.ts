@@ -216,7 +216,11 @@ export const makeLan = async (): Promise<Lan> => {
       process.removeListener("exit", removeNamespace)
       // The namespace's deletion would take the pair too, but only once the kernel frees it,
       // later; deleting our end now takes both ends at once.
-      if (interfaceName !== undefined) await ipQuietly("link", "delete", interfaceName)
+      if (interfaceName !== undefined) {
+        await ipQuietly("link", "delete", interfaceName)
+        // A block outlives its interface (the rule matches by name): the next LAN gets the name.
+        await setUdpBlocked({ interfaceName }, false)
+      }
       await ipQuietly("netns", "delete", namespace)
     })()
     return removed

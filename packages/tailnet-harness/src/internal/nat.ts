@@ -28,6 +28,7 @@ import {
   removeAbandonedNamespaces,
   requireIp,
   run,
+  setUdpBlocked,
   stderrOf
 } from "./lan.ts"
 
@@ -133,7 +134,11 @@ export const makeNat = async (): Promise<Nat> => {
     removed ??= (async () => {
       process.removeListener("exit", removeNamespaces)
       // Deleting our end takes the pair (and the route through it) at once.
-      if (interfaceName !== undefined) await ipQuietly("link", "delete", interfaceName)
+      if (interfaceName !== undefined) {
+        await ipQuietly("link", "delete", interfaceName)
+        // A block outlives its interface (the rule matches by name): the next network gets the name.
+        await setUdpBlocked({ interfaceName }, false)
+      }
       await Promise.all(all.map((namespace) => ipQuietly("netns", "delete", namespace)))
     })()
     return removed
