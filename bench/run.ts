@@ -682,29 +682,19 @@ type Samples = Record<Key, Array<GoFigures>>
 /** Every subject measured `runs` times against one harness on `topology`, the order rotating. */
 const measureTopology = async (topology: TopologyName, harness: Harness): Promise<Samples> => {
   const samples: Samples = { effect: [], addon: [], rust: [], go: [], goDerp: [] }
-  const measure: Record<Key, readonly [string, () => Promise<void>]> = {
-    addon: ["raw addon", async () => {
-      samples.addon.push(await inOwnProcess<Figures>("addon", harness, topology))
-    }],
-    effect: ["Effect service", async () => {
-      samples.effect.push(await inOwnProcess<Figures>("effect", harness, topology))
-    }],
-    rust: ["Rust crate directly", async () => {
-      samples.rust.push(await rustBaseline(harness, topology))
-    }],
-    go: ["Go tsnet node (direct)", async () => {
-      samples.go.push(await goBaseline(harness, false, topology))
-    }],
-    goDerp: ["Go tsnet node (DERP only)", async () => {
-      samples.goDerp.push(await goBaseline(harness, true, topology))
-    }]
+  const measure: Record<Key, readonly [string, () => Promise<GoFigures>]> = {
+    addon: ["raw addon", () => inOwnProcess<Figures>("addon", harness, topology)],
+    effect: ["Effect service", () => inOwnProcess<Figures>("effect", harness, topology)],
+    rust: ["Rust crate directly", () => rustBaseline(harness, topology)],
+    go: ["Go tsnet node (direct)", () => goBaseline(harness, false, topology)],
+    goDerp: ["Go tsnet node (DERP only)", () => goBaseline(harness, true, topology)]
   }
-  /** Each measurement, with the relay's drops meanwhile added to its last sample. */
+  /** Each measurement, with the packets dropped on the relay path meanwhile. */
   const subjects = keysOf(topology).map((k) =>
     [measure[k][0], async () => {
       const dropsBefore = await derpDrops(harness)
-      await measure[k][1]()
-      samples[k].at(-1)!.derpDrops = (await derpDrops(harness)) - dropsBefore
+      const figures = await measure[k][1]()
+      samples[k].push({ ...figures, derpDrops: (await derpDrops(harness)) - dropsBefore })
     }] as const
   )
   for (let run = 1; run <= runs; run++) {
