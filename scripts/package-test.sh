@@ -52,7 +52,13 @@ fs.writeFileSync(path.join(project, "package.json"), JSON.stringify({
   pnpm: { overrides: Object.fromEntries(ours.map((name) => [name, tarball(name)])) }
 }, null, 2))
 NODE
-(cd "$project" && pnpm install --reporter=silent --config.confirmModulesPurge=false --ignore-workspace)
+# Quiet when it works; on failure (the registry, a full disk) pnpm's own words say why.
+if ! (cd "$project" && pnpm install --reporter=append-only --config.confirmModulesPurge=false \
+      --ignore-workspace >"$project/install.log" 2>&1); then
+  tail -n 40 "$project/install.log" >&2
+  echo "error: installing the tarballs into $project failed (pnpm's output above)" >&2
+  exit 1
+fi
 
 say "effect and @effect/platform-node are peers everywhere, and one copy of effect is installed"
 for package in core node tailnet-harness testing; do

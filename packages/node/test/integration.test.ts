@@ -22,7 +22,7 @@ import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
-import { mkdtemp, writeFile } from "node:fs/promises"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import * as http from "node:http"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
@@ -84,7 +84,10 @@ describe("loopback tailnet", () => {
 
     it.effect("a caFile that holds no certificate is InvalidArgument naming the field", () =>
       Effect.gen(function*() {
-        const dir = yield* Effect.promise(() => mkdtemp(join(tmpdir(), "ca-file-")))
+        const dir = yield* Effect.acquireRelease(
+          Effect.promise(() => mkdtemp(join(tmpdir(), "ca-file-"))),
+          (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+        )
         const file = join(dir, "not-a-ca.pem")
         yield* Effect.promise(() => writeFile(file, "hello\n"))
         const tailnet = yield* LoopbackTailnet
