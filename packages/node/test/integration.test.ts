@@ -7,6 +7,8 @@
  */
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import { defaults, TailscaleTimeouts } from "@effect-tailscale/core/Timeouts"
+import { readExactly, sha256 } from "@effect-tailscale/test-support/bytes"
+import { failureText, reasonTag } from "@effect-tailscale/test-support/reasons"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -31,8 +33,6 @@ import * as NodeTailscale from "../src/NodeTailscale.ts"
 import * as TailnetAgent from "../src/TailnetAgent.ts"
 import * as TailnetHttpServer from "../src/TailnetHttpServer.ts"
 import * as TailnetSocket from "../src/TailnetSocket.ts"
-import { readExactly, sha256 } from "./bytes.ts"
-import { failureText, reasonTag } from "./reasons.ts"
 import { connect, layer as loopbackTailnet, LoopbackTailnet, untilControl } from "./tailnet.ts"
 
 const pattern = (bytes: number) => {

@@ -18,7 +18,7 @@ import { promisify } from "node:util"
 import { WebSocket, WebSocketServer } from "ws"
 import * as TailnetProxy from "../src/TailnetProxy.ts"
 import * as TailnetSocket from "../src/TailnetSocket.ts"
-import { connect, knows, layer as loopbackTailnet, LoopbackTailnet } from "./tailnet.ts"
+import { connect, layer as loopbackTailnet, LoopbackTailnet, untilPeer } from "./tailnet.ts"
 
 const curl = (...args: ReadonlyArray<string>) =>
   Effect.promise(() =>
@@ -120,7 +120,7 @@ describe("proxy", () => {
         const tailnet = yield* LoopbackTailnet
         const server = yield* connect({ hostname: "ws-server" })
         const client = yield* connect({ hostname: "ws-client" })
-        yield* knows(client, NetAddress.formatIp(yield* server.ipv4))
+        yield* untilPeer(client, yield* server.self, "30 seconds")
         yield* tailnet.waitForPeer(NetAddress.formatIp(yield* client.ipv4))
 
         // The server: a ws WebSocketServer on an http.Server that takes its connections from the tailnet.

@@ -5,8 +5,8 @@
  * `LocalTailnet` does more, but testing depends on this package, so its tests cannot use it.
  */
 import type { ControlLink } from "@effect-tailscale/core/DeviceState"
+import type { NodeInfo } from "@effect-tailscale/core/NodeInfo"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
-import { timeout } from "@effect-tailscale/core/TailscaleError"
 import {
   adminRequest,
   adminRequestBytes,
@@ -18,9 +18,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as NodeTailscale from "../src/NodeTailscale.ts"
 
@@ -96,15 +94,14 @@ export const connect = (options: Omit<NodeTailscale.NodeTailscaleOptions, "contr
     })
   })
 
-/** Waits until `device` has `ip` among its peers. */
-export const knows = (device: TailscaleService, ip: string) =>
-  device.peerByIp(ip).pipe(
-    Effect.filterOrFail(Option.isSome, () => new Error(`${ip} is not a peer yet`)),
-    Effect.retry(Schedule.spaced("100 millis")),
-    Effect.timeoutOrElse({
-      duration: "30 seconds",
-      orElse: () => Effect.fail(timeout("waiting for a new peer", "30 seconds"))
-    })
+/** Waits until `device`'s network map has `peer` (`peerChanges` starts with every peer it already has). */
+export const untilPeer = (device: TailscaleService, peer: NodeInfo, limit: Duration.Input) =>
+  Effect.timeout(
+    device.peerChanges.pipe(
+      Stream.filter((change) => change._tag === "Added" && change.peer.stableId === peer.stableId),
+      Stream.runHead
+    ),
+    limit
   )
 
 /** Waits until `device` runs with its control link in `link`. */

@@ -3,6 +3,7 @@ import { DeviceState } from "@effect-tailscale/core/DeviceState"
 import { PeerPath } from "@effect-tailscale/core/PeerPath"
 import { Tailscale } from "@effect-tailscale/core/Tailscale"
 import * as TailscaleMetrics from "@effect-tailscale/core/TailscaleMetrics"
+import { reasonTag } from "@effect-tailscale/test-support/reasons"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -15,7 +16,6 @@ import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as FakeTailnet from "../src/FakeTailnet.ts"
 import * as TailscaleMock from "../src/TailscaleMock.ts"
-import { reasonTag } from "./reasons.ts"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 

@@ -7,6 +7,7 @@ import * as PeerPath from "@effect-tailscale/core/PeerPath"
 import * as TailnetCaller from "@effect-tailscale/core/TailnetCaller"
 import { Tailscale, type TailscaleService } from "@effect-tailscale/core/Tailscale"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
+import { failureText, invalidField, reasonTag } from "@effect-tailscale/test-support/reasons"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -31,7 +32,6 @@ import {
   udpEcho
 } from "../src/Conformance.ts"
 import { untilControl } from "../src/Workloads.ts"
-import { failureText, invalidField, reasonTag } from "./reasons.ts"
 
 /** The state tags in order, each run of repeats (Reconnecting attempts) kept once. */
 const tagRuns = (states: Iterable<{ readonly _tag: string }>) =>

@@ -13,6 +13,7 @@ import { PeerPath as DevicePath } from "@effect-tailscale/core/PeerPath"
 import type { TailscaleService } from "@effect-tailscale/core/Tailscale"
 import * as TailscaleMetrics from "@effect-tailscale/core/TailscaleMetrics"
 import type { TcpStream } from "@effect-tailscale/core/TcpStream"
+import { readExactly, sha256 } from "@effect-tailscale/test-support/bytes"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -34,7 +35,6 @@ import {
   make as makeLocalTailnet,
   type PeerPath
 } from "../src/LocalTailnet.ts"
-import { readExactly, sha256 } from "./bytes.ts"
 
 const starts = 3
 const directWithinMs = 15_000

@@ -6,6 +6,7 @@
 import * as Tailscale from "@effect-tailscale/core/Tailscale"
 import type { TailscaleError } from "@effect-tailscale/core/TailscaleError"
 import * as TailnetHttpClient from "@effect-tailscale/node/TailnetHttpClient"
+import { failureText } from "@effect-tailscale/test-support/reasons"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -16,7 +17,6 @@ import * as Option from "effect/Option"
 import * as FakeTailnet from "../src/FakeTailnet.ts"
 import * as LocalTailnet from "../src/LocalTailnet.ts"
 import { knows } from "../src/Workloads.ts"
-import { failureText } from "./reasons.ts"
 
 const Office = Tailscale.named("office")
 const Home = Tailscale.named("home")

@@ -1,4 +1,4 @@
-/** What the testing package's tests share to look at a failure: its reason, and its text. */
+/** What the tests share to look at a failure: its reason, its text, and the field an argument failed on. */
 import * as Exit from "effect/Exit"
 
 /** The `reason` tag of a failed exit's `TailscaleError` ("success" when it succeeded). */
