@@ -233,3 +233,184 @@ async fn a_map_response_keeps_its_users_and_app_grants() {
     let value: serde_json::Value = serde_json::from_str(&values[0]).unwrap();
     assert_eq!(value, serde_json::json!({ "shares": ["docs"] }));
 }
+
+/// `smoltcp/01`: a TCP socket's window limit bounds how much its peer sends per round trip (the
+/// receive window it advertises), and lifting it lets the next bursts grow. The receiver has
+/// 256 KiB buffers, reads nothing, and the sender has 200 KiB queued.
+#[test]
+fn a_window_limit_bounds_each_burst_and_follows_changes() {
+    const LIMIT: usize = 16 * 1024;
+    assert!(largest_bursts(None).0 > LIMIT, "without a limit the first burst is larger");
+    let (limited, _) = largest_bursts(Some(LIMIT));
+    assert!(limited <= LIMIT, "limited: a burst of {limited}");
+    let (before, after) = largest_bursts_lifting(LIMIT);
+    assert!(before <= LIMIT && after > LIMIT, "lifted: {before}, then {after}");
+}
+
+/// The largest number of bytes that reached the receiver in one poll, before and after the
+/// midpoint of the transfer (every byte must arrive).
+fn largest_bursts(limit: Option<usize>) -> (usize, usize) {
+    window_bursts(limit, |_| {})
+}
+
+fn largest_bursts_lifting(limit: usize) -> (usize, usize) {
+    window_bursts(Some(limit), |socket| socket.set_window_limit(None))
+}
+
+fn window_bursts(
+    limit: Option<usize>,
+    at_midpoint: impl FnOnce(&mut ts_netstack_smoltcp::netcore::smoltcp::socket::tcp::Socket),
+) -> (usize, usize) {
+    use ts_netstack_smoltcp::netcore::smoltcp::{
+        iface::{Config, Interface, SocketSet},
+        phy::{Loopback, Medium},
+        socket::tcp,
+        time::{Duration, Instant},
+        wire::{HardwareAddress, IpAddress, IpCidr},
+    };
+
+    const SENT: usize = 200 * 1024;
+    let buffer = || tcp::SocketBuffer::new(vec![0; 256 * 1024]);
+    let mut device = Loopback::new(Medium::Ip);
+    let mut now = Instant::ZERO;
+    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, now);
+    iface.update_ip_addrs(|addrs| addrs.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap());
+
+    let mut sockets = SocketSet::new(vec![]);
+    let mut receiver = tcp::Socket::new(buffer(), buffer());
+    receiver.set_window_limit(limit);
+    receiver.listen(7).unwrap();
+    let receiver = sockets.add(receiver);
+    let mut sender = tcp::Socket::new(buffer(), buffer());
+    sender.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 7), 49152).unwrap();
+    let sender = sockets.add(sender);
+    for _ in 0..10 {
+        iface.poll(now, &mut device, &mut sockets);
+        now += Duration::from_millis(1);
+    }
+    assert_eq!(sockets.get_mut::<tcp::Socket>(sender).send_slice(&[7; SENT]), Ok(SENT));
+
+    let mut at_midpoint = Some(at_midpoint);
+    let (mut before, mut after, mut received) = (0, 0, 0);
+    for _ in 0..1000 {
+        if received >= SENT / 2
+            && let Some(change) = at_midpoint.take()
+        {
+            change(sockets.get_mut::<tcp::Socket>(receiver));
+        }
+        iface.poll(now, &mut device, &mut sockets);
+        now += Duration::from_millis(1);
+        let now_received = sockets.get::<tcp::Socket>(receiver).recv_queue();
+        let burst = now_received - received;
+        if at_midpoint.is_some() {
+            before = before.max(burst)
+        } else {
+            after = after.max(burst)
+        }
+        received = now_received;
+    }
+    assert_eq!(received, SENT, "every byte arrives");
+    (before, after)
+}
+
+/// `ts_runtime/27`: a connection's window is the relay's unless its peer is on a direct path
+/// now, and the netstack is told (a new version) only when that set changes.
+#[test]
+fn tcp_windows_follow_each_peer_path() {
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+    use ts_netstack_smoltcp::netcore::TcpWindowPolicy;
+    use ts_runtime::tcp_windows::{RELAYED_WINDOW, TcpWindowsByPath};
+
+    let direct: IpAddr = "100.64.0.2".parse().unwrap();
+    let relayed: IpAddr = "100.64.0.3".parse().unwrap();
+    let windows = TcpWindowsByPath::default();
+    assert_eq!(windows.window_limit(direct), Some(RELAYED_WINDOW), "no direct path yet");
+
+    let start = windows.version();
+    windows.set_direct(HashSet::from([direct]));
+    assert_eq!(windows.version(), start + 1);
+    assert_eq!(windows.window_limit(direct), None);
+    assert_eq!(windows.window_limit(relayed), Some(RELAYED_WINDOW));
+
+    windows.set_direct(HashSet::from([direct]));
+    assert_eq!(windows.version(), start + 1, "the same set is no news");
+    windows.set_direct(HashSet::new());
+    assert_eq!(windows.version(), start + 2);
+    assert_eq!(windows.window_limit(direct), Some(RELAYED_WINDOW), "the path lost");
+}
+
+/// `smoltcp/01`: a connection that starts with 16 KiB buffers (its window scale planned for
+/// 256 KiB) and grows them mid-transfer, with data wrapped around both rings and out of order
+/// data possible, delivers every byte in order, and then lets more wait for the reader.
+#[test]
+fn buffers_enlarged_mid_transfer_keep_every_byte_in_order() {
+    use ts_netstack_smoltcp::netcore::smoltcp::{
+        iface::{Config, Interface, SocketSet},
+        phy::{Loopback, Medium},
+        socket::tcp,
+        time::{Duration, Instant},
+        wire::{HardwareAddress, IpAddress, IpCidr},
+    };
+
+    const SMALL: usize = 16 * 1024;
+    const LARGE: usize = 256 * 1024;
+    const SENT: usize = 1024 * 1024;
+    let pattern: Vec<u8> = (0..SENT).map(|i| (i % 251) as u8).collect();
+    let socket = || {
+        let mut socket =
+            tcp::Socket::new(tcp::SocketBuffer::new(vec![0; SMALL]), tcp::SocketBuffer::new(vec![0; SMALL]));
+        socket.plan_receive_capacity(LARGE);
+        socket
+    };
+
+    let mut device = Loopback::new(Medium::Ip);
+    let mut now = Instant::ZERO;
+    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, now);
+    iface.update_ip_addrs(|addrs| addrs.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap());
+    let mut sockets = SocketSet::new(vec![]);
+    let mut receiver = socket();
+    receiver.listen(7).unwrap();
+    let receiver = sockets.add(receiver);
+    let mut sender = socket();
+    sender.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 7), 49152).unwrap();
+    let sender = sockets.add(sender);
+
+    let (mut sent, mut received) = (0, Vec::with_capacity(SENT));
+    // The most bytes waiting in the receiver, before and after the buffers grew.
+    let (mut largest_small, mut largest_large, mut enlarged) = (0, 0, false);
+    for _ in 0..100_000 {
+        if received.len() == SENT {
+            break;
+        }
+        let waiting = sockets.get::<tcp::Socket>(receiver).recv_queue();
+        if !enlarged && received.len() >= SENT / 3 && waiting > 0 {
+            for handle in [sender, receiver] {
+                sockets.get_mut::<tcp::Socket>(handle).enlarge_buffers(vec![0; LARGE], vec![0; LARGE]);
+            }
+            enlarged = true;
+        }
+        let tx = sockets.get_mut::<tcp::Socket>(sender);
+        if tx.may_send() && sent < SENT {
+            sent += tx.send_slice(&pattern[sent..]).unwrap();
+        }
+        iface.poll(now, &mut device, &mut sockets);
+        now += Duration::from_millis(1);
+        let rx = sockets.get_mut::<tcp::Socket>(receiver);
+        // Read at most 5,000 bytes every other round, so data wraps around the rings and waits
+        // in them.
+        if now.total_millis() % 2 == 0 {
+            let burst = rx.recv(|data| {
+                let n = data.len().min(5000);
+                (n, data[..n].to_vec())
+            });
+            received.extend_from_slice(&burst.unwrap_or_default());
+        }
+        let largest = if enlarged { &mut largest_large } else { &mut largest_small };
+        *largest = (*largest).max(rx.recv_queue());
+    }
+    assert_eq!(received.len(), SENT, "every byte arrives");
+    assert!(received == pattern, "in order");
+    assert!(largest_small <= SMALL, "{largest_small} bytes waiting in the small buffer");
+    assert!(largest_large > SMALL, "{largest_large} bytes waiting at most once enlarged");
+}
