@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use kameo::actor::{Actor, ActorRef, Spawn, WeakActorRef};
+use ts_netstack_smoltcp::netcore::smoltcp;
 
 /// Supervises one child whose args hold a ref back to it, as `ts_runtime`'s actors hold their
 /// env and their supervisor.
@@ -257,38 +258,12 @@ fn largest_bursts_lifting(limit: usize) -> (usize, usize) {
     window_bursts(Some(limit), |socket| socket.set_window_limit(None))
 }
 
-fn window_bursts(
-    limit: Option<usize>,
-    at_midpoint: impl FnOnce(&mut ts_netstack_smoltcp::netcore::smoltcp::socket::tcp::Socket),
-) -> (usize, usize) {
-    use ts_netstack_smoltcp::netcore::smoltcp::{
-        iface::{Config, Interface, SocketSet},
-        phy::{Loopback, Medium},
-        socket::tcp,
-        time::{Duration, Instant},
-        wire::{HardwareAddress, IpAddress, IpCidr},
-    };
-
+fn window_bursts(limit: Option<usize>, at_midpoint: impl FnOnce(&mut smoltcp::socket::tcp::Socket)) -> (usize, usize) {
     const SENT: usize = 200 * 1024;
-    let buffer = || tcp::SocketBuffer::new(vec![0; 256 * 1024]);
-    let mut device = Loopback::new(Medium::Ip);
-    let mut now = Instant::ZERO;
-    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, now);
-    iface.update_ip_addrs(|addrs| addrs.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap());
-
-    let mut sockets = SocketSet::new(vec![]);
-    let mut receiver = tcp::Socket::new(buffer(), buffer());
+    let mut receiver = tcp_socket(256 * 1024);
     receiver.set_window_limit(limit);
-    receiver.listen(7).unwrap();
-    let receiver = sockets.add(receiver);
-    let mut sender = tcp::Socket::new(buffer(), buffer());
-    sender.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 7), 49152).unwrap();
-    let sender = sockets.add(sender);
-    for _ in 0..10 {
-        iface.poll(now, &mut device, &mut sockets);
-        now += Duration::from_millis(1);
-    }
-    assert_eq!(sockets.get_mut::<tcp::Socket>(sender).send_slice(&[7; SENT]), Ok(SENT));
+    let mut pair = LoopbackTcp::connect(receiver, tcp_socket(256 * 1024));
+    assert_eq!(pair.sender().send_slice(&[7; SENT]), Ok(SENT));
 
     let mut at_midpoint = Some(at_midpoint);
     let (mut before, mut after, mut received) = (0, 0, 0);
@@ -296,11 +271,10 @@ fn window_bursts(
         if received >= SENT / 2
             && let Some(change) = at_midpoint.take()
         {
-            change(sockets.get_mut::<tcp::Socket>(receiver));
+            change(pair.receiver());
         }
-        iface.poll(now, &mut device, &mut sockets);
-        now += Duration::from_millis(1);
-        let now_received = sockets.get::<tcp::Socket>(receiver).recv_queue();
+        pair.poll();
+        let now_received = pair.receiver().recv_queue();
         let burst = now_received - received;
         if at_midpoint.is_some() {
             before = before.max(burst)
@@ -311,6 +285,59 @@ fn window_bursts(
     }
     assert_eq!(received, SENT, "every byte arrives");
     (before, after)
+}
+
+/// `smoltcp/01`: a connection that starts with 16 KiB buffers (its window scale planned for
+/// 256 KiB) and grows them mid-transfer, with data wrapped around both rings and out of order
+/// data possible, delivers every byte in order, and then lets more wait for the reader.
+#[test]
+fn buffers_enlarged_mid_transfer_keep_every_byte_in_order() {
+    const SMALL: usize = 16 * 1024;
+    const LARGE: usize = 256 * 1024;
+    const SENT: usize = 1024 * 1024;
+    let pattern: Vec<u8> = (0..SENT).map(|i| (i % 251) as u8).collect();
+    let socket = || {
+        let mut socket = tcp_socket(SMALL);
+        socket.plan_receive_capacity(LARGE);
+        socket
+    };
+    let mut pair = LoopbackTcp::connect(socket(), socket());
+
+    let (mut sent, mut received) = (0, Vec::with_capacity(SENT));
+    // The most bytes waiting in the receiver, before and after the buffers grew.
+    let (mut largest_small, mut largest_large, mut enlarged) = (0, 0, false);
+    for round in 0..100_000 {
+        if received.len() == SENT {
+            break;
+        }
+        let waiting = pair.receiver().recv_queue();
+        if !enlarged && received.len() >= SENT / 3 && waiting > 0 {
+            pair.sender().enlarge_buffers(vec![0; LARGE], vec![0; LARGE]);
+            pair.receiver().enlarge_buffers(vec![0; LARGE], vec![0; LARGE]);
+            enlarged = true;
+        }
+        let tx = pair.sender();
+        if tx.may_send() && sent < SENT {
+            sent += tx.send_slice(&pattern[sent..]).unwrap();
+        }
+        pair.poll();
+        let rx = pair.receiver();
+        // Read at most 5,000 bytes every other round, so data wraps around the rings and waits
+        // in them.
+        if round % 2 == 0 {
+            let burst = rx.recv(|data| {
+                let n = data.len().min(5000);
+                (n, data[..n].to_vec())
+            });
+            received.extend_from_slice(&burst.unwrap_or_default());
+        }
+        let largest = if enlarged { &mut largest_large } else { &mut largest_small };
+        *largest = (*largest).max(rx.recv_queue());
+    }
+    assert_eq!(received.len(), SENT, "every byte arrives");
+    assert!(received == pattern, "in order");
+    assert!(largest_small <= SMALL, "{largest_small} bytes waiting in the small buffer");
+    assert!(largest_large > SMALL, "{largest_large} bytes waiting at most once enlarged");
 }
 
 /// `ts_runtime/27`: a connection's window is the relay's unless its peer is on a direct path
@@ -340,77 +367,57 @@ fn tcp_windows_follow_each_peer_path() {
     assert_eq!(windows.window_limit(direct), Some(RELAYED_WINDOW), "the path lost");
 }
 
-/// `smoltcp/01`: a connection that starts with 16 KiB buffers (its window scale planned for
-/// 256 KiB) and grows them mid-transfer, with data wrapped around both rings and out of order
-/// data possible, delivers every byte in order, and then lets more wait for the reader.
-#[test]
-fn buffers_enlarged_mid_transfer_keep_every_byte_in_order() {
-    use ts_netstack_smoltcp::netcore::smoltcp::{
-        iface::{Config, Interface, SocketSet},
-        phy::{Loopback, Medium},
-        socket::tcp,
-        time::{Duration, Instant},
-        wire::{HardwareAddress, IpAddress, IpCidr},
-    };
+/// Two smoltcp TCP sockets connected over a loopback interface, polled one millisecond at a time.
+struct LoopbackTcp {
+    device: smoltcp::phy::Loopback,
+    iface: smoltcp::iface::Interface,
+    sockets: smoltcp::iface::SocketSet<'static>,
+    now: smoltcp::time::Instant,
+    sender: smoltcp::iface::SocketHandle,
+    receiver: smoltcp::iface::SocketHandle,
+}
 
-    const SMALL: usize = 16 * 1024;
-    const LARGE: usize = 256 * 1024;
-    const SENT: usize = 1024 * 1024;
-    let pattern: Vec<u8> = (0..SENT).map(|i| (i % 251) as u8).collect();
-    let socket = || {
-        let mut socket =
-            tcp::Socket::new(tcp::SocketBuffer::new(vec![0; SMALL]), tcp::SocketBuffer::new(vec![0; SMALL]));
-        socket.plan_receive_capacity(LARGE);
-        socket
-    };
-
-    let mut device = Loopback::new(Medium::Ip);
-    let mut now = Instant::ZERO;
-    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, now);
-    iface.update_ip_addrs(|addrs| addrs.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap());
-    let mut sockets = SocketSet::new(vec![]);
-    let mut receiver = socket();
-    receiver.listen(7).unwrap();
-    let receiver = sockets.add(receiver);
-    let mut sender = socket();
-    sender.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 7), 49152).unwrap();
-    let sender = sockets.add(sender);
-
-    let (mut sent, mut received) = (0, Vec::with_capacity(SENT));
-    // The most bytes waiting in the receiver, before and after the buffers grew.
-    let (mut largest_small, mut largest_large, mut enlarged) = (0, 0, false);
-    for _ in 0..100_000 {
-        if received.len() == SENT {
-            break;
+impl LoopbackTcp {
+    /// `receiver` listens, `sender` connects to it, and both are established.
+    fn connect(
+        mut receiver: smoltcp::socket::tcp::Socket<'static>,
+        mut sender: smoltcp::socket::tcp::Socket<'static>,
+    ) -> Self {
+        use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+        let mut device = smoltcp::phy::Loopback::new(smoltcp::phy::Medium::Ip);
+        let now = smoltcp::time::Instant::ZERO;
+        let config = smoltcp::iface::Config::new(HardwareAddress::Ip);
+        let mut iface = smoltcp::iface::Interface::new(config, &mut device, now);
+        iface.update_ip_addrs(|addrs| addrs.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap());
+        let mut sockets = smoltcp::iface::SocketSet::new(vec![]);
+        receiver.listen(7).unwrap();
+        sender.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 7), 49152).unwrap();
+        let receiver = sockets.add(receiver);
+        let sender = sockets.add(sender);
+        let mut pair = Self { device, iface, sockets, now, sender, receiver };
+        for _ in 0..10 {
+            pair.poll();
         }
-        let waiting = sockets.get::<tcp::Socket>(receiver).recv_queue();
-        if !enlarged && received.len() >= SENT / 3 && waiting > 0 {
-            for handle in [sender, receiver] {
-                sockets.get_mut::<tcp::Socket>(handle).enlarge_buffers(vec![0; LARGE], vec![0; LARGE]);
-            }
-            enlarged = true;
-        }
-        let tx = sockets.get_mut::<tcp::Socket>(sender);
-        if tx.may_send() && sent < SENT {
-            sent += tx.send_slice(&pattern[sent..]).unwrap();
-        }
-        iface.poll(now, &mut device, &mut sockets);
-        now += Duration::from_millis(1);
-        let rx = sockets.get_mut::<tcp::Socket>(receiver);
-        // Read at most 5,000 bytes every other round, so data wraps around the rings and waits
-        // in them.
-        if now.total_millis() % 2 == 0 {
-            let burst = rx.recv(|data| {
-                let n = data.len().min(5000);
-                (n, data[..n].to_vec())
-            });
-            received.extend_from_slice(&burst.unwrap_or_default());
-        }
-        let largest = if enlarged { &mut largest_large } else { &mut largest_small };
-        *largest = (*largest).max(rx.recv_queue());
+        assert_eq!(pair.sender().state(), smoltcp::socket::tcp::State::Established);
+        pair
     }
-    assert_eq!(received.len(), SENT, "every byte arrives");
-    assert!(received == pattern, "in order");
-    assert!(largest_small <= SMALL, "{largest_small} bytes waiting in the small buffer");
-    assert!(largest_large > SMALL, "{largest_large} bytes waiting at most once enlarged");
+
+    fn poll(&mut self) {
+        self.iface.poll(self.now, &mut self.device, &mut self.sockets);
+        self.now += smoltcp::time::Duration::from_millis(1);
+    }
+
+    fn sender(&mut self) -> &mut smoltcp::socket::tcp::Socket<'static> {
+        self.sockets.get_mut(self.sender)
+    }
+
+    fn receiver(&mut self) -> &mut smoltcp::socket::tcp::Socket<'static> {
+        self.sockets.get_mut(self.receiver)
+    }
+}
+
+/// A TCP socket with buffers of `size` bytes each.
+fn tcp_socket(size: usize) -> smoltcp::socket::tcp::Socket<'static> {
+    use smoltcp::socket::tcp;
+    tcp::Socket::new(tcp::SocketBuffer::new(vec![0; size]), tcp::SocketBuffer::new(vec![0; size]))
 }
