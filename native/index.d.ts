@@ -100,7 +100,8 @@ export declare class Device {
    * Stops the device and closes its sockets. Resolves `true` when it stopped gracefully within
    * `timeoutMs` (default 5000); otherwise it is stopped forcibly and resolves `false`.
    * Calling it again returns the first result. Once stopped, the JavaScript heap is asked to
-   * give back the pages it no longer uses (`shrink_js_heap`).
+   * give back the pages it no longer uses (`shrink_js_heap`), and what that frees in the C
+   * allocator goes back a second later (`release_free_memory_later`).
    */
   shutdown(timeoutMs?: number | undefined | null): Promise<boolean>
 }

@@ -20,7 +20,9 @@ use crate::control_link;
 use crate::error::{Code, Failure, Result, Settled, SocketOp, from_device, from_netstack};
 use crate::exit_node::{self, Choice};
 use crate::health;
-use crate::lifecycle::{LOGOUT_MIN, Recipe, Shared, new_span, release_free_memory, shrink_js_heap, start, stop};
+use crate::lifecycle::{
+    LOGOUT_MIN, Recipe, Shared, new_span, release_free_memory, release_free_memory_later, shrink_js_heap, start, stop,
+};
 use crate::limits::DEFAULT_SHUTDOWN;
 use crate::logging;
 use crate::logout;
@@ -541,7 +543,8 @@ impl Device {
     /// Stops the device and closes its sockets. Resolves `true` when it stopped gracefully within
     /// `timeoutMs` (default 5000); otherwise it is stopped forcibly and resolves `false`.
     /// Calling it again returns the first result. Once stopped, the JavaScript heap is asked to
-    /// give back the pages it no longer uses (`shrink_js_heap`).
+    /// give back the pages it no longer uses (`shrink_js_heap`), and what that frees in the C
+    /// allocator goes back a second later (`release_free_memory_later`).
     #[napi(ts_return_type = "Promise<boolean>")]
     pub fn shutdown<'env>(
         &self,
@@ -588,6 +591,7 @@ impl Device {
         // settles there as the same `Error` every other call rejects with.
         env.spawn_future_with_callback(async move { Ok::<_, napi::Error>(Settled(stopped.await)) }, |_, outcome| {
             shrink_js_heap();
+            release_free_memory_later();
             Ok(outcome)
         })
     }

@@ -115,7 +115,7 @@ describe("faults", () => {
     )
 
     it.effect(
-      "resident memory after 10,000 concurrent lookups comes back once the device is closed",
+      "resident memory after 20,000 concurrent lookups (2 x 10,000) comes back once the device is closed",
       () =>
         Effect.gen(function*() {
           const tailnet = yield* LocalTailnet
@@ -125,22 +125,26 @@ describe("faults", () => {
             const device = yield* connect({ hostname: "faults-memory" })
             yield* tailnet.waitForPeer(NetAddress.formatIp(yield* device.ipv4))
             const before = rssMiB()
-            const lookups = yield* concurrentLookups(
-              device,
-              { hostname: peer.hostname, port: peer.tcpEchoPort },
-              10_000
-            )
-            assert.strictEqual(lookups.succeeded, 10_000)
-            return { before, peak: rssMiB() }
+            let peak = before
+            for (let burst = 0; burst < 2; burst++) {
+              const lookups = yield* concurrentLookups(
+                device,
+                { hostname: peer.hostname, port: peer.tcpEchoPort },
+                10_000
+              )
+              assert.strictEqual(lookups.succeeded, 10_000)
+              peak = Math.max(peak, rssMiB())
+            }
+            return { before, peak }
           }))
           yield* Effect.sleep("2 seconds")
           const afterClose = rssMiB()
-          console.log(`resident memory around 10,000 lookups: ${JSON.stringify({ ...figures, afterClose })} MiB`)
-          // V8 kept the burst's heap pages (130 of its 160 MiB) for some 25 s after the device
-          // closed, until its memory reducer ran; the device's shutdown now asks it to give them
-          // back. 10 MiB or so stays (glibc's fragments, objects collected after the trim).
-          const grown = figures.peak - figures.before
-          assert.isAtMost(afterClose - figures.before, grown * 0.15, "resident memory 2 s after the device closed")
+          console.log(`resident memory around 2 x 10,000 lookups: ${JSON.stringify({ ...figures, afterClose })} MiB`)
+          // Within 10 % of before. The shutdown asks V8 to give its heap pages back and trims
+          // glibc's arenas before and after V8's collection. What stays (6-8 MiB; the second
+          // burst adds none) is V8's new space, its global-handle blocks at their high water and
+          // glibc's fragments; lookups that each kept 256 bytes failed this.
+          assert.isAtMost(afterClose, figures.before * 1.1, "resident memory 2 s after the device closed")
         }),
       { timeout: 120_000 }
     )
