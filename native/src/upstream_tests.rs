@@ -287,6 +287,38 @@ fn window_bursts(limit: Option<usize>, at_midpoint: impl FnOnce(&mut smoltcp::so
     (before, after)
 }
 
+/// `smoltcp/01`: a lowered window limit never pulls back the right edge of the receive window
+/// already advertised. The remote may have sent up to that edge (segments a lost path dropped),
+/// and its ACKs carry sequence numbers that far: with the edge pulled back, every segment past
+/// the new one, ACKs included, was unacceptable, and a transfer whose direct path fell back to
+/// the relay stalled for good. Here the receiver advertises 64 KiB (a SYN's window is not
+/// scaled), the sender sends 48 KiB, the receiver lowers its limit to 16 KiB and acknowledges
+/// the first segment before the rest arrive.
+#[test]
+fn a_lowered_window_limit_keeps_the_edge_already_advertised() {
+    const SENT: usize = 48 * 1024;
+    let mut pair = LoopbackTcp::connect(tcp_socket(256 * 1024), tcp_socket(256 * 1024));
+    // Segments of a tailnet's size (the loopback's MTU would carry it all in one).
+    pair.sender().set_nagle_enabled(false);
+    let mut in_flight = Vec::new();
+    for _ in 0..SENT / 1024 {
+        assert_eq!(pair.sender().send_slice(&[7; 1024]), Ok(1024));
+        pair.send_only();
+        in_flight.extend(pair.take_in_flight());
+    }
+    assert_eq!(in_flight.len(), SENT / 1024);
+
+    pair.receiver().set_window_limit(Some(16 * 1024));
+    pair.deliver(&in_flight[..1]);
+    for _ in 0..20 {
+        pair.poll();
+    }
+    // Only the receiver takes its turn: nothing is sent again.
+    pair.deliver(&in_flight[1..]);
+    pair.receive_only();
+    assert_eq!(pair.receiver().recv_queue(), SENT, "every segment sent inside the advertised window is accepted");
+}
+
 /// `smoltcp/01`: a connection that starts with 16 KiB buffers (its window scale planned for
 /// 256 KiB) and grows them mid-transfer, with data wrapped around both rings and out of order
 /// data possible, delivers every byte in order, and then lets more wait for the reader.
@@ -405,6 +437,38 @@ impl LoopbackTcp {
     fn poll(&mut self) {
         self.iface.poll(self.now, &mut self.device, &mut self.sockets);
         self.now += smoltcp::time::Duration::from_millis(1);
+    }
+
+    /// Lets the sockets send, without receiving anything.
+    fn send_only(&mut self) {
+        self.iface.poll_egress(self.now, &mut self.device, &mut self.sockets);
+    }
+
+    /// Lets the sockets take in every packet waiting, without sending anything but replies.
+    fn receive_only(&mut self) {
+        use smoltcp::iface::PollIngressSingleResult;
+        while self.iface.poll_ingress_single(self.now, &mut self.device, &mut self.sockets)
+            != PollIngressSingleResult::None
+        {}
+    }
+
+    /// Takes the packets on their way from one socket to the other, to deliver them later.
+    fn take_in_flight(&mut self) -> Vec<Vec<u8>> {
+        use smoltcp::phy::{Device, RxToken};
+        let mut packets = Vec::new();
+        while let Some((rx, _)) = self.device.receive(self.now) {
+            packets.push(rx.consume(|bytes| bytes.to_vec()));
+        }
+        packets
+    }
+
+    /// Puts `packets` back on their way.
+    fn deliver(&mut self, packets: &[Vec<u8>]) {
+        use smoltcp::phy::{Device, TxToken};
+        for packet in packets {
+            let tx = self.device.transmit(self.now).expect("the loopback takes every packet");
+            tx.consume(packet.len(), |buffer| buffer.copy_from_slice(packet));
+        }
     }
 
     fn sender(&mut self) -> &mut smoltcp::socket::tcp::Socket<'static> {
