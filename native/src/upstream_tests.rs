@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use kameo::actor::{Actor, ActorRef, Spawn, WeakActorRef};
+use ts_netstack_smoltcp::netcore::smoltcp;
 
 /// Supervises one child whose args hold a ref back to it, as `ts_runtime`'s actors hold their
 /// env and their supervisor.
@@ -232,4 +233,255 @@ async fn a_map_response_keeps_its_users_and_app_grants() {
     let values = &base[0].caps["example.com/cap/files"];
     let value: serde_json::Value = serde_json::from_str(&values[0]).unwrap();
     assert_eq!(value, serde_json::json!({ "shares": ["docs"] }));
+}
+
+/// `smoltcp/01`: a TCP socket's window limit bounds how much its peer sends per round trip (the
+/// receive window it advertises), and lifting it lets the next bursts grow. The receiver has
+/// 256 KiB buffers, reads nothing, and the sender has 200 KiB queued.
+#[test]
+fn a_window_limit_bounds_each_burst_and_follows_changes() {
+    const LIMIT: usize = 16 * 1024;
+    assert!(largest_bursts(None).0 > LIMIT, "without a limit the first burst is larger");
+    let (limited, _) = largest_bursts(Some(LIMIT));
+    assert!(limited <= LIMIT, "limited: a burst of {limited}");
+    let (before, after) = largest_bursts_lifting(LIMIT);
+    assert!(before <= LIMIT && after > LIMIT, "lifted: {before}, then {after}");
+}
+
+/// The largest number of bytes that reached the receiver in one poll, before and after the
+/// midpoint of the transfer (every byte must arrive).
+fn largest_bursts(limit: Option<usize>) -> (usize, usize) {
+    window_bursts(limit, |_| {})
+}
+
+fn largest_bursts_lifting(limit: usize) -> (usize, usize) {
+    window_bursts(Some(limit), |socket| socket.set_window_limit(None))
+}
+
+fn window_bursts(limit: Option<usize>, at_midpoint: impl FnOnce(&mut smoltcp::socket::tcp::Socket)) -> (usize, usize) {
+    const SENT: usize = 200 * 1024;
+    let mut receiver = tcp_socket(256 * 1024);
+    receiver.set_window_limit(limit);
+    let mut pair = LoopbackTcp::connect(receiver, tcp_socket(256 * 1024));
+    assert_eq!(pair.sender().send_slice(&[7; SENT]), Ok(SENT));
+
+    let mut at_midpoint = Some(at_midpoint);
+    let (mut before, mut after, mut received) = (0, 0, 0);
+    for _ in 0..1000 {
+        if received >= SENT / 2
+            && let Some(change) = at_midpoint.take()
+        {
+            change(pair.receiver());
+        }
+        pair.poll();
+        let now_received = pair.receiver().recv_queue();
+        let burst = now_received - received;
+        if at_midpoint.is_some() {
+            before = before.max(burst)
+        } else {
+            after = after.max(burst)
+        }
+        received = now_received;
+    }
+    assert_eq!(received, SENT, "every byte arrives");
+    (before, after)
+}
+
+/// `smoltcp/01`: a lowered window limit never pulls back the right edge of the receive window
+/// already advertised. The remote may have sent up to that edge (segments a lost path dropped),
+/// and its ACKs carry sequence numbers that far: with the edge pulled back, every segment past
+/// the new one, ACKs included, was unacceptable, and a transfer whose direct path fell back to
+/// the relay stalled for good. Here the receiver advertises 64 KiB (a SYN's window is not
+/// scaled), the sender sends 48 KiB, the receiver lowers its limit to 16 KiB and acknowledges
+/// the first segment before the rest arrive.
+#[test]
+fn a_lowered_window_limit_keeps_the_edge_already_advertised() {
+    const SENT: usize = 48 * 1024;
+    let mut pair = LoopbackTcp::connect(tcp_socket(256 * 1024), tcp_socket(256 * 1024));
+    // Segments of a tailnet's size (the loopback's MTU would carry it all in one).
+    pair.sender().set_nagle_enabled(false);
+    let mut in_flight = Vec::new();
+    for _ in 0..SENT / 1024 {
+        assert_eq!(pair.sender().send_slice(&[7; 1024]), Ok(1024));
+        pair.send_only();
+        in_flight.extend(pair.take_in_flight());
+    }
+    assert_eq!(in_flight.len(), SENT / 1024);
+
+    pair.receiver().set_window_limit(Some(16 * 1024));
+    pair.deliver(&in_flight[..1]);
+    for _ in 0..20 {
+        pair.poll();
+    }
+    // Only the receiver takes its turn: nothing is sent again.
+    pair.deliver(&in_flight[1..]);
+    pair.receive_only();
+    assert_eq!(pair.receiver().recv_queue(), SENT, "every segment sent inside the advertised window is accepted");
+}
+
+/// `smoltcp/01`: a connection that starts with 16 KiB buffers (its window scale planned for
+/// 256 KiB) and grows them mid-transfer, with data wrapped around both rings and out of order
+/// data possible, delivers every byte in order, and then lets more wait for the reader.
+#[test]
+fn buffers_enlarged_mid_transfer_keep_every_byte_in_order() {
+    const SMALL: usize = 16 * 1024;
+    const LARGE: usize = 256 * 1024;
+    const SENT: usize = 1024 * 1024;
+    let pattern: Vec<u8> = (0..SENT).map(|i| (i % 251) as u8).collect();
+    let socket = || {
+        let mut socket = tcp_socket(SMALL);
+        socket.plan_receive_capacity(LARGE);
+        socket
+    };
+    let mut pair = LoopbackTcp::connect(socket(), socket());
+
+    let (mut sent, mut received) = (0, Vec::with_capacity(SENT));
+    // The most bytes waiting in the receiver, before and after the buffers grew.
+    let (mut largest_small, mut largest_large, mut enlarged) = (0, 0, false);
+    for round in 0..100_000 {
+        if received.len() == SENT {
+            break;
+        }
+        let waiting = pair.receiver().recv_queue();
+        if !enlarged && received.len() >= SENT / 3 && waiting > 0 {
+            pair.sender().enlarge_buffers(vec![0; LARGE], vec![0; LARGE]);
+            pair.receiver().enlarge_buffers(vec![0; LARGE], vec![0; LARGE]);
+            enlarged = true;
+        }
+        let tx = pair.sender();
+        if tx.may_send() && sent < SENT {
+            sent += tx.send_slice(&pattern[sent..]).unwrap();
+        }
+        pair.poll();
+        let rx = pair.receiver();
+        // Read at most 5,000 bytes every other round, so data wraps around the rings and waits
+        // in them.
+        if round % 2 == 0 {
+            let burst = rx.recv(|data| {
+                let n = data.len().min(5000);
+                (n, data[..n].to_vec())
+            });
+            received.extend_from_slice(&burst.unwrap_or_default());
+        }
+        let largest = if enlarged { &mut largest_large } else { &mut largest_small };
+        *largest = (*largest).max(rx.recv_queue());
+    }
+    assert_eq!(received.len(), SENT, "every byte arrives");
+    assert!(received == pattern, "in order");
+    assert!(largest_small <= SMALL, "{largest_small} bytes waiting in the small buffer");
+    assert!(largest_large > SMALL, "{largest_large} bytes waiting at most once enlarged");
+}
+
+/// `ts_runtime/27`: a connection's window is the relay's unless its peer is on a direct path
+/// now, and the netstack is told (a new version) only when that set changes.
+#[test]
+fn tcp_windows_follow_each_peer_path() {
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+    use ts_netstack_smoltcp::netcore::TcpWindowPolicy;
+    use ts_runtime::tcp_windows::{RELAYED_WINDOW, TcpWindowsByPath};
+
+    let direct: IpAddr = "100.64.0.2".parse().unwrap();
+    let relayed: IpAddr = "100.64.0.3".parse().unwrap();
+    let windows = TcpWindowsByPath::default();
+    assert_eq!(windows.window_limit(direct), Some(RELAYED_WINDOW), "no direct path yet");
+
+    let start = windows.version();
+    windows.set_direct(HashSet::from([direct]));
+    assert_eq!(windows.version(), start + 1);
+    assert_eq!(windows.window_limit(direct), None);
+    assert_eq!(windows.window_limit(relayed), Some(RELAYED_WINDOW));
+
+    windows.set_direct(HashSet::from([direct]));
+    assert_eq!(windows.version(), start + 1, "the same set is no news");
+    windows.set_direct(HashSet::new());
+    assert_eq!(windows.version(), start + 2);
+    assert_eq!(windows.window_limit(direct), Some(RELAYED_WINDOW), "the path lost");
+}
+
+/// Two smoltcp TCP sockets connected over a loopback interface, polled one millisecond at a time.
+struct LoopbackTcp {
+    device: smoltcp::phy::Loopback,
+    iface: smoltcp::iface::Interface,
+    sockets: smoltcp::iface::SocketSet<'static>,
+    now: smoltcp::time::Instant,
+    sender: smoltcp::iface::SocketHandle,
+    receiver: smoltcp::iface::SocketHandle,
+}
+
+impl LoopbackTcp {
+    /// `receiver` listens, `sender` connects to it, and both are established.
+    fn connect(
+        mut receiver: smoltcp::socket::tcp::Socket<'static>,
+        mut sender: smoltcp::socket::tcp::Socket<'static>,
+    ) -> Self {
+        use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+        let mut device = smoltcp::phy::Loopback::new(smoltcp::phy::Medium::Ip);
+        let now = smoltcp::time::Instant::ZERO;
+        let config = smoltcp::iface::Config::new(HardwareAddress::Ip);
+        let mut iface = smoltcp::iface::Interface::new(config, &mut device, now);
+        iface.update_ip_addrs(|addrs| addrs.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap());
+        let mut sockets = smoltcp::iface::SocketSet::new(vec![]);
+        receiver.listen(7).unwrap();
+        sender.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 7), 49152).unwrap();
+        let receiver = sockets.add(receiver);
+        let sender = sockets.add(sender);
+        let mut pair = Self { device, iface, sockets, now, sender, receiver };
+        for _ in 0..10 {
+            pair.poll();
+        }
+        assert_eq!(pair.sender().state(), smoltcp::socket::tcp::State::Established);
+        pair
+    }
+
+    fn poll(&mut self) {
+        self.iface.poll(self.now, &mut self.device, &mut self.sockets);
+        self.now += smoltcp::time::Duration::from_millis(1);
+    }
+
+    /// Lets the sockets send, without receiving anything.
+    fn send_only(&mut self) {
+        self.iface.poll_egress(self.now, &mut self.device, &mut self.sockets);
+    }
+
+    /// Lets the sockets take in every packet waiting, without sending anything but replies.
+    fn receive_only(&mut self) {
+        use smoltcp::iface::PollIngressSingleResult;
+        while self.iface.poll_ingress_single(self.now, &mut self.device, &mut self.sockets)
+            != PollIngressSingleResult::None
+        {}
+    }
+
+    /// Takes the packets on their way from one socket to the other, to deliver them later.
+    fn take_in_flight(&mut self) -> Vec<Vec<u8>> {
+        use smoltcp::phy::{Device, RxToken};
+        let mut packets = Vec::new();
+        while let Some((rx, _)) = self.device.receive(self.now) {
+            packets.push(rx.consume(|bytes| bytes.to_vec()));
+        }
+        packets
+    }
+
+    /// Puts `packets` back on their way.
+    fn deliver(&mut self, packets: &[Vec<u8>]) {
+        use smoltcp::phy::{Device, TxToken};
+        for packet in packets {
+            let tx = self.device.transmit(self.now).expect("the loopback takes every packet");
+            tx.consume(packet.len(), |buffer| buffer.copy_from_slice(packet));
+        }
+    }
+
+    fn sender(&mut self) -> &mut smoltcp::socket::tcp::Socket<'static> {
+        self.sockets.get_mut(self.sender)
+    }
+
+    fn receiver(&mut self) -> &mut smoltcp::socket::tcp::Socket<'static> {
+        self.sockets.get_mut(self.receiver)
+    }
+}
+
+/// A TCP socket with buffers of `size` bytes each.
+fn tcp_socket(size: usize) -> smoltcp::socket::tcp::Socket<'static> {
+    use smoltcp::socket::tcp;
+    tcp::Socket::new(tcp::SocketBuffer::new(vec![0; size]), tcp::SocketBuffer::new(vec![0; size]))
 }
