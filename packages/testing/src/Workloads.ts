@@ -61,16 +61,15 @@ const describeFailure = (exit: Exit.Exit<unknown, unknown>): { readonly typed: b
 /** 0, 1, ... `count - 1`: the indices of a workload's calls or rounds. */
 const indices = (count: number) => Array.from({ length: count }, (_, index) => index)
 
-/** Runs `count` calls at once and counts how each ended. */
+/** Runs `count` calls, all at once unless `concurrency` says otherwise, and counts how each ended. */
 const tally = (
   count: number,
   call: (index: number) => Effect.Effect<void, unknown>,
-  healthy: Effect.Effect<boolean>
+  healthy: Effect.Effect<boolean>,
+  concurrency: number | "unbounded" = "unbounded"
 ): Effect.Effect<Tally> =>
   Effect.gen(function*() {
-    const exits = yield* Effect.forEach(indices(count), (index) => Effect.exit(call(index)), {
-      concurrency: "unbounded"
-    })
+    const exits = yield* Effect.forEach(indices(count), (index) => Effect.exit(call(index)), { concurrency })
     const reasons: Record<string, number> = {}
     let succeeded = 0
     let typedFailures = 0
@@ -161,6 +160,20 @@ export const concurrentDials = (
   count: number,
   limit: Duration.Input = "60 seconds"
 ) => tally(count, (index) => echoOnce(device, target, `dial ${index}`, limit), isHealthy(device, target))
+
+/**
+ * `count` dials one after another, each with a round trip, each step within `timeout`: every
+ * dial closes its stream before the next begins, so the netstack still holds the endpoints of
+ * the connections just closed.
+ *
+ * @category utils
+ */
+export const sequentialDials = (
+  device: TailscaleService,
+  target: Target,
+  count: number,
+  limit: Duration.Input = "60 seconds"
+) => tally(count, (index) => echoOnce(device, target, `dial ${index}`, limit), isHealthy(device, target), 1)
 
 /**
  * `count` lookups of the target by name at once; each must find it.

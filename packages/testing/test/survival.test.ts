@@ -48,6 +48,20 @@ describe("survival", () => {
         assert.strictEqual(tally.succeeded, 1000, JSON.stringify(tally.reasons))
       }), { timeout: 180_000 })
 
+    it.effect(
+      "400 dials one after another, each within 5 s, none from a just-closed endpoint",
+      () =>
+        Effect.gen(function*() {
+          const { device, echoPeer } = yield* joined("survival-redials")
+          // A closed connection's socket stays in the netstack through TIME-WAIT; a dial from its
+          // endpoint had its SYN-ACK taken by the old socket and connected only after 15 s.
+          const tally = yield* Workloads.sequentialDials(device, echoPeer, 400, "5 seconds")
+          assertSurvived(tally)
+          assert.strictEqual(tally.succeeded, 400, JSON.stringify(tally.reasons))
+        }),
+      { timeout: 120_000 }
+    )
+
     it.effect("5,000 concurrent lookups", () =>
       Effect.gen(function*() {
         const { device, echoPeer } = yield* joined("survival-lookups")
