@@ -1,6 +1,6 @@
 /**
  * The raw addon (`@effect-tailscale/native`, no Effect) on the loopback tailnet: argument checks
- * against a joined device, key state, binds, closing, and a process that exits by itself. The
+ * against a joined device, key state, binds, reads, closing, and a process that exits by itself. The
  * addon's tests that need no tailnet live beside it (`native/test`).
  */
 import type * as Native from "@effect-tailscale/native"
@@ -123,12 +123,14 @@ describe("addon on the loopback tailnet", () => {
     const stream = await device.tcpConnect(info.peer.ipv4, 7001)
     const pendingAccept = rejection(listener.accept())
     const pendingRecv = rejection(udp.recv())
+    const pendingRead = rejection(stream.read())
     const first = await device.shutdown(5_000)
     expect(typeof first).toBe("boolean")
     expect(await device.shutdown(5_000)).toBe(first)
     expect(device.closed).toBe(true)
     expect(await pendingAccept).toMatchObject({ code: "DEVICE_CLOSED", subject: "TCP listener" })
     expect(await pendingRecv).toMatchObject({ code: "DEVICE_CLOSED", subject: "UDP socket" })
+    expect(await pendingRead).toMatchObject({ code: "DEVICE_CLOSED", subject: "TCP stream" })
     // One call at a time: a rejection nobody awaits yet would count as unhandled.
     for (
       const call of [
@@ -155,6 +157,25 @@ describe("addon on the loopback tailnet", () => {
     stream.close()
   }, 60_000)
 
+  it("settles reads in the order they were made, and one waiting when its stream closes rejects", async () => {
+    const device = await connect("addon-reads")
+    try {
+      await adminRequest(info.adminUrl, `/wait-peer?ip=${await device.ipv4()}&timeout=30000`)
+      const stream = await device.tcpConnect(info.peer.ipv4, info.peer.tcpEchoPort)
+      const first = stream.read()
+      const second = stream.read()
+      await stream.write(Buffer.from("one"))
+      expect(Buffer.from((await first)!).toString()).toBe("one")
+      await stream.write(Buffer.from("two"))
+      expect(Buffer.from((await second)!).toString()).toBe("two")
+      const waiting = rejection(stream.read())
+      stream.close()
+      expect(await waiting).toMatchObject({ code: "DEVICE_CLOSED", subject: "TCP stream" })
+    } finally {
+      await device.shutdown(5_000)
+    }
+  }, 60_000)
+
   it("lets a script that connects and shuts down exit by itself", async () => {
     const script = `
       const native = require(${JSON.stringify(addonPath)});
@@ -171,6 +192,20 @@ describe("addon on the loopback tailnet", () => {
         const ip = await device.ipv4();
         const listener = await device.tcpListen(ip, 9400);
         listener.accept().catch(() => {});
+        // A stream that has read, and a read still waiting when the device shuts down.
+        // The Go peer resets a connection from a node it does not know yet.
+        let stream;
+        for (let attempt = 0; stream === undefined; attempt++) {
+          try {
+            stream = await device.tcpConnect(${JSON.stringify(info.peer.ipv4)}, ${info.peer.tcpEchoPort});
+          } catch (error) {
+            if (attempt === 40) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 250));
+          }
+        }
+        await stream.write(Buffer.from("hello"));
+        await stream.read();
+        stream.read().catch(() => {});
         console.log(JSON.stringify({ graceful: await device.shutdown(5000) }));
       })();`
     const { stdout } = await promisify(execFile)(process.execPath, ["-e", script], {
