@@ -1,8 +1,8 @@
-import { chmod, mkdtemp, readFile, stat, writeFile } from "node:fs/promises"
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { describe, expect, it } from "vitest"
+import { afterAll, describe, expect, it } from "vitest"
 import type * as Native from "../index.js"
 
 const native = createRequire(import.meta.url)("../index.js") as typeof Native
@@ -39,7 +39,13 @@ const thrown = (f: () => unknown): Failure => {
   throw new Error("expected an error")
 }
 
-const tempDir = () => mkdtemp(join(tmpdir(), "ts-native-test-"))
+const tempDirs: Array<string> = []
+const tempDir = async () => {
+  const dir = await mkdtemp(join(tmpdir(), "ts-native-test-"))
+  tempDirs.push(dir)
+  return dir
+}
+afterAll(() => Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true }))))
 
 describe("addon without a tailnet", () => {
   it("says which build it is", () => {

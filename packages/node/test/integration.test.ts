@@ -244,7 +244,11 @@ describe("loopback tailnet", () => {
 
     it.effect("identity: the same key file gives the same node key and stable id", () =>
       Effect.gen(function*() {
-        const keyFile = join(yield* Effect.promise(() => mkdtemp(join(tmpdir(), "ts-identity-"))), "keys.json")
+        const dir = yield* Effect.acquireRelease(
+          Effect.promise(() => mkdtemp(join(tmpdir(), "ts-identity-"))),
+          (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+        )
+        const keyFile = join(dir, "keys.json")
         const identity = Effect.scoped(Effect.gen(function*() {
           const device = yield* connect({ hostname: "identity-test", keyFile, ephemeral: false })
           const self = yield* device.self
