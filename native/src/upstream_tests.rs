@@ -348,6 +348,47 @@ fn a_lost_segment_on_a_short_path_is_sent_again_within_200_ms() {
     assert!((190..=250).contains(&waited), "sent again after {waited} ms");
 }
 
+/// `smoltcp/03`: a connection closed on our side first keeps its socket in TIME-WAIT for 10 s;
+/// it gives up its buffers there, still acknowledges the peer's FIN sent again, and closes.
+#[test]
+fn a_connection_in_time_wait_gives_up_its_buffers_and_still_answers_a_fin() {
+    use smoltcp::socket::tcp::State;
+    let mut pair = LoopbackTcp::connect(tcp_socket(16 * 1024), tcp_socket(16 * 1024));
+    assert_eq!(pair.sender().send_slice(b"last words"), Ok(10));
+    pair.sender().close();
+    for _ in 0..20 {
+        pair.poll();
+    }
+    assert_eq!(pair.receiver().recv_queue(), 10);
+    pair.receiver().close();
+    pair.send_only();
+    let peer_fin = pair.take_in_flight();
+    assert_eq!(peer_fin.len(), 1, "the peer's FIN");
+    pair.deliver(&peer_fin);
+    for _ in 0..20 {
+        pair.poll();
+    }
+    assert_eq!(pair.sender().state(), State::TimeWait);
+    assert!(pair.sender().release_buffers_in_time_wait());
+    assert_eq!((pair.sender().recv_capacity(), pair.sender().send_capacity()), (0, 0));
+    assert!(!pair.sender().release_buffers_in_time_wait(), "once");
+
+    // A second later the peer sends its FIN again, as if our ACK were lost: it is answered.
+    for _ in 0..1_500 {
+        pair.poll();
+    }
+    pair.deliver(&peer_fin);
+    // One packet in, so the answer stays on the wire rather than reaching the peer.
+    pair.iface.poll_ingress_single(pair.now, &mut pair.device, &mut pair.sockets);
+    assert_eq!(pair.take_in_flight().len(), 1, "the FIN is acknowledged again");
+    assert_eq!(pair.sender().state(), State::TimeWait);
+    // The FIN sent again restarted TIME-WAIT's 10 s.
+    for _ in 0..10_100 {
+        pair.poll();
+    }
+    assert_eq!(pair.sender().state(), State::Closed);
+}
+
 /// `smoltcp/01`: a connection that starts with 16 KiB buffers (its window scale planned for
 /// 256 KiB) and grows them mid-transfer, with data wrapped around both rings and out of order
 /// data possible, delivers every byte in order, and then lets more wait for the reader.
