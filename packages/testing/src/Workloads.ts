@@ -150,7 +150,7 @@ export const isHealthy = (device: TailscaleService, target: Target): Effect.Effe
   }).pipe(Effect.orElseSucceed(() => false))
 
 /**
- * `count` dials at once, each with a round trip, each step within `timeout`.
+ * `count` dials at once, each with a round trip, each step within `limit`.
  *
  * @category utils
  */
@@ -162,7 +162,7 @@ export const concurrentDials = (
 ) => tally(count, (index) => echoOnce(device, target, `dial ${index}`, limit), isHealthy(device, target))
 
 /**
- * `count` dials one after another, each with a round trip, each step within `timeout`: every
+ * `count` dials one after another, each with a round trip, each step within `limit`: every
  * dial closes its stream before the next begins, so the netstack still holds the endpoints of
  * the connections just closed.
  *
