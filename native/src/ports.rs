@@ -29,6 +29,8 @@ impl Protocol {
 
 /// The dynamic port range (RFC 6335) that dials take their local ports from.
 const DYNAMIC: RangeInclusive<u16> = 49152..=u16::MAX;
+/// How many ports `DYNAMIC` holds.
+const DYNAMIC_SIZE: u64 = (*DYNAMIC.end() - *DYNAMIC.start()) as u64 + 1;
 
 /// How long a dial's local endpoint rests after its stream is closed. The netstack keeps a
 /// closed connection's socket until it reaches CLOSED: through FIN-WAIT and smoltcp's 10 s
@@ -55,8 +57,7 @@ struct TableState {
 
 impl Default for PortTable {
     fn default() -> Self {
-        let size = u64::from(DYNAMIC.end() - DYNAMIC.start()) + 1;
-        let start = std::collections::hash_map::RandomState::new().hash_one(0u8) % size;
+        let start = std::collections::hash_map::RandomState::new().hash_one(0u8) % DYNAMIC_SIZE;
         PortTable {
             state: Mutex::new(TableState {
                 bound: HashSet::new(),
@@ -102,15 +103,15 @@ impl PortTable {
     }
 
     fn claim_ephemeral_at(self: &Arc<Self>, protocol: Protocol, ip: IpAddr, now: Instant) -> Result<PortLease> {
-        let size = u64::from(DYNAMIC.end() - DYNAMIC.start()) + 1;
+        let key_at = |position: u64| (protocol, SocketAddr::new(ip, DYNAMIC.start() + position as u16));
         let mut state = self.state();
         state.forget_rested(now);
         let start = state.next_ephemeral;
         // The endpoint that has rested longest, should every free one be resting.
         let mut resting_fallback: Option<(Instant, u64)> = None;
-        for offset in 0..size {
-            let position = (start + offset) % size;
-            let key = (protocol, SocketAddr::new(ip, DYNAMIC.start() + position as u16));
+        for offset in 0..DYNAMIC_SIZE {
+            let position = (start + offset) % DYNAMIC_SIZE;
+            let key = key_at(position);
             if state.bound.contains(&key) {
                 continue;
             }
@@ -123,8 +124,7 @@ impl PortTable {
             return Ok(state.lease_ephemeral(self, key, position));
         }
         if let Some((_, position)) = resting_fallback {
-            let key = (protocol, SocketAddr::new(ip, DYNAMIC.start() + position as u16));
-            return Ok(state.lease_ephemeral(self, key, position));
+            return Ok(state.lease_ephemeral(self, key_at(position), position));
         }
         Err(Failure::new(Code::AddressInUse, protocol.claiming(true), format!("no free port in 49152..65535 on {ip}")))
     }
