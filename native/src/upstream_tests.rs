@@ -310,9 +310,7 @@ fn a_lowered_window_limit_keeps_the_edge_already_advertised() {
 
     pair.receiver().set_window_limit(Some(16 * 1024));
     pair.deliver(&in_flight[..1]);
-    for _ in 0..20 {
-        pair.poll();
-    }
+    pair.poll_for(20);
     // Only the receiver takes its turn: nothing is sent again.
     pair.deliver(&in_flight[1..]);
     pair.receive_only();
@@ -328,9 +326,7 @@ fn a_lost_segment_on_a_short_path_is_sent_again_within_200_ms() {
     // RTT samples of a few milliseconds, as on a LAN.
     for _ in 0..5 {
         assert_eq!(pair.sender().send_slice(&[7; 1024]), Ok(1024));
-        for _ in 0..5 {
-            pair.poll();
-        }
+        pair.poll_for(5);
     }
     assert_eq!(pair.sender().send_slice(&[8; 1024]), Ok(1024));
     pair.send_only();
@@ -356,36 +352,27 @@ fn a_connection_in_time_wait_gives_up_its_buffers_and_still_answers_a_fin() {
     let mut pair = LoopbackTcp::connect(tcp_socket(16 * 1024), tcp_socket(16 * 1024));
     assert_eq!(pair.sender().send_slice(b"last words"), Ok(10));
     pair.sender().close();
-    for _ in 0..20 {
-        pair.poll();
-    }
+    pair.poll_for(20);
     assert_eq!(pair.receiver().recv_queue(), 10);
     pair.receiver().close();
     pair.send_only();
     let peer_fin = pair.take_in_flight();
     assert_eq!(peer_fin.len(), 1, "the peer's FIN");
     pair.deliver(&peer_fin);
-    for _ in 0..20 {
-        pair.poll();
-    }
+    pair.poll_for(20);
     assert_eq!(pair.sender().state(), State::TimeWait);
     assert!(pair.sender().release_buffers_in_time_wait());
     assert_eq!((pair.sender().recv_capacity(), pair.sender().send_capacity()), (0, 0));
     assert!(!pair.sender().release_buffers_in_time_wait(), "once");
 
     // A second later the peer sends its FIN again, as if our ACK were lost: it is answered.
-    for _ in 0..1_500 {
-        pair.poll();
-    }
+    pair.poll_for(1_500);
     pair.deliver(&peer_fin);
-    // One packet in, so the answer stays on the wire rather than reaching the peer.
-    pair.iface.poll_ingress_single(pair.now, &mut pair.device, &mut pair.sockets);
+    pair.receive_one();
     assert_eq!(pair.take_in_flight().len(), 1, "the FIN is acknowledged again");
     assert_eq!(pair.sender().state(), State::TimeWait);
     // The FIN sent again restarted TIME-WAIT's 10 s.
-    for _ in 0..10_100 {
-        pair.poll();
-    }
+    pair.poll_for(10_100);
     assert_eq!(pair.sender().state(), State::Closed);
 }
 
@@ -497,9 +484,7 @@ impl LoopbackTcp {
         let receiver = sockets.add(receiver);
         let sender = sockets.add(sender);
         let mut pair = Self { device, iface, sockets, now, sender, receiver };
-        for _ in 0..10 {
-            pair.poll();
-        }
+        pair.poll_for(10);
         assert_eq!(pair.sender().state(), smoltcp::socket::tcp::State::Established);
         pair
     }
@@ -507,6 +492,18 @@ impl LoopbackTcp {
     fn poll(&mut self) {
         self.iface.poll(self.now, &mut self.device, &mut self.sockets);
         self.now += smoltcp::time::Duration::from_millis(1);
+    }
+
+    /// Polls once a millisecond for `millis` milliseconds.
+    fn poll_for(&mut self, millis: usize) {
+        for _ in 0..millis {
+            self.poll();
+        }
+    }
+
+    /// Lets the sockets take in the next packet waiting, so a reply stays on the wire.
+    fn receive_one(&mut self) {
+        self.iface.poll_ingress_single(self.now, &mut self.device, &mut self.sockets);
     }
 
     /// Lets the sockets send, without receiving anything.
