@@ -552,3 +552,159 @@ fn tcp_socket(size: usize) -> smoltcp::socket::tcp::Socket<'static> {
     use smoltcp::socket::tcp;
     tcp::Socket::new(tcp::SocketBuffer::new(vec![0; size]), tcp::SocketBuffer::new(vec![0; size]))
 }
+
+/// `ts_derp/04` and `ts_runtime/28`: packets to the DERP server go out a batch at a time. A flush
+/// per packet was a TLS record, a write(2) and, with Nagle off, a TCP segment of its own.
+#[tokio::test]
+async fn a_batch_of_packets_to_the_derp_server_is_written_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use ts_transport::{DynEndpoint, UnderlayTransport};
+
+    const PACKETS: u8 = 32;
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let client_io = CountingWrites { inner: client_io, writes: Arc::clone(&writes) };
+    let node = ts_keys::NodeKeyPair::random();
+    let server = tokio::spawn(FakeDerpServer::accept(server_io, node.public));
+    let client = ts_derp::Client::handshake(client_io, &node).await.expect("the handshake");
+    let mut server = server.await.unwrap();
+
+    let dest = ts_keys::NodeKeyPair::random().public;
+    let packets: Vec<ts_packet::PacketMut> = (0..PACKETS).map(|i| [i; 1280].as_slice().into()).collect();
+    let before = writes.load(Ordering::SeqCst);
+    client.send([(DynEndpoint::derp(dest), packets)]).await.expect("sent");
+    let written = writes.load(Ordering::SeqCst) - before;
+
+    for i in 0..PACKETS {
+        let (to, payload) = server.next_packet().await;
+        assert_eq!((to, payload), (dest, vec![i; 1280]), "packet {i}, in order and whole");
+    }
+    // 32 frames of 1,320 bytes are 41 KiB: a few writes of the codec's 8 KiB buffer, not 32.
+    assert!(written <= 8, "{written} writes for {PACKETS} packets");
+}
+
+/// `ts_derp/04`: the packets a read from the DERP server brought in go to the dataplane together,
+/// each sender's run of them as one batch, not a message (and a dataplane step) per packet.
+#[tokio::test]
+async fn packets_read_together_from_the_derp_server_arrive_as_one_batch() {
+    use ts_transport::{BatchRecvIter, UnderlayTransport};
+
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    let node = ts_keys::NodeKeyPair::random();
+    let server = tokio::spawn(FakeDerpServer::accept(server_io, node.public));
+    let client = ts_derp::Client::handshake(client_io, &node).await.expect("the handshake");
+    let mut server = server.await.unwrap();
+
+    let (alice, bob) = (ts_keys::NodeKeyPair::random().public, ts_keys::NodeKeyPair::random().public);
+    let packets: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 1280]).collect();
+    server.relay(alice, &packets[..30]).await;
+    server.relay(bob, &packets[30..]).await;
+
+    let (mut calls, mut runs) = (0, Vec::<(ts_keys::NodePublicKey, Vec<Vec<u8>>)>::new());
+    while runs.iter().map(|(_, run)| run.len()).sum::<usize>() < packets.len() {
+        calls += 1;
+        for item in client.recv().await.batch_iter() {
+            let (from, run) = item.expect("packets");
+            let run: Vec<Vec<u8>> = run.into_iter().map(|p| p.as_ref().to_vec()).collect();
+            match runs.last_mut() {
+                Some((last, earlier)) if *last == from.as_derp().unwrap() => earlier.extend(run),
+                _ => runs.push((from.as_derp().unwrap(), run)),
+            }
+        }
+    }
+    // A read takes what the codec's 8 KiB buffer holds: about six of these frames.
+    assert!(calls <= 10, "{calls} receives for {} packets", packets.len());
+    let senders: Vec<_> = runs.iter().map(|(from, run)| (*from, run.len())).collect();
+    assert_eq!(senders, vec![(alice, 30), (bob, 10)], "each sender's packets, in order");
+    assert_eq!(runs.into_iter().flat_map(|(_, run)| run).collect::<Vec<_>>(), packets);
+}
+
+/// Counts the writes that reach the transport under a DERP client.
+struct CountingWrites {
+    inner: tokio::io::DuplexStream,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for CountingWrites {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingWrites {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The server's half of the DERP handshake, then the packets its client sends.
+struct FakeDerpServer {
+    frames: tokio_util::codec::FramedRead<tokio::io::ReadHalf<tokio::io::DuplexStream>, ts_derp::frame::Codec>,
+    writer: tokio_util::codec::FramedWrite<tokio::io::WriteHalf<tokio::io::DuplexStream>, ts_derp::frame::Codec>,
+}
+
+impl FakeDerpServer {
+    async fn accept(io: tokio::io::DuplexStream, client: ts_keys::NodePublicKey) -> Self {
+        use crypto_box::aead::Aead;
+        use futures_util::{SinkExt, StreamExt};
+        use ts_derp::frame::{Codec, Magic, RawFrame, ServerInfo, ServerKey};
+
+        let (read, write) = tokio::io::split(io);
+        let mut frames = tokio_util::codec::FramedRead::new(read, Codec);
+        let mut writer = tokio_util::codec::FramedWrite::new(write, Codec);
+        let keys = ts_keys::NodeKeyPair::random();
+        let key = ts_keys::DerpServerPublicKey::from_bytes(*keys.public.to_crypto_box().as_bytes());
+        let server_key = ServerKey { magic: Magic::MAGIC, key };
+        writer.send((RawFrame::from_body(&server_key, 0).unwrap(), &[][..])).await.unwrap();
+        frames.next().await.expect("the client's info").unwrap();
+        let nonce = ts_derp::Nonce([7; 24]);
+        let sealed = crypto_box::SalsaBox::new(&client.to_crypto_box(), &keys.private.to_crypto_box())
+            .encrypt(&nonce.into(), &br#"{"version":2}"#[..])
+            .unwrap();
+        let info = ServerInfo { nonce };
+        writer.send((RawFrame::from_body(&info, sealed.len()).unwrap(), &sealed[..])).await.unwrap();
+        FakeDerpServer { frames, writer }
+    }
+
+    /// Relays `packets` from `from` to its client, in one write.
+    async fn relay(&mut self, from: ts_keys::NodePublicKey, packets: &[Vec<u8>]) {
+        use futures_util::SinkExt;
+        use ts_derp::frame::{RawFrame, RecvPacket};
+        let header = RecvPacket { src: from };
+        for packet in packets {
+            self.writer.feed((RawFrame::from_body(&header, packet.len()).unwrap(), &packet[..])).await.unwrap();
+        }
+        SinkExt::<(RawFrame<'_>, &[u8])>::flush(&mut self.writer).await.unwrap();
+    }
+
+    /// The next packet sent through the server: its destination and its bytes.
+    async fn next_packet(&mut self) -> (ts_keys::NodePublicKey, Vec<u8>) {
+        use futures_util::StreamExt;
+        let frame = self.frames.next().await.expect("a frame").unwrap();
+        let (send, payload) = frame.get().as_type::<ts_derp::frame::SendPacket>().expect("a SendPacket frame");
+        (send.dest, payload.to_vec())
+    }
+}
