@@ -376,6 +376,30 @@ fn a_connection_in_time_wait_gives_up_its_buffers_and_still_answers_a_fin() {
     assert_eq!(pair.sender().state(), State::Closed);
 }
 
+/// `smoltcp/04`: a segment of data that arrives again, already acknowledged (its ACK was lost),
+/// is acknowledged again every time, not once a second: each unanswered retransmission doubled
+/// its sender's RTO, and one lost ACK stalled a transfer for 1.4 to 6 s.
+#[test]
+fn data_sent_again_is_acknowledged_again_every_time() {
+    let mut pair = LoopbackTcp::connect(tcp_socket(16 * 1024), tcp_socket(16 * 1024));
+    assert_eq!(pair.sender().send_slice(&[7; 1024]), Ok(1024));
+    pair.send_only();
+    let data = pair.take_in_flight();
+    assert_eq!(data.len(), 1, "the segment");
+    pair.deliver(&data);
+    pair.poll_for(20);
+    assert_eq!(pair.receiver().recv_queue(), 1024, "received and acknowledged");
+
+    // The sender's RTO backoff: 200, 400 and 800 ms, as if every ACK were lost on the way.
+    for wait in [0, 200, 400, 800] {
+        pair.now += smoltcp::time::Duration::from_millis(wait);
+        pair.deliver(&data);
+        pair.receive_one();
+        assert_eq!(pair.take_in_flight().len(), 1, "acknowledged again after {wait} ms");
+    }
+    assert_eq!(pair.receiver().recv_queue(), 1024, "and taken once");
+}
+
 /// `smoltcp/01`: a connection that starts with 16 KiB buffers (its window scale planned for
 /// 256 KiB) and grows them mid-transfer, with data wrapped around both rings and out of order
 /// data possible, delivers every byte in order, and then lets more wait for the reader.
