@@ -46,8 +46,8 @@ import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import { spawn, spawnSync } from "node:child_process"
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { execFileSync, spawn, spawnSync } from "node:child_process"
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
@@ -188,7 +188,9 @@ const measure = async (subject: Subject): Promise<Figures> => {
   for (let i = 0; i < ROUNDS; i++) rttTcp.push(await subject.roundTripTcp())
   const cpuBefore = process.cpuUsage()
   const peerCpuBefore = processCpuSeconds(harnessPid())
+  profileBulk("enable")
   const tcpMBps = await subject.bulk(BULK)
+  profileBulk("disable")
   const cpuUsed = process.cpuUsage(cpuBefore)
   const bulkCpuSeconds = (cpuUsed.user + cpuUsed.system) / 1e6
   const peerBulkCpuSeconds = processCpuSeconds(harnessPid()) - peerCpuBefore
@@ -366,6 +368,7 @@ const rustBaseline = (harness: Harness, topology: TopologyName): Promise<Figures
     const info = harness.info
     // scripts/bench.sh builds it for the host and says where.
     const binary = process.env.RUST_BASELINE ?? join(root, "target", "release", "tailscale-rust-baseline")
+    const control = profile ? bulkControl(`rust-${topology}`) : undefined
     const child = spawn(binary, [
       info.plainControlUrl,
       info.authKey,
@@ -380,11 +383,19 @@ const rustBaseline = (harness: Harness, topology: TopologyName): Promise<Figures
       env: {
         ...process.env,
         BENCH_HARNESS_PID: String(harness.pid),
-        ...(topology === "lan" ? { BENCH_WAIT_DIRECT: "1" } : {})
+        ...(topology === "lan" ? { BENCH_WAIT_DIRECT: "1" } : {}),
+        ...(control === undefined ? {} : { BENCH_PROFILE_CONTROL: control })
       }
     })
-    const recording = profile ? recordProfile(child.pid!, `rust-${topology}`) : undefined
-    child.once("exit", () => recording?.stop())
+    const recording = control === undefined ? undefined : recordProfile(child.pid!, `rust-${topology}`, control)
+    let figures: Figures | undefined
+    // Settled once the process has exited and its profile is written.
+    child.once("exit", async (code) => {
+      await recording?.stop()
+      if (code !== 0) reject(new Error(`the Rust baseline exited with ${code}`))
+      else if (figures === undefined) reject(new Error("the Rust baseline exited without its figures"))
+      else resolve(figures)
+    })
     const lines = createInterface({ input: child.stdout! })
     let joined = false
     let before = netCounters()
@@ -398,7 +409,7 @@ const rustBaseline = (harness: Harness, topology: TopologyName): Promise<Figures
         }, reject)
         return
       }
-      resolve({
+      figures = {
         tcpMBps: parsed.tcpMBps,
         rttTcp: [parsed.rttP50Us.tcp, parsed.rttP99Us.tcp],
         rttUdp: [parsed.rttP50Us.udp, parsed.rttP99Us.udp],
@@ -406,10 +417,9 @@ const rustBaseline = (harness: Harness, topology: TopologyName): Promise<Figures
         traffic: trafficSince(before),
         bulkCpuSeconds: parsed.bulkCpuSeconds,
         peerBulkCpuSeconds: parsed.peerBulkCpuSeconds ?? NaN
-      })
+      }
     })
     child.once("error", reject)
-    child.once("exit", (code) => code !== 0 && reject(new Error(`the Rust baseline exited with ${code}`)))
   })
 
 /** The Go node in the harness; `derp` makes it one that never binds UDP, so it uses the relay only. */
@@ -443,15 +453,20 @@ interface Harness {
 }
 
 /**
- * `--profile`: `perf record` (call graphs, 499 Hz) of process `pid` into
+ * `--profile`: `perf record` (call graphs, 499 Hz, or 1,999 with `control`) of process `pid` into
  * `.cache/bench/profiles/<name>.perf.data`, until `stop` or the process exits; then a flat
  * report of the hottest symbols beside it (`<name>.txt`). Node subjects run with
- * `--perf-basic-prof`, so JavaScript frames have names.
+ * `--perf-basic-prof`, so JavaScript frames have names. With a `control` FIFO (`bulkControl`)
+ * it records only while the process has it enabled: during its bulk transfer.
  */
-const recordProfile = (pid: number, name: string) => {
+const recordProfile = (pid: number, name: string, control?: string) => {
   mkdirSync(profileDir, { recursive: true })
   const data = join(profileDir, `${name}.perf.data`)
-  const perf = spawn("perf", ["record", "-F", "499", "-g", "-q", "-o", data, "-p", String(pid)], {
+  // A bulk transfer alone lasts a second or two: sampled more often.
+  const onlyWhenEnabled = control === undefined
+    ? ["-F", "499"]
+    : ["-F", "1999", "--delay=-1", "--control", `fifo:${control}`]
+  const perf = spawn("perf", ["record", "-g", "-q", ...onlyWhenEnabled, "-o", data, "-p", String(pid)], {
     stdio: ["ignore", "ignore", "inherit"]
   })
   const finished = new Promise<void>((resolve) => perf.once("close", () => resolve()))
@@ -474,10 +489,39 @@ const recordProfile = (pid: number, name: string) => {
         "none"
       ], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 })
       writeFileSync(join(profileDir, `${name}.txt`), report.stdout ?? "")
+      if (control !== undefined) rmSync(control, { force: true })
       progress(`  profile: ${data} (report: ${name}.txt)`)
     }
   }
 }
+
+/**
+ * A FIFO for perf's `--control`, made before the subject's process starts so it can be told
+ * where: the subject writes `enable` and `disable` into it around its bulk transfer, so its
+ * profile holds that transfer alone rather than the process's start and other rounds.
+ */
+const bulkControl = (name: string): string => {
+  mkdirSync(profileDir, { recursive: true })
+  const control = join(profileDir, `${name}.control`)
+  rmSync(control, { force: true })
+  execFileSync("mkfifo", [control])
+  return control
+}
+
+/**
+ * In a subject's process: turns its profile on or off (`bulkControl`), when one is recorded.
+ * A Node subject's recording starts when it says `profile-ready` (perf, started with its events
+ * off, would miss the addon's mapping if it started before the addon was loaded); opening the
+ * FIFO waits for perf to open it.
+ */
+const profileBulk = (command: "enable" | "disable") => {
+  const control = process.env.BENCH_PROFILE_CONTROL
+  if (control === undefined) return
+  if (command === "enable") console.log(PROFILE_READY)
+  writeFileSync(control, `${command}\n`)
+}
+
+const PROFILE_READY = "profile-ready"
 
 const rssMiB = () => {
   globalThis.gc?.()
@@ -626,6 +670,7 @@ const inOwnProcess = <A>(name: string, harness: Harness, topology: TopologyName 
     const passed = ["--connections", "--devices"].flatMap((
       f
     ) => (args.includes(f) ? [f, args[args.indexOf(f) + 1]!] : []))
+    const control = profile && (name === "addon" || name === "effect") ? bulkControl(`${name}-${topology}`) : undefined
     const child = spawn(process.execPath, [
       ...process.execArgv,
       ...(profile ? ["--perf-basic-prof"] : []),
@@ -640,19 +685,21 @@ const inOwnProcess = <A>(name: string, harness: Harness, topology: TopologyName 
         ...process.env,
         BENCH_HARNESS_INFO: JSON.stringify(harness.info),
         BENCH_HARNESS_PID: String(harness.pid),
-        BENCH_TOPOLOGY: topology
+        BENCH_TOPOLOGY: topology,
+        ...(control === undefined ? {} : { BENCH_PROFILE_CONTROL: control })
       }
     })
-    const recording = profile && (name === "addon" || name === "effect")
-      ? recordProfile(child.pid!, `${name}-${topology}`)
-      : undefined
+    let recording: ReturnType<typeof recordProfile> | undefined
     let last = ""
     createInterface({ input: child.stdout! }).on("line", (line) => {
-      if (line.trim() !== "") last = line
+      if (control !== undefined && line === PROFILE_READY) {
+        recording = recordProfile(child.pid!, `${name}-${topology}`, control)
+      } else if (line.trim() !== "") last = line
     })
     child.once("error", reject)
     child.once("close", async (code) => {
       await recording?.stop()
+      if (control !== undefined) rmSync(control, { force: true })
       if (code !== 0) return reject(new Error(`the ${name} subject exited with ${code}`))
       try {
         resolve(JSON.parse(last) as A)

@@ -7,7 +7,9 @@
 //!
 //! With `BENCH_WAIT_DIRECT=1` it first echoes 32 KiB probes until this network namespace sends
 //! them as UDP datagrams (a direct path), for up to 20 s. With `BENCH_HARNESS_PID` it also
-//! reports the CPU time that process (the echo peer's) used during the bulk transfer.
+//! reports the CPU time that process (the echo peer's) used during the bulk transfer. With
+//! `BENCH_PROFILE_CONTROL`, a perf control FIFO, it turns `perf record` on for the bulk transfer
+//! only.
 
 #![allow(clippy::print_stdout, reason = "its results are its standard output")]
 
@@ -111,6 +113,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let chunk = vec![42u8; 64 * 1024];
     let harness = std::env::var("BENCH_HARNESS_PID").ok();
     let peer_cpu_before = harness.as_deref().map(cpu_seconds);
+    // With `--profile`, the bench records this process only between these two writes.
+    let profile = |command: &str| {
+        if let Ok(control) = std::env::var("BENCH_PROFILE_CONTROL") {
+            let _ = std::fs::write(control, format!("{command}\n"));
+        }
+    };
+    profile("enable");
     let cpu_before = cpu_seconds("self");
     let started = Instant::now();
     let writer = {
@@ -131,6 +140,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     writer.await?;
     let seconds = started.elapsed().as_secs_f64();
     let bulk_cpu_seconds = cpu_seconds("self") - cpu_before;
+    profile("disable");
     let peer_bulk_cpu_seconds = harness.as_deref().map(cpu_seconds).zip(peer_cpu_before).map(|(a, b)| a - b);
     // Each byte crossed the tailnet twice (there and back); MB/s counts the payload once.
     let tcp_mbps = bulk as f64 / seconds / 1e6;
