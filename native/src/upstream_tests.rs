@@ -577,8 +577,10 @@ fn tcp_socket(size: usize) -> smoltcp::socket::tcp::Socket<'static> {
     tcp::Socket::new(tcp::SocketBuffer::new(vec![0; size]), tcp::SocketBuffer::new(vec![0; size]))
 }
 
-/// `ts_derp/04` and `ts_runtime/28`: packets to the DERP server go out a batch at a time. A flush
-/// per packet was a TLS record, a write(2) and, with Nagle off, a TCP segment of its own.
+/// `ts_derp/04`: a batch of packets to the DERP server is framed into one buffer and flushed
+/// once. A flush per packet was a TLS record, a write(2) and, with Nagle off, a TCP segment of
+/// its own. (`ts_runtime/28`, which hands it every batch the dataplane has queued, is private to
+/// the runtime: the bench measures it.)
 #[tokio::test]
 async fn a_batch_of_packets_to_the_derp_server_is_written_at_once() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -603,7 +605,7 @@ async fn a_batch_of_packets_to_the_derp_server_is_written_at_once() {
         let (to, payload) = server.next_packet().await;
         assert_eq!((to, payload), (dest, vec![i; 1280]), "packet {i}, in order and whole");
     }
-    // 32 frames of 1,320 bytes are 41 KiB: a few writes of the codec's 8 KiB buffer, not 32.
+    // 32 frames of 1,317 bytes are 41 KiB: a few writes of the codec's 8 KiB buffer, not 32.
     assert!(written <= 8, "{written} writes for {PACKETS} packets");
 }
 
