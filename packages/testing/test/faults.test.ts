@@ -16,7 +16,7 @@ import * as NetAddress from "effect/net/NetAddress"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect, layer as localTailnet, LocalTailnet } from "../src/LocalTailnet.ts"
@@ -199,11 +199,14 @@ describe("faults", () => {
           // A record of no device (a key file others can read, loaded outside any device) reaches
           // the process logger only.
           const native = yield* NativeBackend.load()
-          const keyFile = join(mkdtempSync(join(tmpdir(), "faults-log-")), "keys.json")
-          writeFileSync(keyFile, native.generateKeyState())
-          chmodSync(keyFile, 0o644)
-          yield* Effect.promise(() => native.loadKeyFile(keyFile))
-          yield* Effect.sleep("200 millis")
+          const keyDir = mkdtempSync(join(tmpdir(), "faults-log-"))
+          const keyFile = join(keyDir, "keys.json")
+          yield* Effect.gen(function*() {
+            writeFileSync(keyFile, native.generateKeyState())
+            chmodSync(keyFile, 0o644)
+            yield* Effect.promise(() => native.loadKeyFile(keyFile))
+            yield* Effect.sleep("200 millis")
+          }).pipe(Effect.ensuring(Effect.sync(() => rmSync(keyDir, { recursive: true, force: true }))))
           const readable = (records: ReadonlyArray<Captured>) =>
             records.filter((record) => record.message.startsWith("key file could be read by others")).length
           assert.deepStrictEqual([readable(processWide.records), readable(a.records), readable(b.records)], [1, 0, 0])
