@@ -199,14 +199,15 @@ describe("faults", () => {
           // A record of no device (a key file others can read, loaded outside any device) reaches
           // the process logger only.
           const native = yield* NativeBackend.load()
-          const keyDir = mkdtempSync(join(tmpdir(), "faults-log-"))
+          const keyDir = yield* Effect.acquireRelease(
+            Effect.sync(() => mkdtempSync(join(tmpdir(), "faults-log-"))),
+            (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+          )
           const keyFile = join(keyDir, "keys.json")
-          yield* Effect.gen(function*() {
-            writeFileSync(keyFile, native.generateKeyState())
-            chmodSync(keyFile, 0o644)
-            yield* Effect.promise(() => native.loadKeyFile(keyFile))
-            yield* Effect.sleep("200 millis")
-          }).pipe(Effect.ensuring(Effect.sync(() => rmSync(keyDir, { recursive: true, force: true }))))
+          writeFileSync(keyFile, native.generateKeyState())
+          chmodSync(keyFile, 0o644)
+          yield* Effect.promise(() => native.loadKeyFile(keyFile))
+          yield* Effect.sleep("200 millis")
           const readable = (records: ReadonlyArray<Captured>) =>
             records.filter((record) => record.message.startsWith("key file could be read by others")).length
           assert.deepStrictEqual([readable(processWide.records), readable(a.records), readable(b.records)], [1, 0, 0])
