@@ -392,6 +392,7 @@ const rustBaseline = (harness: Harness, topology: TopologyName): Promise<Figures
     // Settled once the process has exited and its profile is written.
     child.once("exit", async (code) => {
       await recording?.stop()
+      if (control !== undefined) rmSync(control, { force: true })
       if (code !== 0) reject(new Error(`the Rust baseline exited with ${code}`))
       else if (figures === undefined) reject(new Error("the Rust baseline exited without its figures"))
       else resolve(figures)
@@ -489,7 +490,6 @@ const recordProfile = (pid: number, name: string, control?: string) => {
         "none"
       ], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 })
       writeFileSync(join(profileDir, `${name}.txt`), report.stdout ?? "")
-      if (control !== undefined) rmSync(control, { force: true })
       progress(`  profile: ${data} (report: ${name}.txt)`)
     }
   }
@@ -498,7 +498,8 @@ const recordProfile = (pid: number, name: string, control?: string) => {
 /**
  * A FIFO for perf's `--control`, made before the subject's process starts so it can be told
  * where: the subject writes `enable` and `disable` into it around its bulk transfer, so its
- * profile holds that transfer alone rather than the process's start and other rounds.
+ * profile holds that transfer alone rather than the process's start and other rounds. Whoever
+ * makes it removes it once the process has exited.
  */
 const bulkControl = (name: string): string => {
   mkdirSync(profileDir, { recursive: true })
