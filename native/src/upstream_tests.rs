@@ -734,3 +734,67 @@ impl FakeDerpServer {
         (send.dest, payload.to_vec())
     }
 }
+
+/// Packets of the given sizes, each filled with its index, so a test can tell them apart.
+fn numbered_packets(sizes: &[usize]) -> Vec<Vec<u8>> {
+    sizes.iter().enumerate().map(|(i, &size)| vec![i as u8; size]).collect()
+}
+
+/// Sizes as the dataplane hands them over: full WireGuard packets, one shorter, more full ones,
+/// a small one. The kernel cuts a segmented send at its first packet's size, so a run holds one
+/// size and at most one shorter packet at its end: three sends here.
+const DATAGRAM_SIZES: [usize; 7] = [1312, 1312, 1312, 700, 1312, 1312, 92];
+
+/// `ts_runtime/29`: a run of packets to one peer is one segmented send (`UDP_SEGMENT`), and a
+/// socket that asked for coalescing (`UDP_GRO`) reads it whole and splits it back into the
+/// packets sent, in order. Each packet was a `send_to` of its own, and a read of its own (seven
+/// here).
+#[tokio::test]
+async fn a_run_of_packets_to_one_peer_is_one_send_and_one_read() {
+    use tokio::net::UdpSocket;
+    use ts_runtime::udp_offload;
+
+    let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert!(udp_offload::enable_gro(&receiver), "this kernel coalesces received datagrams");
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let packets = numbered_packets(&DATAGRAM_SIZES);
+    udp_offload::Sender::new().send(&sender, receiver.local_addr().unwrap(), &packets).await;
+
+    let mut buf = vec![0; 65_535];
+    let mut reads = vec![];
+    let mut received: Vec<Vec<u8>> = vec![];
+    while received.len() < packets.len() {
+        receiver.readable().await.unwrap();
+        match udp_offload::try_recv(&receiver, &mut buf) {
+            Ok((read, from, segment)) => {
+                assert_eq!(from, sender.local_addr().unwrap());
+                reads.push(read);
+                received.extend(buf[..read].chunks(segment).map(<[u8]>::to_vec));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(received, packets, "every packet, whole and in order");
+    // Three sends; the kernel may coalesce further (the last two here, on some kernels).
+    assert!(reads.len() <= 3, "reads of {reads:?} bytes for {} packets", packets.len());
+}
+
+/// `ts_runtime/29`: a peer that did not ask for coalescing still gets each packet as a datagram
+/// of its own.
+#[tokio::test]
+async fn a_peer_reading_one_datagram_at_a_time_gets_each_packet() {
+    use tokio::net::UdpSocket;
+    use ts_runtime::udp_offload;
+
+    let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let packets = numbered_packets(&DATAGRAM_SIZES);
+    udp_offload::Sender::new().send(&sender, receiver.local_addr().unwrap(), &packets).await;
+
+    let mut buf = vec![0; 65_535];
+    for packet in &packets {
+        let (read, _) = receiver.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..read], packet.as_slice());
+    }
+}

@@ -145,22 +145,26 @@ const directPeersOf = (hostname: string, expected: number) =>
     )
   })
 
-/** A tailnet packet carries at most 1280 bytes: the fewest datagrams a direct path needs for `bytes`. */
-const datagramsFor = (bytes: number) => Math.ceil(bytes / 1280)
+/**
+ * A tailnet packet carries at most 1280 bytes: the fewest packets a direct path needs for
+ * `bytes`. Not the UDP datagrams the kernel counts: a run of packets sent at once is one datagram
+ * there, segmented on the way out (`UDP_SEGMENT`) and coalesced on the way in (`UDP_GRO`).
+ */
+const packetsFor = (bytes: number) => Math.ceil(bytes / 1280)
 
 const probe = randomBytes(32 * 1024)
 
 /**
- * Whether our device sends to the Go peer directly: an echo of `probe`, the UDP datagrams this
- * namespace sent meanwhile, and the bytes it sent to the relay (about all of the probe when the
- * device relays).
+ * Whether our device sends to the Go peer directly: an echo of `probe`, with UDP sent from this
+ * namespace meanwhile and less than a quarter of the probe sent to the relay (about all of it
+ * when the device relays).
  */
 const deviceSendsDirect = (stream: TcpStream, relay: { readonly ip: string; readonly port: number }) =>
   Effect.gen(function*() {
     const udpBefore = snmp()("Udp", "OutDatagrams")
     const relayBefore = relayBytes(relay).sent
     yield* echo(stream, probe)
-    return snmp()("Udp", "OutDatagrams") - udpBefore >= datagramsFor(probe.length) &&
+    return snmp()("Udp", "OutDatagrams") > udpBefore &&
       relayBytes(relay).sent - relayBefore < probe.length / 4
   })
 
@@ -275,10 +279,10 @@ const directOnEachStart = (
         assert.deepStrictEqual(yield* Fiber.join(echoed), { bytes: transferBytes, sha256: sha256(payload) })
         const moved = difference(before, counters(at.interfaceName, relayOf(tailnet)))
 
-        // Through DERP these would be TCP segments instead.
-        assert.isAtLeast(moved.udpOut, datagramsFor(transferBytes), JSON.stringify(moved))
-        assert.isAtLeast(moved.udpIn, datagramsFor(transferBytes), JSON.stringify(moved))
-        assert.isBelow(moved.tcpIn + moved.tcpOut, (moved.udpIn + moved.udpOut) / 20, JSON.stringify(moved))
+        // UDP carried it; through DERP it would be thousands of TCP segments instead.
+        assert.isAbove(moved.udpOut, 0, JSON.stringify(moved))
+        assert.isAbove(moved.udpIn, 0, JSON.stringify(moved))
+        assert.isBelow(moved.tcpIn + moved.tcpOut, packetsFor(transferBytes) / 20, JSON.stringify(moved))
         assert.isBelow(moved.relaySent + moved.relayReceived, transferBytes / 100, JSON.stringify(moved))
         assert.isAtLeast(moved.lanRx, transferBytes)
         assert.isAtLeast(moved.lanTx, transferBytes)
