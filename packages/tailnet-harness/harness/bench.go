@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -82,7 +83,8 @@ func percentile(samples []float64, p float64) float64 {
 
 // serveGoBench answers /bench-go?bytes=N&rounds=M with the Go node's TCP throughput to the
 // echo peer (MB/s of payload), TCP and UDP round trips of 64-byte messages (µs), and the path
-// the node used to the peer ("direct" or "derp"). With &derp=1 the node sends through the relay only.
+// the node used to the peer ("direct" or "derp"). With &derp=1 the node sends through the relay
+// only; with &warmup=W it first echoes W bytes, not measured.
 func serveGoBench(direct *goBench, controlURL, authKey string, p *peer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		bench := direct
@@ -91,8 +93,9 @@ func serveGoBench(direct *goBench, controlURL, authKey string, p *peer) http.Han
 		}
 		bytes, err1 := strconv.Atoi(r.FormValue("bytes"))
 		rounds, err2 := strconv.Atoi(r.FormValue("rounds"))
-		if err1 != nil || err2 != nil || bytes <= 0 || rounds <= 0 {
-			http.Error(w, "bytes and rounds must be positive integers", http.StatusBadRequest)
+		warmup, err3 := strconv.Atoi(cmp.Or(r.FormValue("warmup"), "0"))
+		if err1 != nil || err2 != nil || err3 != nil || bytes <= 0 || rounds <= 0 || warmup < 0 {
+			http.Error(w, "bytes and rounds must be positive integers, warmup one not negative", http.StatusBadRequest)
 			return
 		}
 		node, err := bench.start(controlURL, authKey)
@@ -102,7 +105,7 @@ func serveGoBench(direct *goBench, controlURL, authKey string, p *peer) http.Han
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
 		defer cancel()
-		result, err := measure(ctx, node, p.info, bytes, rounds)
+		result, err := measure(ctx, node, p.info, bytes, warmup, rounds)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
@@ -111,7 +114,7 @@ func serveGoBench(direct *goBench, controlURL, authKey string, p *peer) http.Han
 	}
 }
 
-func measure(ctx context.Context, node *tsnet.Server, target peerInfo, bytes, rounds int) (map[string]any, error) {
+func measure(ctx context.Context, node *tsnet.Server, target peerInfo, bytes, warmup, rounds int) (map[string]any, error) {
 	conn, err := node.Dial(ctx, "tcp", net.JoinHostPort(target.IPv4, strconv.Itoa(target.TCPEchoPort)))
 	if err != nil {
 		return nil, fmt.Errorf("dial echo: %w", err)
@@ -131,26 +134,17 @@ func measure(ctx context.Context, node *tsnet.Server, target peerInfo, bytes, ro
 		tcpRTT = append(tcpRTT, float64(time.Since(started).Microseconds()))
 	}
 
+	// Not measured: the node's first megabytes, while its buffers and the path settle, as for
+	// every subject of the bench.
+	if warmup > 0 {
+		if err := echoBulk(conn, warmup); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
+	}
 	cpuBefore := processCPUSeconds()
 	started := time.Now()
-	writeErr := make(chan error, 1)
-	go func() {
-		chunk := make([]byte, 64<<10)
-		for written := 0; written < bytes; {
-			n, err := conn.Write(chunk[:min(len(chunk), bytes-written)])
-			if err != nil {
-				writeErr <- err
-				return
-			}
-			written += n
-		}
-		writeErr <- nil
-	}()
-	if _, err := io.CopyN(io.Discard, conn, int64(bytes)); err != nil {
-		return nil, fmt.Errorf("bulk read: %w", err)
-	}
-	if err := <-writeErr; err != nil {
-		return nil, fmt.Errorf("bulk write: %w", err)
+	if err := echoBulk(conn, bytes); err != nil {
+		return nil, err
 	}
 	tcpMBps := float64(bytes) / time.Since(started).Seconds() / 1e6
 	bulkCPUSeconds := processCPUSeconds() - cpuBefore
@@ -183,6 +177,30 @@ func measure(ctx context.Context, node *tsnet.Server, target peerInfo, bytes, ro
 		"rttP50Us":       map[string]float64{"tcp": percentile(tcpRTT, 0.5), "udp": percentile(udpRTT, 0.5)},
 		"rttP99Us":       map[string]float64{"tcp": percentile(tcpRTT, 0.99), "udp": percentile(udpRTT, 0.99)},
 	}, nil
+}
+
+// echoBulk writes bytes to the echo in 64 KiB chunks while reading them back.
+func echoBulk(conn net.Conn, bytes int) error {
+	writeErr := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for written := 0; written < bytes; {
+			n, err := conn.Write(chunk[:min(len(chunk), bytes-written)])
+			if err != nil {
+				writeErr <- err
+				return
+			}
+			written += n
+		}
+		writeErr <- nil
+	}()
+	if _, err := io.CopyN(io.Discard, conn, int64(bytes)); err != nil {
+		return fmt.Errorf("bulk read: %w", err)
+	}
+	if err := <-writeErr; err != nil {
+		return fmt.Errorf("bulk write: %w", err)
+	}
+	return nil
 }
 
 // pathTo says how node reaches the peer with tailnet address ip: "direct" (a UDP endpoint),
