@@ -19,20 +19,26 @@ export const make = <A>(
     // One caller at a time, or two would be handed the same chunk.
     const lock = yield* Semaphore.make(1)
     let inflight: Promise<A> | undefined
-    const await_ = Effect.callback<A, TailscaleError>((resume, signal) => {
+    // An interruption marks the wait abandoned: a flag, not an `AbortController`, which would be
+    // allocated on every read of every stream.
+    const await_ = Effect.callback<A, TailscaleError>((resume) => {
+      let abandoned = false
       const promise = inflight ?? (inflight = start())
       promise.then(
         (value) => {
-          if (signal.aborted) return // leave it for the next caller
+          if (abandoned) return // leave it for the next caller
           if (inflight === promise) inflight = undefined
           resume(Effect.succeed(value))
         },
         (error: unknown) => {
-          if (signal.aborted) return
+          if (abandoned) return
           if (inflight === promise) inflight = undefined
           resume(Effect.fail(onError(error)))
         }
       )
+      return Effect.sync(() => {
+        abandoned = true
+      })
     })
     return { take: lock.withPermits(1)(await_) }
   })
