@@ -400,6 +400,50 @@ fn data_sent_again_is_acknowledged_again_every_time() {
     assert_eq!(pair.receiver().recv_queue(), 1024, "and taken once");
 }
 
+/// `smoltcp/05`: when the peer has shrunk its window behind data we sent (gVisor does, as its
+/// receive buffer fills), our ACKs carry a sequence number inside that window. At SND.NXT, past
+/// the window's right edge, the peer drops each ACK unread and keeps retransmitting what we
+/// already have, once per timeout: stalls of 600 ms on a fast direct path.
+#[test]
+fn acks_stay_inside_a_window_the_peer_shrank() {
+    use smoltcp::wire::{Ipv4Packet, TcpPacket};
+    let seq_of = |packet: &[u8]| {
+        let ip = Ipv4Packet::new_checked(packet).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        (tcp.seq_number(), tcp.payload().len())
+    };
+    let mut pair = LoopbackTcp::connect(tcp_socket(64 * 1024), tcp_socket(64 * 1024));
+
+    // Our data leaves and never arrives: SND.NXT moves 8 KiB past SND.UNA.
+    assert_eq!(pair.sender().send_slice(&[1; 8192]), Ok(8192));
+    pair.send_only();
+    let lost = pair.take_in_flight();
+    let (unacknowledged, _) = seq_of(&lost[0]);
+
+    // The peer sends data, acknowledging none of ours, with its window shrunk to nothing.
+    assert_eq!(pair.receiver().send_slice(&[2; 100]), Ok(100));
+    pair.send_only();
+    let mut from_peer = pair.take_in_flight();
+    assert_eq!(from_peer.len(), 1, "the peer's segment alone");
+    {
+        let mut ip = Ipv4Packet::new_checked(&mut from_peer[0][..]).unwrap();
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let mut tcp = TcpPacket::new_checked(ip.payload_mut()).unwrap();
+        tcp.set_window_len(0);
+        tcp.fill_checksum(&src.into(), &dst.into());
+    }
+    pair.deliver(&from_peer);
+    pair.receive_only();
+    pair.now += smoltcp::time::Duration::from_millis(20);
+    pair.send_only();
+
+    let acks: Vec<_> = pair.take_in_flight().iter().map(|packet| seq_of(packet)).filter(|(_, len)| *len == 0).collect();
+    assert!(!acks.is_empty(), "the peer's data is acknowledged");
+    for (seq, _) in acks {
+        assert_eq!(seq, unacknowledged, "an ACK at the right edge of the peer's (empty) window");
+    }
+}
+
 /// `smoltcp/01`: a connection that starts with 16 KiB buffers (its window scale planned for
 /// 256 KiB) and grows them mid-transfer, with data wrapped around both rings and out of order
 /// data possible, delivers every byte in order, and then lets more wait for the reader.
