@@ -713,6 +713,9 @@ const inOwnProcess = <A>(name: string, harness: Harness, topology: TopologyName 
     child.once("close", async (code) => {
       await recording?.stop()
       if (control !== undefined) rmSync(control, { force: true })
+      // `--perf-basic-prof` leaves the JIT's symbol map where perf looks for it, in /tmp; the
+      // report that needed it is written.
+      if (profile) rmSync(`/tmp/perf-${child.pid}.map`, { force: true })
       if (code !== 0) return reject(new Error(`the ${name} subject exited with ${code}`))
       try {
         resolve(JSON.parse(last) as A)
