@@ -14,8 +14,9 @@ use crate::ports::PortLease;
 use crate::pump::{self, Inbox, Step};
 use crate::sync::Recover;
 
-/// Chunks read ahead of JavaScript. Each holds at most one netstack buffer (16 KiB), often a
-/// few KiB; one `read()` takes all that are queued, so a busy stream needs fewer calls.
+/// Chunks read ahead of JavaScript. Each is what the netstack's receive buffer held in one piece
+/// (at most the buffer: 16 KiB on a relayed path, up to 256 KiB on a direct one); one `read()`
+/// takes all that are queued, so a busy stream needs fewer calls.
 const READ_AHEAD: usize = 8;
 /// Connections accepted but not yet taken by JavaScript.
 const ACCEPT_BACKLOG: usize = 16;
@@ -26,6 +27,12 @@ const ACCEPT_BACKLOG: usize = 16;
 /// 64 MiB write made ~5,000 copies of its remainder, ~165 GiB, those above 32 MiB each a fresh mmap).
 /// 64 KiB per call is what a caller writing 64 KiB at a time already gets.
 const SEND_CHUNK: usize = 64 * 1024;
+
+/// The chunks as one buffer: a lone chunk as it is (the netstack made it for this read alone,
+/// so its allocation is taken over, not copied), several copied together.
+fn joined(mut chunks: Vec<bytes::Bytes>) -> Vec<u8> {
+    if chunks.len() == 1 { Vec::from(chunks.swap_remove(0)) } else { chunks.concat() }
+}
 
 /// A connected TCP stream on the tailnet. There is no half-close: `close()` sends FIN after the
 /// queued data and ends both directions.
@@ -112,7 +119,7 @@ impl TcpStream {
             let Some(chunks) = self.inbox.next_batch(&self.token, READ_AHEAD).await? else {
                 return Ok(None);
             };
-            Ok(Some(Buffer::from(chunks.concat())))
+            Ok(Some(Buffer::from(joined(chunks))))
         })
         .await
     }
@@ -229,5 +236,27 @@ impl TcpListener {
 impl Drop for TcpListener {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::joined;
+
+    #[test]
+    fn a_lone_chunk_is_handed_over_without_a_copy() {
+        let chunk = Bytes::from(vec![7u8; 4096]);
+        let at = chunk.as_ptr();
+        let buffer = joined(vec![chunk]);
+        assert_eq!(buffer.as_ptr(), at);
+        assert_eq!(buffer, vec![7u8; 4096]);
+    }
+
+    #[test]
+    fn several_chunks_are_joined_in_order() {
+        let chunks = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"c"), Bytes::from(vec![b'd'; 3])];
+        assert_eq!(joined(chunks), b"abcddd");
     }
 }
