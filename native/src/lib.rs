@@ -4,6 +4,7 @@
 //! safe. Timeouts, scopes and every other policy live in `@effect-tailscale/core`.
 
 mod address;
+mod completion;
 mod control_link;
 mod control_probe;
 mod device;

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use napi::Env;
 use napi::bindgen_prelude::{Buffer, Uint8Array};
 use napi_derive::napi;
 use tailscale::netstack;
@@ -9,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::address::SocketAddress;
+use crate::completion::{self, Promise};
 use crate::error::{Failure, Result, Settled, SocketOp, from_netstack};
 use crate::ports::PortLease;
 use crate::pump::{self, Inbox, Step};
@@ -38,14 +40,19 @@ fn joined(mut chunks: Vec<bytes::Bytes>) -> Vec<u8> {
 /// queued data and ends both directions.
 #[napi]
 pub struct TcpStream {
-    stream: Mutex<Option<Arc<netstack::TcpStream>>>,
-    inbox: Inbox<bytes::Bytes>,
-    token: CancellationToken,
-    write_lock: tokio::sync::Mutex<()>,
+    shared: Arc<Shared>,
     local: SocketAddress,
     remote: SocketAddress,
     /// A dialed stream's local endpoint, held until the stream closes.
     lease: Mutex<Option<PortLease>>,
+}
+
+/// What a stream's calls share with the tasks that run them.
+struct Shared {
+    stream: Mutex<Option<Arc<netstack::TcpStream>>>,
+    inbox: Inbox<bytes::Bytes>,
+    token: CancellationToken,
+    write_lock: tokio::sync::Mutex<()>,
     /// Its device's: writes and the close run in it (JavaScript calls them in no span).
     span: tracing::Span,
 }
@@ -71,18 +78,13 @@ impl TcpStream {
                 }
             }
         });
-        TcpStream {
-            stream: Mutex::new(Some(stream)),
-            inbox,
-            token,
-            write_lock: tokio::sync::Mutex::new(()),
-            local,
-            remote,
-            lease: Mutex::new(lease),
-            span,
-        }
+        let shared =
+            Shared { stream: Mutex::new(Some(stream)), inbox, token, write_lock: tokio::sync::Mutex::new(()), span };
+        TcpStream { shared: Arc::new(shared), local, remote, lease: Mutex::new(lease) }
     }
+}
 
+impl Shared {
     fn stream(&self) -> Result<Arc<netstack::TcpStream>> {
         self.stream.recover().clone().ok_or_else(|| Failure::device_closed("TCP stream"))
     }
@@ -114,20 +116,23 @@ impl TcpStream {
     /// The bytes that have arrived (waiting for at least one), or `null` once the peer has
     /// finished sending.
     #[napi(ts_return_type = "Promise<Buffer | null>")]
-    pub async fn read(&self) -> Settled<Option<Buffer>> {
-        Settled::of(async {
-            let Some(chunks) = self.inbox.next_batch(&self.token, READ_AHEAD).await? else {
-                return Ok(None);
-            };
-            Ok(Some(Buffer::from(joined(chunks))))
+    pub fn read(&self, env: Env) -> napi::Result<Promise> {
+        let shared = Arc::clone(&self.shared);
+        completion::promise(&env, async move {
+            let read = shared.inbox.next_batch(&shared.token, READ_AHEAD).await;
+            (Settled(read.map(|chunks| chunks.map(|chunks| Buffer::from(joined(chunks))))), ())
         })
-        .await
     }
 
     /// Resolves once every byte has been accepted by the network stack.
     #[napi(ts_return_type = "Promise<void>")]
-    pub async fn write(&self, data: Uint8Array) -> Settled<()> {
-        Settled(self.write_all(&data).instrument(self.span.clone()).await)
+    pub fn write(&self, env: Env, data: Uint8Array) -> napi::Result<Promise> {
+        let shared = Arc::clone(&self.shared);
+        completion::promise(&env, async move {
+            let written = shared.write_all(&data).instrument(shared.span.clone()).await;
+            // The caller's buffer goes back to be released on the JavaScript thread.
+            (Settled(written), data)
+        })
     }
 
     #[napi(getter)]
@@ -142,7 +147,7 @@ impl TcpStream {
 
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.token.is_cancelled()
+        self.shared.token.is_cancelled()
     }
 
     /// Closes the stream: pending and later calls fail with `DEVICE_CLOSED`; data already
@@ -150,9 +155,9 @@ impl TcpStream {
     #[napi]
     pub fn close(&self) {
         // Dropping the last handle sends the netstack its close, which may log.
-        let _device = self.span.enter();
-        self.token.cancel();
-        self.stream.recover().take();
+        let _device = self.shared.span.enter();
+        self.shared.token.cancel();
+        self.shared.stream.recover().take();
         self.lease.recover().take();
     }
 }

@@ -12,6 +12,7 @@ use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use napi::Env;
 use napi::bindgen_prelude::{Buffer, Uint8Array};
 use napi_derive::napi;
 use tailscale::netstack;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::address::{SocketAddress, socket_addr};
+use crate::completion::{self, Promise};
 use crate::error::{Code, Failure, Result, Settled, SocketOp, from_netstack};
 use crate::ports::PortLease;
 use crate::pump::{self, Inbox, Step};
@@ -113,22 +115,22 @@ impl UdpSocket {
     fn bound(&self) -> Result<Arc<BoundUdp>> {
         self.bound.recover().clone().ok_or_else(|| Failure::device_closed("UDP socket"))
     }
+}
 
-    async fn send_to(&self, to: SocketAddr, data: &[u8]) -> Result<()> {
-        if data.len() > MAX_DATAGRAM {
-            return Err(Failure::new(
-                Code::MessageTooLarge,
-                "UDP send",
-                format!("{} bytes is more than the {MAX_DATAGRAM} a datagram can hold", data.len()),
-            ));
-        }
-        let bound = self.bound()?;
-        let send = bound.socket.send_to(to, data).instrument(bound.span.clone());
-        tokio::select! {
-            biased;
-            () = self.token.cancelled() => Err(Failure::device_closed("UDP socket")),
-            sent = send => sent.map_err(|e| from_netstack(e, SocketOp::UdpSend)),
-        }
+async fn send_to(bound: Result<Arc<BoundUdp>>, token: CancellationToken, to: SocketAddr, data: &[u8]) -> Result<()> {
+    if data.len() > MAX_DATAGRAM {
+        return Err(Failure::new(
+            Code::MessageTooLarge,
+            "UDP send",
+            format!("{} bytes is more than the {MAX_DATAGRAM} a datagram can hold", data.len()),
+        ));
+    }
+    let bound = bound?;
+    let send = bound.socket.send_to(to, data).instrument(bound.span.clone());
+    tokio::select! {
+        biased;
+        () = token.cancelled() => Err(Failure::device_closed("UDP socket")),
+        sent = send => sent.map_err(|e| from_netstack(e, SocketOp::UdpSend)),
     }
 }
 
@@ -136,25 +138,32 @@ impl UdpSocket {
 impl UdpSocket {
     /// The next datagram and its sender.
     #[napi(ts_return_type = "Promise<Datagram>")]
-    pub async fn recv(&self) -> Settled<Datagram> {
-        Settled::of(async {
-            let bound = self.bound()?;
-            match bound.inbox.next(&self.token).await? {
-                Some((from, bytes)) => Ok(Datagram {
-                    data: Buffer::from(bytes.to_vec()),
-                    ip: from.ip().to_string(),
-                    port: u32::from(from.port()),
-                }),
-                None => Err(Failure::device_closed("UDP socket")),
-            }
+    pub fn recv(&self, env: Env) -> napi::Result<Promise> {
+        let (bound, token) = (self.bound(), self.token.clone());
+        completion::promise(&env, async move {
+            let received = Settled::of(async {
+                match bound?.inbox.next(&token).await? {
+                    Some((from, bytes)) => Ok(Datagram {
+                        data: Buffer::from(bytes.to_vec()),
+                        ip: from.ip().to_string(),
+                        port: u32::from(from.port()),
+                    }),
+                    None => Err(Failure::device_closed("UDP socket")),
+                }
+            });
+            (received.await, ())
         })
-        .await
     }
 
     /// Sends one datagram of at most 4096 bytes.
     #[napi(ts_return_type = "Promise<void>")]
-    pub async fn send(&self, ip: String, port: f64, data: Uint8Array) -> Settled<()> {
-        Settled::of(async { self.send_to(socket_addr("ip", &ip, "port", port, false)?, &data).await }).await
+    pub fn send(&self, env: Env, ip: String, port: f64, data: Uint8Array) -> napi::Result<Promise> {
+        let (bound, token) = (self.bound(), self.token.clone());
+        completion::promise(&env, async move {
+            let sent = async { send_to(bound, token, socket_addr("ip", &ip, "port", port, false)?, &data).await };
+            // The caller's buffer goes back to be released on the JavaScript thread.
+            (Settled(sent.await), data)
+        })
     }
 
     #[napi(getter)]
