@@ -15,8 +15,8 @@ use std::ptr;
 use std::sync::{Arc, RwLock};
 
 use futures_util::FutureExt;
-use napi::bindgen_prelude::ToNapiValue;
-use napi::{Env, JsError, check_status, sys};
+use napi::bindgen_prelude::{This, ToNapiValue};
+use napi::{Env, JsError, JsValue, check_status, sys};
 
 use crate::error::{Failure, Settled};
 use crate::sync::RecoverRw;
@@ -82,12 +82,22 @@ struct Deferred(sys::napi_deferred);
 #[allow(unsafe_code)]
 unsafe impl Send for Deferred {}
 
-/// Starts `call` on the runtime and returns its promise, settled on this (the JavaScript) thread
-/// with what the call returns. The call also hands back what it kept of its arguments, to be
-/// dropped there too: napi-rs releases a JavaScript buffer dropped on another thread through a
-/// threadsafe function of its own, one more trip per call.
+/// A reference that keeps a JavaScript object alive, released on its JavaScript thread.
+struct Held(sys::napi_ref);
+
+// SAFETY: as `Deferred`: carried by the runtime, used only on the JavaScript thread.
 #[allow(unsafe_code)]
-pub fn promise<T, K, F>(env: &Env, call: F) -> napi::Result<Promise>
+unsafe impl Send for Held {}
+
+/// Starts `call` on the runtime and returns its promise, settled on this (the JavaScript) thread
+/// with what the call returns. `owner`, the JavaScript object whose method this is, is held
+/// until then, as napi-rs holds it through an `async fn` method: a stream that JavaScript no
+/// longer references is not collected (and so closed) in the middle of a write. The call also
+/// hands back what it kept of its arguments, to be dropped there too: napi-rs releases a
+/// JavaScript buffer dropped on another thread through a threadsafe function of its own, one
+/// more trip per call.
+#[allow(unsafe_code)]
+pub fn promise<T, K, F>(env: &Env, owner: &This, call: F) -> napi::Result<Promise>
 where
     T: ToNapiValue + Send + 'static,
     K: Send + 'static,
@@ -97,10 +107,19 @@ where
     let port = port(raw_env)?;
     let mut deferred = ptr::null_mut();
     let mut promise = ptr::null_mut();
-    // SAFETY: on the JavaScript thread, with its live `env`.
-    check_status!(unsafe { sys::napi_create_promise(raw_env, &mut deferred, &mut promise) })?;
+    let mut held = ptr::null_mut();
+    // SAFETY: on the JavaScript thread, with its live `env` and a value of this call.
+    unsafe {
+        check_status!(sys::napi_create_reference(raw_env, owner.object.raw(), 1, &mut held))?;
+        let made = sys::napi_create_promise(raw_env, &mut deferred, &mut promise);
+        if made != sys::Status::napi_ok {
+            sys::napi_delete_reference(raw_env, held);
+            check_status!(made)?;
+        }
+    }
     hold(raw_env, &port, true);
     let deferred = Deferred(deferred);
+    let owner = Held(held);
     let settling = Arc::clone(&port);
     napi::bindgen_prelude::spawn(async move {
         let (settled, keep) = match AssertUnwindSafe(call).catch_unwind().await {
@@ -109,14 +128,15 @@ where
         };
         let port = Arc::clone(&settling);
         settling.send(Box::new(move |env| {
-            let deferred = deferred;
+            let (deferred, owner) = (deferred, owner);
             // SAFETY: `call_js` runs this on the JavaScript thread with its live `env`; the
-            // deferred was made on this thread and is settled once, here.
+            // deferred and the reference were made on this thread and are used once, here.
             unsafe {
                 match Settled::to_napi_value(env, settled) {
                     Ok(value) => sys::napi_resolve_deferred(env, deferred.0, value),
                     Err(error) => sys::napi_reject_deferred(env, deferred.0, JsError::from(error).into_value(env)),
                 };
+                sys::napi_delete_reference(env, owner.0);
             }
             drop(keep);
             hold(env, &port, false);

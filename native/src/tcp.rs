@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use napi::Env;
-use napi::bindgen_prelude::{Buffer, Uint8Array};
+use napi::bindgen_prelude::{Buffer, This, Uint8Array};
 use napi_derive::napi;
 use tailscale::netstack;
 use tokio_util::sync::CancellationToken;
@@ -115,20 +115,20 @@ impl Shared {
 impl TcpStream {
     /// The bytes that have arrived (waiting for at least one), or `null` once the peer has
     /// finished sending.
-    #[napi(ts_return_type = "Promise<Buffer | null>")]
-    pub fn read(&self, env: Env) -> napi::Result<Promise> {
+    #[napi(ts_args_type = "", ts_return_type = "Promise<Buffer | null>")]
+    pub fn read(&self, env: Env, this: This) -> napi::Result<Promise> {
         let shared = Arc::clone(&self.shared);
-        completion::promise(&env, async move {
+        completion::promise(&env, &this, async move {
             let read = shared.inbox.next_batch(&shared.token, READ_AHEAD).await;
             (Settled(read.map(|chunks| chunks.map(|chunks| Buffer::from(joined(chunks))))), ())
         })
     }
 
     /// Resolves once every byte has been accepted by the network stack.
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn write(&self, env: Env, data: Uint8Array) -> napi::Result<Promise> {
+    #[napi(ts_args_type = "data: Uint8Array", ts_return_type = "Promise<void>")]
+    pub fn write(&self, env: Env, this: This, data: Uint8Array) -> napi::Result<Promise> {
         let shared = Arc::clone(&self.shared);
-        completion::promise(&env, async move {
+        completion::promise(&env, &this, async move {
             let written = shared.write_all(&data).instrument(shared.span.clone()).await;
             // The caller's buffer goes back to be released on the JavaScript thread.
             (Settled(written), data)

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use napi::Env;
-use napi::bindgen_prelude::{Buffer, Uint8Array};
+use napi::bindgen_prelude::{Buffer, This, Uint8Array};
 use napi_derive::napi;
 use tailscale::netstack;
 use tokio_util::sync::CancellationToken;
@@ -137,10 +137,10 @@ async fn send_to(bound: Result<Arc<BoundUdp>>, token: CancellationToken, to: Soc
 #[napi]
 impl UdpSocket {
     /// The next datagram and its sender.
-    #[napi(ts_return_type = "Promise<Datagram>")]
-    pub fn recv(&self, env: Env) -> napi::Result<Promise> {
+    #[napi(ts_args_type = "", ts_return_type = "Promise<Datagram>")]
+    pub fn recv(&self, env: Env, this: This) -> napi::Result<Promise> {
         let (bound, token) = (self.bound(), self.token.clone());
-        completion::promise(&env, async move {
+        completion::promise(&env, &this, async move {
             let received = Settled::of(async {
                 match bound?.inbox.next(&token).await? {
                     Some((from, bytes)) => Ok(Datagram {
@@ -156,10 +156,10 @@ impl UdpSocket {
     }
 
     /// Sends one datagram of at most 4096 bytes.
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn send(&self, env: Env, ip: String, port: f64, data: Uint8Array) -> napi::Result<Promise> {
+    #[napi(ts_args_type = "ip: string, port: number, data: Uint8Array", ts_return_type = "Promise<void>")]
+    pub fn send(&self, env: Env, this: This, ip: String, port: f64, data: Uint8Array) -> napi::Result<Promise> {
         let (bound, token) = (self.bound(), self.token.clone());
-        completion::promise(&env, async move {
+        completion::promise(&env, &this, async move {
             let sent = async { send_to(bound, token, socket_addr("ip", &ip, "port", port, false)?, &data).await };
             // The caller's buffer goes back to be released on the JavaScript thread.
             (Settled(sent.await), data)

@@ -176,6 +176,54 @@ describe("addon on the loopback tailnet", () => {
     }
   }, 60_000)
 
+  it("keeps a stream that JavaScript no longer references open while a read on it waits", async () => {
+    const options = (hostname: string) =>
+      JSON.stringify({
+        controlUrl: info.controlUrl,
+        caFile: info.caFile,
+        authKey: info.authKey,
+        hostname,
+        ephemeral: true
+      })
+    const script = `
+      const native = require(${JSON.stringify(addonPath)});
+      const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+      (async () => {
+        const [a, b] = await Promise.all([
+          native.Device.connect(${options("addon-held-a")}),
+          native.Device.connect(${options("addon-held-b")})
+        ]);
+        const listener = await b.tcpListen(await b.ipv4(), 9410);
+        const accepting = listener.accept();
+        const target = await b.ipv4();
+        let dialed;
+        for (let attempt = 0; dialed === undefined; attempt++) {
+          try {
+            dialed = await a.tcpConnect(target, 9410);
+          } catch (error) {
+            if (attempt === 40) throw error;
+            await sleep(250);
+          }
+        }
+        const accepted = await accepting;
+        // Only the pending read refers to the stream now: collecting it would close it.
+        const reading = dialed.read();
+        dialed = undefined;
+        for (let i = 0; i < 5; i++) {
+          globalThis.gc();
+          await sleep(20);
+        }
+        await accepted.write(Buffer.from("still open"));
+        const chunk = await reading;
+        console.log(JSON.stringify({ read: chunk.toString() }));
+        await Promise.all([a.shutdown(5000), b.shutdown(5000)]);
+      })();`
+    const { stdout } = await promisify(execFile)(process.execPath, ["--expose-gc", "-e", script], {
+      timeout: 45_000
+    })
+    expect(JSON.parse(stdout.trim())).toEqual({ read: "still open" })
+  }, 60_000)
+
   it("lets a script that connects and shuts down exit by itself", async () => {
     const script = `
       const native = require(${JSON.stringify(addonPath)});
