@@ -1,7 +1,8 @@
 /**
  * The raw addon (`@effect-tailscale/native`, no Effect) on the loopback tailnet: argument checks
- * against a joined device, key state, binds, reads, closing, and a process that exits by itself. The
- * addon's tests that need no tailnet live beside it (`native/test`).
+ * against a joined device, key state, binds, reads, closing, a stream kept open while a call on it
+ * waits, and a process that exits by itself. The addon's tests that need no tailnet live beside it
+ * (`native/test`).
  */
 import type * as Native from "@effect-tailscale/native"
 import { execFile } from "node:child_process"
@@ -193,9 +194,9 @@ describe("addon on the loopback tailnet", () => {
           native.Device.connect(${options("addon-held-a")}),
           native.Device.connect(${options("addon-held-b")})
         ]);
-        const listener = await b.tcpListen(await b.ipv4(), 9410);
-        const accepting = listener.accept();
         const target = await b.ipv4();
+        const listener = await b.tcpListen(target, 9410);
+        const accepting = listener.accept();
         let dialed;
         for (let attempt = 0; dialed === undefined; attempt++) {
           try {
