@@ -75,19 +75,16 @@ impl ToNapiValue for Promise {
     }
 }
 
-/// A promise's resolver, sent to the runtime and back; only used on its JavaScript thread.
-struct Deferred(sys::napi_deferred);
+/// A pending call's promise resolver and the reference that holds its object, sent to the
+/// runtime and back.
+struct Settling {
+    deferred: sys::napi_deferred,
+    owner: sys::napi_ref,
+}
 
-// SAFETY: the runtime only carries it; it is settled on the JavaScript thread that made it.
+// SAFETY: the runtime only carries them; both are used once, on the JavaScript thread that made them.
 #[allow(unsafe_code)]
-unsafe impl Send for Deferred {}
-
-/// A reference that keeps a JavaScript object alive, released on its JavaScript thread.
-struct Held(sys::napi_ref);
-
-// SAFETY: as `Deferred`: carried by the runtime, used only on the JavaScript thread.
-#[allow(unsafe_code)]
-unsafe impl Send for Held {}
+unsafe impl Send for Settling {}
 
 /// Starts `call` on the runtime and returns its promise, settled on this (the JavaScript) thread
 /// with what the call returns. `owner`, the JavaScript object whose method this is, is held
@@ -118,8 +115,7 @@ where
         }
     }
     hold(raw_env, &port, true);
-    let deferred = Deferred(deferred);
-    let owner = Held(held);
+    let pending = Settling { deferred, owner: held };
     let settling = Arc::clone(&port);
     napi::bindgen_prelude::spawn(async move {
         let (settled, keep) = match AssertUnwindSafe(call).catch_unwind().await {
@@ -128,15 +124,17 @@ where
         };
         let port = Arc::clone(&settling);
         settling.send(Box::new(move |env| {
-            let (deferred, owner) = (deferred, owner);
+            let pending = pending;
             // SAFETY: `call_js` runs this on the JavaScript thread with its live `env`; the
             // deferred and the reference were made on this thread and are used once, here.
             unsafe {
                 match Settled::to_napi_value(env, settled) {
-                    Ok(value) => sys::napi_resolve_deferred(env, deferred.0, value),
-                    Err(error) => sys::napi_reject_deferred(env, deferred.0, JsError::from(error).into_value(env)),
+                    Ok(value) => sys::napi_resolve_deferred(env, pending.deferred, value),
+                    Err(error) => {
+                        sys::napi_reject_deferred(env, pending.deferred, JsError::from(error).into_value(env))
+                    }
                 };
-                sys::napi_delete_reference(env, owner.0);
+                sys::napi_delete_reference(env, pending.owner);
             }
             drop(keep);
             hold(env, &port, false);
