@@ -144,7 +144,8 @@ impl UdpSocket {
             let received = Settled::of(async {
                 match bound?.inbox.next(&token).await? {
                     Some((from, bytes)) => Ok(Datagram {
-                        data: Buffer::from(bytes.to_vec()),
+                        // The netstack made these bytes for this datagram: taken over, not copied.
+                        data: Buffer::from(Vec::from(bytes)),
                         ip: from.ip().to_string(),
                         port: u32::from(from.port()),
                     }),
